@@ -1,0 +1,63 @@
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** All of sigil's Prometheus metrics, on a registry of this app's own (never the global one). */
+export class Metrics {
+  readonly registry: Registry;
+  readonly httpRequests: Counter<'route' | 'method' | 'status'>;
+  readonly httpDuration: Histogram<'route' | 'method'>;
+  readonly upstreamRequests: Counter<'upstream' | 'kind' | 'status'>;
+  readonly upstreamErrors: Counter<'upstream' | 'kind' | 'code'>;
+  readonly upstreamDuration: Histogram<'upstream' | 'kind'>;
+  readonly bytesStreamed: Counter<'upstream' | 'direction'>;
+  readonly manifestDecisions: Counter<'upstream' | 'verification' | 'policy'>;
+
+  constructor(opts: { defaultMetrics?: boolean } = {}) {
+    const registry = new Registry();
+    this.registry = registry;
+    if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'sigil_process_' });
+    this.httpRequests = new Counter({
+      name: 'sigil_http_requests_total',
+      help: 'HTTP requests answered, by route, method and status',
+      labelNames: ['route', 'method', 'status'],
+      registers: [registry],
+    });
+    this.httpDuration = new Histogram({
+      name: 'sigil_http_request_duration_seconds',
+      help: 'Time to answer an HTTP request (headers sent; blob bodies may stream on)',
+      labelNames: ['route', 'method'],
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    });
+    this.upstreamRequests = new Counter({
+      name: 'sigil_upstream_requests_total',
+      help: 'Requests sent to upstream registries, by upstream, kind and HTTP status',
+      labelNames: ['upstream', 'kind', 'status'],
+      registers: [registry],
+    });
+    this.upstreamErrors = new Counter({
+      name: 'sigil_upstream_errors_total',
+      help: 'Upstream requests that failed (network, timeout, bad data), by error code',
+      labelNames: ['upstream', 'kind', 'code'],
+      registers: [registry],
+    });
+    this.upstreamDuration = new Histogram({
+      name: 'sigil_upstream_request_duration_seconds',
+      help: 'Time until an upstream answered with headers',
+      labelNames: ['upstream', 'kind'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [registry],
+    });
+    this.bytesStreamed = new Counter({
+      name: 'sigil_bytes_streamed_total',
+      help: 'Blob bytes streamed from upstreams to clients',
+      labelNames: ['upstream', 'direction'],
+      registers: [registry],
+    });
+    this.manifestDecisions = new Counter({
+      name: 'sigil_manifest_responses_total',
+      help: 'Manifests answered, by upstream, verification result and policy',
+      labelNames: ['upstream', 'verification', 'policy'],
+      registers: [registry],
+    });
+  }
+}

@@ -1,0 +1,96 @@
+/**
+ * The compiled, frozen internal form of sigil's configuration. `load.ts`
+ * parses YAML (with ${ENV} expansion), `schema.ts` validates it with YAML paths
+ * in every message, and `compile.ts` produces this shape. Nothing outside
+ * config/ sees raw YAML.
+ */
+export type Mode = 'enforce' | 'warn' | 'off';
+export type TlogMode = 'require' | 'ignore';
+
+export interface ListenAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface ServerConfig {
+  readonly listen: ListenAddress;
+  /** PEM contents, read at load time. */
+  readonly tls?: { readonly cert: string; readonly key: string; readonly certPath: string; readonly keyPath: string };
+  /** htpasswd file: user → bcrypt hash, read at load time. */
+  readonly auth?: { readonly htpasswdPath: string; readonly users: ReadonlyMap<string, string> };
+  readonly logLevel: string;
+}
+
+export interface UpstreamConfig {
+  /** Registry host clients think they pull from (matched to ns= and first path segment). */
+  readonly name: string;
+  /** Base URL, e.g. https://registry-1.docker.io (no trailing slash, no path). */
+  readonly url: URL;
+  readonly credentials?: { readonly username: string; readonly password: string };
+  readonly tls?: {
+    /** Extra CA bundle, PEM contents read at load time. */
+    readonly ca?: string;
+    readonly caPath?: string;
+    readonly insecureSkipVerify: boolean;
+  };
+  /** Serve stale content from the store when this upstream fails (issue 4). */
+  readonly staleIfError: boolean;
+}
+
+export type Authority =
+  | {
+      readonly kind: 'key';
+      /** PEM text of the public key (from a file or inline). */
+      readonly pem: string;
+      /** Where it came from, for messages: a file path or "inline". */
+      readonly source: string;
+      readonly tlog: TlogMode;
+    }
+  | {
+      readonly kind: 'keyless';
+      /** Anchored; an exact `issuer` compiles to ^escaped$. */
+      readonly issuer: RegExp;
+      readonly subject: RegExp;
+      /** The values as written, for messages and fingerprints. */
+      readonly issuerText: string;
+      readonly subjectText: string;
+    };
+
+export interface Policy {
+  readonly name: string;
+  /** The globs as written. */
+  readonly match: readonly string[];
+  /** Compiled, anchored, one per glob. */
+  readonly matchers: readonly RegExp[];
+  readonly mode: Mode;
+  /** "<upstream name>/<repository>" or a plain repository; as written. */
+  readonly signatureRepository?: string;
+  readonly authorities: readonly Authority[];
+  readonly annotations: Readonly<Record<string, string>>;
+  readonly predicateTypes: readonly string[];
+  /** sha256 over the policy's canonical JSON: part of verdict cache keys. */
+  readonly fingerprint: string;
+}
+
+export interface CacheConfig {
+  readonly verifications: { readonly maxEntries: number; readonly ttlMs: number };
+  readonly store?: { readonly dir: string; readonly maxBytes: number };
+}
+
+export interface Config {
+  readonly server: ServerConfig;
+  readonly upstreams: readonly UpstreamConfig[];
+  readonly defaultUpstream?: string;
+  readonly trust: { readonly trustedRoot: readonly string[] };
+  readonly policies: readonly Policy[];
+  readonly cache: CacheConfig;
+  /** Where the config came from: a path, or "built-in default". */
+  readonly source: string;
+}
+
+/** One problem found while loading a config, with its YAML path ("policies[0].mode"). */
+export interface ConfigProblem {
+  readonly path: string;
+  readonly message: string;
+  readonly severity: 'error' | 'warning';
+}

@@ -1,0 +1,50 @@
+import type { Readable } from 'node:stream';
+import type { Digest } from '../oci/digest.js';
+
+/** What kind of upstream request this is, for metrics and logs. */
+export type RequestKind = 'ping' | 'manifest' | 'blob' | 'tags' | 'referrers' | 'token';
+
+/** A manifest fetched, buffered (≤ MANIFEST_MAX_BYTES) and hashed here. */
+export interface FetchedManifest {
+  /** Exactly the bytes the upstream sent: the bytes that are hashed, verified and served. */
+  readonly bytes: Buffer;
+  /** Computed here from `bytes` (sha256, or the algorithm of the digest asked for). */
+  readonly digest: Digest;
+  /** The upstream's Content-Type (else the body's mediaType, else OCI manifest). */
+  readonly mediaType: string;
+}
+
+export interface BlobRequest {
+  readonly method: 'GET' | 'HEAD';
+  /** The client's Range header, passed on as is. */
+  readonly range?: string;
+}
+
+/** An upstream blob answer, ready to stream to the client. */
+export interface BlobResponse {
+  /** 200 or 206. */
+  readonly status: number;
+  /** Only headers safe and meaningful to pass on (content-type/-length/-range, accept-ranges, etag). */
+  readonly headers: Readonly<Record<string, string>>;
+  /**
+   * The body (null for HEAD). For a whole-blob GET it is checked against the
+   * digest while it streams: on a mismatch it errors before its last chunk.
+   */
+  readonly body: Readable | null;
+}
+
+export interface TagList {
+  readonly name: string;
+  readonly tags: readonly string[];
+}
+
+export type ReferrersAnswer =
+  /** The upstream has the referrers API: its answer, passed on. */
+  | { readonly kind: 'api'; readonly body: Buffer; readonly contentType: string; readonly filtersApplied?: string }
+  /** No referrers API (404): sigil builds the index from the fallback tag. */
+  | { readonly kind: 'unsupported' };
+
+/** The part of a registry that signatures/ needs: read manifests and small blobs. */
+export interface RegistryReader {
+  fetchManifest(repository: string, reference: string, opts?: { accept?: string }): Promise<FetchedManifest>;
+}
