@@ -1,0 +1,102 @@
+import { randomUUID } from 'node:crypto';
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { Metrics } from './audit/metrics.js';
+import { createLogger } from './audit/logger.js';
+import type { Config } from './config/types.js';
+import { SigilError } from './errors.js';
+import { ManifestGate } from './gate/manifest-gate.js';
+import { BasicAuthChecker } from './http/client-auth.js';
+import { registerErrorHandling } from './http/errors.js';
+import { registerOpsRoutes, type Readiness } from './http/ops-routes.js';
+import { registerV2Routes, unsupported } from './http/v2-routes.js';
+import { UpstreamClient } from './upstream/client.js';
+import type { Timeouts } from './upstream/limits.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Which registry API a /v2/ request hit (manifest, blob, …): the metrics route label. */
+    sigilRoute: string | null;
+  }
+}
+
+/** A client must not be able to make sigil hold a request open for ever. */
+export const REQUEST_TIMEOUT_MS = 0; // blobs may legitimately stream for long; idle sockets are bounded below
+/** Sockets idle (no bytes either way) this long are closed. */
+export const SOCKET_IDLE_TIMEOUT_MS = 120_000;
+/** Largest request header block accepted from clients. */
+export const MAX_HEADER_BYTES = 16 * 1024;
+
+export interface AppDeps {
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly clients: ReadonlyMap<string, UpstreamClient>;
+  readonly timeouts?: Partial<Timeouts>;
+}
+
+export function defaultDeps(config: Config, opts: { logger?: Logger; timeouts?: Partial<Timeouts> } = {}): AppDeps {
+  const logger = opts.logger ?? createLogger(config.server.logLevel);
+  const metrics = new Metrics();
+  const clients = new Map<string, UpstreamClient>();
+  for (const u of config.upstreams) {
+    clients.set(u.name, new UpstreamClient(u, { metrics, logger: logger.child({ upstream: u.name }), timeouts: opts.timeouts }));
+  }
+  return { logger, metrics, clients, timeouts: opts.timeouts };
+}
+
+/** Builds the fastify app for a compiled config. Never listens: main.ts and tests do. */
+export async function buildApp(config: Config, deps: AppDeps = defaultDeps(config)): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: deps.logger,
+    https: config.server.tls ? { cert: config.server.tls.cert, key: config.server.tls.key } : null,
+    requestIdHeader: 'x-request-id',
+    genReqId: () => randomUUID(),
+    requestTimeout: REQUEST_TIMEOUT_MS,
+    connectionTimeout: SOCKET_IDLE_TIMEOUT_MS,
+    maxParamLength: 1024,
+    bodyLimit: 1024,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    http: { maxHeaderSize: MAX_HEADER_BYTES },
+  } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance;
+
+  app.decorateRequest('sigilRoute', null);
+  registerErrorHandling(app);
+
+  const auth = config.server.auth ? new BasicAuthChecker(config.server.auth.users) : null;
+  app.addHook('onRequest', async (req, reply) => {
+    const path = req.url.split('?')[0];
+    if (path !== '/v2' && !path.startsWith('/v2/')) return;
+    if (auth && (await auth.check(req.headers.authorization)) === null) {
+      reply.header('www-authenticate', 'Basic realm="sigil"');
+      throw new SigilError({ code: 'UNAUTHORIZED', message: 'authentication required' });
+    }
+    // Push and delete never reach an upstream: answered before any body is read.
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      req.sigilRoute = 'push';
+      throw unsupported(req.method);
+    }
+  });
+
+  app.addHook('onResponse', async (req, reply) => {
+    const route = req.sigilRoute ?? req.routeOptions.url ?? 'unmatched';
+    deps.metrics.httpRequests.inc({ route, method: req.method, status: String(reply.statusCode) });
+    deps.metrics.httpDuration.observe({ route, method: req.method }, reply.elapsedTime / 1000);
+  });
+
+  const gate = new ManifestGate({ config, clients: deps.clients, metrics: deps.metrics, logger: deps.logger });
+  registerV2Routes(app, { config, gate, clients: deps.clients });
+  const readiness: Readiness = {
+    checks: () => ({
+      config: null,
+      // Trust material arrives with signature verification; until then there is none to load.
+      trust: null,
+    }),
+  };
+  registerOpsRoutes(app, deps.metrics, readiness);
+
+  app.addHook('onClose', async () => {
+    await Promise.all([...deps.clients.values()].map((c) => c.close()));
+  });
+  return app;
+}

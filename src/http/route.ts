@@ -1,0 +1,96 @@
+import type { Config, UpstreamConfig } from '../config/types.js';
+import { SigilError } from '../errors.js';
+import { isDigest } from '../oci/digest.js';
+import { isReference, isRepositoryName } from '../oci/reference.js';
+
+export type Endpoint =
+  | { readonly kind: 'manifest'; readonly reference: string }
+  | { readonly kind: 'blob'; readonly digest: string }
+  | { readonly kind: 'tags' }
+  | { readonly kind: 'referrers'; readonly digest: string }
+  | { readonly kind: 'upload' };
+
+export interface Routed {
+  readonly upstream: UpstreamConfig;
+  /** The repository at the upstream (prefix stripped, `library/` added for docker.io). */
+  readonly repository: string;
+  /** The name as the client wrote it, for answers that echo it (tags/list, Link). */
+  readonly clientName: string;
+  readonly endpoint: Endpoint;
+}
+
+// distribution-spec end-1..end-12: the last path elements say which API is meant.
+const PATH_RE = /^(.+)\/(manifests|blobs|referrers)\/([^/]+)$/;
+const TAGS_RE = /^(.+)\/tags\/list$/;
+const UPLOAD_RE = /^(.+)\/blobs\/uploads(?:\/.*)?$/;
+
+/** Splits the part of a /v2/ path after "/v2/" into a name and an endpoint. */
+export function parseV2Path(rest: string): { name: string; endpoint: Endpoint } {
+  let path: string;
+  try {
+    path = decodeURIComponent(rest);
+  } catch {
+    throw new SigilError({ code: 'NAME_INVALID', message: `malformed percent-encoding in path /v2/${rest}` });
+  }
+  let m = UPLOAD_RE.exec(path);
+  if (m) return { name: m[1], endpoint: { kind: 'upload' } };
+  m = TAGS_RE.exec(path);
+  if (m) return { name: m[1], endpoint: { kind: 'tags' } };
+  m = PATH_RE.exec(path);
+  if (!m) throw new SigilError({ code: 'NAME_UNKNOWN', message: `no registry API at /v2/${path}` });
+  const [, name, what, ref] = m;
+  switch (what) {
+    case 'manifests':
+      if (!isReference(ref)) throw new SigilError({ code: 'TAG_INVALID', message: `invalid manifest reference '${ref}'` });
+      return { name, endpoint: { kind: 'manifest', reference: ref } };
+    case 'blobs':
+      if (!isDigest(ref)) throw new SigilError({ code: 'DIGEST_INVALID', message: `invalid blob digest '${ref}'` });
+      return { name, endpoint: { kind: 'blob', digest: ref } };
+    default:
+      if (!isDigest(ref)) throw new SigilError({ code: 'DIGEST_INVALID', message: `invalid referrers digest '${ref}'` });
+      return { name, endpoint: { kind: 'referrers', digest: ref } };
+  }
+}
+
+function isDockerHub(u: UpstreamConfig): boolean {
+  return u.name === 'docker.io' || u.url.hostname === 'registry-1.docker.io' || u.url.hostname === 'index.docker.io';
+}
+
+/**
+ * CONTRACT "Routing of /v2/<path>": ns= naming a configured upstream, else a first path
+ * segment equal to an upstream name (stripped), else defaultUpstream, else 404.
+ *
+ * An `ns=` that names a host which is not configured is refused (404 NAME_UNKNOWN) instead
+ * of falling through to the default upstream: containerd sends ns= for the registry the
+ * image reference names, and answering `quay.io/x/y` with docker.io's `x/y` would hand the
+ * client a different image under the name it asked for.
+ */
+export function route(config: Config, rest: string, ns: string | undefined): Routed {
+  const { name, endpoint } = parseV2Path(rest);
+  const byName = (n: string) => config.upstreams.find((u) => u.name === n);
+  let upstream: UpstreamConfig | undefined;
+  let repository = name;
+  if (ns !== undefined && ns !== '') {
+    upstream = byName(ns);
+    if (!upstream) {
+      throw new SigilError({ code: 'NAME_UNKNOWN', message: `registry '${ns}' (from ns=) is not a configured upstream` });
+    }
+  } else {
+    const slash = name.indexOf('/');
+    const first = slash > 0 ? byName(name.slice(0, slash)) : undefined;
+    if (first) {
+      upstream = first;
+      repository = name.slice(slash + 1);
+    } else if (config.defaultUpstream !== undefined) {
+      upstream = byName(config.defaultUpstream);
+    }
+    if (!upstream) {
+      throw new SigilError({ code: 'NAME_UNKNOWN', message: `no configured upstream for '${name}' and no defaultUpstream` });
+    }
+  }
+  if (isDockerHub(upstream) && !repository.includes('/')) repository = `library/${repository}`;
+  if (!isRepositoryName(repository)) {
+    throw new SigilError({ code: 'NAME_INVALID', message: `invalid repository name '${repository}'` });
+  }
+  return { upstream, repository, clientName: name, endpoint };
+}

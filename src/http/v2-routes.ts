@@ -1,0 +1,104 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Config } from '../config/types.js';
+import { SigilError } from '../errors.js';
+import type { Digest } from '../oci/digest.js';
+import type { ManifestGate } from '../gate/manifest-gate.js';
+import type { UpstreamClient } from '../upstream/client.js';
+import { route, type Routed } from './route.js';
+import { answerReferrers } from './referrers.js';
+import { answerTags } from './tags.js';
+
+export const API_VERSION_HEADER = { 'docker-distribution-api-version': 'registry/2.0' } as const;
+
+export interface V2Deps {
+  readonly config: Config;
+  readonly gate: ManifestGate;
+  readonly clients: ReadonlyMap<string, UpstreamClient>;
+}
+
+type Query = Record<string, string | string[] | undefined>;
+
+function one(q: Query, key: string): string | undefined {
+  const v = q[key];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** The pull side of the OCI Distribution Spec under /v2/; push and delete answer 405. */
+export function registerV2Routes(app: FastifyInstance, deps: V2Deps): void {
+  const base = async (_req: FastifyRequest, reply: FastifyReply) => {
+    reply.headers(API_VERSION_HEADER).type('application/json');
+    return '{}';
+  };
+  app.route({ method: ['GET', 'HEAD'], url: '/v2/', exposeHeadRoute: false, handler: base });
+  app.route({ method: ['GET', 'HEAD'], url: '/v2', exposeHeadRoute: false, handler: base });
+
+  app.route({
+    method: ['GET', 'HEAD'],
+    url: '/v2/*',
+    exposeHeadRoute: false,
+    handler: async (req, reply) => {
+      const params = req.params as { '*': string };
+      const query = req.query as Query;
+      const r = route(deps.config, params['*'], one(query, 'ns'));
+      req.sigilRoute = r.endpoint.kind;
+      reply.headers(API_VERSION_HEADER);
+      const client = deps.clients.get(r.upstream.name);
+      if (!client) throw new SigilError({ code: 'INTERNAL', message: `no client for upstream '${r.upstream.name}'` });
+      switch (r.endpoint.kind) {
+        case 'manifest':
+          return manifest(req, reply, deps, r, r.endpoint.reference);
+        case 'blob':
+          return blob(req, reply, client, r, r.endpoint.digest as Digest);
+        case 'tags':
+          return answerTags(reply, client, r, query);
+        case 'referrers':
+          return answerReferrers(reply, client, r, r.endpoint.digest as Digest, one(query, 'artifactType'));
+        case 'upload':
+          throw unsupported(req.method);
+      }
+    },
+  });
+}
+
+export function unsupported(method: string): SigilError {
+  return new SigilError({
+    code: 'UNSUPPORTED',
+    message: `sigil is a read-only pull proxy: ${method} is not supported`,
+  });
+}
+
+async function manifest(req: FastifyRequest, reply: FastifyReply, deps: V2Deps, r: Routed, reference: string) {
+  const accept = req.headers.accept;
+  const d = await deps.gate.decide({
+    upstream: r.upstream.name,
+    repository: r.repository,
+    reference,
+    accept: typeof accept === 'string' && accept !== '' && accept !== '*/*' ? accept : undefined,
+  });
+  reply.headers({
+    'content-type': d.manifest.mediaType,
+    'docker-content-digest': d.manifest.digest,
+    etag: `"${d.manifest.digest}"`,
+    'sigil-verification': d.verification,
+  });
+  if (d.policy) reply.header('sigil-policy', d.policy.name);
+  if (d.signer) reply.header('sigil-signer', d.signer);
+  if (d.warning) reply.header('warning', `299 - "${d.warning.replaceAll('"', "'")}"`);
+  // node:http drops the body of a HEAD answer and keeps Content-Length: GET and HEAD agree.
+  return reply.send(d.manifest.bytes);
+}
+
+async function blob(req: FastifyRequest, reply: FastifyReply, client: UpstreamClient, r: Routed, digest: Digest) {
+  const range = req.headers.range;
+  const res = await client.openBlob(r.repository, digest, {
+    method: req.method === 'HEAD' ? 'HEAD' : 'GET',
+    range: typeof range === 'string' ? range : undefined,
+  });
+  reply.code(res.status).headers(res.headers).header('docker-content-digest', digest);
+  if (res.body === null) return reply.send();
+  // A client that goes away must not leave the upstream download running.
+  reply.raw.once('close', () => {
+    if (!reply.raw.writableFinished) res.body?.destroy();
+  });
+  return reply.send(res.body);
+}
