@@ -1,0 +1,52 @@
+import type { Digest } from '../oci/digest.js';
+
+/**
+ * A signature found for a manifest, as discovery (signatures/) hands it to verification.
+ * `source` says where it was found, for messages: "sha256-<hex>.sig layer 0", "referrer sha256:…".
+ */
+export type CandidateSignature =
+  | {
+      readonly format: 'legacy';
+      readonly source: string;
+      /** The layer blob: cosign's simple-signing JSON payload, exactly as stored. */
+      readonly payload: Buffer;
+      /**
+       * The layer's annotations: dev.cosignproject.cosign/signature (base64),
+       * dev.sigstore.cosign/certificate, dev.sigstore.cosign/chain (PEM),
+       * dev.sigstore.cosign/bundle (Rekor SET JSON), dev.sigstore.cosign/rfc3161timestamp.
+       */
+      readonly annotations: Readonly<Record<string, string>>;
+    }
+  | {
+      readonly format: 'bundle';
+      readonly source: string;
+      /** The Sigstore bundle JSON (application/vnd.dev.sigstore.bundle.v0.3+json), exactly as stored. */
+      readonly bundle: Buffer;
+    };
+
+/** Who signed: a key (by the sha256 of its SPKI DER) or a keyless identity. */
+export type Signer =
+  | { readonly kind: 'key'; readonly keyId: string }
+  | { readonly kind: 'keyless'; readonly subject: string; readonly issuer: string };
+
+/** The verdict on one candidate signature, with its reason when it failed. */
+export type SignatureCheck =
+  | { readonly source: string; readonly ok: true; readonly signer: Signer; readonly authority: number }
+  | { readonly source: string; readonly ok: false; readonly reason: string };
+
+/** The closed union every decision is made from. Enforce allows only `verified`. */
+export type Outcome =
+  | { readonly kind: 'verified'; readonly signer: Signer; readonly checks: readonly SignatureCheck[] }
+  | { readonly kind: 'unsigned'; readonly checks: readonly SignatureCheck[] }
+  | { readonly kind: 'invalid'; readonly checks: readonly SignatureCheck[] }
+  | { readonly kind: 'indeterminate'; readonly cause: string; readonly checks: readonly SignatureCheck[] };
+
+/** What the manifest is: the digest that signatures must name. */
+export interface Subject {
+  readonly digest: Digest;
+}
+
+/** The contract's Sigil-Signer header text for a signer. */
+export function signerHeader(s: Signer): string {
+  return s.kind === 'key' ? s.keyId : `${s.subject} (issuer ${s.issuer})`;
+}

@@ -1,0 +1,136 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { after, test } from 'node:test';
+import { request } from 'undici';
+import { startFaultServer, type FaultHandler, type FaultServer } from '../helpers/fault-server.js';
+import { freePort } from '../helpers/net.js';
+import { startSigil, simpleConfig, type SigilHandle } from '../helpers/sigil.js';
+
+// Faults a real registry cannot produce, from in-process fake upstreams.
+const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
+const MANIFEST = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: {}, layers: [] }));
+const DIGEST = `sha256:${createHash('sha256').update(MANIFEST).digest('hex')}`;
+const OTHER = `sha256:${'1'.repeat(64)}`;
+const TIMEOUTS = { connectMs: 500, headersMs: 400, bodyIdleMs: 400, metadataDeadlineMs: 1500 };
+
+const cleanups: Array<() => Promise<void>> = [];
+after(async () => {
+  for (const c of cleanups.reverse()) await c();
+});
+
+async function through(handler: FaultHandler): Promise<{ up: FaultServer; sigil: SigilHandle }> {
+  const up = await startFaultServer(handler);
+  const sigil = await startSigil(simpleConfig([{ name: 'up.test', url: up.url }]), { timeouts: TIMEOUTS });
+  cleanups.push(() => up.stop(), () => sigil.stop());
+  return { up, sigil };
+}
+
+async function get(url: string, headers: Record<string, string> = {}) {
+  const t0 = Date.now();
+  const res = await request(url, { headers, headersTimeout: 10_000, bodyTimeout: 10_000 });
+  const body = Buffer.from(await res.body.arrayBuffer());
+  return { status: res.statusCode, headers: res.headers, body, ms: Date.now() - t0 };
+}
+
+function errorCode(body: Buffer): string {
+  return (JSON.parse(body.toString()) as { errors: Array<{ code: string }> }).errors[0].code;
+}
+
+test('a lying Docker-Content-Digest is a 502 and no manifest bytes are served', async () => {
+  const { sigil } = await through((_req, res) => {
+    res.writeHead(200, { 'content-type': OCI_MANIFEST, 'docker-content-digest': OTHER });
+    res.end(MANIFEST);
+  });
+  const r = await get(`${sigil.url}/v2/up.test/a/b/manifests/latest`);
+  assert.equal(r.status, 502);
+  assert.equal(errorCode(r.body), 'DIGEST_INVALID');
+  assert.ok(!r.body.includes(MANIFEST));
+  assert.equal(r.headers['docker-content-digest'], undefined);
+});
+
+test('other bytes for a requested digest are a 502, nothing served', async () => {
+  const { sigil } = await through((_req, res) => {
+    res.writeHead(200, { 'content-type': OCI_MANIFEST });
+    res.end(MANIFEST);
+  });
+  const r = await get(`${sigil.url}/v2/up.test/a/b/manifests/${OTHER}`);
+  assert.equal(r.status, 502);
+  assert.ok(!r.body.includes(MANIFEST));
+  const ok = await get(`${sigil.url}/v2/up.test/a/b/manifests/${DIGEST}`);
+  assert.equal(ok.status, 200);
+  assert.deepEqual(ok.body, MANIFEST);
+});
+
+test('a blob whose bytes do not match its digest never reaches the client complete', async () => {
+  const bad = Buffer.alloc(256 * 1024, 7);
+  const { sigil } = await through((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(bad.length) });
+    res.end(bad);
+  });
+  const res = await request(`${sigil.url}/v2/up.test/a/b/blobs/${OTHER}`);
+  let received = 0;
+  await assert.rejects(async () => {
+    for await (const chunk of res.body) received += (chunk as Buffer).length;
+  });
+  assert.ok(received < bad.length, `client received ${received} of ${bad.length} bytes`);
+});
+
+test('a connection reset mid-body ends the client response with an error, no hang', async () => {
+  const { sigil } = await through((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': '1000000' });
+    res.write(Buffer.alloc(1000));
+    setTimeout(() => res.socket?.destroy(), 50);
+  });
+  const t0 = Date.now();
+  const res = await request(`${sigil.url}/v2/up.test/a/b/blobs/${OTHER}`);
+  await assert.rejects(res.body.arrayBuffer());
+  assert.ok(Date.now() - t0 < 5000);
+});
+
+test('an upstream that never sends headers gives 504 within the timeout', async () => {
+  const { sigil } = await through(() => {
+    /* never answers */
+  });
+  const r = await get(`${sigil.url}/v2/up.test/a/b/manifests/latest`);
+  assert.equal(r.status, 504);
+  assert.ok(r.ms < 5000, `${r.ms} ms`);
+  const b = await get(`${sigil.url}/v2/up.test/a/b/blobs/${OTHER}`);
+  assert.equal(b.status, 504);
+});
+
+test('429 passes on with Retry-After; 503 becomes 502', async () => {
+  let status = 429;
+  const { sigil } = await through((_req, res) => {
+    res.writeHead(status, { 'content-type': 'application/json', 'retry-after': '17' });
+    res.end('{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}');
+  });
+  const r = await get(`${sigil.url}/v2/up.test/a/b/manifests/latest`);
+  assert.equal(r.status, 429);
+  assert.equal(r.headers['retry-after'], '17');
+  assert.equal(errorCode(r.body), 'TOOMANYREQUESTS');
+  status = 503;
+  const s = await get(`${sigil.url}/v2/up.test/a/b/manifests/latest`);
+  assert.equal(s.status, 502);
+});
+
+test('an unreachable upstream is a fast 502', async () => {
+  const port = await freePort(); // nothing listens here
+  const sigil = await startSigil(simpleConfig([{ name: 'gone.test', url: `http://127.0.0.1:${port}` }]), { timeouts: TIMEOUTS });
+  cleanups.push(() => sigil.stop());
+  const r = await get(`${sigil.url}/v2/gone.test/a/b/manifests/latest`);
+  assert.equal(r.status, 502);
+  assert.ok(r.ms < 2000, `${r.ms} ms`);
+  assert.match(r.body.toString(), /gone\.test|unreachable|refused/i);
+});
+
+test('a manifest larger than 4 MiB is refused with 502, not buffered without bound', async () => {
+  const { sigil } = await through((_req, res) => {
+    res.writeHead(200, { 'content-type': OCI_MANIFEST });
+    const chunk = Buffer.alloc(1024 * 1024, 0x20);
+    for (let i = 0; i < 6; i++) res.write(chunk);
+    res.end();
+  });
+  const r = await get(`${sigil.url}/v2/up.test/a/b/manifests/latest`);
+  assert.equal(r.status, 502);
+  assert.match(r.body.toString(), /4 MiB|too large|limit/i);
+});
