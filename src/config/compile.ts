@@ -1,0 +1,234 @@
+/**
+ * Turns a validated `ConfigSpec` into the deep-frozen `Config`: reads every
+ * file the config names (TLS PEMs, htpasswd, CA bundles, public keys, trusted
+ * roots) once, at load time, compiles globs to anchored RegExps and computes
+ * policy fingerprints. Problems carry the YAML path of the value that named
+ * the file, plus the OS error or the file:line at fault.
+ */
+import { createHash, createPrivateKey, createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import type { AuthoritySpec, ConfigSpec, PolicySpec } from './schema.js';
+import { DEFAULT_TRUSTED_ROOT, join } from './schema.js';
+import { compileGlob } from './glob.js';
+import type { Authority, Config, ConfigProblem, Policy, ServerConfig, UpstreamConfig } from './types.js';
+
+/** RSA keys below this size are breakable; cosign itself refuses to generate them. */
+export const MIN_RSA_BITS = 2048;
+/** The curves cosign signs with (node's names for NIST P-256 and P-384). */
+const EC_CURVES: Readonly<Record<string, string>> = { prime256v1: 'P-256', secp384r1: 'P-384' };
+/** bcrypt as `htpasswd -B` writes it: $2y$<cost>$<22 salt + 31 hash chars>. */
+const BCRYPT_HASH = /^\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}$/;
+const PEM_BEGIN = /-----BEGIN ([A-Z0-9 ]+)-----/g;
+
+export interface CompileOptions {
+  /** Where the config came from: a path or "built-in default". */
+  readonly source: string;
+  /** Relative file paths resolve against this directory (see load.ts). */
+  readonly baseDir: string;
+  /** Clock for certificate expiry warnings. */
+  readonly now?: () => number;
+}
+
+class Problems {
+  readonly list: ConfigProblem[] = [];
+  error(path: string, message: string): undefined {
+    this.list.push({ path, message, severity: 'error' });
+    return undefined;
+  }
+  warn(path: string, message: string): void { this.list.push({ path, message, severity: 'warning' }); }
+  async read(path: string, file: string): Promise<string | undefined> {
+    try {
+      return await readFile(file, 'utf8');
+    } catch (e) {
+      return this.error(path, `cannot read ${file}: ${(e as Error).message}`);
+    }
+  }
+}
+
+/** A URL whose setters throw: Object.freeze alone does not stop URL setters (they write internal slots). */
+function frozenUrl(text: string): URL {
+  const url = new URL(text);
+  const props: PropertyDescriptorMap = {};
+  for (const name of ['href', 'protocol', 'username', 'password', 'host', 'hostname', 'port', 'pathname', 'search', 'hash']) {
+    const get = Object.getOwnPropertyDescriptor(URL.prototype, name)?.get;
+    props[name] = { get: () => get?.call(url), set: () => { throw new TypeError(`config URL is frozen (set ${name})`); } };
+  }
+  props.searchParams = { get: () => new URLSearchParams(url.search) };
+  return Object.freeze(Object.defineProperties(url, props));
+}
+
+/** A Map whose mutators throw, for the frozen config. */
+class FrozenMap<K, V> extends Map<K, V> {
+  constructor(entries: Iterable<readonly [K, V]>) {
+    super();
+    for (const [k, v] of entries) super.set(k, v);
+    Object.freeze(this);
+  }
+  override set(_k: K, _v: V): this { throw new TypeError('config map is frozen'); }
+  override delete(_k: K): boolean { throw new TypeError('config map is frozen'); }
+  override clear(): void { throw new TypeError('config map is frozen'); }
+}
+
+/** Freezes plain objects, arrays and RegExps recursively (URLs and maps freeze themselves). */
+export function deepFreeze<T>(value: T): T {
+  if (value === null || typeof value !== 'object' || Object.isFrozen(value)) return value;
+  Object.freeze(value);
+  for (const v of Object.values(value)) deepFreeze(v);
+  return value;
+}
+
+function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  if (v !== null && typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    return `{${Object.keys(o).sort().map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(v ?? null);
+}
+
+/** sha256 over the policy's semantic content (its name is left out: renaming changes no verdict). */
+export function policyFingerprint(p: Omit<Policy, 'fingerprint' | 'name' | 'matchers'>): string {
+  const authorities = p.authorities.map((a) =>
+    a.kind === 'key' ? { kind: a.kind, pem: a.pem, tlog: a.tlog } : { kind: a.kind, issuer: a.issuer.source, subject: a.subject.source });
+  const content = { match: p.match, mode: p.mode, signatureRepository: p.signatureRepository ?? null, authorities, annotations: p.annotations, predicateTypes: p.predicateTypes };
+  return createHash('sha256').update(canonicalJson(content)).digest('hex');
+}
+
+function keyTypeProblem(key: KeyObject): string | undefined {
+  const type = key.asymmetricKeyType;
+  const details = key.asymmetricKeyDetails ?? {};
+  if (type === 'ed25519') return undefined;
+  if (type === 'ec') return EC_CURVES[details.namedCurve ?? ''] !== undefined ? undefined : `unsupported EC curve ${details.namedCurve ?? '?'} (sigil verifies P-256 and P-384)`;
+  if (type === 'rsa' || type === 'rsa-pss') return (details.modulusLength ?? 0) >= MIN_RSA_BITS ? undefined : `RSA key of ${details.modulusLength ?? '?'} bits is too small (minimum ${MIN_RSA_BITS})`;
+  return `unsupported key type ${type ?? '?'} (sigil verifies ECDSA P-256/P-384, RSA and Ed25519)`;
+}
+
+async function compileKey(p: Problems, a: Extract<AuthoritySpec, { kind: 'key' }>, baseDir: string): Promise<Authority | undefined> {
+  const at = join(a.at, 'key');
+  const inline = a.key.trimStart().startsWith('-----BEGIN');
+  const source = inline ? 'inline' : resolve(baseDir, a.key);
+  const text = inline ? a.key : await p.read(at, source);
+  if (text === undefined) return undefined;
+  const labels = [...text.matchAll(PEM_BEGIN)].map((m) => m[1]);
+  const where = inline ? 'the inline key' : source;
+  if (labels.length !== 1) return p.error(at, labels.length === 0 ? `no PEM block in ${where}` : `${where} holds ${labels.length} PEM blocks; give one public key per authority`);
+  const label = labels[0];
+  if (label.includes('PRIVATE')) return p.error(at, `${where} is a private key ("${label}"); configure the public key (e.g. cosign.pub)`);
+  if (label !== 'PUBLIC KEY' && label !== 'RSA PUBLIC KEY') return p.error(at, `${where} is a PEM "${label}", expected "PUBLIC KEY"`);
+  let key: KeyObject;
+  try {
+    key = createPublicKey(text);
+  } catch (e) {
+    return p.error(at, `${where} is not a valid public key: ${(e as Error).message}`);
+  }
+  const why = keyTypeProblem(key);
+  if (why !== undefined) return p.error(at, `${where}: ${why}`);
+  // Normalized to SPKI PEM: the verifier and Sigil-Signer (sha256 of the SPKI DER) see one form.
+  return { kind: 'key', pem: key.export({ type: 'spki', format: 'pem' }).toString(), source, tlog: a.tlog };
+}
+
+async function compilePolicy(p: Problems, s: PolicySpec, baseDir: string): Promise<Policy> {
+  const authorities: Authority[] = [];
+  for (const a of s.authorities) {
+    const compiled = a.kind === 'key' ? await compileKey(p, a, baseDir) : { kind: a.kind, issuer: a.issuer, subject: a.subject, issuerText: a.issuerText, subjectText: a.subjectText };
+    if (compiled !== undefined) authorities.push(compiled);
+  }
+  const body = { match: s.match, mode: s.mode, signatureRepository: s.signatureRepository, authorities, annotations: s.annotations, predicateTypes: s.predicateTypes };
+  return { name: s.name, ...body, matchers: s.match.map(compileGlob), fingerprint: policyFingerprint(body) };
+}
+
+function parseHtpasswd(p: Problems, text: string, file: string): Map<string, string> {
+  const users = new Map<string, string>();
+  text.split(/\r?\n/).forEach((raw, i) => {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) return;
+    const at = `${file}:${i + 1}`;
+    const colon = line.indexOf(':');
+    if (colon <= 0) return p.error('server.auth.htpasswd', `${at}: expected user:hash`);
+    const [user, hash] = [line.slice(0, colon), line.slice(colon + 1)];
+    if (!BCRYPT_HASH.test(hash)) {
+      const kind = hash.startsWith('$apr1$') ? 'Apache MD5 ($apr1$)' : hash.startsWith('{SHA}') ? 'SHA-1 ({SHA})' : /^\$[156]\$/.test(hash) ? 'crypt(3) MD5/SHA' : 'an unsupported hash (crypt or plain text)';
+      return p.error('server.auth.htpasswd', `${at}: user "${user}" uses ${kind}; only bcrypt entries ($2y$, as \`htpasswd -B\` writes them) are accepted`);
+    }
+    if (users.has(user)) return p.error('server.auth.htpasswd', `${at}: user "${user}" is listed twice`);
+    users.set(user, hash);
+    return undefined;
+  });
+  if (users.size === 0 && !p.list.some((x) => x.path === 'server.auth.htpasswd')) p.error('server.auth.htpasswd', `${file}: no users`);
+  return users;
+}
+
+async function compileServer(p: Problems, s: ConfigSpec['server'], o: CompileOptions): Promise<ServerConfig> {
+  let tls: ServerConfig['tls'];
+  if (s.tls !== undefined) {
+    const [certPath, keyPath] = [resolve(o.baseDir, s.tls.cert), resolve(o.baseDir, s.tls.key)];
+    const [cert, key] = [await p.read('server.tls.cert', certPath), await p.read('server.tls.key', keyPath)];
+    let x509: X509Certificate | undefined;
+    try { if (cert !== undefined) x509 = new X509Certificate(cert); } catch (e) { p.error('server.tls.cert', `${certPath} is not a PEM certificate: ${(e as Error).message}`); }
+    try {
+      const priv = key === undefined ? undefined : createPrivateKey(key);
+      if (priv !== undefined && x509 !== undefined && !x509.checkPrivateKey(priv)) p.error('server.tls.key', `${keyPath} does not match the certificate ${certPath}`);
+    } catch (e) { p.error('server.tls.key', `${keyPath} is not a PEM private key: ${(e as Error).message}`); }
+    if (x509 !== undefined && Date.parse(x509.validTo) < (o.now ?? Date.now)()) p.warn('server.tls.cert', `${certPath} expired on ${x509.validTo}`);
+    if (cert !== undefined && key !== undefined) tls = { cert, key, certPath, keyPath };
+  }
+  let auth: ServerConfig['auth'];
+  if (s.auth !== undefined) {
+    const htpasswdPath = resolve(o.baseDir, s.auth.htpasswd);
+    const text = await p.read('server.auth.htpasswd', htpasswdPath);
+    if (text !== undefined) auth = { htpasswdPath, users: new FrozenMap(parseHtpasswd(p, text, htpasswdPath)) };
+  }
+  return { listen: { ...s.listen }, tls, auth, logLevel: s.logLevel };
+}
+
+async function compileUpstream(p: Problems, u: ConfigSpec['upstreams'][number], baseDir: string): Promise<UpstreamConfig> {
+  let tls: UpstreamConfig['tls'];
+  if (u.tls !== undefined) {
+    const caPath = u.tls.ca === undefined ? undefined : resolve(baseDir, u.tls.ca);
+    const ca = caPath === undefined ? undefined : await p.read(join(u.at, 'tls.ca'), caPath);
+    if (ca !== undefined) {
+      const certs = [...ca.matchAll(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g)];
+      if (certs.length === 0) p.error(join(u.at, 'tls.ca'), `no PEM certificate in ${caPath}`);
+      for (const [pem] of certs) {
+        try { new X509Certificate(pem); } catch (e) { p.error(join(u.at, 'tls.ca'), `${caPath}: bad certificate: ${(e as Error).message}`); }
+      }
+    }
+    tls = { ca, caPath, insecureSkipVerify: u.tls.insecureSkipVerify };
+  }
+  return { name: u.name, url: frozenUrl(u.url), credentials: u.credentials, tls, staleIfError: u.staleIfError };
+}
+
+async function compileTrustedRoot(p: Problems, entry: { at: string; value: string }, baseDir: string): Promise<string> {
+  if (entry.value === DEFAULT_TRUSTED_ROOT) return entry.value;
+  const file = resolve(baseDir, entry.value);
+  const text = await p.read(entry.at, file);
+  if (text !== undefined) {
+    try {
+      const json: unknown = JSON.parse(text);
+      if (json === null || typeof json !== 'object' || Array.isArray(json)) p.error(entry.at, `${file} is not a trusted_root.json object`);
+    } catch (e) {
+      p.error(entry.at, `${file} is not JSON: ${(e as Error).message}`);
+    }
+  }
+  return file;
+}
+
+/** Compiles a spec; `config` is set only when no problem is an error. */
+export async function compileConfig(spec: ConfigSpec, o: CompileOptions): Promise<{ config?: Config; problems: ConfigProblem[] }> {
+  const p = new Problems();
+  const server = await compileServer(p, spec.server, o);
+  // One at a time, so problems come out in file order.
+  const upstreams: UpstreamConfig[] = [];
+  for (const u of spec.upstreams) upstreams.push(await compileUpstream(p, u, o.baseDir));
+  const trustedRoot: string[] = [];
+  for (const e of spec.trustedRoot) trustedRoot.push(await compileTrustedRoot(p, e, o.baseDir));
+  const policies: Policy[] = [];
+  for (const s of spec.policies) policies.push(await compilePolicy(p, s, o.baseDir));
+  const store = spec.cache.store && { dir: resolve(o.baseDir, spec.cache.store.dir), maxBytes: spec.cache.store.maxBytes };
+  const config: Config = {
+    server, upstreams, defaultUpstream: spec.defaultUpstream, trust: { trustedRoot }, policies,
+    cache: { verifications: { ...spec.cache.verifications }, store }, source: o.source,
+  };
+  return { config: p.list.some((x) => x.severity === 'error') ? undefined : deepFreeze(config), problems: p.list };
+}
