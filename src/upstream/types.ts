@@ -48,3 +48,13 @@ export type ReferrersAnswer =
 export interface RegistryReader {
   fetchManifest(repository: string, reference: string, opts?: { accept?: string }): Promise<FetchedManifest>;
 }
+
+/** Everything the HTTP layer and the gate need from one upstream (`UpstreamClient` implements it). */
+export interface UpstreamRegistry extends RegistryReader {
+  readonly name: string;
+  openBlob(repository: string, digest: Digest, req: BlobRequest): Promise<BlobResponse>;
+  listTags(repository: string, q: { n?: number; last?: string }): Promise<TagList & { upstreamPaginated: boolean }>;
+  referrers(repository: string, digest: Digest, artifactType?: string): Promise<ReferrersAnswer>;
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,440 @@
+import { SigilError } from '../errors.js';
+import {
+  TOKEN_CACHE_MAX_ENTRIES,
+  TOKEN_DEFAULT_EXPIRES_IN_S,
+  TOKEN_EXPIRY_MARGIN_MS,
+  TOKEN_RESPONSE_MAX_BYTES,
+} from './limits.js';
+import { headerValue } from './error-map.js';
+import type { UpstreamHttp } from './http.js';
+
+/**
+ * Registry authentication (https://distribution.github.io/distribution/spec/auth/token/):
+ * WWW-Authenticate parsing, the Bearer token flow with a per-(realm, service, scope)
+ * token cache shared by concurrent requests, and Basic credentials.
+ * Tokens and credentials never appear in errors or logs.
+ */
+
+/** One challenge of a WWW-Authenticate header. Scheme and parameter names are lower-cased. */
+export interface Challenge {
+  readonly scheme: string;
+  /** Parameter values unquoted and unescaped; a repeated parameter keeps its first value. */
+  readonly params: Readonly<Record<string, string>>;
+  readonly token68?: string;
+}
+
+// RFC 9110 5.6.2 tchar
+const TCHAR_RE = /[!#$%&'*+\-.^_`|~0-9A-Za-z]/;
+// RFC 9110 11.2 token68
+const TOKEN68_RE = /^[A-Za-z0-9\-._~+/]+=*/;
+
+/**
+ * Parses WWW-Authenticate (RFC 9110 11.6.1): several challenges per header or
+ * several headers, quoted strings with commas and backslash escapes, spaces
+ * around "=", unquoted values. Never throws; junk is skipped.
+ */
+export function parseWwwAuthenticate(header: string | readonly string[] | undefined): Challenge[] {
+  if (header === undefined) return [];
+  if (typeof header !== 'string') return header.flatMap((h) => parseOne(h));
+  return parseOne(header);
+}
+
+function parseOne(s: string): Challenge[] {
+  const out: Array<{ scheme: string; params: Record<string, string>; token68?: string }> = [];
+  const n = s.length;
+  let i = 0;
+  const skipWs = (): void => {
+    while (i < n && (s[i] === ' ' || s[i] === '\t')) i++;
+  };
+  const readToken = (): string => {
+    const start = i;
+    while (i < n && TCHAR_RE.test(s[i])) i++;
+    return s.slice(start, i);
+  };
+  const readQuoted = (): string => {
+    i++; // opening quote
+    let v = '';
+    while (i < n && s[i] !== '"') {
+      if (s[i] === '\\' && i + 1 < n) i++;
+      v += s[i];
+      i++;
+    }
+    if (i < n) i++; // closing quote; an unterminated string takes the rest
+    return v;
+  };
+  const readBare = (): string => {
+    // lenient: a bare value runs to the next comma or space (realm=https://x/token)
+    const start = i;
+    while (i < n && s[i] !== ',' && s[i] !== ' ' && s[i] !== '\t') i++;
+    return s.slice(start, i);
+  };
+
+  let current: (typeof out)[number] | undefined;
+  while (i < n) {
+    skipWs();
+    if (i >= n) break;
+    if (s[i] === ',') {
+      i++;
+      continue;
+    }
+    const tok = readToken();
+    if (tok === '') {
+      if (s[i] === '"') readQuoted();
+      else i++;
+      continue;
+    }
+    skipWs();
+    if (s[i] === '=') {
+      i++;
+      skipWs();
+      const value = s[i] === '"' ? readQuoted() : readBare();
+      const key = tok.toLowerCase();
+      if (current !== undefined && !Object.hasOwn(current.params, key)) current.params[key] = value;
+      continue;
+    }
+    current = { scheme: tok.toLowerCase(), params: Object.create(null) as Record<string, string> };
+    out.push(current);
+    const m = TOKEN68_RE.exec(s.slice(i));
+    if (m) {
+      let j = i + m[0].length;
+      while (j < n && (s[j] === ' ' || s[j] === '\t')) j++;
+      if (j >= n || s[j] === ',') {
+        current.token68 = m[0];
+        i = j;
+      }
+    }
+  }
+  return out;
+}
+
+/** The scope of a pull from one repository (Docker token spec "Scope"). */
+export function pullScope(repository: string): string {
+  return `repository:${repository}:pull`;
+}
+
+/** A usable Bearer challenge: an http(s) realm without user info. */
+export interface BearerChallenge {
+  readonly realm: URL;
+  readonly service?: string;
+  readonly scope?: string;
+}
+
+export function bearerChallenge(challenges: readonly Challenge[]): BearerChallenge | undefined {
+  for (const c of challenges) {
+    if (c.scheme !== 'bearer') continue;
+    const realmText = c.params.realm;
+    if (realmText === undefined) continue;
+    let realm: URL;
+    try {
+      realm = new URL(realmText);
+    } catch {
+      continue;
+    }
+    if ((realm.protocol !== 'https:' && realm.protocol !== 'http:') || realm.username !== '' || realm.password !== '') {
+      continue;
+    }
+    const service = c.params.service;
+    const scope = c.params.scope;
+    return {
+      realm,
+      ...(service !== undefined && service !== '' ? { service } : {}),
+      ...(scope !== undefined && scope !== '' ? { scope } : {}),
+    };
+  }
+  return undefined;
+}
+
+/** A token answer: `token` or (OAuth2) `access_token`, `expires_in` seconds. */
+export interface TokenAnswer {
+  readonly token: string;
+  readonly expiresInS: number;
+}
+
+// A token goes into an Authorization header: visible ASCII only.
+const TOKEN_RE = /^[\x21-\x7e]+$/;
+
+/** Parses a token server's JSON answer, or undefined when it holds no usable token. */
+export function parseTokenAnswer(body: Buffer): TokenAnswer | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  if (typeof parsed !== 'object' || parsed === null) return undefined;
+  const o = parsed as { token?: unknown; access_token?: unknown; expires_in?: unknown };
+  const token = typeof o.token === 'string' && o.token !== '' ? o.token : o.access_token;
+  if (typeof token !== 'string' || !TOKEN_RE.test(token)) return undefined;
+  const e = o.expires_in;
+  const expiresInS = typeof e === 'number' && Number.isFinite(e) && e > 0 ? e : TOKEN_DEFAULT_EXPIRES_IN_S;
+  return { token, expiresInS };
+}
+
+/** How long a token is used: its lifetime minus a margin (at least half its lifetime). */
+export function tokenTtlMs(expiresInS: number): number {
+  const lifetime = expiresInS * 1000;
+  return Math.max(lifetime - TOKEN_EXPIRY_MARGIN_MS, lifetime / 2);
+}
+
+export interface CachedToken {
+  readonly token: string;
+  /** True when this call waited for a token fetch (its own or a concurrent one's). */
+  readonly fresh: boolean;
+}
+
+/**
+ * Tokens by (realm, service, scope) until expiry minus a margin. Concurrent
+ * callers of one key share one fetch; failed fetches are not cached.
+ */
+export class TokenCache {
+  readonly #entries = new Map<string, { token: string; expiresAt: number }>();
+  readonly #inflight = new Map<string, Promise<string>>();
+  readonly #now: () => number;
+  readonly #maxEntries: number;
+
+  constructor(opts: { now?: () => number; maxEntries?: number } = {}) {
+    this.#now = opts.now ?? Date.now;
+    this.#maxEntries = opts.maxEntries ?? TOKEN_CACHE_MAX_ENTRIES;
+  }
+
+  static key(realm: URL, service: string | undefined, scope: string | undefined): string {
+    return JSON.stringify([realm.href, service ?? '', scope ?? '']);
+  }
+
+  /** The cached, unexpired token of `key`, if any. */
+  peek(key: string): string | undefined {
+    const e = this.#entries.get(key);
+    if (e === undefined) return undefined;
+    if (e.expiresAt <= this.#now()) {
+      this.#entries.delete(key);
+      return undefined;
+    }
+    return e.token;
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  /**
+   * The token of `key`: cached, or fetched once for all concurrent callers.
+   * `rejected`: a token the upstream just refused; if it is the cached one, it is dropped.
+   */
+  async get(key: string, fetch: () => Promise<TokenAnswer>, rejected?: string): Promise<CachedToken> {
+    if (rejected !== undefined && this.#entries.get(key)?.token === rejected) this.#entries.delete(key);
+    const cached = this.peek(key);
+    if (cached !== undefined) return { token: cached, fresh: false };
+    let pending = this.#inflight.get(key);
+    if (pending === undefined) {
+      pending = this.#fetch(key, fetch);
+      this.#inflight.set(key, pending);
+    }
+    return { token: await pending, fresh: true };
+  }
+
+  async #fetch(key: string, fetch: () => Promise<TokenAnswer>): Promise<string> {
+    try {
+      const answer = await fetch();
+      if (this.#entries.size >= this.#maxEntries) {
+        const oldest = this.#entries.keys().next();
+        if (!oldest.done) this.#entries.delete(oldest.value);
+      }
+      this.#entries.set(key, { token: answer.token, expiresAt: this.#now() + tokenTtlMs(answer.expiresInS) });
+      return answer.token;
+    } finally {
+      this.#inflight.delete(key);
+    }
+  }
+}
+
+/** What was sent in Authorization on one attempt (never logged). */
+export interface SentCredential {
+  readonly header: string;
+  readonly kind: 'bearer' | 'basic';
+  /** Bearer: the cache key and token, and whether the token was fetched for this request. */
+  readonly key?: string;
+  readonly token?: string;
+  readonly fresh?: boolean;
+}
+
+export interface Credentials {
+  readonly username: string;
+  readonly password: string;
+}
+
+function basicHeader(c: Credentials): string {
+  return `Basic ${Buffer.from(`${c.username}:${c.password}`, 'utf8').toString('base64')}`;
+}
+
+/** Waits for `p`, or rejects with the signal's reason when it aborts first. */
+function raceSignal<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return p;
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason as Error);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e as Error);
+      },
+    );
+  });
+}
+
+/**
+ * The auth state of one upstream: which challenge it answered with last (so
+ * later requests send a token up front), the token cache, and the token flow.
+ * Credentials go only to the upstream and to the realm the upstream names.
+ */
+export class Authenticator {
+  readonly #upstream: string;
+  readonly #credentials: Credentials | undefined;
+  readonly #http: UpstreamHttp;
+  readonly #tokens: TokenCache;
+  readonly #tokenDeadlineMs: number;
+  #bearer: { realm: URL; service?: string } | undefined;
+  #basic = false;
+
+  constructor(opts: {
+    upstream: string;
+    credentials?: Credentials;
+    http: UpstreamHttp;
+    tokenDeadlineMs: number;
+    now?: () => number;
+  }) {
+    this.#upstream = opts.upstream;
+    this.#credentials = opts.credentials;
+    this.#http = opts.http;
+    this.#tokenDeadlineMs = opts.tokenDeadlineMs;
+    this.#tokens = new TokenCache({ now: opts.now });
+  }
+
+  /**
+   * The Authorization of a first attempt. Once the upstream has named its
+   * realm, the token for `scope` is sent up front (cached, else fetched), so a
+   * repeated pull costs no 401 round trip.
+   */
+  async initial(scope: string | undefined, signal: AbortSignal | undefined): Promise<SentCredential | undefined> {
+    if (this.#bearer !== undefined) {
+      return this.#bearerFor({ ...this.#bearer, scope }, undefined, signal);
+    }
+    if (this.#basic && this.#credentials !== undefined) {
+      return { header: basicHeader(this.#credentials), kind: 'basic' };
+    }
+    return undefined;
+  }
+
+  /**
+   * After a 401: the Authorization for the one retry. Throws UPSTREAM_DENIED
+   * when there is nothing better to send than what was just refused.
+   */
+  async afterChallenge(
+    wwwAuthenticate: string | string[] | undefined,
+    scope: string | undefined,
+    sent: SentCredential | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<SentCredential> {
+    const challenges = parseWwwAuthenticate(wwwAuthenticate);
+    const bearer = bearerChallenge(challenges);
+    if (bearer !== undefined) {
+      this.#bearer = { realm: bearer.realm, ...(bearer.service !== undefined ? { service: bearer.service } : {}) };
+      // the scope the upstream asks for wins over the one we computed
+      const want = { ...this.#bearer, scope: bearer.scope ?? scope };
+      const key = TokenCache.key(want.realm, want.service, want.scope);
+      if (sent?.kind === 'bearer' && sent.key === key && sent.fresh === true) throw this.#denied('refused a fresh token');
+      return this.#bearerFor(want, sent?.kind === 'bearer' && sent.key === key ? sent.token : undefined, signal);
+    }
+    if (challenges.some((c) => c.scheme === 'basic')) {
+      if (this.#credentials === undefined) throw this.#denied('asks for credentials and none are configured');
+      if (sent?.kind === 'basic') throw this.#denied('refused the configured credentials');
+      this.#basic = true;
+      return { header: basicHeader(this.#credentials), kind: 'basic' };
+    }
+    throw this.#denied('asks for an authentication sigil cannot provide');
+  }
+
+  /** The upstream refused the credential of a retry. */
+  deniedAfterRetry(): SigilError {
+    return this.#denied('refused access after authentication');
+  }
+
+  #denied(why: string): SigilError {
+    return new SigilError({ code: 'UPSTREAM_DENIED', message: `upstream ${this.#upstream} ${why}` });
+  }
+
+  async #bearerFor(
+    want: { realm: URL; service?: string; scope?: string },
+    rejected: string | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<SentCredential> {
+    const key = TokenCache.key(want.realm, want.service, want.scope);
+    // the shared fetch runs on its own deadline: one caller giving up does not fail the others
+    const got = await raceSignal(
+      this.#tokens.get(key, () => this.#fetchToken(want), rejected),
+      signal,
+    );
+    return { header: `Bearer ${got.token}`, kind: 'bearer', key, token: got.token, fresh: got.fresh };
+  }
+
+  async #fetchToken(want: { realm: URL; service?: string; scope?: string }): Promise<TokenAnswer> {
+    const url = new URL(want.realm.href);
+    if (want.service !== undefined) url.searchParams.set('service', want.service);
+    // Docker token spec: several scopes are several `scope` parameters
+    for (const s of (want.scope ?? '').split(' ')) if (s !== '') url.searchParams.append('scope', s);
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (this.#credentials !== undefined) headers.authorization = basicHeader(this.#credentials);
+    const controller = new AbortController();
+    const timer = setTimeout(() => {
+      controller.abort(
+        new SigilError({
+          code: 'UPSTREAM_TIMEOUT',
+          message: `upstream ${this.#upstream}: token server ${url.host} did not answer within ${this.#tokenDeadlineMs} ms`,
+        }),
+      );
+    }, this.#tokenDeadlineMs);
+    try {
+      const res = await this.#http.send('token', 'GET', url, headers, controller.signal);
+      if (res.status !== 200) {
+        await this.#http.discard(res.body);
+        if (res.status === 401 || res.status === 403) {
+          throw this.#denied(
+            `token server ${url.host} refused ${this.#credentials !== undefined ? 'the configured credentials' : 'anonymous access'} (${res.status})`,
+          );
+        }
+        if (res.status === 429) {
+          const retryAfter = headerValue(res.headers, 'retry-after');
+          throw new SigilError({
+            code: 'UPSTREAM_TOOMANYREQUESTS',
+            message: `upstream ${this.#upstream}: token server ${url.host} is rate limiting (429)`,
+            headers: retryAfter !== undefined && /^[0-9A-Za-z ,:+-]{1,64}$/.test(retryAfter) ? { 'Retry-After': retryAfter } : undefined,
+          });
+        }
+        throw new SigilError({
+          code: 'UPSTREAM_BAD_RESPONSE',
+          message: `upstream ${this.#upstream}: token server ${url.host} answered ${res.status}`,
+        });
+      }
+      const body = await this.#http.readCapped(res, TOKEN_RESPONSE_MAX_BYTES, () =>
+        new SigilError({
+          code: 'UPSTREAM_BAD_RESPONSE',
+          message: `upstream ${this.#upstream}: token answer from ${url.host} exceeds ${TOKEN_RESPONSE_MAX_BYTES} bytes`,
+        }),
+      );
+      const answer = parseTokenAnswer(body);
+      if (answer === undefined) {
+        throw new SigilError({
+          code: 'UPSTREAM_BAD_RESPONSE',
+          message: `upstream ${this.#upstream}: token server ${url.host} sent no usable token`,
+        });
+      }
+      return answer;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
