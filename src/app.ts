@@ -53,7 +53,7 @@ export async function buildApp(config: Config, deps: AppDeps = defaultDeps(confi
     genReqId: () => randomUUID(),
     requestTimeout: REQUEST_TIMEOUT_MS,
     connectionTimeout: SOCKET_IDLE_TIMEOUT_MS,
-    maxParamLength: 1024,
+    routerOptions: { maxParamLength: 1024 },
     bodyLimit: 1024,
     return503OnClosing: true,
     forceCloseConnections: 'idle',

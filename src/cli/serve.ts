@@ -5,6 +5,8 @@ import type { CliIo } from './io.js';
 
 /** How long in-flight requests may drain after SIGTERM before sigil exits anyway. */
 export const SHUTDOWN_GRACE_MS = 30_000;
+/** While draining, connections that went idle are closed this often. */
+export const IDLE_SWEEP_MS = 100;
 
 export interface Served {
   readonly app: FastifyInstance;
@@ -16,7 +18,7 @@ export interface Served {
 export async function startServe(io: CliIo, opts: { config?: string; offline: boolean }): Promise<Served | number> {
   const res = await loadConfig({ path: opts.config, env: io.env, cwd: io.cwd });
   if (!res.ok) {
-    io.stderr(formatProblems(res.problems, opts.config ?? io.env.SIGIL_CONFIG ?? 'config'));
+    io.stderr(formatProblems(res.problems, res.source) + '\n');
     return 2;
   }
   const config = res.config;
@@ -49,9 +51,13 @@ export async function startServe(io: CliIo, opts: { config?: string; offline: bo
           timer = setTimeout(() => resolve(1), SHUTDOWN_GRACE_MS);
           timer.unref();
         });
+        // A keep-alive connection whose request finishes during the drain becomes idle
+        // afterwards; node only closes the ones idle when close() starts, so keep closing them.
+        const idle = setInterval(() => app.server.closeIdleConnections(), IDLE_SWEEP_MS);
         const closed = app.close().then(() => 0);
         const code = await Promise.race([closed, deadline]);
         clearTimeout(timer);
+        clearInterval(idle);
         deps.logger.info({ code }, 'stopped');
         return code;
       })();

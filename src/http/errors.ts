@@ -2,8 +2,12 @@ import type { FastifyError, FastifyInstance } from 'fastify';
 import { isSigilError, ociErrorBody } from '../errors.js';
 
 /** Every error leaves as a distribution-spec error body; SigilError codes map through ERROR_TABLE. */
+/** Headers a handler may have set for content that an error answer must not carry. */
+const CONTENT_HEADERS = ['docker-content-digest', 'content-range', 'accept-ranges', 'etag', 'content-length', 'sigil-verification', 'sigil-policy', 'sigil-signer', 'warning'];
+
 export function registerErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError | Error, req, reply) => {
+    for (const h of CONTENT_HEADERS) reply.removeHeader(h);
     if (isSigilError(err)) {
       // Expected outcomes (404s, denials, upstream trouble) are logged once here, at info/warn.
       const level = err.status >= 500 ? 'warn' : 'info';

@@ -44,7 +44,8 @@ export async function answerReferrers(
     filtered = true;
   }
   if (filtered) reply.header('oci-filters-applied', 'artifactType');
-  return JSON.stringify({ schemaVersion: 2, mediaType: MT.OCI_INDEX, manifests });
+  // A Buffer, so fastify adds no charset to the OCI media type.
+  return reply.send(Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MT.OCI_INDEX, manifests })));
 }
 
 async function fromFallbackTag(client: UpstreamClient, repository: string, digest: Digest): Promise<Descriptor[]> {

@@ -201,7 +201,7 @@ describe('pulling through sigil from a real distribution registry', () => {
       assert.equal(body.errors[0].code, 'UNSUPPORTED');
     }
     // The image is still there: nothing reached the upstream.
-    const r = await get(`${registry.url}/v2/team/app/manifests/${image.digest}`);
+    const r = await get(`${registry.url}/v2/team/app/manifests/${image.digest}`, { accept: OCI_MANIFEST });
     assert.equal(r.status, 200);
   });
 
