@@ -24,7 +24,7 @@ export interface SigilHandle {
 
 /** Compiles a YAML config the way `sigil serve` does; throws with every problem when it is invalid. */
 export async function compileConfig(yamlText: string, opts: { cwd?: string; env?: Record<string, string> } = {}): Promise<Config> {
-  const res = await loadConfigFromText(yamlText, { source: 'test.yaml', env: opts.env ?? {}, cwd: opts.cwd ?? process.cwd() });
+  const res = await loadConfigFromText(yamlText, { source: 'test.yaml', env: opts.env ?? {}, baseDir: opts.cwd ?? process.cwd() });
   if (!res.ok) throw new Error(`test config invalid:\n${res.problems.map((p) => `${p.path}: ${p.message}`).join('\n')}`);
   return res.config;
 }
