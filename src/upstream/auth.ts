@@ -297,6 +297,7 @@ export class Authenticator {
   readonly #http: UpstreamHttp;
   readonly #tokens: TokenCache;
   readonly #tokenDeadlineMs: number;
+  readonly #upstreamSecure: boolean;
   #bearer: { realm: URL; service?: string } | undefined;
   #basic = false;
 
@@ -305,8 +306,11 @@ export class Authenticator {
     credentials?: Credentials;
     http: UpstreamHttp;
     tokenDeadlineMs: number;
+    /** The upstream is https: its credentials never go to a plain-http realm. */
+    upstreamSecure: boolean;
     now?: () => number;
   }) {
+    this.#upstreamSecure = opts.upstreamSecure;
     this.#upstream = opts.upstream;
     this.#credentials = opts.credentials;
     this.#http = opts.http;
@@ -387,7 +391,9 @@ export class Authenticator {
     // Docker token spec: several scopes are several `scope` parameters
     for (const s of (want.scope ?? '').split(' ')) if (s !== '') url.searchParams.append('scope', s);
     const headers: Record<string, string> = { accept: 'application/json' };
-    if (this.#credentials !== undefined) headers.authorization = basicHeader(this.#credentials);
+    // no downgrade: credentials configured for an https upstream are not sent in clear text
+    const sendCredentials = this.#credentials !== undefined && (url.protocol === 'https:' || !this.#upstreamSecure);
+    if (sendCredentials && this.#credentials !== undefined) headers.authorization = basicHeader(this.#credentials);
     const controller = new AbortController();
     const timer = setTimeout(() => {
       controller.abort(
@@ -403,7 +409,7 @@ export class Authenticator {
         await this.#http.discard(res.body);
         if (res.status === 401 || res.status === 403) {
           throw this.#denied(
-            `token server ${url.host} refused ${this.#credentials !== undefined ? 'the configured credentials' : 'anonymous access'} (${res.status})`,
+            `token server ${url.host} refused ${sendCredentials ? 'the configured credentials' : 'anonymous access'} (${res.status})`,
           );
         }
         if (res.status === 429) {

@@ -104,6 +104,7 @@ export class UpstreamClient implements UpstreamRegistry {
   readonly #auth: Authenticator;
   readonly #metrics: Metrics;
   readonly #timeouts: Timeouts;
+  #closing: Promise<void> | undefined;
 
   constructor(cfg: UpstreamConfig, deps: UpstreamClientDeps) {
     this.name = cfg.name;
@@ -137,6 +138,7 @@ export class UpstreamClient implements UpstreamRegistry {
       credentials: cfg.credentials,
       http: this.#http,
       tokenDeadlineMs: this.#timeouts.metadataDeadlineMs,
+      upstreamSecure: this.#origin.protocol === 'https:',
       now: deps.now,
     });
   }
@@ -335,8 +337,13 @@ export class UpstreamClient implements UpstreamRegistry {
     });
   }
 
-  /** Lets in-flight requests finish for a moment, then closes every socket. */
-  async close(): Promise<void> {
+  /** Lets in-flight requests finish for a moment, then closes every socket. Idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     const grace = new Promise<'late'>((resolve) => {
       timer = setTimeout(() => resolve('late'), CLOSE_GRACE_MS);
