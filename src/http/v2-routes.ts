@@ -3,7 +3,7 @@ import type { Config } from '../config/types.js';
 import { SigilError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import type { ManifestGate } from '../gate/manifest-gate.js';
-import type { UpstreamClient } from '../upstream/client.js';
+import type { UpstreamRegistry } from '../upstream/types.js';
 import { route, type Routed } from './route.js';
 import { answerReferrers } from './referrers.js';
 import { answerTags } from './tags.js';
@@ -13,7 +13,7 @@ export const API_VERSION_HEADER = { 'docker-distribution-api-version': 'registry
 export interface V2Deps {
   readonly config: Config;
   readonly gate: ManifestGate;
-  readonly clients: ReadonlyMap<string, UpstreamClient>;
+  readonly clients: ReadonlyMap<string, UpstreamRegistry>;
 }
 
 type Query = Record<string, string | string[] | undefined>;
@@ -88,7 +88,7 @@ async function manifest(req: FastifyRequest, reply: FastifyReply, deps: V2Deps, 
   return reply.send(d.manifest.bytes);
 }
 
-async function blob(req: FastifyRequest, reply: FastifyReply, client: UpstreamClient, r: Routed, digest: Digest) {
+async function blob(req: FastifyRequest, reply: FastifyReply, client: UpstreamRegistry, r: Routed, digest: Digest) {
   const range = req.headers.range;
   const res = await client.openBlob(r.repository, digest, {
     method: req.method === 'HEAD' ? 'HEAD' : 'GET',

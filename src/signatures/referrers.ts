@@ -1,0 +1,78 @@
+import { SigilError, isSigilError } from '../errors.js';
+import { referrersTag, type Digest } from '../oci/digest.js';
+import { INDEX_MEDIA_TYPES, MT } from '../oci/media-types.js';
+import type { UpstreamRegistry } from '../upstream/types.js';
+
+/** A descriptor from a referrers index, fields as the upstream wrote them (checked by users). */
+export interface ReferrerDescriptor {
+  readonly mediaType?: unknown;
+  readonly artifactType?: unknown;
+  readonly digest?: unknown;
+  readonly size?: unknown;
+  readonly annotations?: unknown;
+}
+
+export interface ReferrersList {
+  readonly manifests: readonly ReferrerDescriptor[];
+  /** True when only descriptors of the asked artifactType are listed. */
+  readonly filtered: boolean;
+  /** The upstream's answer, when it has the API and filtered as asked (pass it on as is). */
+  readonly raw?: { readonly body: Buffer; readonly filtersApplied?: string };
+}
+
+/**
+ * distribution-spec "Listing Referrers": the referrers API when the upstream has it,
+ * else the referrers tag schema (the index tagged `<alg>-<hex>`; none means no referrers).
+ */
+export async function listReferrers(
+  registry: UpstreamRegistry,
+  repository: string,
+  digest: Digest,
+  artifactType?: string,
+): Promise<ReferrersList> {
+  const api = await registry.referrers(repository, digest, artifactType);
+  let manifests: ReferrerDescriptor[];
+  if (api.kind === 'api') {
+    const applied = api.filtersApplied?.split(',').map((s) => s.trim()) ?? [];
+    if (artifactType === undefined || applied.includes('artifactType')) {
+      return {
+        manifests: descriptorsOf(api.body, 'the upstream referrers answer'),
+        filtered: artifactType !== undefined,
+        raw: { body: api.body, filtersApplied: api.filtersApplied },
+      };
+    }
+    manifests = descriptorsOf(api.body, 'the upstream referrers answer');
+  } else {
+    manifests = await fromFallbackTag(registry, repository, digest);
+  }
+  if (artifactType === undefined) return { manifests, filtered: false };
+  return { manifests: manifests.filter((m) => m.artifactType === artifactType), filtered: true };
+}
+
+async function fromFallbackTag(registry: UpstreamRegistry, repository: string, digest: Digest): Promise<ReferrerDescriptor[]> {
+  const tag = referrersTag(digest);
+  try {
+    const m = await registry.fetchManifest(repository, tag, { accept: MT.OCI_INDEX });
+    if (!INDEX_MEDIA_TYPES.has(m.mediaType)) {
+      throw new SigilError({ code: 'UPSTREAM_BAD_RESPONSE', message: `the referrers tag ${tag} is a ${m.mediaType}, not an image index` });
+    }
+    return descriptorsOf(m.bytes, `the referrers tag ${tag}`);
+  } catch (e) {
+    if (isSigilError(e) && (e.code === 'MANIFEST_UNKNOWN' || e.code === 'NAME_UNKNOWN')) return [];
+    throw e;
+  }
+}
+
+function descriptorsOf(bytes: Buffer, what: string): ReferrerDescriptor[] {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(bytes.toString('utf8'));
+  } catch (cause) {
+    throw new SigilError({ code: 'UPSTREAM_BAD_RESPONSE', message: `${what} is not JSON`, cause });
+  }
+  const list = (doc as { manifests?: unknown } | null)?.manifests;
+  if (!Array.isArray(list)) {
+    throw new SigilError({ code: 'UPSTREAM_BAD_RESPONSE', message: `${what} is not an image index (no manifests list)` });
+  }
+  return list.filter((d): d is ReferrerDescriptor => typeof d === 'object' && d !== null);
+}
