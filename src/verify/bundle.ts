@@ -1,0 +1,88 @@
+/**
+ * Sigstore bundles (what cosign v3 attaches as OCI 1.1 referrers): a DSSE
+ * envelope holding an in-toto statement, a certificate or key hint, and
+ * transparency-log / timestamp evidence. `prepareBundle` parses and binds once
+ * per candidate; `verifyBundle` runs one authority and returns the signer or
+ * throws the reason.
+ */
+import { bundleFromJSON, type Bundle } from '@sigstore/bundle';
+import { X509Certificate } from '@sigstore/core';
+import { toSignedEntity, type SignedEntity } from '@sigstore/verify';
+import type { Authority, Policy } from '../config/types.js';
+import { statementBindingProblem } from './binding.js';
+import { certificateIdentity, matchIdentity } from './identity.js';
+import type { PublicKey } from './key-signature.js';
+import { BUNDLE_MAX_BYTES, CERT_CHAIN_MAX_LENGTH } from './limits.js';
+import { dsseSignatureContent, verifyCertificateEntity, verifyKeyEntity } from './sigstore-run.js';
+import type { TrustBundle } from './trust.js';
+import type { CandidateSignature, Signer, Subject } from './types.js';
+
+type BundleCandidate = Extract<CandidateSignature, { format: 'bundle' }>;
+
+/** A bundle whose statement binds to the served digest, ready for every authority. */
+export interface PreparedBundle {
+  readonly entity: SignedEntity;
+  /** The signing certificate, for certificate-signed bundles. */
+  readonly certificate?: X509Certificate;
+  /** The key hint of a key-signed bundle: it only orders the attempts. */
+  readonly keyHint?: string;
+}
+
+function certificatesOf(bundle: Bundle): Uint8Array[] {
+  const content = bundle.verificationMaterial.content;
+  switch (content.$case) {
+    case 'x509CertificateChain':
+      return content.x509CertificateChain.certificates.map((c) => c.rawBytes);
+    case 'certificate':
+      return [content.certificate.rawBytes];
+    case 'publicKey':
+      return [];
+  }
+}
+
+/** Checks size, structure and binding; returns the reason the candidate cannot count, or the prepared bundle. */
+export function prepareBundle(c: BundleCandidate, subject: Subject, policy: Policy): PreparedBundle | string {
+  if (c.bundle.length > BUNDLE_MAX_BYTES) return `bundle of ${c.bundle.length} bytes exceeds BUNDLE_MAX_BYTES (${BUNDLE_MAX_BYTES})`;
+  let bundle: Bundle;
+  try {
+    bundle = bundleFromJSON(JSON.parse(c.bundle.toString('utf8')));
+  } catch (e) {
+    return `not a valid Sigstore bundle: ${(e as Error).message}`;
+  }
+  if (bundle.content.$case !== 'dsseEnvelope') {
+    // A message signature names no predicate type, and the contract counts a bundle only by its predicate type.
+    return `bundle holds a ${bundle.content.$case}, not a DSSE in-toto statement with one of the policy's predicateTypes`;
+  }
+  const envelope = bundle.content.dsseEnvelope;
+  const binding = statementBindingProblem(envelope.payloadType, envelope.payload, subject.digest, policy);
+  if (binding !== undefined) return binding;
+  const certs = certificatesOf(bundle);
+  if (certs.length > CERT_CHAIN_MAX_LENGTH) return `${certs.length} certificates exceed CERT_CHAIN_MAX_LENGTH (${CERT_CHAIN_MAX_LENGTH})`;
+
+  const entity = toSignedEntity(bundle);
+  const wrapped: SignedEntity = { ...entity, signature: dsseSignatureContent(entity.signature, envelope.payloadType, envelope.payload) };
+  const key = entity.key;
+  return key.$case === 'certificate' ? { entity: wrapped, certificate: key.certificate } : { entity: wrapped, keyHint: key.hint };
+}
+
+/**
+ * Verifies a prepared bundle with one authority; returns the signer or throws
+ * an Error whose message is the reason. A key authority also accepts a
+ * certificate-signed bundle whose certificate holds exactly its key (cosign
+ * --key on such a bundle), then verified as a key signature.
+ */
+export function verifyBundle(p: PreparedBundle, authority: Authority, key: PublicKey | undefined, trust: TrustBundle, now: Date): Signer {
+  if (authority.kind === 'key') {
+    if (key === undefined) throw new Error(`key ${authority.source} is not usable`);
+    if (p.certificate !== undefined && !p.certificate.publicKey.equals(key.spki)) {
+      throw new Error(`bundle is signed by a certificate whose key is not ${key.keyId}`);
+    }
+    verifyKeyEntity(p.entity, key, trust, authority.tlog);
+    return { kind: 'key', keyId: key.keyId };
+  }
+  if (p.certificate === undefined) throw new Error('bundle is signed by a key, not a certificate: a keyless authority needs one');
+  const identity = matchIdentity(authority, certificateIdentity(p.certificate));
+  if (!identity.ok) throw new Error(identity.reason);
+  verifyCertificateEntity(p.entity, trust, now);
+  return { kind: 'keyless', subject: identity.subject, issuer: identity.issuer };
+}

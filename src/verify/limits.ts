@@ -1,0 +1,27 @@
+/**
+ * Limits on what one candidate signature may make the verifier parse. The
+ * inputs come from the upstream registry, i.e. from whoever can push there.
+ */
+
+/** cosign's simple-signing payload is ~250 bytes plus the signer's `-a` annotations; it is JSON-parsed and hashed whole. */
+export const LEGACY_PAYLOAD_MAX_BYTES = 256 * 1024;
+
+/**
+ * A cosign sign/v1 bundle is ~6 KiB (certificate, Rekor entry, proof); 4 MiB,
+ * the manifest limit, leaves room for attestation predicates while bounding
+ * the JSON parse and the base64 decoding of the envelope.
+ */
+export const BUNDLE_MAX_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Certificates a candidate may carry (leaf + chain annotation, or a bundle's
+ * x509CertificateChain). Fulcio chains are 2–3 certificates deep; each one
+ * costs an ASN.1 parse.
+ */
+export const CERT_CHAIN_MAX_LENGTH = 10;
+
+/**
+ * One annotation value (certificate, chain, Rekor bundle): a chain of
+ * CERT_CHAIN_MAX_LENGTH RSA-4096 certificates in PEM is ~25 KiB.
+ */
+export const ANNOTATION_MAX_BYTES = 64 * 1024;

@@ -1,0 +1,136 @@
+/**
+ * Running @sigstore/verify's Verifier over a SignedEntity: the signature
+ * content sigil supplies (so every key scheme cosign writes verifies), the
+ * thresholds each kind of signer needs, and readable reasons from its errors.
+ */
+import { createHash, timingSafeEqual, type KeyObject } from 'node:crypto';
+import { dsse, type X509Certificate } from '@sigstore/core';
+import type { TransparencyLogEntry } from '@sigstore/bundle';
+import { Verifier, type SignedEntity, type TrustMaterial } from '@sigstore/verify';
+import type { TlogMode } from '../config/types.js';
+import { verifyWithKey, type PublicKey } from './key-signature.js';
+import type { CaProfile, TrustBundle } from './trust.js';
+
+type SignatureContent = SignedEntity['signature'];
+
+function equal(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/**
+ * A signature over raw payload bytes (cosign's legacy layer). `hash` is the
+ * algorithm the Rekor entry recorded the payload digest with.
+ */
+export function payloadSignatureContent(payload: Buffer, signature: Buffer, hash = 'sha256'): SignatureContent {
+  const digest = (): Buffer => createHash(hash).update(payload).digest();
+  return {
+    signature,
+    compareSignature: (sig) => equal(sig, signature),
+    compareDigest: (d) => equal(d, digest()),
+    compareSignedDigest: (d) => equal(d, digest()),
+    verifySignature: (key: KeyObject) => verifyWithKey(key, payload, signature),
+  };
+}
+
+/**
+ * A DSSE envelope's content whose signature check accepts every scheme cosign
+ * writes (sigstore-js verifies with node's default hash for the key: SHA-256
+ * for P-384 keys, pure Ed25519 only).
+ */
+export function dsseSignatureContent(inner: SignatureContent, payloadType: string, payload: Buffer): SignatureContent {
+  const pae = dsse.preAuthEncoding(payloadType, payload);
+  return {
+    signature: inner.signature,
+    compareSignature: (sig) => inner.compareSignature(sig),
+    compareDigest: (d) => inner.compareDigest(d),
+    compareSignedDigest: (d) => inner.compareSignedDigest(d),
+    verifySignature: (key: KeyObject) => verifyWithKey(key, pae, inner.signature),
+  };
+}
+
+/** The reason text of a sigstore-js (or any) error, with its cause. */
+export function describeError(e: unknown): string {
+  if (!(e instanceof Error)) return String(e);
+  const cause = (e as { cause?: unknown }).cause;
+  return cause instanceof Error && cause.message !== e.message ? `${e.message}: ${cause.message}` : e.message;
+}
+
+function isSignatureError(e: unknown): boolean {
+  return e instanceof Error && (e as { code?: unknown }).code === 'SIGNATURE_ERROR';
+}
+
+/**
+ * Verifies an entity signed with a configured key. With `tlog: require` one
+ * transparency-log entry must verify against the trusted logs; with
+ * `ignore` the entity's log entries and timestamps are dropped, not checked.
+ * Throws an Error with the reason.
+ */
+export function verifyKeyEntity(entity: SignedEntity, key: PublicKey, trust: TrustBundle, tlog: TlogMode): void {
+  const material: TrustMaterial = { ...trust.material, publicKey: () => ({ publicKey: key.key, validFor: () => true }) };
+  const subject: SignedEntity =
+    tlog === 'require' ? { ...entity, key: { $case: 'public-key', hint: key.keyId } } : { ...entity, key: { $case: 'public-key', hint: key.keyId }, tlogEntries: [], timestamps: [] };
+  if (tlog === 'require' && subject.tlogEntries.length === 0) throw new Error('no Rekor entry and tlog: require');
+  try {
+    new Verifier(material, { tlogThreshold: tlog === 'require' ? 1 : 0, ctlogThreshold: 0, timestampThreshold: 0 }).verify(subject);
+  } catch (e) {
+    throw new Error(isSignatureError(e) ? `signature does not verify with key ${key.keyId}` : describeError(e));
+  }
+}
+
+/** A stand-in timestamp so the certificate chain is checked at `when` (see verifyCertificateEntity). */
+function verificationTime(when: Date): SignedEntity['timestamps'][number] {
+  const stamp: TransparencyLogEntry = {
+    logIndex: '0',
+    logId: { keyId: Buffer.alloc(0) },
+    kindVersion: { kind: 'sigil-verification-time', version: '0' },
+    integratedTime: String(Math.floor(when.getTime() / 1000)),
+    inclusionPromise: { signedEntryTimestamp: Buffer.alloc(0) },
+    inclusionProof: undefined,
+    canonicalizedBody: Buffer.alloc(0),
+  };
+  return { $case: 'transparency-log', tlogEntry: stamp };
+}
+
+/** Whether a certificate of the profile's CAs signed `leaf` (sigstore-js builds paths from trusted certificates only). */
+function issues(profile: CaProfile, leaf: X509Certificate): boolean {
+  return profile.material.certificateAuthorities.some((ca) =>
+    ca.certChain.some((c) => {
+      try {
+        return c.subject.equals(leaf.issuer) && leaf.verify(c);
+      } catch {
+        return false;
+      }
+    }),
+  );
+}
+
+/**
+ * Verifies an entity signed with a certificate: chain to a trusted CA at the
+ * time of every verified timestamp, SCTs, log entries and the signature, all
+ * by @sigstore/verify, under the thresholds of the CA profile whose
+ * certificate issued the leaf (see CaProfile). For a profile that requires no
+ * log, an entity without any timestamp is checked at `now`, as cosign does
+ * for a private PKI: sigstore-js has no option for that and, with no
+ * timestamp, fails with a TypeError; the stand-in entry only feeds `now` to
+ * the chain check (it is in `timestamps`, not in `tlogEntries`, so no log
+ * verification is skipped), and if sigstore-js ever verified such stand-ins
+ * the check would fail, not pass. Throws an Error with the reason.
+ */
+export function verifyCertificateEntity(entity: SignedEntity, trust: TrustBundle, now: Date): void {
+  if (entity.key.$case !== 'certificate') throw new TypeError('verifyCertificateEntity needs a certificate-signed entity');
+  const leaf = entity.key.certificate;
+  const profiles = trust.caProfiles.filter((p) => issues(p, leaf));
+  if (profiles.length === 0) throw new Error('the certificate is not issued by a certificate authority of the trusted roots');
+  const reasons: string[] = [];
+  for (const profile of profiles) {
+    const required = profile.requireTlog ? 1 : 0;
+    const subject = !profile.requireTlog && entity.timestamps.length === 0 ? { ...entity, timestamps: [verificationTime(now)] } : entity;
+    try {
+      new Verifier(profile.material, { ctlogThreshold: profile.requireSct ? 1 : 0, tlogThreshold: required, timestampThreshold: required }).verify(subject);
+      return;
+    } catch (e) {
+      reasons.push(isSignatureError(e) ? "signature does not verify with the certificate's key" : describeError(e));
+    }
+  }
+  throw new Error(reasons.join('; '));
+}
