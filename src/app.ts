@@ -12,6 +12,9 @@ import { registerOpsRoutes, type Readiness } from './http/ops-routes.js';
 import { registerV2Routes, unsupported } from './http/v2-routes.js';
 import { UpstreamClient } from './upstream/client.js';
 import type { Timeouts } from './upstream/limits.js';
+import { TrustedVerifier } from './gate/sigstore-verifier.js';
+import type { SignatureVerifier } from './gate/verifier.js';
+import { defaultPublicGoodPath, loadTrust } from './verify/index.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -31,6 +34,7 @@ export interface AppDeps {
   readonly logger: Logger;
   readonly metrics: Metrics;
   readonly clients: ReadonlyMap<string, UpstreamClient>;
+  readonly verifier: SignatureVerifier & { readonly sources: readonly string[] };
   readonly timeouts?: Partial<Timeouts>;
 }
 
@@ -39,9 +43,17 @@ export function defaultDeps(config: Config, opts: { logger?: Logger; timeouts?: 
   const metrics = new Metrics();
   const clients = new Map<string, UpstreamClient>();
   for (const u of config.upstreams) {
-    clients.set(u.name, new UpstreamClient(u, { metrics, logger: logger.child({ upstream: u.name }), timeouts: opts.timeouts }));
+    clients.set(u.name, new UpstreamClient(u, { metrics, logger, timeouts: opts.timeouts }));
   }
-  return { logger, metrics, clients, timeouts: opts.timeouts };
+  return { logger, metrics, clients, verifier: loadVerifier(config), timeouts: opts.timeouts };
+}
+
+/**
+ * Trust material, read offline once. Throws (with the path at fault) when a trusted root
+ * cannot be read: `sigil serve` reports it and exits 2.
+ */
+export function loadVerifier(config: Config, publicGoodPath = defaultPublicGoodPath()): TrustedVerifier {
+  return new TrustedVerifier(loadTrust(config.trust.trustedRoot, { publicGoodPath }));
 }
 
 /** Builds the fastify app for a compiled config. Never listens: main.ts and tests do. */
@@ -84,14 +96,11 @@ export async function buildApp(config: Config, deps: AppDeps = defaultDeps(confi
     deps.metrics.httpDuration.observe({ route, method: req.method }, reply.elapsedTime / 1000);
   });
 
-  const gate = new ManifestGate({ config, clients: deps.clients, metrics: deps.metrics, logger: deps.logger });
+  const gate = new ManifestGate({ config, clients: deps.clients, metrics: deps.metrics, logger: deps.logger, verifier: deps.verifier });
   registerV2Routes(app, { config, gate, clients: deps.clients });
   const readiness: Readiness = {
-    checks: () => ({
-      config: null,
-      // Trust material arrives with signature verification; until then there is none to load.
-      trust: null,
-    }),
+    // Both are loaded before the app exists (a failure stops start-up), so a running app is ready.
+    checks: () => ({ config: null, trust: deps.verifier.sources.length > 0 ? null : 'no trusted root loaded' }),
   };
   registerOpsRoutes(app, deps.metrics, readiness);
 

@@ -10,6 +10,9 @@ export class Metrics {
   readonly upstreamDuration: Histogram<'upstream' | 'kind'>;
   readonly bytesStreamed: Counter<'upstream' | 'direction'>;
   readonly manifestDecisions: Counter<'upstream' | 'verification' | 'policy'>;
+  readonly verifications: Counter<'outcome' | 'policy'>;
+  readonly verificationDuration: Histogram<'outcome'>;
+  readonly verdictCache: Counter<'result'>;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const registry = new Registry();
@@ -57,6 +60,25 @@ export class Metrics {
       name: 'sigil_manifest_responses_total',
       help: 'Manifests answered, by upstream, verification result and policy',
       labelNames: ['upstream', 'verification', 'policy'],
+      registers: [registry],
+    });
+    this.verifications = new Counter({
+      name: 'sigil_verifications_total',
+      help: 'Signature verifications computed (not cache hits), by outcome and policy',
+      labelNames: ['outcome', 'policy'],
+      registers: [registry],
+    });
+    this.verificationDuration = new Histogram({
+      name: 'sigil_verification_duration_seconds',
+      help: 'Time to find and verify the signatures of one manifest',
+      labelNames: ['outcome'],
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    });
+    this.verdictCache = new Counter({
+      name: 'sigil_verdict_cache_total',
+      help: 'Verdict cache lookups, by result (hit or miss)',
+      labelNames: ['result'],
       registers: [registry],
     });
   }

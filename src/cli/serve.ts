@@ -26,7 +26,13 @@ export async function startServe(io: CliIo, opts: { config?: string; offline: bo
     io.stderr('sigil: --offline serves from the content store (cache.store), which this build does not have yet\n');
     return 2;
   }
-  const deps = defaultDeps(config);
+  let deps: ReturnType<typeof defaultDeps>;
+  try {
+    deps = defaultDeps(config);
+  } catch (err) {
+    io.stderr(`sigil: ${config.source}: trust.trustedRoot: ${(err as Error).message}\n`);
+    return 2;
+  }
   for (const w of res.warnings) deps.logger.warn({ path: w.path }, `config: ${w.message}`);
   const app = await buildApp(config, deps);
   try {

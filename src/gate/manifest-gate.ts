@@ -1,18 +1,36 @@
 import type { Logger } from 'pino';
-import type { Config, Policy } from '../config/types.js';
-import { SigilError } from '../errors.js';
 import type { Metrics } from '../audit/metrics.js';
+import { VerdictCache, VerifiedChildren, verdictKey } from '../cache/verdicts.js';
+import type { Config, Policy } from '../config/types.js';
+import { SigilError, isSigilError } from '../errors.js';
+import { INDEX_MEDIA_TYPES } from '../oci/media-types.js';
+import { isDigest, type Digest } from '../oci/digest.js';
 import { findPolicy } from '../policy/match.js';
-import type { FetchedManifest } from '../upstream/types.js';
-import type { UpstreamClient } from '../upstream/client.js';
+import { discoverSignatures, type SignatureLocation } from '../signatures/discover.js';
+import { isSignatureArtifact } from '../signatures/artifact.js';
+import type { FetchedManifest, UpstreamRegistry } from '../upstream/types.js';
+import { signerHeader, type Outcome, type SignatureCheck } from '../verify/types.js';
+import type { SignatureVerifier } from './verifier.js';
 
 export type Verification = 'verified' | 'unverified' | 'skipped';
 
-/** What the gate decided about one manifest: the bytes to serve and how they were judged. */
-export interface ManifestDecision {
+/** How a manifest's verdict was reached, for logs and `sigil verify`. */
+export type Basis = 'no-policy' | 'mode-off' | 'signature-artifact' | 'signature' | 'index';
+
+/** Everything known about one manifest: the bytes, the policy, and the outcome of verifying them. */
+export interface Evaluation {
   readonly manifest: FetchedManifest;
-  readonly verification: Verification;
   readonly policy?: Policy;
+  readonly outcome?: Outcome;
+  readonly basis: Basis;
+  /** The verified index through which a child passed. */
+  readonly index?: string;
+  readonly cached: boolean;
+}
+
+/** What the gate decided: the bytes to serve and how they were judged. */
+export interface ManifestDecision extends Evaluation {
+  readonly verification: Verification;
   readonly signer?: string;
   /** A `Warning: 299` text for warn mode. */
   readonly warning?: string;
@@ -26,63 +44,207 @@ export interface ManifestTarget {
 }
 
 /**
- * The one module that knows a manifest's whole path: fetch (buffered, hashed, digest
- * checked by upstream/) → verify → decide → the same bytes are served. Concurrent
- * identical requests share one upstream fetch.
- *
- * Verification is the next step of the project (issue 3). Until it exists, policies in
- * `warn` and `off` mode serve with `Sigil-Verification: skipped`, and `enforce` fails
- * closed: nothing is served that a policy says must be verified.
+ * The one module that knows a manifest's whole path: fetch (buffered, hashed, digest-checked
+ * by upstream/) → find signatures → verify → decide; the very bytes that were hashed and
+ * verified are served. Verdicts are cached by digest, never by tag; concurrent identical
+ * requests share one fetch and one verification.
  */
 export class ManifestGate {
-  readonly #clients: ReadonlyMap<string, UpstreamClient>;
+  readonly #clients: ReadonlyMap<string, UpstreamRegistry>;
   readonly #config: Config;
   readonly #metrics: Metrics;
   readonly #log: Logger;
-  readonly #inflight = new Map<string, Promise<ManifestDecision>>();
+  readonly #verifier: SignatureVerifier;
+  readonly #verdicts: VerdictCache;
+  readonly #children: VerifiedChildren;
+  readonly #inflight = new Map<string, Promise<Evaluation>>();
 
-  constructor(deps: { config: Config; clients: ReadonlyMap<string, UpstreamClient>; metrics: Metrics; logger: Logger }) {
+  constructor(deps: {
+    config: Config;
+    clients: ReadonlyMap<string, UpstreamRegistry>;
+    metrics: Metrics;
+    logger: Logger;
+    verifier: SignatureVerifier;
+    now?: () => number;
+  }) {
     this.#config = deps.config;
     this.#clients = deps.clients;
     this.#metrics = deps.metrics;
     this.#log = deps.logger;
+    this.#verifier = deps.verifier;
+    const { maxEntries, ttlMs } = deps.config.cache.verifications;
+    this.#verdicts = new VerdictCache({ maxEntries, ttlMs, now: deps.now });
+    this.#children = new VerifiedChildren({ maxEntries: maxEntries * 4, ttlMs, now: deps.now });
   }
 
-  decide(target: ManifestTarget): Promise<ManifestDecision> {
+  /** Fetches and judges a manifest; throws POLICY_DENIED when an enforce policy refuses it. */
+  async decide(target: ManifestTarget): Promise<ManifestDecision> {
+    const t0 = performance.now();
+    const ev = await this.evaluate(target);
+    const d = this.#decision(ev);
+    const ms = Math.round((performance.now() - t0) * 10) / 10;
+    const policy = ev.policy?.name ?? '';
+    this.#metrics.manifestDecisions.inc({ upstream: target.upstream, verification: d.verification, policy });
+    const audit = {
+      audit: 'decision',
+      upstream: target.upstream,
+      repository: target.repository,
+      reference: target.reference,
+      digest: ev.manifest.digest,
+      policy: ev.policy?.name,
+      mode: ev.policy?.mode,
+      basis: ev.basis,
+      outcome: ev.outcome?.kind,
+      verification: d.verification,
+      signer: d.signer,
+      index: ev.index,
+      cached: ev.cached,
+      ms,
+      reasons: ev.outcome && ev.outcome.kind !== 'verified' ? reasonsOf(ev.outcome) : undefined,
+    };
+    if (ev.policy?.mode === 'enforce' && d.verification !== 'verified' && ev.basis !== 'signature-artifact') {
+      this.#log.warn({ ...audit, verification: 'denied' }, 'manifest denied');
+      throw new SigilError({
+        code: 'POLICY_DENIED',
+        message: `${target.upstream}/${target.repository}@${ev.manifest.digest}: ${summary(ev.outcome)} (policy ${ev.policy.name})`,
+        detail: {
+          policy: ev.policy.name,
+          digest: ev.manifest.digest,
+          outcome: ev.outcome?.kind,
+          signatures: ev.outcome ? ev.outcome.checks.map(checkDetail) : [],
+          ...(ev.outcome?.kind === 'indeterminate' ? { cause: ev.outcome.cause } : {}),
+        },
+      });
+    }
+    this.#log.info(audit, 'manifest decision');
+    return d;
+  }
+
+  /** The verdict without the mode applied: shared by `decide` and `sigil verify`. */
+  evaluate(target: ManifestTarget): Promise<Evaluation> {
     const key = `${target.upstream}\0${target.repository}\0${target.reference}\0${target.accept ?? ''}`;
     const running = this.#inflight.get(key);
     if (running) return running;
-    const p = this.#decide(target).finally(() => this.#inflight.delete(key));
+    const p = this.#evaluate(target).finally(() => this.#inflight.delete(key));
     this.#inflight.set(key, p);
     return p;
   }
 
-  async #decide(target: ManifestTarget): Promise<ManifestDecision> {
-    const client = this.#clients.get(target.upstream);
-    if (!client) throw new SigilError({ code: 'NAME_UNKNOWN', message: `upstream '${target.upstream}' is not configured` });
+  async #evaluate(target: ManifestTarget): Promise<Evaluation> {
+    const client = this.#client(target.upstream);
     const policy = findPolicy(this.#config.policies, target.upstream, target.repository);
+    // One fetch per decision: these bytes are hashed, verified and served.
     const manifest = await client.fetchManifest(target.repository, target.reference, { accept: target.accept });
-    const decision = this.#judge(target, manifest, policy);
-    this.#metrics.manifestDecisions.inc({
+    if (!policy) return { manifest, basis: 'no-policy', cached: false };
+    if (policy.mode === 'off') return { manifest, policy, basis: 'mode-off', cached: false };
+    if (isSignatureArtifact(manifest.mediaType, manifest.bytes)) {
+      return { manifest, policy, basis: 'signature-artifact', cached: false };
+    }
+    const keyParts = {
       upstream: target.upstream,
-      verification: decision.verification,
-      policy: policy?.name ?? '',
-    });
-    return decision;
+      repository: target.repository,
+      digest: manifest.digest,
+      policyFingerprint: policy.fingerprint,
+      trustFingerprint: this.#verifier.trustFingerprint,
+    };
+    const key = verdictKey(keyParts);
+    const viaIndex = this.#children.lookup(key);
+    if (viaIndex) return { manifest, policy, outcome: viaIndex.outcome, basis: 'index', index: viaIndex.index, cached: true };
+
+    const { outcome, cached } = await this.#verdicts.get(key, () => this.#verify(target, manifest.digest, policy));
+    this.#metrics.verdictCache.inc({ result: cached ? 'hit' : 'miss' });
+    if (outcome.kind === 'verified' && INDEX_MEDIA_TYPES.has(manifest.mediaType)) {
+      for (const child of childDigests(manifest.bytes)) {
+        this.#children.remember(verdictKey({ ...keyParts, digest: child }), manifest.digest, outcome);
+      }
+    }
+    return { manifest, policy, outcome, basis: 'signature', cached };
   }
 
-  #judge(target: ManifestTarget, manifest: FetchedManifest, policy: Policy | undefined): ManifestDecision {
-    if (policy?.mode === 'enforce') {
-      this.#log.warn(
-        { upstream: target.upstream, repository: target.repository, digest: manifest.digest, policy: policy.name },
-        'denied: enforce policy but signature verification is not available in this build',
-      );
-      throw new SigilError({
-        code: 'POLICY_DENIED',
-        message: `policy '${policy.name}' requires a verified signature, and this build of sigil cannot verify signatures yet`,
-        detail: { policy: policy.name, digest: manifest.digest },
-      });
+  async #verify(target: ManifestTarget, digest: Digest, policy: Policy): Promise<Outcome> {
+    const t0 = performance.now();
+    let outcome: Outcome;
+    try {
+      const found = await discoverSignatures(this.#signatureLocation(target, policy), digest);
+      const rejected: SignatureCheck[] = found.rejected.map((r) => ({ source: r.source, ok: false, reason: r.reason }));
+      if (found.candidates.length === 0) {
+        outcome = rejected.length > 0 ? { kind: 'invalid', checks: rejected } : { kind: 'unsigned', checks: [] };
+      } else {
+        const o = await this.#verifier.verify(found.candidates, { digest }, policy);
+        outcome = rejected.length > 0 ? { ...o, checks: [...o.checks, ...rejected] } : o;
+      }
+    } catch (e) {
+      // Could not look: upstream or trust trouble. Never "verified", never a crash.
+      const cause = isSigilError(e) ? `${e.code}: ${e.message}` : `unexpected error: ${String(e)}`;
+      if (!isSigilError(e)) this.#log.error({ err: e, digest }, 'verification failed unexpectedly');
+      outcome = { kind: 'indeterminate', cause, checks: [] };
     }
-    return { manifest, verification: 'skipped', policy };
+    this.#metrics.verifications.inc({ outcome: outcome.kind, policy: policy.name });
+    this.#metrics.verificationDuration.observe({ outcome: outcome.kind }, (performance.now() - t0) / 1000);
+    return outcome;
   }
+
+  /** The image's repository, or the policy's signatureRepository ("<upstream>/<repo>" or a repo on the same upstream). */
+  #signatureLocation(target: ManifestTarget, policy: Policy): SignatureLocation {
+    const sr = policy.signatureRepository;
+    if (sr === undefined) return { registry: this.#client(target.upstream), repository: target.repository };
+    const slash = sr.indexOf('/');
+    const named = slash > 0 ? this.#clients.get(sr.slice(0, slash)) : undefined;
+    if (named) return { registry: named, repository: sr.slice(slash + 1) };
+    return { registry: this.#client(target.upstream), repository: sr };
+  }
+
+  #client(name: string): UpstreamRegistry {
+    const c = this.#clients.get(name);
+    if (!c) throw new SigilError({ code: 'NAME_UNKNOWN', message: `upstream '${name}' is not configured` });
+    return c;
+  }
+
+  #decision(ev: Evaluation): ManifestDecision {
+    switch (ev.basis) {
+      case 'no-policy':
+      case 'mode-off':
+      case 'signature-artifact':
+        return { ...ev, verification: 'skipped' };
+      case 'signature':
+      case 'index': {
+        const o = ev.outcome;
+        if (o?.kind === 'verified') return { ...ev, verification: 'verified', signer: signerHeader(o.signer) };
+        return { ...ev, verification: 'unverified', warning: `sigil: ${summary(o)} (policy ${ev.policy?.name})` };
+      }
+    }
+  }
+}
+
+function childDigests(bytes: Buffer): Digest[] {
+  try {
+    const doc = JSON.parse(bytes.toString('utf8')) as { manifests?: Array<{ digest?: unknown }> };
+    return (doc.manifests ?? []).map((m) => m?.digest).filter((d): d is Digest => typeof d === 'string' && isDigest(d));
+  } catch {
+    return [];
+  }
+}
+
+function summary(o: Outcome | undefined): string {
+  switch (o?.kind) {
+    case undefined:
+      return 'not verified';
+    case 'verified':
+      return `verified (${signerHeader(o.signer)})`;
+    case 'unsigned':
+      return 'no signature found';
+    case 'invalid':
+      return `no valid signature: ${o.checks.length} signature(s) found, none verified`;
+    case 'indeterminate':
+      return `could not verify: ${o.cause}`;
+  }
+}
+
+function reasonsOf(o: Outcome): string[] {
+  const r = o.checks.filter((c) => !c.ok).map((c) => `${c.source}: ${(c as { reason: string }).reason}`);
+  return o.kind === 'indeterminate' ? [o.cause, ...r] : r;
+}
+
+function checkDetail(c: SignatureCheck): Record<string, string> {
+  return c.ok ? { source: c.source, result: 'verified', signer: signerHeader(c.signer) } : { source: c.source, result: 'failed', reason: c.reason };
 }

@@ -1,0 +1,191 @@
+import { SigilError, isSigilError } from '../errors.js';
+import { isDigest, signatureTag, type Digest } from '../oci/digest.js';
+import { MT } from '../oci/media-types.js';
+import type { UpstreamRegistry } from '../upstream/types.js';
+import type { CandidateSignature } from '../verify/types.js';
+import {
+  MAX_BUNDLE_REFERRERS,
+  MAX_CANDIDATES,
+  MAX_LAYER_ANNOTATION_BYTES,
+  MAX_SIGNATURE_BLOB_BYTES,
+  MAX_SIGNATURE_LAYERS,
+} from './limits.js';
+import { listReferrers } from './referrers.js';
+
+/** Where to look: the image's repository, or a policy's signatureRepository (same or another upstream). */
+export interface SignatureLocation {
+  readonly registry: UpstreamRegistry;
+  readonly repository: string;
+}
+
+export interface Discovery {
+  readonly candidates: readonly CandidateSignature[];
+  /** Signature data that was found but not usable, each with why ("layer 3: media type …"). */
+  readonly rejected: readonly { readonly source: string; readonly reason: string }[];
+}
+
+interface Descriptor {
+  mediaType?: unknown;
+  digest?: unknown;
+  size?: unknown;
+  annotations?: unknown;
+  artifactType?: unknown;
+}
+
+const SIG_ACCEPT = [MT.OCI_MANIFEST, MT.DOCKER_MANIFEST].join(', ');
+
+/**
+ * Finds the signatures of manifest `digest`: Sigstore bundles among its OCI 1.1 referrers
+ * (or the referrers fallback tag), then cosign's legacy `sha256-<hex>.sig` tag. Only what
+ * names the digest is returned; verification decides whether it counts. Upstream failures
+ * (other than "no such tag") propagate: the caller turns them into an indeterminate outcome.
+ */
+export async function discoverSignatures(where: SignatureLocation, digest: Digest): Promise<Discovery> {
+  const candidates: CandidateSignature[] = [];
+  const rejected: Array<{ source: string; reason: string }> = [];
+  await discoverBundles(where, digest, candidates, rejected);
+  await discoverLegacy(where, digest, candidates, rejected);
+  if (candidates.length > MAX_CANDIDATES) {
+    rejected.push({ source: 'all', reason: `${candidates.length} signatures found, only the first ${MAX_CANDIDATES} considered` });
+    candidates.length = MAX_CANDIDATES;
+  }
+  return { candidates, rejected };
+}
+
+async function discoverBundles(
+  where: SignatureLocation,
+  digest: Digest,
+  out: CandidateSignature[],
+  rejected: Array<{ source: string; reason: string }>,
+): Promise<void> {
+  const list = await listReferrers(where.registry, where.repository, digest, MT.SIGSTORE_BUNDLE_V03);
+  const refs = list.manifests.slice(0, MAX_BUNDLE_REFERRERS);
+  if (list.manifests.length > refs.length) {
+    rejected.push({ source: 'referrers', reason: `${list.manifests.length} bundle referrers, only ${MAX_BUNDLE_REFERRERS} considered` });
+  }
+  for (const ref of refs) {
+    const source = `referrer ${String(ref.digest)}`;
+    if (typeof ref.digest !== 'string' || !isDigest(ref.digest)) {
+      rejected.push({ source, reason: 'descriptor without a valid digest' });
+      continue;
+    }
+    const m = await where.registry.fetchManifest(where.repository, ref.digest, { accept: MT.OCI_MANIFEST });
+    const doc = parseJson(m.bytes) as { subject?: Descriptor; layers?: unknown } | undefined;
+    // The referrer must itself point at this digest: an index entry alone proves nothing.
+    if (doc?.subject?.digest !== digest) {
+      rejected.push({ source, reason: `its subject is ${String(doc?.subject?.digest)}, not ${digest}` });
+      continue;
+    }
+    const layers = Array.isArray(doc.layers) ? (doc.layers as Descriptor[]) : [];
+    const layer = layers.find((l) => l?.mediaType === MT.SIGSTORE_BUNDLE_V03);
+    if (!layer) {
+      rejected.push({ source, reason: `no layer of media type ${MT.SIGSTORE_BUNDLE_V03}` });
+      continue;
+    }
+    const bundle = await readSmallBlob(where, layer, source, rejected);
+    if (bundle) out.push({ format: 'bundle', source, bundle });
+  }
+}
+
+async function discoverLegacy(
+  where: SignatureLocation,
+  digest: Digest,
+  out: CandidateSignature[],
+  rejected: Array<{ source: string; reason: string }>,
+): Promise<void> {
+  const tag = signatureTag(digest);
+  let bytes: Buffer;
+  try {
+    bytes = (await where.registry.fetchManifest(where.repository, tag, { accept: SIG_ACCEPT })).bytes;
+  } catch (e) {
+    if (isSigilError(e) && (e.code === 'MANIFEST_UNKNOWN' || e.code === 'NAME_UNKNOWN')) return;
+    throw e;
+  }
+  const doc = parseJson(bytes) as { layers?: unknown } | undefined;
+  if (!doc || !Array.isArray(doc.layers)) {
+    rejected.push({ source: tag, reason: 'not an image manifest with layers' });
+    return;
+  }
+  const layers = doc.layers as Descriptor[];
+  if (layers.length > MAX_SIGNATURE_LAYERS) {
+    rejected.push({ source: tag, reason: `${layers.length} layers, only the first ${MAX_SIGNATURE_LAYERS} considered` });
+  }
+  for (const [i, layer] of layers.slice(0, MAX_SIGNATURE_LAYERS).entries()) {
+    const source = `${tag} layer ${i}`;
+    if (layer?.mediaType !== MT.COSIGN_SIMPLESIGNING) {
+      rejected.push({ source, reason: `media type ${String(layer?.mediaType)} is not ${MT.COSIGN_SIMPLESIGNING}` });
+      continue;
+    }
+    const annotations = stringRecord(layer.annotations);
+    if (!annotations) {
+      rejected.push({ source, reason: 'annotations missing or not strings' });
+      continue;
+    }
+    const annotationBytes = Object.entries(annotations).reduce((n, [k, v]) => n + k.length + v.length, 0);
+    if (annotationBytes > MAX_LAYER_ANNOTATION_BYTES) {
+      rejected.push({ source, reason: `annotations of ${annotationBytes} bytes exceed ${MAX_LAYER_ANNOTATION_BYTES}` });
+      continue;
+    }
+    const payload = await readSmallBlob(where, layer, source, rejected);
+    if (payload) out.push({ format: 'legacy', source, payload, annotations });
+  }
+}
+
+/** Reads a signature blob whose descriptor promises at most MAX_SIGNATURE_BLOB_BYTES. */
+async function readSmallBlob(
+  where: SignatureLocation,
+  d: Descriptor,
+  source: string,
+  rejected: Array<{ source: string; reason: string }>,
+): Promise<Buffer | undefined> {
+  if (typeof d.digest !== 'string' || !isDigest(d.digest)) {
+    rejected.push({ source, reason: 'layer without a valid digest' });
+    return undefined;
+  }
+  if (typeof d.size !== 'number' || !Number.isSafeInteger(d.size) || d.size < 0 || d.size > MAX_SIGNATURE_BLOB_BYTES) {
+    rejected.push({ source, reason: `layer size ${String(d.size)} is not within 0..${MAX_SIGNATURE_BLOB_BYTES}` });
+    return undefined;
+  }
+  const res = await where.registry.openBlob(where.repository, d.digest, { method: 'GET' });
+  if (res.body === null) throw new SigilError({ code: 'UPSTREAM_BAD_RESPONSE', message: `${source}: blob without a body` });
+  const chunks: Buffer[] = [];
+  let total = 0;
+  try {
+    // The stream checks the digest as it ends (upstream/blob-verify); the size cap is checked here.
+    for await (const chunk of res.body) {
+      total += (chunk as Buffer).length;
+      if (total > d.size) {
+        res.body.destroy();
+        rejected.push({ source, reason: `blob longer than its descriptor's ${d.size} bytes` });
+        return undefined;
+      }
+      chunks.push(chunk as Buffer);
+    }
+  } catch (e) {
+    // Bytes that do not hash to their digest are this signature's failure, not the upstream's outage.
+    if (isSigilError(e) && e.code === 'DIGEST_MISMATCH') {
+      rejected.push({ source, reason: e.message });
+      return undefined;
+    }
+    throw e;
+  }
+  return Buffer.concat(chunks);
+}
+
+function parseJson(bytes: Buffer): unknown {
+  try {
+    return JSON.parse(bytes.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+function stringRecord(v: unknown): Record<string, string> | undefined {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined;
+  const out: Record<string, string> = {};
+  for (const [k, val] of Object.entries(v)) {
+    if (typeof val !== 'string') return undefined;
+    out[k] = val;
+  }
+  return out;
+}
