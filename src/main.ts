@@ -3,6 +3,7 @@ import { parseArgs, UsageError } from './cli/args.js';
 import { configCheck } from './cli/config-check.js';
 import type { CliIo } from './cli/io.js';
 import { startServe } from './cli/serve.js';
+import { verifyCommand } from './cli/verify.js';
 import { USAGE } from './cli/usage.js';
 
 // The only file that reads process.env and argv, and decides the process's exit.
@@ -43,6 +44,12 @@ async function main(argv: string[]): Promise<number> {
           };
           process.on('SIGTERM', onSignal).on('SIGINT', onSignal);
         });
+      }
+      case 'verify': {
+        const a = parseArgs(rest, { values: ['config'], booleans: ['json', 'help'] });
+        if (a.flags.has('help')) return (io.stdout(USAGE), 0);
+        if (a.positionals.length !== 1) throw new UsageError('expected exactly one IMAGE');
+        return await verifyCommand(io, { image: a.positionals[0], config: a.flags.get('config') as string | undefined, json: a.flags.has('json') });
       }
       case 'config': {
         const a = parseArgs(rest, { values: ['config'], booleans: ['help'] });

@@ -2,11 +2,14 @@ export const USAGE = `sigil — an OCI registry proxy that only lets signed imag
 
 Usage:
   sigil serve [--config FILE] [--offline]   run the proxy until SIGTERM/SIGINT
+  sigil verify IMAGE [--config FILE] [--json]
+                                             verify IMAGE (host/repo:tag or host/repo@sha256:…) as serve
+                                             would; print who signed it, or why not (exit 0 / 1)
   sigil config check [--config FILE]         validate a config; every problem with its YAML path
   sigil --help | --version
 
 Config lookup: --config, then $SIGIL_CONFIG, then config/sigil.yaml, else a built-in default
 (listen 0.0.0.0:5000, public upstreams, every image in warn mode).
 
-Exit status: 0 ok; 1 failure; 2 usage or config error.
+Exit status: 0 ok (verify: verified); 1 failure (verify: not verified); 2 usage or config error.
 `;

@@ -48,5 +48,7 @@ export interface Subject {
 
 /** The contract's Sigil-Signer header text for a signer. */
 export function signerHeader(s: Signer): string {
-  return s.kind === 'key' ? s.keyId : `${s.subject} (issuer ${s.issuer})`;
+  if (s.kind === 'key') return s.keyId;
+  // A private-PKI certificate carries no OIDC issuer: then the subject alone names the signer.
+  return s.issuer === '' ? s.subject : `${s.subject} (issuer ${s.issuer})`;
 }

@@ -1,0 +1,113 @@
+import { defaultDeps } from '../app.js';
+import { formatProblems, loadConfig } from '../config/load.js';
+import type { Config } from '../config/types.js';
+import { isSigilError } from '../errors.js';
+import { ManifestGate, type Evaluation } from '../gate/manifest-gate.js';
+import { isDigest } from '../oci/digest.js';
+import { isReference, isRepositoryName } from '../oci/reference.js';
+import { signerHeader } from '../verify/types.js';
+import { createLogger } from '../audit/logger.js';
+import type { CliIo } from './io.js';
+import { UsageError } from './args.js';
+
+export interface ImageRef {
+  readonly upstream: string;
+  readonly repository: string;
+  readonly reference: string;
+}
+
+/**
+ * `host/repo:tag`, `host/repo@sha256:…`, or without a host for the default upstream.
+ * The host must be a configured upstream's name: `sigil verify` contacts nothing else.
+ */
+export function parseImage(config: Config, image: string): ImageRef {
+  let rest = image;
+  let reference = 'latest';
+  const at = rest.indexOf('@');
+  if (at >= 0) {
+    reference = rest.slice(at + 1);
+    rest = rest.slice(0, at);
+    if (!isDigest(reference)) throw new UsageError(`'${image}': '${reference}' is not a digest`);
+  } else {
+    const colon = rest.lastIndexOf(':');
+    if (colon > rest.lastIndexOf('/')) {
+      reference = rest.slice(colon + 1);
+      rest = rest.slice(0, colon);
+    }
+  }
+  const slash = rest.indexOf('/');
+  const first = slash > 0 ? rest.slice(0, slash) : '';
+  let upstream = config.upstreams.find((u) => u.name === first)?.name;
+  let repository = rest;
+  if (upstream !== undefined) repository = rest.slice(slash + 1);
+  else if (/[.:]/.test(first) || first === 'localhost') {
+    throw new UsageError(`'${image}': registry '${first}' is not a configured upstream`);
+  } else upstream = config.defaultUpstream;
+  if (upstream === undefined) throw new UsageError(`'${image}': no registry named and no defaultUpstream configured`);
+  if (upstream === 'docker.io' && !repository.includes('/')) repository = `library/${repository}`;
+  if (!isRepositoryName(repository) || !isReference(reference)) throw new UsageError(`'${image}' is not a valid image reference`);
+  return { upstream, repository, reference };
+}
+
+/** `sigil verify IMAGE`: the gate `serve` uses, without a server. 0 verified, 1 not, 2 usage/config. */
+export async function verifyCommand(io: CliIo, opts: { image: string; config?: string; json: boolean }): Promise<number> {
+  const res = await loadConfig({ path: opts.config, env: io.env, cwd: io.cwd });
+  if (!res.ok) {
+    io.stderr(formatProblems(res.problems, res.source) + '\n');
+    return 2;
+  }
+  const config = res.config;
+  const ref = parseImage(config, opts.image);
+  let deps: ReturnType<typeof defaultDeps>;
+  try {
+    deps = defaultDeps(config, { logger: createLogger('silent') });
+  } catch (err) {
+    io.stderr(`sigil: ${config.source}: trust.trustedRoot: ${(err as Error).message}\n`);
+    return 2;
+  }
+  const gate = new ManifestGate({ config, clients: deps.clients, metrics: deps.metrics, logger: deps.logger, verifier: deps.verifier });
+  try {
+    const ev = await gate.evaluate(ref);
+    const verified = ev.outcome?.kind === 'verified';
+    io.stdout(opts.json ? `${JSON.stringify(report(ref, ev))}\n` : text(ref, ev));
+    return verified ? 0 : 1;
+  } catch (e) {
+    const message = isSigilError(e) ? `${e.code}: ${e.message}` : String(e);
+    if (opts.json) io.stdout(`${JSON.stringify({ image: opts.image, verified: false, error: message })}\n`);
+    else io.stderr(`sigil: ${opts.image}: ${message}\n`);
+    return 1;
+  } finally {
+    await Promise.all([...deps.clients.values()].map((c) => c.close()));
+  }
+}
+
+function report(ref: ImageRef, ev: Evaluation) {
+  const o = ev.outcome;
+  return {
+    image: `${ref.upstream}/${ref.repository}`,
+    reference: ref.reference,
+    digest: ev.manifest.digest,
+    policy: ev.policy?.name ?? null,
+    mode: ev.policy?.mode ?? null,
+    verified: o?.kind === 'verified',
+    outcome: o?.kind ?? (ev.basis === 'no-policy' ? 'no-policy' : 'skipped'),
+    signer: o?.kind === 'verified' ? signerHeader(o.signer) : null,
+    viaIndex: ev.index ?? null,
+    cause: o?.kind === 'indeterminate' ? o.cause : null,
+    signatures: (o?.checks ?? []).map((c) => (c.ok ? { source: c.source, ok: true, signer: signerHeader(c.signer) } : { source: c.source, ok: false, reason: c.reason })),
+  };
+}
+
+function text(ref: ImageRef, ev: Evaluation): string {
+  const r = report(ref, ev);
+  const head = `${r.image}@${r.digest} (${ref.reference})`;
+  if (r.verified) return `verified: ${head}\n  policy: ${r.policy}\n  signer: ${r.signer}${r.viaIndex ? `\n  via index: ${r.viaIndex}` : ''}\n`;
+  const lines = [`NOT verified: ${head}`];
+  if (ev.basis === 'no-policy') lines.push('  no policy matches this image');
+  else if (ev.basis === 'mode-off') lines.push(`  policy ${r.policy} has mode off`);
+  else if (ev.basis === 'signature-artifact') lines.push('  this is a signature artifact, not an image');
+  else lines.push(`  policy: ${r.policy} (${r.mode})`, `  outcome: ${r.outcome}${r.cause ? `: ${r.cause}` : ''}`);
+  if (r.outcome === 'unsigned') lines.push('  no signature found');
+  for (const s of r.signatures) lines.push(`  ${s.source}: ${s.ok ? `verified by ${s.signer}` : s.reason}`);
+  return `${lines.join('\n')}\n`;
+}
