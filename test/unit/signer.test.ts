@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { X509Certificate, createHash, createPublicKey, verify as nodeVerify } from 'node:crypto';
@@ -32,9 +33,9 @@ import type { PrivateSigstore } from '../helpers/private-sigstore.js';
 // Proves that what test/helpers/signer.ts and private-sigstore.ts produce is accepted by the
 // real verifier (@sigstore/verify) against the private trusted root, and that broken variants
 // are rejected. The legacy-layer → bundle v0.1 conversion below is the one described in
-// /work/shared/fixtures/README.md.
+// test/fixtures/README.md (copied from the shared fixtures).
 
-const FIXTURES = '/work/shared/fixtures';
+const FIXTURES = fileURLToPath(new URL('../../../test/fixtures/real/', import.meta.url));
 const SUBJECT = 'dev@sigil.test';
 const ISSUER = 'https://issuer.sigil.test';
 const KEYED: VerifierOptions = { tlogThreshold: 0, ctlogThreshold: 0, timestampThreshold: 0 };
