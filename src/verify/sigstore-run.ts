@@ -48,11 +48,27 @@ export function dsseSignatureContent(inner: SignatureContent, payloadType: strin
   };
 }
 
-/** The reason text of a sigstore-js (or any) error, with its cause. */
+/** What a sigstore-js error code is about, to prefix its terse message ("signature mismatch"). */
+const ERROR_CONTEXT: Readonly<Record<string, string>> = {
+  TLOG_BODY_ERROR: 'Rekor entry',
+  TLOG_INCLUSION_PROMISE_ERROR: 'Rekor SET',
+  TLOG_INCLUSION_PROOF_ERROR: 'Rekor inclusion proof',
+  TLOG_MISSING_INCLUSION_ERROR: 'Rekor entry',
+  TLOG_ERROR: 'transparency log',
+  CERTIFICATE_ERROR: 'certificate',
+  TIMESTAMP_ERROR: 'timestamps',
+  PUBLIC_KEY_ERROR: 'public key',
+  UNTRUSTED_SIGNER_ERROR: 'signer',
+};
+
+/** The reason text of a sigstore-js (or any) error: context, message and cause. */
 export function describeError(e: unknown): string {
   if (!(e instanceof Error)) return String(e);
+  const code = (e as { code?: unknown }).code;
+  const context = typeof code === 'string' ? ERROR_CONTEXT[code] : undefined;
   const cause = (e as { cause?: unknown }).cause;
-  return cause instanceof Error && cause.message !== e.message ? `${e.message}: ${cause.message}` : e.message;
+  const message = cause instanceof Error && cause.message !== e.message ? `${e.message}: ${cause.message}` : e.message;
+  return context === undefined ? message : `${context}: ${message}`;
 }
 
 function isSignatureError(e: unknown): boolean {

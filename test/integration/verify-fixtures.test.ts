@@ -9,7 +9,7 @@ import { pushLegacySignature, readFixtureSignature } from '../helpers/publish.js
 import { startRegistry, type RegistryHandle } from '../helpers/registry.js';
 import { seedManifest } from '../helpers/registry-storage.js';
 import { startSigil, type SigilHandle } from '../helpers/sigil.js';
-import { writePkiRoot } from '../unit/verify-fixtures.js';
+import { writePkiRoot } from '../helpers/verify-fixtures.js';
 
 // The real signatures of test/fixtures/real (origin: test/fixtures/README.md), served by a real
 // registry and pulled through sigil with the public-good root that ships inside sigil.
