@@ -1,3 +1,4 @@
+import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import type { Metrics } from '../audit/metrics.js';
 import { VerdictCache, VerifiedChildren, verdictKey } from '../cache/verdicts.js';
@@ -13,6 +14,13 @@ import { signerHeader, type Outcome, type SignatureCheck } from '../verify/types
 import type { SignatureVerifier } from './verifier.js';
 
 export type Verification = 'verified' | 'unverified' | 'skipped';
+
+/**
+ * Signature lookups + verifications running at once, across all digests. Each may hold up to
+ * MAX_DISCOVERY_BYTES of signature data and spend milliseconds of CPU on keyless checks; the
+ * rest queue (cache hits and coalesced requests never do).
+ */
+export const MAX_CONCURRENT_VERIFICATIONS = 16;
 
 /** How a manifest's verdict was reached, for logs and `sigil verify`. */
 export type Basis = 'no-policy' | 'mode-off' | 'signature-artifact' | 'signature' | 'index';
@@ -58,6 +66,10 @@ export class ManifestGate {
   readonly #verdicts: VerdictCache;
   readonly #children: VerifiedChildren;
   readonly #inflight = new Map<string, Promise<Evaluation>>();
+  #running = 0;
+  readonly #waiting: Array<() => void> = [];
+  /** Manifests enforce denied, so that /blobs/<digest> cannot serve the same bytes (containerd tries that). */
+  readonly #denied: LRUCache<string, true>;
 
   constructor(deps: {
     config: Config;
@@ -75,6 +87,12 @@ export class ManifestGate {
     const { maxEntries, ttlMs } = deps.config.cache.verifications;
     this.#verdicts = new VerdictCache({ maxEntries, ttlMs, now: deps.now });
     this.#children = new VerifiedChildren({ maxEntries: maxEntries * 4, ttlMs, now: deps.now });
+    this.#denied = new LRUCache({ max: maxEntries, ttl: ttlMs, ...(deps.now ? { perf: { now: deps.now } } : {}) });
+  }
+
+  /** Was `digest` denied as a manifest of this repository (within the verdict lifetime)? */
+  wasDenied(upstream: string, repository: string, digest: string): boolean {
+    return this.#denied.has(`${upstream}|${repository}|${digest}`);
   }
 
   /** Fetches and judges a manifest; throws POLICY_DENIED when an enforce policy refuses it. */
@@ -104,6 +122,7 @@ export class ManifestGate {
     };
     if (ev.policy?.mode === 'enforce' && d.verification !== 'verified' && ev.basis !== 'signature-artifact') {
       this.#log.warn({ ...audit, verification: 'denied' }, 'manifest denied');
+      this.#denied.set(`${target.upstream}|${target.repository}|${ev.manifest.digest}`, true);
       throw new SigilError({
         code: 'POLICY_DENIED',
         message: `${target.upstream}/${target.repository}@${ev.manifest.digest}: ${summary(ev.outcome)} (policy ${ev.policy.name})`,
@@ -162,6 +181,17 @@ export class ManifestGate {
   }
 
   async #verify(target: ManifestTarget, digest: Digest, policy: Policy): Promise<Outcome> {
+    if (this.#running >= MAX_CONCURRENT_VERIFICATIONS) await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    this.#running++;
+    try {
+      return await this.#verifyNow(target, digest, policy);
+    } finally {
+      this.#running--;
+      this.#waiting.shift()?.();
+    }
+  }
+
+  async #verifyNow(target: ManifestTarget, digest: Digest, policy: Policy): Promise<Outcome> {
     const t0 = performance.now();
     let outcome: Outcome;
     try {

@@ -48,6 +48,10 @@ export function registerV2Routes(app: FastifyInstance, deps: V2Deps): void {
         case 'manifest':
           return manifest(req, reply, deps, r, r.endpoint.reference);
         case 'blob':
+          // A denied manifest must not come back through the blob endpoint (containerd asks for it there).
+          if (deps.gate.wasDenied(r.upstream.name, r.repository, r.endpoint.digest)) {
+            throw new SigilError({ code: 'POLICY_DENIED', message: `${r.endpoint.digest} was denied as a manifest of ${r.repository}` });
+          }
           return blob(req, reply, client, r, r.endpoint.digest as Digest);
         case 'tags':
           return answerTags(reply, client, r, query);
@@ -81,11 +85,24 @@ async function manifest(req: FastifyRequest, reply: FastifyReply, deps: V2Deps, 
     etag: `"${d.manifest.digest}"`,
     'sigil-verification': d.verification,
   });
-  if (d.policy) reply.header('sigil-policy', d.policy.name);
-  if (d.signer) reply.header('sigil-signer', d.signer);
-  if (d.warning) reply.header('warning', `299 - "${d.warning.replaceAll('"', "'")}"`);
+  if (d.policy) reply.header('sigil-policy', headerSafe(d.policy.name));
+  if (d.signer) reply.header('sigil-signer', headerSafe(d.signer));
+  if (d.warning) reply.header('warning', warningHeader(d.warning));
   // node:http drops the body of a HEAD answer and keeps Content-Length: GET and HEAD agree.
   return reply.send(d.manifest.bytes);
+}
+
+/**
+ * RFC 9111 Warning: `299 - "<text>"`. The text may quote upstream error messages: anything
+ * outside printable ASCII (node refuses it in a header) and quotes/backslashes are replaced.
+ */
+export function warningHeader(text: string): string {
+  return `299 - "${text.replace(/[^\x20-\x7e]|["\\]/g, '?')}"`;
+}
+
+/** Header values must be visible ASCII: a certificate SAN or policy name outside it is %-encoded. */
+function headerSafe(text: string): string {
+  return text.replace(/[^\x20-\x7e]/gu, (c) => encodeURIComponent(c));
 }
 
 async function blob(req: FastifyRequest, reply: FastifyReply, client: UpstreamRegistry, r: Routed, digest: Digest) {

@@ -6,6 +6,7 @@ import type { CandidateSignature } from '../verify/types.js';
 import {
   MAX_BUNDLE_REFERRERS,
   MAX_CANDIDATES,
+  MAX_DISCOVERY_BYTES,
   MAX_LAYER_ANNOTATION_BYTES,
   MAX_SIGNATURE_BLOB_BYTES,
   MAX_SIGNATURE_LAYERS,
@@ -41,23 +42,30 @@ const SIG_ACCEPT = [MT.OCI_MANIFEST, MT.DOCKER_MANIFEST].join(', ');
  * (other than "no such tag") propagate: the caller turns them into an indeterminate outcome.
  */
 export async function discoverSignatures(where: SignatureLocation, digest: Digest): Promise<Discovery> {
-  const candidates: CandidateSignature[] = [];
-  const rejected: Array<{ source: string; reason: string }> = [];
-  await discoverBundles(where, digest, candidates, rejected);
-  await discoverLegacy(where, digest, candidates, rejected);
-  if (candidates.length > MAX_CANDIDATES) {
-    rejected.push({ source: 'all', reason: `${candidates.length} signatures found, only the first ${MAX_CANDIDATES} considered` });
-    candidates.length = MAX_CANDIDATES;
-  }
-  return { candidates, rejected };
+  const found: Found = { candidates: [], rejected: [], bytes: 0 };
+  await discoverBundles(where, digest, found);
+  await discoverLegacy(where, digest, found);
+  return { candidates: found.candidates, rejected: found.rejected };
 }
 
-async function discoverBundles(
-  where: SignatureLocation,
-  digest: Digest,
-  out: CandidateSignature[],
-  rejected: Array<{ source: string; reason: string }>,
-): Promise<void> {
+/** What one decision has collected so far, and how many signature bytes it has read. */
+interface Found {
+  readonly candidates: CandidateSignature[];
+  readonly rejected: Array<{ source: string; reason: string }>;
+  bytes: number;
+}
+
+/** Whether another candidate may be read; records why not, once. */
+function room(found: Found, source: string): boolean {
+  if (found.candidates.length < MAX_CANDIDATES) return true;
+  if (!found.rejected.some((r) => r.source === 'all')) {
+    found.rejected.push({ source: 'all', reason: `more than ${MAX_CANDIDATES} signatures; only the first ${MAX_CANDIDATES} considered (next: ${source})` });
+  }
+  return false;
+}
+
+async function discoverBundles(where: SignatureLocation, digest: Digest, found: Found): Promise<void> {
+  const { rejected } = found;
   const list = await listReferrers(where.registry, where.repository, digest, MT.SIGSTORE_BUNDLE_V03);
   const refs = list.manifests.slice(0, MAX_BUNDLE_REFERRERS);
   if (list.manifests.length > refs.length) {
@@ -65,6 +73,7 @@ async function discoverBundles(
   }
   for (const ref of refs) {
     const source = `referrer ${String(ref.digest)}`;
+    if (!room(found, source)) return;
     if (typeof ref.digest !== 'string' || !isDigest(ref.digest)) {
       rejected.push({ source, reason: 'descriptor without a valid digest' });
       continue;
@@ -82,17 +91,13 @@ async function discoverBundles(
       rejected.push({ source, reason: `no layer of media type ${MT.SIGSTORE_BUNDLE_V03}` });
       continue;
     }
-    const bundle = await readSmallBlob(where, layer, source, rejected);
-    if (bundle) out.push({ format: 'bundle', source, bundle });
+    const bundle = await readSmallBlob(where, layer, source, found);
+    if (bundle) found.candidates.push({ format: 'bundle', source, bundle });
   }
 }
 
-async function discoverLegacy(
-  where: SignatureLocation,
-  digest: Digest,
-  out: CandidateSignature[],
-  rejected: Array<{ source: string; reason: string }>,
-): Promise<void> {
+async function discoverLegacy(where: SignatureLocation, digest: Digest, found: Found): Promise<void> {
+  const { rejected } = found;
   const tag = signatureTag(digest);
   let bytes: Buffer;
   try {
@@ -112,6 +117,7 @@ async function discoverLegacy(
   }
   for (const [i, layer] of layers.slice(0, MAX_SIGNATURE_LAYERS).entries()) {
     const source = `${tag} layer ${i}`;
+    if (!room(found, source)) return;
     if (layer?.mediaType !== MT.COSIGN_SIMPLESIGNING) {
       rejected.push({ source, reason: `media type ${String(layer?.mediaType)} is not ${MT.COSIGN_SIMPLESIGNING}` });
       continue;
@@ -126,18 +132,14 @@ async function discoverLegacy(
       rejected.push({ source, reason: `annotations of ${annotationBytes} bytes exceed ${MAX_LAYER_ANNOTATION_BYTES}` });
       continue;
     }
-    const payload = await readSmallBlob(where, layer, source, rejected);
-    if (payload) out.push({ format: 'legacy', source, payload, annotations });
+    const payload = await readSmallBlob(where, layer, source, found);
+    if (payload) found.candidates.push({ format: 'legacy', source, payload, annotations });
   }
 }
 
 /** Reads a signature blob whose descriptor promises at most MAX_SIGNATURE_BLOB_BYTES. */
-async function readSmallBlob(
-  where: SignatureLocation,
-  d: Descriptor,
-  source: string,
-  rejected: Array<{ source: string; reason: string }>,
-): Promise<Buffer | undefined> {
+async function readSmallBlob(where: SignatureLocation, d: Descriptor, source: string, found: Found): Promise<Buffer | undefined> {
+  const { rejected } = found;
   if (typeof d.digest !== 'string' || !isDigest(d.digest)) {
     rejected.push({ source, reason: 'layer without a valid digest' });
     return undefined;
@@ -146,6 +148,11 @@ async function readSmallBlob(
     rejected.push({ source, reason: `layer size ${String(d.size)} is not within 0..${MAX_SIGNATURE_BLOB_BYTES}` });
     return undefined;
   }
+  if (found.bytes + d.size > MAX_DISCOVERY_BYTES) {
+    rejected.push({ source, reason: `not read: the signatures of this manifest exceed ${MAX_DISCOVERY_BYTES} bytes in all` });
+    return undefined;
+  }
+  found.bytes += d.size;
   const res = await where.registry.openBlob(where.repository, d.digest, { method: 'GET' });
   if (res.body === null) throw new SigilError({ code: 'UPSTREAM_BAD_RESPONSE', message: `${source}: blob without a body` });
   const chunks: Buffer[] = [];

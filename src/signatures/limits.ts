@@ -21,3 +21,6 @@ export const MAX_SIGNATURE_BLOB_BYTES = 1024 * 1024;
 
 /** Certificate, chain and Rekor bundle annotations on a `.sig` layer, together. */
 export const MAX_LAYER_ANNOTATION_BYTES = 256 * 1024;
+
+/** Signature blob bytes read for one decision, all candidates together (bounds memory per decision). */
+export const MAX_DISCOVERY_BYTES = 8 * 1024 * 1024;

@@ -92,7 +92,7 @@ const OCI_CODE_RE = /^[A-Z][A-Z0-9_]{0,63}$/;
 /** Control characters out, length capped: an upstream's message is passed to clients and logs. */
 function cleanMessage(s: string): string {
   const flat = s.replace(/[\u0000-\u001f\u007f]+/g, ' ').trim();
-  return flat.length > ERROR_MESSAGE_MAX_CHARS ? `${flat.slice(0, ERROR_MESSAGE_MAX_CHARS)}…` : flat;
+  return flat.length > ERROR_MESSAGE_MAX_CHARS ? `${flat.slice(0, ERROR_MESSAGE_MAX_CHARS)}...` : flat;
 }
 
 /** Parses `{"errors":[{"code","message"}]}`; anything else gives `{}`. */

@@ -13,6 +13,7 @@ import { statementBindingProblem } from './binding.js';
 import { certificateIdentity, matchIdentity } from './identity.js';
 import type { PublicKey } from './key-signature.js';
 import { BUNDLE_MAX_BYTES, CERT_CHAIN_MAX_LENGTH } from './limits.js';
+import { requireSignatureBy } from './precheck.js';
 import { dsseSignatureContent, verifyCertificateEntity, verifyKeyEntity } from './sigstore-run.js';
 import type { TrustBundle } from './trust.js';
 import type { CandidateSignature, Signer, Subject } from './types.js';
@@ -77,12 +78,14 @@ export function verifyBundle(p: PreparedBundle, authority: Authority, key: Publi
     if (p.certificate !== undefined && !p.certificate.publicKey.equals(key.spki)) {
       throw new Error(`bundle is signed by a certificate whose key is not ${key.keyId}`);
     }
+    requireSignatureBy(p.entity, key.key, `key ${key.keyId}`);
     verifyKeyEntity(p.entity, key, trust, authority.tlog);
     return { kind: 'key', keyId: key.keyId };
   }
   if (p.certificate === undefined) throw new Error('bundle is signed by a key, not a certificate: a keyless authority needs one');
   const identity = matchIdentity(authority, certificateIdentity(p.certificate));
   if (!identity.ok) throw new Error(identity.reason);
+  requireSignatureBy(p.entity, p.certificate.publicKey, "the certificate's key");
   verifyCertificateEntity(p.entity, trust, now);
   return { kind: 'keyless', subject: identity.subject, issuer: identity.issuer };
 }

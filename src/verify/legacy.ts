@@ -13,6 +13,7 @@ import { certificateIdentity, matchIdentity } from './identity.js';
 import type { PublicKey } from './key-signature.js';
 import { ANNOTATION_MAX_BYTES, CERT_CHAIN_MAX_LENGTH, LEGACY_PAYLOAD_MAX_BYTES } from './limits.js';
 import { parseRekorBundleAnnotation, rekorKeyProblem, type LegacyRekorEntry } from './rekor-entry.js';
+import { requireSignatureBy } from './precheck.js';
 import { payloadSignatureContent, verifyCertificateEntity, verifyKeyEntity } from './sigstore-run.js';
 import type { TrustBundle } from './trust.js';
 import type { CandidateSignature, Signer, Subject } from './types.js';
@@ -96,17 +97,21 @@ export function verifyLegacy(p: PreparedLegacy, authority: Authority, key: Publi
   if (authority.kind === 'key') {
     if (key === undefined) throw new Error(`key ${authority.source} is not usable`);
     const rekor = authority.tlog === 'require' ? usableRekor(p) : undefined;
-    verifyKeyEntity(entityOf(p, rekor, { $case: 'public-key', hint: key.keyId }), key, trust, authority.tlog);
+    const entity = entityOf(p, rekor, { $case: 'public-key', hint: key.keyId });
+    requireSignatureBy(entity, key.key, `key ${key.keyId}`);
     const problem = rekor === undefined ? undefined : rekorKeyProblem(rekor, { spki: key.spki });
     if (problem !== undefined) throw new Error(problem);
+    verifyKeyEntity(entity, key, trust, authority.tlog);
     return { kind: 'key', keyId: key.keyId };
   }
   if (p.certificate === undefined) throw new Error(`no ${CERTIFICATE_ANNOTATION} annotation: a keyless authority needs a certificate`);
   const identity = matchIdentity(authority, certificateIdentity(p.certificate));
   if (!identity.ok) throw new Error(identity.reason);
   const rekor = usableRekor(p);
-  verifyCertificateEntity(entityOf(p, rekor, { $case: 'certificate', certificate: p.certificate }), trust, now);
+  const entity = entityOf(p, rekor, { $case: 'certificate', certificate: p.certificate });
+  requireSignatureBy(entity, p.certificate.publicKey, "the certificate's key");
   const problem = rekor === undefined ? undefined : rekorKeyProblem(rekor, { spki: p.certificate.publicKey, certDer: p.certificate.root.toDER() });
   if (problem !== undefined) throw new Error(problem);
+  verifyCertificateEntity(entity, trust, now);
   return { kind: 'keyless', subject: identity.subject, issuer: identity.issuer };
 }

@@ -156,3 +156,25 @@ test('keyless signature without a transparency log entry is denied', async () =>
   await pushLegacySignature(env.target, 'id/no-tlog', img.digest, [legacyLayer(env.sigstore.issueIdentity(SUBJECT, ISSUER), img.digest)]);
   assert.equal((await pull(sigil, 'id/no-tlog', 'v1')).status, 403);
 });
+
+test('a Rekor entry of another signature does not count as this one\'s (tlog: require)', async () => {
+  const strict = await env.sigil(`
+  - name: keyed-tlog
+    match: ["reg.test/**"]
+    mode: enforce
+    authorities:
+      - { key: ${env.keys.p256.path}, tlog: require }
+`);
+  const img = await env.push('k/rekor-swap', 'v1');
+  const logged = legacyLayer(env.keys.p256, img.digest, { rekor: env.sigstore, annotations: { n: '1' } });
+  const unlogged = legacyLayer(env.keys.p256, img.digest, { annotations: { n: '2' } });
+  // A valid signature by the trusted key, carrying the (valid) SET of a different signature.
+  const swapped = { payload: unlogged.payload, annotations: { ...unlogged.annotations, [ANNOTATION.BUNDLE]: logged.annotations[ANNOTATION.BUNDLE] } };
+  await pushLegacySignature(env.target, 'k/rekor-swap', img.digest, [swapped]);
+  const r = await pull(strict, 'k/rekor-swap', 'v1');
+  assert.equal(r.status, 403);
+  // The honest, logged signature verifies under the same policy.
+  const ok = await env.push('k/rekor-ok', 'v1');
+  await pushLegacySignature(env.target, 'k/rekor-ok', ok.digest, [legacyLayer(env.keys.p256, ok.digest, { rekor: env.sigstore })]);
+  assert.equal((await pull(strict, 'k/rekor-ok', 'v1')).status, 200);
+});

@@ -56,7 +56,7 @@ describe('outcomes', () => {
         source: 'a',
         ok: false,
         reason: [
-          `authority 0 (key ${key.keyId}): no Rekor entry and tlog: require`,
+          `authority 0 (key ${key.keyId}): signature does not verify with key ${key.keyId}`,
           `authority 1 (key ${other.keyId}): signature does not verify with key ${other.keyId}`,
           'authority 2 (keyless me (issuer https://issuer)): no dev.sigstore.cosign/certificate annotation: a keyless authority needs a certificate',
         ].join('; '),
