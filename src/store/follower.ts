@@ -1,0 +1,112 @@
+import type { FileHandle } from 'node:fs/promises';
+import { PassThrough, Readable } from 'node:stream';
+import { SigilError } from '../errors.js';
+import { FOLLOW_CHUNK_BYTES, FOLLOW_HOLD_BACK_BYTES } from './limits.js';
+
+export type FollowState =
+  | { readonly kind: 'writing'; readonly written: number }
+  | { readonly kind: 'committed'; readonly size: number }
+  | { readonly kind: 'failed'; readonly error: SigilError };
+
+/** What a follower needs of the write it follows. */
+export interface Followed {
+  state(): FollowState;
+  /** The temp file's descriptor (shared; positional reads only). */
+  handle(): Promise<FileHandle>;
+  /** Resolves at the next chunk written, commit or failure. */
+  progress(): Promise<void>;
+  /** The follower is done with the descriptor. */
+  release(): void;
+}
+
+/**
+ * Reads behind a writer: delivers what is on disk, then waits for the writer's next
+ * chunk. Memory is one chunk at a time, whatever the blob's size; a slow consumer
+ * just lags further behind. It ends after the writer commits and errors when the
+ * writer fails, and it stays FOLLOW_HOLD_BACK_BYTES behind until the digest checks.
+ */
+export class FollowerStream extends Readable {
+  readonly #followed: Followed;
+  #pos = 0;
+  #pumping = false;
+  #released = false;
+
+  constructor(followed: Followed) {
+    super({ highWaterMark: FOLLOW_CHUNK_BYTES });
+    this.#followed = followed;
+  }
+
+  override _read(): void {
+    void this.#pump();
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.#release();
+    cb(err);
+  }
+
+  #release(): void {
+    if (this.#released) return;
+    this.#released = true;
+    this.#followed.release();
+  }
+
+  async #pump(): Promise<void> {
+    if (this.#pumping) return;
+    this.#pumping = true;
+    try {
+      for (;;) {
+        if (this.destroyed) return;
+        const st = this.#followed.state();
+        if (st.kind === 'failed') {
+          this.destroy(st.error);
+          return;
+        }
+        const limit = st.kind === 'committed' ? st.size : st.written - FOLLOW_HOLD_BACK_BYTES;
+        if (this.#pos < limit) {
+          const want = Math.min(limit - this.#pos, FOLLOW_CHUNK_BYTES);
+          const buf = Buffer.allocUnsafe(want);
+          const fh = await this.#followed.handle();
+          const { bytesRead } = await fh.read(buf, 0, want, this.#pos);
+          if (this.destroyed) return;
+          if (bytesRead === 0) {
+            throw new SigilError({ code: 'INTERNAL', message: `content store: follower found ${this.#pos} bytes, expected more` });
+          }
+          this.#pos += bytesRead;
+          if (!this.push(bytesRead === want ? buf : buf.subarray(0, bytesRead))) return;
+          continue;
+        }
+        if (st.kind === 'committed') {
+          this.push(null);
+          this.#release(); // the descriptor is not needed for 'end' to be read
+          return;
+        }
+        await this.#followed.progress();
+      }
+    } catch (err) {
+      // When the write failed meanwhile, its error is the one that explains this one.
+      const st = this.#followed.state();
+      this.destroy(st.kind === 'failed' ? st.error : (err as Error));
+    } finally {
+      this.#pumping = false;
+    }
+  }
+}
+
+/** A stream available at once whose source is opened later (a follower that starts after the commit). */
+export function streamOf(openSource: () => Promise<Readable | null>, missing: () => Error): Readable {
+  const out = new PassThrough();
+  openSource().then(
+    (src) => {
+      if (!src) {
+        out.destroy(missing());
+        return;
+      }
+      src.on('error', (err) => out.destroy(err));
+      out.on('close', () => src.destroy());
+      src.pipe(out);
+    },
+    (err: unknown) => out.destroy(err as Error),
+  );
+  return out;
+}

@@ -1,0 +1,210 @@
+import { createHash } from 'node:crypto';
+import type { Hash } from 'node:crypto';
+import { open, rm } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { Writable } from 'node:stream';
+import { SigilError, isSigilError } from '../errors.js';
+import { digestAlgorithm } from '../oci/digest.js';
+import type { Digest } from '../oci/digest.js';
+import { FollowerStream } from './follower.js';
+import { FILE_MODE } from './layout.js';
+import type { Followed, FollowState } from './follower.js';
+
+export interface InFlightOptions {
+  readonly digest: Digest;
+  readonly expectedSize?: number;
+  readonly tmpPath: string;
+  readonly idleTimeoutMs: number;
+  /** Renames the checked, fsynced temp into place and records it; runs once, after the digest check. */
+  readonly commit: (tmpPath: string, size: number) => Promise<void>;
+  /** The write is over (committed or failed): forget it, synchronously with the state change. */
+  readonly settled: () => void;
+}
+
+const noop = (): void => {};
+
+/**
+ * One streaming write of one digest, shared by its writer and any number of
+ * followers. The writer's chunks go to a temp file opened O_EXCL|O_RDWR; followers
+ * read the same file descriptor at their own offsets (pread), so they never hold
+ * more than one chunk and keep working after the rename (same inode). The file
+ * descriptor closes when the writer and every follower are done with it.
+ */
+export class InFlightWrite implements Followed {
+  readonly writer: Writable;
+  readonly done: Promise<void>;
+  readonly #opts: InFlightOptions;
+  readonly #hash: Hash;
+  readonly #opened: Promise<FileHandle>;
+  #resolveOpened: (fh: FileHandle) => void = noop;
+  #rejectOpened: (err: unknown) => void = noop;
+  #resolveDone: () => void = noop;
+  #rejectDone: (err: unknown) => void = noop;
+  #state: FollowState = { kind: 'writing', written: 0 };
+  #refs = 1; // the writer's
+  #waiters: Array<() => void> = [];
+  #idle: NodeJS.Timeout | undefined;
+
+  constructor(opts: InFlightOptions) {
+    this.#opts = opts;
+    this.#hash = createHash(digestAlgorithm(opts.digest));
+    this.#opened = new Promise<FileHandle>((resolve, reject) => {
+      this.#resolveOpened = resolve;
+      this.#rejectOpened = reject;
+    });
+    this.#opened.catch(noop);
+    this.done = new Promise<void>((resolve, reject) => {
+      this.#resolveDone = resolve;
+      this.#rejectDone = reject;
+    });
+    // The failure is also the writer's 'error'; a caller that awaits only `done` must not crash.
+    this.done.catch(noop);
+    this.writer = new Writable({
+      construct: (cb) => {
+        open(opts.tmpPath, 'wx+', FILE_MODE).then(
+          (fh) => {
+            this.#resolveOpened(fh);
+            cb();
+          },
+          (err: unknown) => {
+            this.#rejectOpened(err);
+            cb(err as Error);
+          },
+        );
+      },
+      write: (chunk: Buffer, _enc, cb) => {
+        this.#write(chunk).then(() => cb(), cb);
+      },
+      final: (cb) => {
+        this.#final().then(() => cb(), cb);
+      },
+      destroy: (err, cb) => {
+        this.#destroyed(err).then(
+          () => cb(err),
+          () => cb(err),
+        );
+      },
+    });
+    // Errors surface through `done` (and to a pipeline); without a listener an 'error' would throw.
+    this.writer.on('error', noop);
+    this.#armIdle();
+  }
+
+  /** A new follower reading from byte 0 (only while writing; the store routes later callers to the file). */
+  follow(): FollowerStream {
+    this.#refs++;
+    return new FollowerStream(this);
+  }
+
+  /** Aborts the write (store closing); followers error with `err`. */
+  abort(err: Error): void {
+    this.writer.destroy(err);
+  }
+
+  state(): FollowState {
+    return this.#state;
+  }
+
+  handle(): Promise<FileHandle> {
+    return this.#opened;
+  }
+
+  progress(): Promise<void> {
+    if (this.#state.kind !== 'writing') return Promise.resolve();
+    return new Promise<void>((resolve) => this.#waiters.push(resolve));
+  }
+
+  release(): void {
+    this.#refs--;
+    if (this.#refs === 0) {
+      this.#opened.then((fh) => fh.close()).catch(noop);
+    }
+  }
+
+  #notify(): void {
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const w of waiters) w();
+  }
+
+  #armIdle(): void {
+    clearTimeout(this.#idle);
+    this.#idle = setTimeout(() => {
+      this.writer.destroy(
+        new SigilError({
+          code: 'INTERNAL',
+          message: `content store: the write of ${this.#opts.digest} received no data for ${this.#opts.idleTimeoutMs} ms`,
+        }),
+      );
+    }, this.#opts.idleTimeoutMs);
+    this.#idle.unref();
+  }
+
+  async #write(chunk: Buffer): Promise<void> {
+    if (this.#state.kind !== 'writing') throw new SigilError({ code: 'INTERNAL', message: 'content store: write after end' });
+    const at = this.#state.written;
+    const expected = this.#opts.expectedSize;
+    if (expected !== undefined && at + chunk.length > expected) throw this.#sizeError(at + chunk.length);
+    this.#armIdle();
+    this.#hash.update(chunk);
+    const fh = await this.#opened;
+    let off = 0;
+    while (off < chunk.length) {
+      const { bytesWritten } = await fh.write(chunk, off, chunk.length - off, at + off);
+      off += bytesWritten;
+    }
+    if (this.#state.kind !== 'writing') return; // aborted meanwhile
+    this.#state = { kind: 'writing', written: at + chunk.length };
+    this.#notify();
+  }
+
+  async #final(): Promise<void> {
+    if (this.#state.kind !== 'writing') throw new SigilError({ code: 'INTERNAL', message: 'content store: write already over' });
+    const size = this.#state.written;
+    const expected = this.#opts.expectedSize;
+    if (expected !== undefined && size !== expected) throw this.#sizeError(size);
+    const digest = this.#opts.digest;
+    const got = `${digestAlgorithm(digest)}:${this.#hash.digest('hex')}`;
+    if (got !== digest) {
+      throw new SigilError({
+        code: 'DIGEST_MISMATCH',
+        message: `content store: the bytes written for ${digest} hash to ${got}`,
+        detail: { expected: digest, got },
+      });
+    }
+    const fh = await this.#opened;
+    await fh.sync();
+    await this.#opts.commit(this.#opts.tmpPath, size);
+    clearTimeout(this.#idle);
+    if (this.#state.kind !== 'writing') return; // aborted during the rename: the object is valid all the same
+    this.#state = { kind: 'committed', size };
+    this.#opts.settled();
+    this.#notify();
+    this.#resolveDone();
+  }
+
+  async #destroyed(err: Error | null): Promise<void> {
+    clearTimeout(this.#idle);
+    if (this.#state.kind === 'writing') {
+      const error =
+        err !== null && isSigilError(err)
+          ? err
+          : new SigilError({ code: 'INTERNAL', message: `content store: the write of ${this.#opts.digest} was aborted`, cause: err ?? undefined });
+      this.#state = { kind: 'failed', error };
+      this.#opts.settled();
+      this.#notify();
+      // `done` settles once the temp is gone: a caller that awaited it sees a clean directory.
+      await rm(this.#opts.tmpPath, { force: true }).catch(noop);
+      this.#rejectDone(error);
+    }
+    this.release();
+  }
+
+  #sizeError(size: number): SigilError {
+    return new SigilError({
+      code: 'DIGEST_MISMATCH',
+      message: `content store: ${this.#opts.digest} was announced as ${this.#opts.expectedSize} bytes, got ${size}`,
+      detail: { expectedSize: this.#opts.expectedSize, size },
+    });
+  }
+}

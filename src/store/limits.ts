@@ -1,0 +1,56 @@
+/**
+ * Limits and timings of the content store, each with its reason. The store is a
+ * library: `ContentStore.open` takes overrides of the timings (tests use short ones).
+ */
+
+/**
+ * A temp file whose mtime is older than this is debris of a crashed writer and is
+ * removed at open. A live writer touches its temp on every chunk and gives up after
+ * WRITE_IDLE_TIMEOUT_MS without one, so a live temp is never anywhere near this old,
+ * even when another sigil process shares the directory.
+ */
+export const TMP_STALE_MS = 60 * 60 * 1000;
+
+/**
+ * A coalesced write that receives no chunk for this long is aborted (its followers
+ * error, its temp is removed). Longer than the upstream client's body idle timeout
+ * (30 s) so that the upstream's own, more precise error arrives first; a guard against
+ * a caller that forgets to end or destroy the writer.
+ */
+export const WRITE_IDLE_TIMEOUT_MS = 2 * 60 * 1000;
+
+/**
+ * `lastUsed` is kept exactly in memory and persisted as the object's mtime at most
+ * this often per object: LRU order only needs minute precision, and a read-heavy
+ * object then costs one utimes() a minute instead of one per request.
+ */
+export const LAST_USED_PERSIST_MS = 60 * 1000;
+
+/**
+ * Another process that shares the directory persists its reads as mtimes; eviction
+ * spares an object whose mtime is newer than our own record by more than this
+ * (slack for the float-seconds round trip of utimes and coarse file systems).
+ */
+export const MTIME_SLACK_MS = 2_000;
+
+/** A follower reads the growing temp file in chunks of this size (a socket write's worth). */
+export const FOLLOW_CHUNK_BYTES = 64 * 1024;
+
+/**
+ * A follower stays this many bytes behind the writer until the digest is checked, so
+ * that a follower's consumer never receives a complete blob with the wrong digest (the
+ * same rule as upstream/blob-verify.ts, which holds back one chunk).
+ */
+export const FOLLOW_HOLD_BACK_BYTES = 1;
+
+/** stat() calls in flight while scanning the store at open: fast on SSDs, gentle on NFS. */
+export const SCAN_CONCURRENCY = 64;
+
+/**
+ * One metadata value (tag → digest, media types, verdicts, signature digest lists) is a
+ * small JSON document; a referrers list is capped at 4 MiB upstream, so that caps this too.
+ */
+export const META_MAX_BYTES = 4 * 1024 * 1024;
+
+/** Metadata namespaces are our own constants ("tags", "verdicts"), never user input. */
+export const META_NAMESPACE_RE = /^[a-z0-9][a-z0-9-]{0,63}$/;

@@ -1,0 +1,144 @@
+import { lstat, open, readdir } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { isDigest } from '../oci/digest.js';
+import type { Digest } from '../oci/digest.js';
+import { ALGORITHMS, READ_FLAGS, isErrno } from './layout.js';
+import type { Layout } from './layout.js';
+import { SCAN_CONCURRENCY } from './limits.js';
+
+export interface Entry {
+  size: number;
+  /** Exact, in memory (ms since epoch on the store's clock). */
+  lastUsed: number;
+  /** What the file's mtime says, i.e. what a restart would read back. */
+  persisted: number;
+}
+
+/**
+ * The in-memory view of the objects: size and last use of each, and the running
+ * total. Built at open by a scan, then kept up to date by this process's own writes,
+ * reads and removals (another process sharing the directory is seen lazily: an object
+ * it wrote is adopted when asked for, one it removed is dropped when it is missing).
+ */
+export class ObjectIndex {
+  readonly #entries = new Map<Digest, Entry>();
+  #bytes = 0;
+
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  get count(): number {
+    return this.#entries.size;
+  }
+
+  get(digest: Digest): Entry | undefined {
+    return this.#entries.get(digest);
+  }
+
+  /** Adds or replaces an entry (a second writer of the same digest does not count twice). */
+  set(digest: Digest, size: number, lastUsed: number, persisted: number): void {
+    const old = this.#entries.get(digest);
+    if (old) this.#bytes -= old.size;
+    this.#entries.set(digest, { size, lastUsed, persisted });
+    this.#bytes += size;
+  }
+
+  delete(digest: Digest): Entry | undefined {
+    const old = this.#entries.get(digest);
+    if (old) {
+      this.#entries.delete(digest);
+      this.#bytes -= old.size;
+    }
+    return old;
+  }
+
+  /** Entries, least recently used first. */
+  byLastUsed(): Array<{ digest: Digest; size: number; lastUsed: number }> {
+    const all = [...this.#entries].map(([digest, e]) => ({ digest, size: e.size, lastUsed: e.lastUsed }));
+    return all.sort((a, b) => a.lastUsed - b.lastUsed || (a.digest < b.digest ? -1 : 1));
+  }
+}
+
+/**
+ * Scans <dir>/blobs: every regular file named by a valid digest becomes an entry, its
+ * mtime its last use. Anything else (a symlink, a stray name) is ignored and reported.
+ */
+export async function scanObjects(layout: Layout, onStray: (path: string) => void): Promise<ObjectIndex> {
+  const index = new ObjectIndex();
+  for (const alg of ALGORITHMS) {
+    const dir = layout.algDir(alg);
+    const names = await readdir(dir);
+    for (let i = 0; i < names.length; i += SCAN_CONCURRENCY) {
+      await Promise.all(
+        names.slice(i, i + SCAN_CONCURRENCY).map(async (name) => {
+          const digest = `${alg}:${name}`;
+          const path = join(dir, name);
+          if (!isDigest(digest)) {
+            onStray(path);
+            return;
+          }
+          try {
+            const st = await lstat(path);
+            if (!st.isFile()) {
+              onStray(path);
+              return;
+            }
+            const t = Math.round(st.mtimeMs);
+            index.set(digest, st.size, t, t);
+          } catch (err) {
+            if (!isErrno(err, 'ENOENT')) throw err; // evicted by another process meanwhile
+          }
+        }),
+      );
+    }
+  }
+  return index;
+}
+
+/** The index entry, or one adopted from disk (written by another process sharing the directory). */
+export async function lookupObject(layout: Layout, index: ObjectIndex, digest: Digest): Promise<Entry | undefined> {
+  const path = layout.objectPath(digest);
+  const known = index.get(digest);
+  if (known) return known;
+  try {
+    const st = await lstat(path);
+    if (!st.isFile()) return undefined;
+    const t = Math.round(st.mtimeMs);
+    index.set(digest, st.size, t, t);
+    return index.get(digest);
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return undefined;
+    throw err;
+  }
+}
+
+/**
+ * Opens the object (never through a symlink) and refreshes its entry from the open
+ * file; null when absent (then it is dropped: another process removed it).
+ */
+export async function openObject(layout: Layout, index: ObjectIndex, digest: Digest): Promise<{ fh: FileHandle; entry: Entry } | null> {
+  const path = layout.objectPath(digest);
+  let fh: FileHandle;
+  try {
+    fh = await open(path, READ_FLAGS);
+  } catch (err) {
+    if (!isErrno(err, 'ENOENT') && !isErrno(err, 'ELOOP')) throw err;
+    index.delete(digest);
+    return null;
+  }
+  try {
+    const st = await fh.stat();
+    let entry = index.get(digest);
+    if (!entry || entry.size !== st.size) {
+      const t = Math.round(st.mtimeMs);
+      index.set(digest, st.size, t, t);
+      entry = index.get(digest) as Entry;
+    }
+    return { fh, entry };
+  } catch (err) {
+    await fh.close();
+    throw err;
+  }
+}
