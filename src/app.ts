@@ -11,6 +11,11 @@ import { registerErrorHandling } from './http/errors.js';
 import { registerOpsRoutes, type Readiness } from './http/ops-routes.js';
 import { registerV2Routes, unsupported } from './http/v2-routes.js';
 import { UpstreamClient } from './upstream/client.js';
+import type { UpstreamRegistry } from './upstream/types.js';
+import { CachingRegistry } from './cache/caching-registry.js';
+import { StoredRegistry } from './cache/stored-registry.js';
+import { Keeper } from './gate/keeper.js';
+import { Catalog, ContentStore } from './store/index.js';
 import type { Timeouts } from './upstream/limits.js';
 import { TrustedVerifier } from './gate/sigstore-verifier.js';
 import type { SignatureVerifier } from './gate/verifier.js';
@@ -33,19 +38,65 @@ export const MAX_HEADER_BYTES = 16 * 1024;
 export interface AppDeps {
   readonly logger: Logger;
   readonly metrics: Metrics;
-  readonly clients: ReadonlyMap<string, UpstreamClient>;
+  readonly clients: ReadonlyMap<string, UpstreamRegistry>;
   readonly verifier: SignatureVerifier & { readonly sources: readonly string[] };
+  /** With `cache.store`: the store, its catalog and what decides what goes in. */
+  readonly store?: { readonly content: ContentStore; readonly catalog: Catalog; readonly keeper: Keeper };
+  readonly offline: boolean;
   readonly timeouts?: Partial<Timeouts>;
 }
 
-export function defaultDeps(config: Config, opts: { logger?: Logger; timeouts?: Partial<Timeouts> } = {}): AppDeps {
+export interface DepsOptions {
+  logger?: Logger;
+  timeouts?: Partial<Timeouts>;
+  /** Serve only from the content store; construct no upstream client at all. */
+  offline?: boolean;
+}
+
+/**
+ * The collaborators of an app: trust material, the content store when configured, and one
+ * registry per upstream — an upstream client behind the caches, or (offline) the store alone.
+ */
+export async function defaultDeps(config: Config, opts: DepsOptions = {}): Promise<AppDeps> {
   const logger = opts.logger ?? createLogger(config.server.logLevel);
   const metrics = new Metrics();
-  const clients = new Map<string, UpstreamClient>();
-  for (const u of config.upstreams) {
-    clients.set(u.name, new UpstreamClient(u, { metrics, logger, timeouts: opts.timeouts }));
+  let verifier: TrustedVerifier;
+  try {
+    verifier = loadVerifier(config);
+  } catch (err) {
+    throw new Error(`trust.trustedRoot: ${(err as Error).message}`, { cause: err });
   }
-  return { logger, metrics, clients, verifier: loadVerifier(config), timeouts: opts.timeouts };
+  const offline = opts.offline ?? false;
+  let store: AppDeps['store'];
+  if (config.cache.store) {
+    let content: ContentStore;
+    try {
+      content = await ContentStore.open({ dir: config.cache.store.dir, maxBytes: config.cache.store.maxBytes, logger });
+    } catch (err) {
+      throw new Error(`cache.store.dir: cannot open ${config.cache.store.dir}: ${(err as Error).message}`, { cause: err });
+    }
+    const catalog = new Catalog(content);
+    store = { content, catalog, keeper: new Keeper(catalog, config, logger) };
+  } else if (offline) {
+    throw new Error('cache.store: --offline serves from the content store, and the config has none');
+  }
+  const clients = new Map<string, UpstreamRegistry>();
+  for (const u of config.upstreams) {
+    if (offline && store) {
+      clients.set(u.name, new StoredRegistry(u.name, store.catalog));
+      continue;
+    }
+    const up = new UpstreamClient(u, { metrics, logger, timeouts: opts.timeouts });
+    const caching = new CachingRegistry(
+      up,
+      store?.catalog ?? null,
+      { tagTtlMs: config.cache.tags.ttlMs, manifestCacheBytes: config.cache.manifests.maxBytes, staleIfError: u.staleIfError },
+      { metrics, logger },
+    );
+    if (store) caching.setBlobAdmission((up2, repo, digest) => store.keeper.admitBlob(up2, repo, digest));
+    clients.set(u.name, caching);
+  }
+  return { logger, metrics, clients, verifier, store, offline, timeouts: opts.timeouts };
 }
 
 /**
@@ -57,7 +108,8 @@ export function loadVerifier(config: Config, publicGoodPath = defaultPublicGoodP
 }
 
 /** Builds the fastify app for a compiled config. Never listens: main.ts and tests do. */
-export async function buildApp(config: Config, deps: AppDeps = defaultDeps(config)): Promise<FastifyInstance> {
+export async function buildApp(config: Config, deps?: AppDeps): Promise<FastifyInstance> {
+  deps ??= await defaultDeps(config);
   const app = Fastify({
     loggerInstance: deps.logger,
     https: config.server.tls ? { cert: config.server.tls.cert, key: config.server.tls.key } : null,
@@ -96,7 +148,14 @@ export async function buildApp(config: Config, deps: AppDeps = defaultDeps(confi
     deps.metrics.httpDuration.observe({ route, method: req.method }, reply.elapsedTime / 1000);
   });
 
-  const gate = new ManifestGate({ config, clients: deps.clients, metrics: deps.metrics, logger: deps.logger, verifier: deps.verifier });
+  const gate = new ManifestGate({
+    config,
+    clients: deps.clients,
+    metrics: deps.metrics,
+    logger: deps.logger,
+    verifier: deps.verifier,
+    keeper: deps.store?.keeper,
+  });
   registerV2Routes(app, { config, gate, clients: deps.clients });
   const readiness: Readiness = {
     // Both are loaded before the app exists (a failure stops start-up), so a running app is ready.
@@ -106,6 +165,7 @@ export async function buildApp(config: Config, deps: AppDeps = defaultDeps(confi
 
   app.addHook('onClose', async () => {
     await Promise.all([...deps.clients.values()].map((c) => c.close()));
+    await deps.store?.content.close();
   });
   return app;
 }

@@ -13,6 +13,7 @@ export class Metrics {
   readonly verifications: Counter<'outcome' | 'policy'>;
   readonly verificationDuration: Histogram<'outcome'>;
   readonly verdictCache: Counter<'result'>;
+  readonly staleResponses: Counter<'upstream'>;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const registry = new Registry();
@@ -73,6 +74,12 @@ export class Metrics {
       help: 'Time to find and verify the signatures of one manifest',
       labelNames: ['outcome'],
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    });
+    this.staleResponses = new Counter({
+      name: 'sigil_stale_responses_total',
+      help: 'Answers served from the content store because the upstream failed (stale-if-error)',
+      labelNames: ['upstream'],
       registers: [registry],
     });
     this.verdictCache = new Counter({

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { buildApp, defaultDeps } from '../app.js';
+import { buildApp, defaultDeps, type AppDeps } from '../app.js';
 import { formatProblems, loadConfig } from '../config/load.js';
 import type { CliIo } from './io.js';
 
@@ -22,15 +22,11 @@ export async function startServe(io: CliIo, opts: { config?: string; offline: bo
     return 2;
   }
   const config = res.config;
-  if (opts.offline) {
-    io.stderr('sigil: --offline serves from the content store (cache.store), which this build does not have yet\n');
-    return 2;
-  }
-  let deps: ReturnType<typeof defaultDeps>;
+  let deps: AppDeps;
   try {
-    deps = defaultDeps(config);
+    deps = await defaultDeps(config, { offline: opts.offline });
   } catch (err) {
-    io.stderr(`sigil: ${config.source}: trust.trustedRoot: ${(err as Error).message}\n`);
+    io.stderr(`sigil: ${config.source}: ${(err as Error).message}\n`);
     return 2;
   }
   for (const w of res.warnings) deps.logger.warn({ path: w.path }, `config: ${w.message}`);
@@ -43,7 +39,7 @@ export async function startServe(io: CliIo, opts: { config?: string; offline: bo
     return 1;
   }
   deps.logger.info(
-    { config: config.source, upstreams: config.upstreams.map((u) => u.name), tls: Boolean(config.server.tls) },
+    { config: config.source, upstreams: config.upstreams.map((u) => u.name), tls: Boolean(config.server.tls), offline: opts.offline, store: config.cache.store?.dir },
     'sigil is serving',
   );
   let stopping: Promise<number> | null = null;

@@ -1,4 +1,4 @@
-import { defaultDeps } from '../app.js';
+import { defaultDeps, type AppDeps } from '../app.js';
 import { formatProblems, loadConfig } from '../config/load.js';
 import type { Config } from '../config/types.js';
 import { isSigilError } from '../errors.js';
@@ -58,11 +58,11 @@ export async function verifyCommand(io: CliIo, opts: { image: string; config?: s
   }
   const config = res.config;
   const ref = parseImage(config, opts.image);
-  let deps: ReturnType<typeof defaultDeps>;
+  let deps: AppDeps;
   try {
-    deps = defaultDeps(config, { logger: createLogger('silent') });
+    deps = await defaultDeps(config, { logger: createLogger('silent') });
   } catch (err) {
-    io.stderr(`sigil: ${config.source}: trust.trustedRoot: ${(err as Error).message}\n`);
+    io.stderr(`sigil: ${config.source}: ${(err as Error).message}\n`);
     return 2;
   }
   const gate = new ManifestGate({ config, clients: deps.clients, metrics: deps.metrics, logger: deps.logger, verifier: deps.verifier });
@@ -78,6 +78,7 @@ export async function verifyCommand(io: CliIo, opts: { image: string; config?: s
     return 1;
   } finally {
     await Promise.all([...deps.clients.values()].map((c) => c.close()));
+    await deps.store?.content.close();
   }
 }
 

@@ -228,7 +228,7 @@ export async function compileConfig(spec: ConfigSpec, o: CompileOptions): Promis
   const store = spec.cache.store && { dir: resolve(o.baseDir, spec.cache.store.dir), maxBytes: spec.cache.store.maxBytes };
   const config: Config = {
     server, upstreams, defaultUpstream: spec.defaultUpstream, trust: { trustedRoot }, policies,
-    cache: { verifications: { ...spec.cache.verifications }, store }, source: o.source,
+    cache: { verifications: { ...spec.cache.verifications }, store, tags: { ...spec.cache.tags }, manifests: { ...spec.cache.manifests } }, source: o.source,
   };
   return { config: p.list.some((x) => x.severity === 'error') ? undefined : deepFreeze(config), problems: p.list };
 }

@@ -25,6 +25,10 @@ export const DEFAULT_VERIFICATION_MAX_ENTRIES = 10_000;
 export const DEFAULT_VERIFICATION_TTL_MS = 10 * 60_000;
 /** Policies with no `mode` fail closed. */
 export const DEFAULT_MODE: Mode = 'enforce';
+/** How long a tag → digest answer is reused before the upstream is asked again (a HEAD). */
+export const DEFAULT_TAG_TTL_MS = 30_000;
+/** Manifests kept in memory by digest, in bytes. */
+export const DEFAULT_MANIFEST_CACHE_BYTES = 64 * 1024 * 1024;
 
 const DURATION_UNIT_MS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 const REGISTRY_HOST = /^[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?(?::\d{1,5})?$/;
@@ -49,7 +53,12 @@ export interface ConfigSpec {
   /** Entries as written, with the YAML path of each (for file problems). */
   trustedRoot: { at: string; value: string }[];
   policies: PolicySpec[];
-  cache: { verifications: { maxEntries: number; ttlMs: number }; store?: { dir: string; maxBytes: number } };
+  cache: {
+    verifications: { maxEntries: number; ttlMs: number };
+    store?: { dir: string; maxBytes: number };
+    tags: { ttlMs: number };
+    manifests: { maxBytes: number };
+  };
 }
 
 export const join = (path: string, key: string | number): string =>
@@ -291,7 +300,7 @@ export function validateConfig(raw: unknown): { spec: ConfigSpec; problems: Conf
     if (typeof n === 'string') seen.add(n);
   });
 
-  const ca = c.map(root.cache, 'cache', ['verifications', 'store']) ?? {};
+  const ca = c.map(root.cache, 'cache', ['verifications', 'store', 'tags', 'manifests']) ?? {};
   const v = c.map(ca.verifications, 'cache.verifications', ['maxEntries', 'ttl']) ?? {};
   const maxEntries = c.positiveInt(v.maxEntries, 'cache.verifications.maxEntries', DEFAULT_VERIFICATION_MAX_ENTRIES);
   const ttl = v.ttl === undefined || v.ttl === null ? DEFAULT_VERIFICATION_TTL_MS : parseDuration(v.ttl);
@@ -299,11 +308,21 @@ export function validateConfig(raw: unknown): { spec: ConfigSpec; problems: Conf
   const st = c.map(ca.store, 'cache.store', ['dir', 'maxBytes']);
   const [dir, maxBytes] = st ? [c.str(st.dir, 'cache.store.dir', true), c.positiveInt(st.maxBytes, 'cache.store.maxBytes', undefined)] : [];
   const store = dir !== undefined && maxBytes !== undefined ? { dir, maxBytes } : undefined;
+  const tg = c.map(ca.tags, 'cache.tags', ['ttl']) ?? {};
+  const tagTtl = tg.ttl === undefined || tg.ttl === null ? DEFAULT_TAG_TTL_MS : parseDuration(tg.ttl);
+  if (typeof tagTtl === 'string') c.error('cache.tags.ttl', tagTtl);
+  const mf = c.map(ca.manifests, 'cache.manifests', ['maxBytes']) ?? {};
+  const manifestBytes = c.positiveInt(mf.maxBytes, 'cache.manifests.maxBytes', DEFAULT_MANIFEST_CACHE_BYTES) ?? DEFAULT_MANIFEST_CACHE_BYTES;
 
   const spec: ConfigSpec = {
     server: { listen: typeof listen === 'string' ? DEFAULT_LISTEN : listen, tls, auth, logLevel },
     upstreams, defaultUpstream, trustedRoot, policies,
-    cache: { verifications: { maxEntries, ttlMs: typeof ttl === 'string' ? 0 : ttl }, store },
+    cache: {
+      verifications: { maxEntries, ttlMs: typeof ttl === 'string' ? 0 : ttl },
+      store,
+      tags: { ttlMs: typeof tagTtl === 'string' ? 0 : tagTtl },
+      manifests: { maxBytes: manifestBytes },
+    },
   };
   return { spec, problems: c.problems };
 }

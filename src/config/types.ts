@@ -74,6 +74,10 @@ export interface Policy {
 
 export interface CacheConfig {
   readonly verifications: { readonly maxEntries: number; readonly ttlMs: number };
+  /** tag → digest answers reused this long (extension: `cache.tags.ttl`, default 30s). */
+  readonly tags: { readonly ttlMs: number };
+  /** Manifests held in memory by digest (extension: `cache.manifests.maxBytes`, default 64 MiB). */
+  readonly manifests: { readonly maxBytes: number };
   readonly store?: { readonly dir: string; readonly maxBytes: number };
 }
 

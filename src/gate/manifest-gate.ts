@@ -12,6 +12,7 @@ import { isSignatureArtifact } from '../signatures/artifact.js';
 import type { FetchedManifest, UpstreamRegistry } from '../upstream/types.js';
 import { signerHeader, type Outcome, type SignatureCheck } from '../verify/types.js';
 import type { SignatureVerifier } from './verifier.js';
+import type { Keeper, Recording } from './keeper.js';
 
 export type Verification = 'verified' | 'unverified' | 'skipped';
 
@@ -63,6 +64,7 @@ export class ManifestGate {
   readonly #metrics: Metrics;
   readonly #log: Logger;
   readonly #verifier: SignatureVerifier;
+  readonly #keeper: Keeper | null;
   readonly #verdicts: VerdictCache;
   readonly #children: VerifiedChildren;
   readonly #inflight = new Map<string, Promise<Evaluation>>();
@@ -77,8 +79,11 @@ export class ManifestGate {
     metrics: Metrics;
     logger: Logger;
     verifier: SignatureVerifier;
+    /** With a content store: what to keep of what passes. */
+    keeper?: Keeper;
     now?: () => number;
   }) {
+    this.#keeper = deps.keeper ?? null;
     this.#config = deps.config;
     this.#clients = deps.clients;
     this.#metrics = deps.metrics;
@@ -135,7 +140,8 @@ export class ManifestGate {
         },
       });
     }
-    this.#log.info(audit, 'manifest decision');
+    this.#log.info({ ...audit, stale: ev.manifest.stale }, 'manifest decision');
+    if (this.#keeper) await this.#keeper.keep(target, ev);
     return d;
   }
 
@@ -194,8 +200,12 @@ export class ManifestGate {
   async #verifyNow(target: ManifestTarget, digest: Digest, policy: Policy): Promise<Outcome> {
     const t0 = performance.now();
     let outcome: Outcome;
+    let recording: Recording | undefined;
     try {
-      const found = await discoverSignatures(this.#signatureLocation(target, policy), digest);
+      const where = this.#signatureLocation(target, policy);
+      const rec = this.#keeper?.recording(where.registry);
+      const found = await discoverSignatures(rec ? { ...where, registry: rec.registry } : where, digest);
+      recording = rec?.recording;
       const rejected: SignatureCheck[] = found.rejected.map((r) => ({ source: r.source, ok: false, reason: r.reason }));
       if (found.candidates.length === 0) {
         outcome = rejected.length > 0 ? { kind: 'invalid', checks: rejected } : { kind: 'unsigned', checks: [] };
@@ -203,12 +213,17 @@ export class ManifestGate {
         const o = await this.#verifier.verify(found.candidates, { digest }, policy);
         outcome = rejected.length > 0 ? { ...o, checks: [...o.checks, ...rejected] } : o;
       }
+      if (outcome.kind !== 'verified' && found.failures.length > 0) {
+        outcome = { kind: 'indeterminate', cause: found.failures.join('; '), checks: outcome.checks };
+      }
     } catch (e) {
       // Could not look: upstream or trust trouble. Never "verified", never a crash.
       const cause = isSigilError(e) ? `${e.code}: ${e.message}` : `unexpected error: ${String(e)}`;
       if (!isSigilError(e)) this.#log.error({ err: e, digest }, 'verification failed unexpectedly');
       outcome = { kind: 'indeterminate', cause, checks: [] };
     }
+    // Signature data is kept with the image it signs: when the image itself may be kept.
+    if (recording && this.#keeper && (outcome.kind === 'verified' || policy.mode !== 'enforce')) await this.#keeper.keepSignatures(recording);
     this.#metrics.verifications.inc({ outcome: outcome.kind, policy: policy.name });
     this.#metrics.verificationDuration.observe({ outcome: outcome.kind }, (performance.now() - t0) / 1000);
     return outcome;

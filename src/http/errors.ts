@@ -3,7 +3,7 @@ import { isSigilError, ociErrorBody } from '../errors.js';
 
 /** Every error leaves as a distribution-spec error body; SigilError codes map through ERROR_TABLE. */
 /** Headers a handler may have set for content that an error answer must not carry. */
-const CONTENT_HEADERS = ['docker-content-digest', 'content-range', 'accept-ranges', 'etag', 'content-length', 'sigil-verification', 'sigil-policy', 'sigil-signer', 'warning'];
+const CONTENT_HEADERS = ['docker-content-digest', 'content-range', 'accept-ranges', 'etag', 'content-length', 'sigil-verification', 'sigil-policy', 'sigil-signer', 'sigil-stale', 'warning'];
 
 export function registerErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError | Error, req, reply) => {

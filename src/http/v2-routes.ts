@@ -88,6 +88,7 @@ async function manifest(req: FastifyRequest, reply: FastifyReply, deps: V2Deps, 
   if (d.policy) reply.header('sigil-policy', headerSafe(d.policy.name));
   if (d.signer) reply.header('sigil-signer', headerSafe(d.signer));
   if (d.warning) reply.header('warning', warningHeader(d.warning));
+  if (d.manifest.stale) reply.header('sigil-stale', 'true');
   // node:http drops the body of a HEAD answer and keeps Content-Length: GET and HEAD agree.
   return reply.send(d.manifest.bytes);
 }

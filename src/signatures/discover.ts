@@ -23,6 +23,8 @@ export interface Discovery {
   readonly candidates: readonly CandidateSignature[];
   /** Signature data that was found but not usable, each with why ("layer 3: media type …"). */
   readonly rejected: readonly { readonly source: string; readonly reason: string }[];
+  /** Lookups that failed (upstream trouble): with nothing verified, the outcome is indeterminate. */
+  readonly failures: readonly string[];
 }
 
 interface Descriptor {
@@ -43,9 +45,21 @@ const SIG_ACCEPT = [MT.OCI_MANIFEST, MT.DOCKER_MANIFEST].join(', ');
  */
 export async function discoverSignatures(where: SignatureLocation, digest: Digest): Promise<Discovery> {
   const found: Found = { candidates: [], rejected: [], bytes: 0 };
-  await discoverBundles(where, digest, found);
-  await discoverLegacy(where, digest, found);
-  return { candidates: found.candidates, rejected: found.rejected };
+  const failures: string[] = [];
+  // Each source is looked at even when the other failed: a signature found in one can still
+  // verify. A failed lookup is reported, so that "nothing verified" becomes "could not verify".
+  for (const [what, step] of [
+    ['referrers', discoverBundles],
+    ['.sig tag', discoverLegacy],
+  ] as const) {
+    try {
+      await step(where, digest, found);
+    } catch (e) {
+      if (!isSigilError(e)) throw e;
+      failures.push(`${what} lookup failed: ${e.code}: ${e.message}`);
+    }
+  }
+  return { candidates: found.candidates, rejected: found.rejected, failures };
 }
 
 /** What one decision has collected so far, and how many signature bytes it has read. */

@@ -224,6 +224,10 @@ export class ContentStore {
     return this.#meta.get<T>(ns, key);
   }
 
+  listMeta<T>(ns: string): Promise<Array<{ key: string; value: T; updated: number }>> {
+    return this.#meta.list<T>(ns);
+  }
+
   deleteMeta(ns: string, key: string): Promise<boolean> {
     return this.#meta.delete(ns, key);
   }

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { mkdir, open, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, open, readdir, readFile, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { SigilError } from '../errors.js';
 import { DIR_MODE, READ_FLAGS, isErrno, writeFileAtomic } from './layout.js';
@@ -81,6 +81,31 @@ export class MetaStore {
     }
     if (typeof doc !== 'object' || doc === null || doc.key !== key || typeof doc.updated !== 'number') return null;
     return { value: doc.value as T, updated: doc.updated };
+  }
+
+  /** Every document of a namespace (for listings: `sigil cache ls`, export); unreadable files are skipped. */
+  async list<T>(ns: string): Promise<Array<{ key: string; value: T; updated: number }>> {
+    const dir = dirname(this.#path(ns, ''));
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return [];
+      throw new SigilError({ code: 'INTERNAL', message: `content store: cannot list meta ${ns}`, cause: err });
+    }
+    const out: Array<{ key: string; value: T; updated: number }> = [];
+    for (const name of names) {
+      if (!/^[a-f0-9]{64}\.json$/.test(name)) continue;
+      try {
+        const doc = JSON.parse(await readFile(join(dir, name), 'utf8')) as MetaFile;
+        if (typeof doc?.key === 'string' && typeof doc.updated === 'number' && this.#path(ns, doc.key).endsWith(name)) {
+          out.push({ key: doc.key, value: doc.value as T, updated: doc.updated });
+        }
+      } catch {
+        // a file being replaced or damaged: not listed
+      }
+    }
+    return out;
   }
 
   /** Removes a key; false when it was not there. */

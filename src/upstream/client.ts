@@ -208,6 +208,29 @@ export class UpstreamClient implements UpstreamRegistry {
   }
 
   /**
+   * Resolves a tag with a HEAD (Docker Hub does not count HEADs against its pull rate limit):
+   * the upstream's Docker-Content-Digest and Content-Type, or null when it sent no usable digest.
+   * The digest is only a pointer: the bytes fetched by digest are hashed and checked against it.
+   */
+  async resolveTag(repository: string, tag: string, opts: { accept?: string } = {}): Promise<{ digest: Digest; mediaType: string } | null> {
+    return this.#track('manifest', async () => {
+      checkRepository(repository);
+      checkReference(tag);
+      const what = `manifest ${repository}:${tag}`;
+      return this.#withDeadline(what, async (signal) => {
+        const url = this.#url(`/v2/${repository}/manifests/${tag}`);
+        const accept = opts.accept !== undefined && opts.accept.trim() !== '' ? opts.accept : DEFAULT_MANIFEST_ACCEPT;
+        const res = await this.#authorized('manifest', 'HEAD', url, { accept }, pullScope(repository), signal);
+        await this.#http.discard(res.body);
+        if (res.status !== 200) throw await this.#fail(res, { upstream: this.name, what, notFound: 'MANIFEST_UNKNOWN' });
+        const digest = headerValue(res.headers, 'docker-content-digest')?.trim();
+        const mediaType = mediaTypeOf(headerValue(res.headers, 'content-type'));
+        return digest !== undefined && isDigest(digest) && mediaType !== undefined ? { digest, mediaType } : null;
+      });
+    });
+  }
+
+  /**
    * A blob, streamed. Range is passed on; redirects are followed (at most
    * MAX_REDIRECTS) without the upstream's Authorization unless the target is the
    * upstream itself. A whole-blob GET is digest checked while it streams.

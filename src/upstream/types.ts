@@ -12,6 +12,8 @@ export interface FetchedManifest {
   readonly digest: Digest;
   /** The upstream's Content-Type (else the body's mediaType, else OCI manifest). */
   readonly mediaType: string;
+  /** Served from the content store because the upstream failed (stale-if-error). */
+  readonly stale?: boolean;
 }
 
 export interface BlobRequest {

@@ -24,7 +24,7 @@ export interface VerifyEnv {
   readonly dir: string;
   push(repo: string, tag: string, opts?: Parameters<typeof pushImage>[3]): Promise<PushedImage>;
   /** Starts sigil with `policies` (YAML list items, indented by 2) and both trust roots. */
-  sigil(policiesYaml: string, opts?: { timeouts?: Partial<Timeouts>; upstreamUrl?: string; extra?: string }): Promise<SigilHandle>;
+  sigil(policiesYaml: string, opts?: { timeouts?: Partial<Timeouts>; upstreamUrl?: string; extra?: string; offline?: boolean }): Promise<SigilHandle>;
   stop(): Promise<void>;
 }
 
@@ -64,7 +64,7 @@ export async function startVerifyEnv(): Promise<VerifyEnv> {
         policiesYaml,
         opts.extra ?? '',
       ].join('\n');
-      const s = await startSigil(yaml, { timeouts: opts.timeouts });
+      const s = await startSigil(yaml, { timeouts: opts.timeouts, offline: opts.offline });
       sigils.push(s);
       return s;
     },

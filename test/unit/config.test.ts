@@ -90,7 +90,7 @@ describe('the example config (sigil.example.yaml)', () => {
     assert.equal(rest.mode, 'warn');
     assert.match(acme.fingerprint, /^[0-9a-f]{64}$/);
     assert.notEqual(acme.fingerprint, rest.fingerprint);
-    assert.deepEqual(c.cache, { verifications: { maxEntries: 10000, ttlMs: 600_000 }, store: { dir: `${tmp}/var/lib/sigil/store`, maxBytes: 53687091200 } });
+    assert.deepEqual(c.cache, { verifications: { maxEntries: 10000, ttlMs: 600_000 }, store: { dir: `${tmp}/var/lib/sigil/store`, maxBytes: 53687091200 }, tags: { ttlMs: 30_000 }, manifests: { maxBytes: 64 * 1024 * 1024 } });
   });
 
   test('without its env vars, each unset variable is an error at its path', async () => {
@@ -288,7 +288,7 @@ describe('schema rules', () => {
     await rejects({ ...BASE, cache: { store: { dir: 's', maxBytes: 0 } } }, 'cache.store.maxBytes', /positive integer/);
     await rejects({ ...BASE, cache: { store: { dir: 's' } } }, 'cache.store.maxBytes', /is required/);
     const c = okConfig(await load({ ...BASE, cache: { store: { dir: 'store', maxBytes: 1024 } } }));
-    assert.deepEqual(c.cache, { verifications: { maxEntries: 10000, ttlMs: 600_000 }, store: { dir: join(tmp, 'store'), maxBytes: 1024 } });
+    assert.deepEqual(c.cache, { verifications: { maxEntries: 10000, ttlMs: 600_000 }, store: { dir: join(tmp, 'store'), maxBytes: 1024 }, tags: { ttlMs: 30_000 }, manifests: { maxBytes: 64 * 1024 * 1024 } });
   });
   test('defaults: tlog require, predicateTypes cosign sign v1, trustedRoot [public-good], listen, logLevel', async () => {
     const c = okConfig(await load(patched((d) => { d.policies[0].authorities = [{ key: p256Pem }]; })));

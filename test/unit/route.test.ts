@@ -19,7 +19,7 @@ function config(defaultUpstream?: string): Config {
     defaultUpstream,
     trust: { trustedRoot: ['public-good'] },
     policies: [],
-    cache: { verifications: { maxEntries: 10, ttlMs: 1000 } },
+    cache: { verifications: { maxEntries: 10, ttlMs: 1000 }, tags: { ttlMs: 1000 }, manifests: { maxBytes: 1024 } },
     source: 'test',
   };
 }

@@ -1,0 +1,226 @@
+import { pipeline } from 'node:stream/promises';
+import { LRUCache } from 'lru-cache';
+import type { Logger } from 'pino';
+import type { Metrics } from '../audit/metrics.js';
+import { SigilError, isSigilError, type SigilErrorCode } from '../errors.js';
+import { isDigest, type Digest } from '../oci/digest.js';
+import type { Catalog } from '../store/catalog.js';
+import type { UpstreamClient } from '../upstream/client.js';
+import type { BlobRequest, BlobResponse, FetchedManifest, ReferrersAnswer, TagList, UpstreamRegistry } from '../upstream/types.js';
+import { StoredRegistry } from './stored-registry.js';
+
+/**
+ * With a content store, an upstream that has not answered a tag lookup within this long is
+ * treated as failing and the stored tag is served (the contract: an image that is not stored
+ * gets 502/503/504 within 5 s).
+ */
+export const STALE_DEADLINE_MS = 4_000;
+
+/** Upstream failures after which stored content is served instead (stale-if-error). */
+const STALE_CODES: ReadonlySet<SigilErrorCode> = new Set(['UPSTREAM_UNREACHABLE', 'UPSTREAM_TIMEOUT', 'UPSTREAM_TOOMANYREQUESTS', 'UPSTREAM_BAD_RESPONSE']);
+
+export interface CachingOptions {
+  readonly tagTtlMs: number;
+  readonly manifestCacheBytes: number;
+  readonly staleIfError: boolean;
+  readonly now?: () => number;
+}
+
+/** Whether a blob may be written to the store: the gate says (enforce stores only verified images' blobs). */
+export type BlobAdmission = (upstream: string, repository: string, digest: Digest) => boolean;
+
+/**
+ * An upstream behind caches: manifests in memory by digest, tag → digest answers for a short
+ * TTL (resolved with a HEAD), and — with a content store — blobs written through to disk once
+ * (concurrent requests read behind the one download), stored blobs served from disk, and
+ * stored content served when the upstream fails. Every manifest still comes back as bytes
+ * whose digest was checked; the gate verifies them as always.
+ */
+export class CachingRegistry implements UpstreamRegistry {
+  readonly name: string;
+  readonly #up: UpstreamClient;
+  readonly #catalog: Catalog | null;
+  readonly #stored: StoredRegistry | null;
+  readonly #opts: CachingOptions;
+  readonly #metrics: Metrics;
+  readonly #log: Logger;
+  readonly #tags: LRUCache<string, Digest>;
+  readonly #manifests: LRUCache<string, FetchedManifest>;
+  /** Downloads into the store by (repository, digest), until the store has committed (or failed). */
+  readonly #downloads = new Map<string, Promise<{ size: number | undefined }>>();
+  #admit: BlobAdmission = () => true;
+
+  constructor(up: UpstreamClient, catalog: Catalog | null, opts: CachingOptions, deps: { metrics: Metrics; logger: Logger }) {
+    this.name = up.name;
+    this.#up = up;
+    this.#catalog = catalog;
+    this.#stored = catalog ? new StoredRegistry(up.name, catalog) : null;
+    this.#opts = opts;
+    this.#metrics = deps.metrics;
+    this.#log = deps.logger;
+    const perf = opts.now ? { perf: { now: opts.now } } : {};
+    this.#tags = new LRUCache({ max: 10_000, ttl: Math.max(1, opts.tagTtlMs), ...perf });
+    this.#manifests = new LRUCache({ maxSize: opts.manifestCacheBytes, sizeCalculation: (m) => Math.max(1, m.bytes.length), ...perf });
+  }
+
+  /** Set by the gate: which blobs may be stored. */
+  setBlobAdmission(admit: BlobAdmission): void {
+    this.#admit = admit;
+  }
+
+  async fetchManifest(repository: string, reference: string, opts: { accept?: string } = {}): Promise<FetchedManifest> {
+    if (isDigest(reference)) return this.#byDigest(repository, reference, opts.accept);
+    const key = `${repository}:${reference}\0${opts.accept ?? ''}`;
+    const known = this.#tags.get(key);
+    if (known) return this.#byDigest(repository, known, opts.accept);
+    let resolved: { digest: Digest; mediaType: string } | null;
+    try {
+      resolved = await this.#deadline(this.#up.resolveTag(repository, reference, opts), `manifest ${repository}:${reference}`);
+    } catch (e) {
+      return this.#staleOr(e, () => this.#stored!.fetchManifest(repository, reference));
+    }
+    if (resolved === null) {
+      // No digest in the HEAD answer: GET by tag (checked against the upstream's digest header, if any).
+      const m = await this.#up.fetchManifest(repository, reference, opts);
+      this.#tags.set(key, m.digest);
+      this.#manifests.set(`${repository}@${m.digest}\0${opts.accept ?? ''}`, m);
+      return m;
+    }
+    try {
+      const m = await this.#byDigest(repository, resolved.digest, opts.accept);
+      this.#tags.set(key, resolved.digest);
+      return m;
+    } catch (e) {
+      // The tag moved between the HEAD and the GET (or the upstream serves tags only): GET by tag.
+      if (!isSigilError(e) || e.code !== 'MANIFEST_UNKNOWN') throw e;
+      const m = await this.#up.fetchManifest(repository, reference, opts);
+      this.#tags.set(key, m.digest);
+      return m;
+    }
+  }
+
+  async #byDigest(repository: string, digest: Digest, accept: string | undefined): Promise<FetchedManifest> {
+    const key = `${repository}@${digest}\0${accept ?? ''}`;
+    const hit = this.#manifests.get(key);
+    if (hit) return hit;
+    const stored = this.#catalog ? await this.#catalog.getManifest(this.name, repository, digest) : null;
+    if (stored) {
+      const m = { bytes: stored.bytes, digest, mediaType: stored.mediaType };
+      this.#manifests.set(key, m);
+      return m;
+    }
+    const m = await this.#up.fetchManifest(repository, digest, { accept });
+    this.#manifests.set(key, m);
+    return m;
+  }
+
+  async openBlob(repository: string, digest: Digest, req: BlobRequest): Promise<BlobResponse> {
+    const catalog = this.#catalog;
+    if (!catalog) return this.#up.openBlob(repository, digest, req);
+    if (await catalog.hasBlob(this.name, repository, digest)) return this.#stored!.openBlob(repository, digest, req);
+    if (req.method === 'HEAD' || req.range !== undefined || !this.#admit(this.name, repository, digest)) {
+      return this.#up.openBlob(repository, digest, req);
+    }
+    // One download per (repository, digest) writes the store; every request, the first included,
+    // reads behind it, so no client holds the download to its own speed and nothing is buffered whole.
+    const key = `${repository}@${digest}`;
+    let download = this.#downloads.get(key);
+    if (!download) {
+      const started = this.#download(repository, digest);
+      download = started.then(({ size }) => ({ size }));
+      this.#downloads.set(key, download);
+      // Until the object is committed, later requests join this download instead of starting one.
+      started.then(
+        ({ done }) => done.finally(() => this.#downloads.delete(key)),
+        () => this.#downloads.delete(key),
+      );
+    }
+    const { size } = await download;
+    const w = catalog.store.beginWrite(digest, size);
+    if (w.kind === 'writer') {
+      // Committed and evicted in between: nothing to follow; fall back to the upstream.
+      w.writer.destroy(new Error('not the download owner'));
+      return this.#up.openBlob(repository, digest, req);
+    }
+    const headers: Record<string, string> = { 'content-type': 'application/octet-stream' };
+    if (size !== undefined) headers['content-length'] = String(size);
+    return { status: 200, headers, body: w.stream };
+  }
+
+  /** Starts the upstream download into the store; resolves once the upstream answered. */
+  async #download(repository: string, digest: Digest): Promise<{ size: number | undefined; done: Promise<unknown> }> {
+    const catalog = this.#catalog!;
+    const res = await this.#up.openBlob(repository, digest, { method: 'GET' });
+    const length = res.headers['content-length'];
+    const size = length !== undefined && /^\d+$/.test(length) ? Number(length) : undefined;
+    const w = catalog.store.beginWrite(digest, size);
+    if (w.kind === 'follower') {
+      // Another download of this digest (another repository, or another process) is writing it.
+      res.body?.destroy();
+      w.stream.destroy();
+      return { size, done: Promise.resolve() };
+    }
+    pipeline(res.body!, w.writer).catch(() => {
+      /* the store's `done` reports it */
+    });
+    const done = w.done
+      .then(
+        () => catalog.noteBlob(this.name, repository, digest),
+        (err: unknown) => this.#log.warn({ digest, repository, err: String(err) }, 'blob not stored'),
+      )
+      .catch((err: unknown) => this.#log.warn({ digest, err: String(err) }, 'blob stored but not recorded'));
+    return { size, done };
+  }
+
+  async listTags(repository: string, q: { n?: number; last?: string }): Promise<TagList & { upstreamPaginated: boolean }> {
+    try {
+      return await this.#up.listTags(repository, q);
+    } catch (e) {
+      return this.#staleOr(e, () => this.#stored!.listTags(repository));
+    }
+  }
+
+  async referrers(repository: string, digest: Digest, artifactType?: string): Promise<ReferrersAnswer> {
+    try {
+      return await this.#up.referrers(repository, digest, artifactType);
+    } catch (e) {
+      return this.#staleOr(e, () => this.#stored!.referrers(repository, digest));
+    }
+  }
+
+  ping(): Promise<void> {
+    return this.#up.ping();
+  }
+
+  close(): Promise<void> {
+    return this.#up.close();
+  }
+
+  /** The stored answer when the upstream failed in a way stale-if-error covers; else the failure. */
+  async #staleOr<T>(e: unknown, stored: () => Promise<T>): Promise<T> {
+    if (!this.#stored || !this.#opts.staleIfError || !isSigilError(e) || !STALE_CODES.has(e.code)) throw e;
+    try {
+      const r = await stored();
+      this.#metrics.staleResponses.inc({ upstream: this.name });
+      this.#log.warn({ upstream: this.name, cause: e.message }, 'upstream failing: serving stored content');
+      return r;
+    } catch (miss) {
+      if (isSigilError(miss) && /UNKNOWN$/.test(miss.code)) throw e; // not stored: the upstream's failure is the answer
+      throw miss;
+    }
+  }
+
+  /** With a store to fall back on, a tag lookup does not wait longer than STALE_DEADLINE_MS. */
+  #deadline<T>(p: Promise<T>, what: string): Promise<T> {
+    if (!this.#stored || !this.#opts.staleIfError) return p;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new SigilError({ code: 'UPSTREAM_TIMEOUT', message: `upstream ${this.name}: ${what}: no answer within ${STALE_DEADLINE_MS} ms` })),
+        STALE_DEADLINE_MS,
+      );
+    });
+    p.catch(() => undefined);
+    return Promise.race([p, late]).finally(() => clearTimeout(timer));
+  }
+}

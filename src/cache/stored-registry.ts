@@ -1,0 +1,83 @@
+import { SigilError } from '../errors.js';
+import { isDigest, type Digest } from '../oci/digest.js';
+import { MT } from '../oci/media-types.js';
+import type { Catalog } from '../store/catalog.js';
+import type { BlobRequest, BlobResponse, FetchedManifest, ReferrersAnswer, TagList, UpstreamRegistry } from '../upstream/types.js';
+
+/** RFC 9110 single byte range: bytes=a-b, bytes=a- or bytes=-n. */
+const RANGE_RE = /^bytes=(\d*)-(\d*)$/;
+
+/**
+ * One upstream's content as the content store holds it, read without contacting anything:
+ * `sigil serve --offline`, and the fallback when an upstream fails (stale-if-error). Only what
+ * the catalog records for this repository is served.
+ */
+export class StoredRegistry implements UpstreamRegistry {
+  readonly name: string;
+  readonly #catalog: Catalog;
+
+  constructor(name: string, catalog: Catalog) {
+    this.name = name;
+    this.#catalog = catalog;
+  }
+
+  async fetchManifest(repository: string, reference: string): Promise<FetchedManifest> {
+    let digest: Digest;
+    if (isDigest(reference)) digest = reference;
+    else {
+      const tag = await this.#catalog.getTag(this.name, repository, reference);
+      if (!tag) throw this.#missing(`manifest ${repository}:${reference}`, 'MANIFEST_UNKNOWN');
+      digest = tag.value.digest;
+    }
+    const m = await this.#catalog.getManifest(this.name, repository, digest);
+    if (!m) throw this.#missing(`manifest ${repository}@${digest}`, 'MANIFEST_UNKNOWN');
+    return { bytes: m.bytes, digest, mediaType: m.mediaType, stale: true };
+  }
+
+  async openBlob(repository: string, digest: Digest, req: BlobRequest): Promise<BlobResponse> {
+    const store = this.#catalog.store;
+    const stat = (await this.#catalog.hasBlob(this.name, repository, digest)) ? await store.stat(digest) : null;
+    if (!stat) throw this.#missing(`blob ${digest} of ${repository}`, 'BLOB_UNKNOWN');
+    const size = stat.size;
+    const base = { 'content-type': 'application/octet-stream', 'accept-ranges': 'bytes' };
+    let range: { start: number; end: number } | undefined;
+    if (req.range !== undefined) {
+      const m = RANGE_RE.exec(req.range.trim());
+      const [a, b] = m ? [m[1], m[2]] : ['', ''];
+      if (m && a !== '') range = { start: Number(a), end: b === '' ? size - 1 : Math.min(Number(b), size - 1) };
+      else if (m && b !== '') range = { start: Math.max(0, size - Number(b)), end: size - 1 };
+      if (!range || range.start > range.end || range.start >= size) {
+        throw new SigilError({ code: 'RANGE_INVALID', message: `range ${req.range} not satisfiable for ${size} bytes`, headers: { 'content-range': `bytes */${size}` } });
+      }
+    }
+    const headers: Record<string, string> = range
+      ? { ...base, 'content-length': String(range.end - range.start + 1), 'content-range': `bytes ${range.start}-${range.end}/${size}` }
+      : { ...base, 'content-length': String(size) };
+    const status = range ? 206 : 200;
+    if (req.method === 'HEAD') return { status, headers, body: null };
+    const body = await store.openRead(digest, range);
+    if (!body) throw this.#missing(`blob ${digest} of ${repository}`, 'BLOB_UNKNOWN');
+    return { status, headers, body };
+  }
+
+  async listTags(repository: string): Promise<TagList & { upstreamPaginated: boolean }> {
+    const tags = await this.#catalog.listTags(this.name, repository);
+    if (tags.length === 0) throw this.#missing(`repository ${repository}`, 'NAME_UNKNOWN');
+    return { name: repository, tags, upstreamPaginated: false };
+  }
+
+  async referrers(repository: string, digest: Digest): Promise<ReferrersAnswer> {
+    const manifests = await this.#catalog.getReferrers(this.name, repository, digest);
+    // Recorded from an upstream without the API: the referrers tag, if stored, answers instead.
+    if (manifests === null) return { kind: 'unsupported' };
+    return { kind: 'api', body: Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MT.OCI_INDEX, manifests })), contentType: MT.OCI_INDEX };
+  }
+
+  async ping(): Promise<void> {}
+
+  async close(): Promise<void> {}
+
+  #missing(what: string, code: 'MANIFEST_UNKNOWN' | 'BLOB_UNKNOWN' | 'NAME_UNKNOWN'): SigilError {
+    return new SigilError({ code, message: `${this.name}: ${what} is not in the content store` });
+  }
+}

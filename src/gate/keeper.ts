@@ -1,0 +1,146 @@
+import { PassThrough } from 'node:stream';
+import { LRUCache } from 'lru-cache';
+import type { Logger } from 'pino';
+import type { Config } from '../config/types.js';
+import { isDigest, type Digest } from '../oci/digest.js';
+import { findPolicy } from '../policy/match.js';
+import { MAX_SIGNATURE_BLOB_BYTES } from '../signatures/limits.js';
+import type { Catalog } from '../store/catalog.js';
+import type { BlobRequest, BlobResponse, FetchedManifest, ReferrersAnswer, UpstreamRegistry } from '../upstream/types.js';
+import type { Evaluation, ManifestTarget } from './manifest-gate.js';
+
+/** Blob digests of verified manifests remembered for admission to the store (enforce mode). */
+const ADMITTED_MAX = 100_000;
+
+/** What a signature lookup read, to be stored with the image it signs once the image may be stored. */
+export interface Recording {
+  readonly upstream: string;
+  readonly manifests: Array<{ repository: string; reference: string; manifest: FetchedManifest }>;
+  readonly blobs: Array<{ repository: string; digest: Digest; bytes: Buffer }>;
+  readonly referrers: Array<{ repository: string; digest: Digest; manifests: unknown[] }>;
+}
+
+/**
+ * Decides what goes into the content store and puts it there: a manifest once the gate let it
+ * through (in enforce mode: verified), the tag that named it, the signature data its verdict was
+ * made from (so a restarted or offline sigil can re-verify), and which blobs may be stored —
+ * in enforce mode only those a verified manifest of the repository names.
+ */
+export class Keeper {
+  readonly #catalog: Catalog;
+  readonly #config: Config;
+  readonly #log: Logger;
+  readonly #kept = new LRUCache<string, true>({ max: 50_000 });
+  readonly #admitted = new LRUCache<string, true>({ max: ADMITTED_MAX });
+
+  constructor(catalog: Catalog, config: Config, logger: Logger) {
+    this.#catalog = catalog;
+    this.#config = config;
+    this.#log = logger;
+  }
+
+  /** The store admission rule for blobs. */
+  admitBlob(upstream: string, repository: string, digest: Digest): boolean {
+    const policy = findPolicy(this.#config.policies, upstream, repository);
+    if (policy?.mode !== 'enforce') return true;
+    return this.#admitted.has(`${upstream}|${repository}|${digest}`);
+  }
+
+  /** After a manifest was let through: store it (and its tag), and admit the blobs it names. */
+  async keep(target: ManifestTarget, ev: Evaluation): Promise<void> {
+    const m = ev.manifest;
+    if (m.stale) return;
+    const enforce = ev.policy?.mode === 'enforce';
+    if (enforce && ev.basis !== 'signature-artifact' && ev.outcome?.kind !== 'verified') return;
+    if (enforce) for (const d of blobDigests(m.bytes)) this.#admitted.set(`${target.upstream}|${target.repository}|${d}`, true);
+    const key = `${target.upstream}/${target.repository}@${m.digest}|${isDigest(target.reference) ? '' : target.reference}`;
+    if (this.#kept.has(key)) return;
+    try {
+      await this.#catalog.putManifest(target.upstream, target.repository, m.digest, m.mediaType, m.bytes);
+      if (!isDigest(target.reference)) {
+        await this.#catalog.putTag(target.upstream, target.repository, target.reference, { digest: m.digest, mediaType: m.mediaType });
+      }
+      if (ev.outcome) await this.#catalog.putVerdict(`${target.upstream}/${target.repository}@${m.digest}|${ev.policy?.fingerprint}`, { outcome: ev.outcome, decidedAt: Date.now() });
+      this.#kept.set(key, true);
+    } catch (err) {
+      // The store is a cache: a failure to keep never fails the pull.
+      this.#log.warn({ err: String(err), digest: m.digest }, 'content store: manifest not kept');
+    }
+  }
+
+  /** A registry that records what signature discovery reads through it. */
+  recording(registry: UpstreamRegistry): { registry: UpstreamRegistry; recording: Recording } {
+    const rec: Recording = { upstream: registry.name, manifests: [], blobs: [], referrers: [] };
+    const wrapped: UpstreamRegistry = {
+      name: registry.name,
+      fetchManifest: async (repository, reference, opts) => {
+        const manifest = await registry.fetchManifest(repository, reference, opts);
+        rec.manifests.push({ repository, reference, manifest });
+        return manifest;
+      },
+      openBlob: async (repository: string, digest: Digest, req: BlobRequest): Promise<BlobResponse> => {
+        const res = await registry.openBlob(repository, digest, req);
+        if (res.body === null || req.range !== undefined) return res;
+        const chunks: Buffer[] = [];
+        let size = 0;
+        const tee = new PassThrough();
+        tee.on('data', (c: Buffer) => {
+          size += c.length;
+          if (size <= MAX_SIGNATURE_BLOB_BYTES) chunks.push(c);
+        });
+        tee.on('end', () => {
+          if (size <= MAX_SIGNATURE_BLOB_BYTES) rec.blobs.push({ repository, digest, bytes: Buffer.concat(chunks) });
+        });
+        res.body.on('error', (e) => tee.destroy(e));
+        res.body.pipe(tee);
+        return { ...res, body: tee };
+      },
+      referrers: async (repository: string, digest: Digest, artifactType?: string): Promise<ReferrersAnswer> => {
+        const a = await registry.referrers(repository, digest, artifactType);
+        if (a.kind === 'api') {
+          try {
+            const list = (JSON.parse(a.body.toString('utf8')) as { manifests?: unknown }).manifests;
+            if (Array.isArray(list)) rec.referrers.push({ repository, digest, manifests: list });
+          } catch {
+            // not recorded: discovery reports the bad answer itself
+          }
+        }
+        return a;
+      },
+      listTags: (repository, q) => registry.listTags(repository, q),
+      ping: () => registry.ping(),
+      close: () => registry.close(),
+    };
+    return { registry: wrapped, recording: rec };
+  }
+
+  /** Stores the signature data of a verdict that let the image through. */
+  async keepSignatures(rec: Recording): Promise<void> {
+    try {
+      for (const m of rec.manifests) {
+        await this.#catalog.putManifest(rec.upstream, m.repository, m.manifest.digest, m.manifest.mediaType, m.manifest.bytes);
+        if (!isDigest(m.reference)) {
+          await this.#catalog.putTag(rec.upstream, m.repository, m.reference, { digest: m.manifest.digest, mediaType: m.manifest.mediaType });
+        }
+      }
+      for (const b of rec.blobs) {
+        await this.#catalog.store.putBytes(b.digest, b.bytes);
+        await this.#catalog.noteBlob(rec.upstream, b.repository, b.digest);
+      }
+      for (const r of rec.referrers) await this.#catalog.putReferrers(rec.upstream, r.repository, r.digest, r.manifests);
+    } catch (err) {
+      this.#log.warn({ err: String(err) }, 'content store: signatures not kept');
+    }
+  }
+}
+
+/** config and layer digests of an image manifest (none for an index). */
+function blobDigests(bytes: Buffer): Digest[] {
+  try {
+    const doc = JSON.parse(bytes.toString('utf8')) as { config?: { digest?: unknown }; layers?: Array<{ digest?: unknown }> };
+    const all = [doc.config?.digest, ...(Array.isArray(doc.layers) ? doc.layers.map((l) => l?.digest) : [])];
+    return all.filter((d): d is Digest => typeof d === 'string' && isDigest(d));
+  } catch {
+    return [];
+  }
+}

@@ -1,0 +1,89 @@
+import { isDigest, type Digest } from '../oci/digest.js';
+import type { Outcome } from '../verify/types.js';
+import type { ContentStore } from './content-store.js';
+
+/** A manifest is at most this big (upstream/limits MANIFEST_MAX_BYTES): read back with this cap. */
+const MANIFEST_READ_MAX = 4 * 1024 * 1024;
+
+export interface TagRecord {
+  readonly digest: Digest;
+  readonly mediaType: string;
+}
+
+export interface ManifestRecord {
+  readonly mediaType: string;
+  readonly size: number;
+}
+
+/** A stored verdict, so that offline serving can decide without re-verifying when it is still fresh. */
+export interface VerdictRecord {
+  readonly outcome: Outcome;
+  readonly decidedAt: number;
+}
+
+/**
+ * What the content store knows about images, on top of content-addressed objects: which
+ * repository holds which manifest and blob (a digest seen in repository A is not served as
+ * repository B's), the last tag → digest of each tag, referrers, and verdicts. Namespaces:
+ * `tag`, `manifest`, `blob`, `referrers`, `verdict`. Keys are `<upstream>/<repo>:<tag>` and
+ * `<upstream>/<repo>@<digest>`; every part is validated before it reaches here.
+ */
+export class Catalog {
+  readonly store: ContentStore;
+
+  constructor(store: ContentStore) {
+    this.store = store;
+  }
+
+  async putTag(upstream: string, repo: string, tag: string, rec: TagRecord): Promise<void> {
+    await this.store.putMeta('tag', `${upstream}/${repo}:${tag}`, rec);
+  }
+
+  async getTag(upstream: string, repo: string, tag: string): Promise<{ value: TagRecord; updated: number } | null> {
+    const r = await this.store.getMeta<TagRecord>('tag', `${upstream}/${repo}:${tag}`);
+    return r && isDigest(r.value?.digest) ? r : null;
+  }
+
+  async listTags(upstream: string, repo: string): Promise<string[]> {
+    const prefix = `${upstream}/${repo}:`;
+    return (await this.store.listMeta<TagRecord>('tag')).filter((t) => t.key.startsWith(prefix)).map((t) => t.key.slice(prefix.length));
+  }
+
+  /** Stores a manifest (digest checked by the store) and records that `repo` holds it. */
+  async putManifest(upstream: string, repo: string, digest: Digest, mediaType: string, bytes: Buffer): Promise<void> {
+    await this.store.putBytes(digest, bytes);
+    await this.store.putMeta('manifest', `${upstream}/${repo}@${digest}`, { mediaType, size: bytes.length } satisfies ManifestRecord);
+  }
+
+  async getManifest(upstream: string, repo: string, digest: Digest): Promise<{ bytes: Buffer; mediaType: string } | null> {
+    const rec = await this.store.getMeta<ManifestRecord>('manifest', `${upstream}/${repo}@${digest}`);
+    if (!rec) return null;
+    const bytes = await this.store.readAll(digest, MANIFEST_READ_MAX);
+    return bytes ? { bytes, mediaType: rec.value.mediaType } : null;
+  }
+
+  async noteBlob(upstream: string, repo: string, digest: Digest): Promise<void> {
+    await this.store.putMeta('blob', `${upstream}/${repo}@${digest}`, 1);
+  }
+
+  /** Is the blob stored and known to belong to `repo`? */
+  async hasBlob(upstream: string, repo: string, digest: Digest): Promise<boolean> {
+    return (await this.store.getMeta('blob', `${upstream}/${repo}@${digest}`)) !== null && (await this.store.has(digest));
+  }
+
+  async putReferrers(upstream: string, repo: string, digest: Digest, manifests: readonly unknown[]): Promise<void> {
+    await this.store.putMeta('referrers', `${upstream}/${repo}@${digest}`, manifests);
+  }
+
+  async getReferrers(upstream: string, repo: string, digest: Digest): Promise<unknown[] | null> {
+    return (await this.store.getMeta<unknown[]>('referrers', `${upstream}/${repo}@${digest}`))?.value ?? null;
+  }
+
+  async putVerdict(key: string, rec: VerdictRecord): Promise<void> {
+    await this.store.putMeta('verdict', key, rec);
+  }
+
+  async getVerdict(key: string): Promise<VerdictRecord | null> {
+    return (await this.store.getMeta<VerdictRecord>('verdict', key))?.value ?? null;
+  }
+}
