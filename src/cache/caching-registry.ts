@@ -150,7 +150,8 @@ export class CachingRegistry implements UpstreamRegistry {
   /** Starts the upstream download into the store; resolves once the upstream answered. */
   async #download(repository: string, digest: Digest): Promise<{ size: number | undefined; done: Promise<unknown> }> {
     const catalog = this.#catalog!;
-    const res = await this.#up.openBlob(repository, digest, { method: 'GET' });
+    // The store's writer hashes the bytes and commits (and lets readers finish) only on a match.
+    const res = await this.#up.openBlob(repository, digest, { method: 'GET', verifyDigest: false });
     const length = res.headers['content-length'];
     const size = length !== undefined && /^\d+$/.test(length) ? Number(length) : undefined;
     const w = catalog.store.beginWrite(digest, size);

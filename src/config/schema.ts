@@ -44,7 +44,7 @@ export interface PolicySpec {
 }
 export interface UpstreamSpec {
   at: string; name: string; url: string; credentials?: { username: string; password: string };
-  tls?: { ca?: string; insecureSkipVerify: boolean }; staleIfError: boolean;
+  tls?: { ca?: string; insecureSkipVerify: boolean }; staleIfError: boolean; verifyBlobDigests: boolean;
 }
 export interface ConfigSpec {
   server: { listen: ListenAddress; tls?: { cert: string; key: string }; auth?: { htpasswd: string }; logLevel: string };
@@ -166,7 +166,7 @@ export function parseDuration(v: unknown): number | string {
 }
 
 function checkUpstream(c: Checker, raw: unknown, at: string): UpstreamSpec | undefined {
-  const u = c.map(raw, at, ['name', 'url', 'credentials', 'tls', 'staleIfError'], true);
+  const u = c.map(raw, at, ['name', 'url', 'credentials', 'tls', 'staleIfError', 'verifyBlobDigests'], true);
   if (u === undefined) return undefined;
   const name = c.str(u.name, join(at, 'name'), true);
   if (name !== undefined && !REGISTRY_HOST.test(name)) c.error(join(at, 'name'), `must be a lowercase registry host like ghcr.io or registry.internal:5000, got ${JSON.stringify(name)}`);
@@ -185,9 +185,10 @@ function checkUpstream(c: Checker, raw: unknown, at: string): UpstreamSpec | und
   const tls = t && { ca: c.str(t.ca, join(at, 'tls.ca')), insecureSkipVerify: c.bool(t.insecureSkipVerify, join(at, 'tls.insecureSkipVerify'), false) };
   if (tls?.insecureSkipVerify === true) c.warn(join(at, 'tls.insecureSkipVerify'), 'TLS certificates of this upstream are not verified: anyone on the network path can impersonate it');
   const staleIfError = c.bool(u.staleIfError, join(at, 'staleIfError'), true);
+  const verifyBlobDigests = c.bool(u.verifyBlobDigests, join(at, 'verifyBlobDigests'), true);
   if (name === undefined || url === undefined) return undefined;
   const credentials = username !== undefined && password !== undefined ? { username, password } : undefined;
-  return { at, name, url: url.origin, credentials, tls, staleIfError };
+  return { at, name, url: url.origin, credentials, tls, staleIfError, verifyBlobDigests };
 }
 
 function checkAuthority(c: Checker, raw: unknown, at: string): AuthoritySpec | undefined {

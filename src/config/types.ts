@@ -35,6 +35,12 @@ export interface UpstreamConfig {
   };
   /** Serve stale content from the store when this upstream fails (issue 4). */
   readonly staleIfError: boolean;
+  /**
+   * Hash blobs passing through and cut off a mismatch (extension `verifyBlobDigests`, default
+   * true). Clients check blob digests themselves; turning it off trades that second check for
+   * throughput (see the README's benchmark). Manifests are always hashed and verified.
+   */
+  readonly verifyBlobDigests: boolean;
 }
 
 export type Authority =

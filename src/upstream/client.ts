@@ -104,6 +104,7 @@ export class UpstreamClient implements UpstreamRegistry {
   readonly #auth: Authenticator;
   readonly #metrics: Metrics;
   readonly #timeouts: Timeouts;
+  readonly #verifyBlobs: boolean;
   #closing: Promise<void> | undefined;
 
   constructor(cfg: UpstreamConfig, deps: UpstreamClientDeps) {
@@ -114,6 +115,7 @@ export class UpstreamClient implements UpstreamRegistry {
     }
     this.#metrics = deps.metrics;
     this.#timeouts = { ...DEFAULT_TIMEOUTS, ...deps.timeouts };
+    this.#verifyBlobs = cfg.verifyBlobDigests;
     const tls = {
       ...(cfg.tls?.ca !== undefined ? { ca: [...rootCertificates, cfg.tls.ca] } : {}),
       ...(cfg.tls?.insecureSkipVerify === true ? { rejectUnauthorized: false } : {}),
@@ -277,7 +279,7 @@ export class UpstreamClient implements UpstreamRegistry {
       const from = url;
       const body = checkedBlobStream(res.body, {
         // 206 is a part: nothing to hash it against
-        digest: res.status === 200 ? digest : undefined,
+        digest: res.status === 200 && (req.verifyDigest ?? this.#verifyBlobs) ? digest : undefined,
         expectedLength: contentLength(res.headers),
         onBytes: (n) => bytes.inc(n),
         mapSourceError: (err) => this.#http.map(err, from),

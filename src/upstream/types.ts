@@ -20,6 +20,11 @@ export interface BlobRequest {
   readonly method: 'GET' | 'HEAD';
   /** The client's Range header, passed on as is. */
   readonly range?: string;
+  /**
+   * Hash a whole blob as it streams and cut it off before its last chunk on a mismatch (default
+   * true). False where something downstream checks the digest anyway (the content store's writer).
+   */
+  readonly verifyDigest?: boolean;
 }
 
 /** An upstream blob answer, ready to stream to the client. */

@@ -151,3 +151,23 @@ test('a manifest larger than 4 MiB is refused with 502, not buffered without bou
   assert.equal(r.status, 502);
   assert.match(r.body.toString(), /exceeds 4194304 bytes/);
 });
+
+test('verifyBlobDigests: false passes blobs through unhashed (clients check them); manifests are still checked', async () => {
+  const bad = Buffer.alloc(64 * 1024, 9);
+  const up = await startFaultServer((req, res) => {
+    if ((req.url ?? '').includes('/manifests/')) {
+      res.writeHead(200, { 'content-type': OCI_MANIFEST, 'docker-content-digest': OTHER });
+      res.end(MANIFEST);
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(bad.length) });
+    res.end(bad);
+  });
+  const sigil = await startSigil(simpleConfig([{ name: 'up.test', url: up.url, extra: '    verifyBlobDigests: false\n' }]), { timeouts: TIMEOUTS });
+  cleanups.push(() => up.stop(), () => sigil.stop());
+  const b = await get(`${sigil.url}/v2/up.test/a/b/blobs/${OTHER}`);
+  assert.equal(b.status, 200);
+  assert.equal(b.body.length, bad.length);
+  const m = await get(`${sigil.url}/v2/up.test/a/b/manifests/latest`);
+  assert.equal(m.status, 502);
+});

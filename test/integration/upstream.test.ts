@@ -58,6 +58,7 @@ function makeClient(
     name: 'test-upstream',
     url: new URL(url),
     staleIfError: false,
+    verifyBlobDigests: true,
     ...(opts.credentials ? { credentials: opts.credentials } : {}),
     ...(opts.tls ? { tls: opts.tls } : {}),
   };

@@ -5,7 +5,7 @@ import { isSigilError } from '../../src/errors.js';
 import { route } from '../../src/http/route.js';
 
 function upstream(name: string, url: string): UpstreamConfig {
-  return { name, url: new URL(url), staleIfError: true };
+  return { name, url: new URL(url), staleIfError: true, verifyBlobDigests: true };
 }
 
 function config(defaultUpstream?: string): Config {
