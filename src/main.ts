@@ -4,6 +4,8 @@ import { configCheck } from './cli/config-check.js';
 import type { CliIo } from './cli/io.js';
 import { startServe } from './cli/serve.js';
 import { verifyCommand } from './cli/verify.js';
+import { cacheCommand } from './cli/cache.js';
+import { mirrorCommand } from './cli/mirror.js';
 import { USAGE } from './cli/usage.js';
 
 // The only file that reads process.env and argv, and decides the process's exit.
@@ -51,6 +53,10 @@ async function main(argv: string[]): Promise<number> {
         if (a.positionals.length !== 1) throw new UsageError('expected exactly one IMAGE');
         return await verifyCommand(io, { image: a.positionals[0], config: a.flags.get('config') as string | undefined, json: a.flags.has('json') });
       }
+      case 'mirror':
+        return await mirrorCommand(io, rest, { stderrIsTTY: process.stderr.isTTY === true });
+      case 'cache':
+        return await cacheCommand(io, rest);
       case 'config': {
         const a = parseArgs(rest, { values: ['config'], booleans: ['help'] });
         if (a.flags.has('help')) return (io.stdout(USAGE), 0);

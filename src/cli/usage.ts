@@ -5,6 +5,13 @@ Usage:
   sigil verify IMAGE [--config FILE] [--json]
                                              verify IMAGE (host/repo:tag or host/repo@sha256:…) as serve
                                              would; print who signed it, or why not (exit 0 / 1)
+  sigil mirror FILE [--config FILE] [--export DIR] [--json]
+                                             copy the images FILE selects (verified as serve does) with their
+                                             signatures into the content store; --export also writes an OCI layout
+  sigil mirror --import DIR [--config FILE]  read such a layout into the content store (digests checked)
+  sigil cache ls [--config FILE] [--json]    stored tags: digest, objects, bytes, last use
+  sigil cache prune [--older-than AGE] [--max-bytes N] [--config FILE]
+                                             remove whole images unused for AGE, then least recently used ones down to N bytes
   sigil config check [--config FILE]         validate a config; every problem with its YAML path
   sigil --help | --version
 

@@ -1,0 +1,245 @@
+import { readFile, stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { loadVerifier } from '../app.js';
+import { createLogger } from '../audit/logger.js';
+import { Metrics } from '../audit/metrics.js';
+import { formatProblems, loadConfig } from '../config/load.js';
+import type { Config } from '../config/types.js';
+import { isSigilError } from '../errors.js';
+import { ManifestGate } from '../gate/manifest-gate.js';
+import type { CopyRecord } from '../mirror/copy.js';
+import { formatBytes, shortDigest, table } from '../mirror/format.js';
+import { MIRROR_FILE_MAX_BYTES, PROGRESS_REDRAW_MS } from '../mirror/limits.js';
+import { exportLayout, importLayout, parseRefName, type ImportResult } from '../mirror/oci-layout.js';
+import { runMirror, type MirrorProgress, type MirrorResult } from '../mirror/run.js';
+import { parseMirrorSpec } from '../mirror/spec.js';
+import { Catalog, ContentStore } from '../store/index.js';
+import { UpstreamClient } from '../upstream/client.js';
+import type { UpstreamRegistry } from '../upstream/types.js';
+import { parseArgs, UsageError } from './args.js';
+import type { CliIo } from './io.js';
+
+/** `sigil mirror --help`; the lines main's USAGE should carry too. */
+export const MIRROR_USAGE = `Usage:
+  sigil mirror FILE [--config F] [--export DIR] [--json]
+                    copy the images FILE selects, verified as serve verifies them, with their
+                    signatures, into the content store (cache.store); --export also writes an
+                    OCI layout (ref names <upstream>/<repo>:<tag>, e.g. skopeo copy oci:DIR:ghcr.io/acme/app:1.2.3 …)
+  sigil mirror --import DIR [--config F] [--json]
+                    read such a layout into the content store (every digest checked)
+
+FILE:
+  images:
+    - image: ghcr.io/acme/app     # a configured upstream's name, then the repository
+      tags: ["1.2.3"]             # explicit tags
+      semver: ">=1.2 <2"          # every tag (leading v allowed) in the range
+      latest: 3                   # the 3 highest release versions
+      platforms: [linux/amd64]    # of an index, only these children (default: all)
+
+Enforce and warn policies mirror only what verifies; the rest is reported and skipped.
+Exit status: 0 everything mirrored (imported); 1 something skipped or failed; 2 usage, config or FILE error.
+`;
+
+export interface MirrorCommandOptions {
+  /** stderr is a terminal: redraw one progress line instead of printing one per image. */
+  readonly stderrIsTTY?: boolean;
+  readonly now?: () => number;
+}
+
+/**
+ * `sigil mirror FILE [--config F] [--export DIR] [--json]` and `sigil mirror --import DIR [--config F] [--json]`.
+ * `argv` is what follows `mirror`. Exit 0 when everything selected was mirrored (or imported),
+ * 1 when something was skipped or failed, 2 on a usage, config or FILE error.
+ */
+export async function mirrorCommand(io: CliIo, argv: readonly string[], opts: MirrorCommandOptions = {}): Promise<number> {
+  const a = parseArgs(argv, { values: ['config', 'export', 'import'], booleans: ['json', 'help'] });
+  if (a.flags.has('help')) {
+    io.stdout(MIRROR_USAGE);
+    return 0;
+  }
+  const importDir = a.flags.get('import') as string | undefined;
+  const exportDir = a.flags.get('export') as string | undefined;
+  if (importDir !== undefined) {
+    if (a.positionals.length > 0) throw new UsageError(`--import takes no FILE (got '${a.positionals[0]}')`);
+    if (exportDir !== undefined) throw new UsageError('--import and --export do not go together');
+  } else if (a.positionals.length !== 1) {
+    throw new UsageError(a.positionals.length === 0 ? 'expected a mirror FILE (or --import DIR)' : `unexpected argument '${a.positionals[1]}'`);
+  }
+  const json = a.flags.has('json');
+  const loaded = await loadConfig({ path: a.flags.get('config') as string | undefined, env: io.env, cwd: io.cwd });
+  if (!loaded.ok) {
+    io.stderr(formatProblems(loaded.problems, loaded.source) + '\n');
+    return 2;
+  }
+  const config = loaded.config;
+  if (config.cache.store === undefined) {
+    io.stderr(`sigil: ${config.source}: cache.store is not set: mirror copies images into the content store (cache.store.dir)\n`);
+    return 2;
+  }
+  if (importDir !== undefined) return importCommand(io, config, resolve(io.cwd, importDir), json);
+
+  const file = resolve(io.cwd, a.positionals[0]);
+  let text: string;
+  try {
+    const st = await stat(file);
+    if (st.size > MIRROR_FILE_MAX_BYTES) throw new Error(`${st.size} bytes, more than ${MIRROR_FILE_MAX_BYTES}`);
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    io.stderr(`sigil: cannot read ${a.positionals[0]}: ${(e as Error).message}\n`);
+    return 2;
+  }
+  const spec = parseMirrorSpec(text, config);
+  if (!spec.ok) {
+    io.stderr(formatProblems(spec.problems, a.positionals[0]) + '\n');
+    return 2;
+  }
+  let verifier: ReturnType<typeof loadVerifier>;
+  try {
+    verifier = loadVerifier(config);
+  } catch (err) {
+    io.stderr(`sigil: ${config.source}: trust.trustedRoot: ${(err as Error).message}\n`);
+    return 2;
+  }
+  const logger = createLogger('silent');
+  const metrics = new Metrics();
+  // Straight to the upstreams: no tag cache, no stale answers from the store being filled.
+  const clients = new Map<string, UpstreamRegistry>(config.upstreams.map((u) => [u.name, new UpstreamClient(u, { metrics, logger })]));
+  let store: ContentStore;
+  try {
+    store = await ContentStore.open({ dir: config.cache.store.dir, maxBytes: config.cache.store.maxBytes, ...(opts.now ? { now: opts.now } : {}) });
+  } catch (err) {
+    await closeAll(clients);
+    io.stderr(`sigil: ${config.source}: cache.store.dir: cannot open ${config.cache.store.dir}: ${(err as Error).message}\n`);
+    return 2;
+  }
+  try {
+    const gate = new ManifestGate({ config, clients, metrics, logger, verifier });
+    const progress = new Progress(io, opts.stderrIsTTY === true, opts.now ?? Date.now);
+    const results = await runMirror(
+      { config, clients, gate, catalog: new Catalog(store), ...(opts.now ? { now: opts.now } : {}) },
+      spec.images,
+      progress,
+    );
+    let exported: Awaited<ReturnType<typeof exportLayout>> | undefined;
+    let exportError: string | undefined;
+    if (exportDir !== undefined) {
+      const records = results.map((r) => r.record).filter((r): r is CopyRecord => r !== undefined);
+      try {
+        exported = await exportLayout(store, resolve(io.cwd, exportDir), records);
+        io.stderr(`exported ${exported.entries} ref(s) to ${exportDir} (${exported.blobsWritten} blob(s), ${formatBytes(exported.bytesWritten)} written)\n`);
+      } catch (e) {
+        exportError = isSigilError(e) ? `${e.code}: ${e.message}` : (e as Error).message;
+        io.stderr(`sigil: export to ${exportDir} failed: ${exportError}\n`);
+      }
+    }
+    if (json) {
+      io.stdout(
+        `${JSON.stringify({
+          results: results.map(({ record: _r, ...rest }) => rest),
+          ...(exportDir !== undefined ? { export: exported ?? { error: exportError } } : {}),
+        })}\n`,
+      );
+    } else {
+      io.stdout(summaryTable(results));
+    }
+    const allMirrored = results.length > 0 && results.every((r) => r.status === 'verified' || r.status === 'unverified');
+    return allMirrored && exportError === undefined ? 0 : 1;
+  } finally {
+    await closeAll(clients);
+    await store.close();
+  }
+}
+
+async function closeAll(clients: ReadonlyMap<string, UpstreamRegistry>): Promise<void> {
+  await Promise.all([...clients.values()].map((c) => c.close()));
+}
+
+function summaryTable(results: readonly MirrorResult[]): string {
+  const rows = results.map((r) => [r.image, r.tag, shortDigest(r.digest), r.status, r.signer ?? '-', r.status === 'verified' || r.status === 'unverified' ? formatBytes(r.bytes) : '-', r.reason ?? '']);
+  const counts = ['verified', 'unverified', 'skipped', 'failed'].map((s) => `${results.filter((r) => r.status === s).length} ${s}`).join(', ');
+  return `${table(['IMAGE', 'TAG', 'DIGEST', 'STATUS', 'SIGNER', 'BYTES', 'NOTE'], rows)}${results.length} image(s): ${counts}\n`;
+}
+
+/** One line per image on stderr; on a terminal, a line redrawn while blobs arrive. */
+class Progress implements MirrorProgress {
+  readonly #io: CliIo;
+  readonly #tty: boolean;
+  readonly #now: () => number;
+  #label = '';
+  #bytes = 0;
+  #drawn = 0;
+
+  constructor(io: CliIo, tty: boolean, now: () => number) {
+    this.#io = io;
+    this.#tty = tty;
+    this.#now = now;
+  }
+
+  selected(entry: Parameters<MirrorProgress['selected']>[0], tags: Parameters<MirrorProgress['selected']>[1], error?: string): void {
+    const what = `${entry.upstream}/${entry.repository}`;
+    if (error !== undefined) this.#io.stderr(`${what}: ${error}\n`);
+    this.#io.stderr(`${what}: ${tags.length} tag(s) selected${tags.length > 0 ? `: ${tags.map((t) => t.tag).join(' ')}` : ''}\n`);
+  }
+
+  tagStarted(entry: Parameters<MirrorProgress['tagStarted']>[0], tag: string, index: number, total: number): void {
+    this.#label = `[${index + 1}/${total}] ${entry.upstream}/${entry.repository}:${tag}`;
+    this.#bytes = 0;
+    this.#drawn = 0;
+    if (this.#tty) this.#io.stderr(`\r\x1b[K${this.#label} …`);
+  }
+
+  bytes(n: number): void {
+    this.#bytes += n;
+    if (!this.#tty) return;
+    const t = this.#now();
+    if (t - this.#drawn < PROGRESS_REDRAW_MS) return;
+    this.#drawn = t;
+    this.#io.stderr(`\r\x1b[K${this.#label} … ${formatBytes(this.#bytes)}`);
+  }
+
+  tagDone(r: MirrorResult, index: number, total: number): void {
+    const head = `[${index + 1}/${total}] ${r.image}:${r.tag}`;
+    let line: string;
+    switch (r.status) {
+      case 'verified':
+      case 'unverified':
+        line = `${head} ${r.status} ${r.digest} (${r.objects} objects, ${formatBytes(r.bytes)}, ${formatBytes(r.newBytes)} new)${r.signer ? ` signed by ${r.signer}` : ''}${r.reason ? `: ${r.reason}` : ''}`;
+        break;
+      case 'skipped':
+      case 'failed':
+        line = `${head} ${r.status}${r.digest ? ` ${r.digest}` : ''}: ${r.reason ?? ''}`;
+        break;
+    }
+    this.#io.stderr(`${this.#tty ? '\r\x1b[K' : ''}${line}\n`);
+  }
+}
+
+async function importCommand(io: CliIo, config: Config, dir: string, json: boolean): Promise<number> {
+  const storeCfg = config.cache.store as NonNullable<Config['cache']['store']>;
+  const store = await ContentStore.open({ dir: storeCfg.dir, maxBytes: storeCfg.maxBytes });
+  const known = new Set(config.upstreams.map((u) => u.name));
+  const warned = new Set<string>();
+  let results: ImportResult[];
+  try {
+    results = await importLayout(new Catalog(store), dir, (r) => {
+      const up = parseRefName(r.ref)?.upstream;
+      if (up !== undefined && !known.has(up) && !warned.has(up)) {
+        warned.add(up);
+        io.stderr(`warning: upstream ${up} is not configured in ${config.source}: sigil serve will not route to what is imported for it\n`);
+      }
+      io.stderr(r.status === 'imported' ? `imported ${r.ref} ${r.digest} (${r.objects} objects, ${formatBytes(r.newBytes)} new)\n` : `failed ${r.ref}: ${r.reason}\n`);
+    });
+  } catch (e) {
+    io.stderr(`sigil: cannot import ${dir}: ${isSigilError(e) ? e.message : (e as Error).message}\n`);
+    return 2;
+  } finally {
+    await store.close();
+  }
+  if (json) io.stdout(`${JSON.stringify({ results })}\n`);
+  else {
+    const rows = results.map((r) => [r.ref, shortDigest(r.digest), r.status, String(r.objects), r.reason ?? '']);
+    const failed = results.filter((r) => r.status === 'failed').length;
+    io.stdout(`${table(['REF', 'DIGEST', 'STATUS', 'OBJECTS', 'NOTE'], rows)}${results.length} ref(s): ${results.length - failed} imported, ${failed} failed\n`);
+  }
+  return results.length > 0 && results.every((r) => r.status === 'imported') ? 0 : 1;
+}

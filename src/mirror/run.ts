@@ -1,0 +1,221 @@
+import type { Config, Policy } from '../config/types.js';
+import { SigilError, isSigilError } from '../errors.js';
+import type { Evaluation, ManifestGate } from '../gate/manifest-gate.js';
+import type { Digest } from '../oci/digest.js';
+import type { Catalog } from '../store/catalog.js';
+import type { UpstreamRegistry } from '../upstream/types.js';
+import { signerHeader, type Outcome } from '../verify/types.js';
+import { Copier, CopyRecord, type Location } from './copy.js';
+import { listAllTags, selectTags, type SelectedTag } from './select.js';
+import type { MirrorImage } from './spec.js';
+
+/**
+ * verified: mirrored, its signature verified under the policy;
+ * unverified: mirrored without verification (no policy, mode off, or a signature artifact);
+ * skipped: not mirrored, it does not verify under an enforce or warn policy;
+ * failed: not mirrored, something went wrong (missing tag, upstream error, store too small).
+ */
+export type MirrorStatus = 'verified' | 'unverified' | 'skipped' | 'failed';
+
+export interface MirrorResult {
+  /** `<upstream>/<repository>` */
+  readonly image: string;
+  readonly upstream: string;
+  readonly repository: string;
+  readonly tag: string;
+  readonly status: MirrorStatus;
+  readonly digest?: Digest;
+  readonly policy?: string;
+  readonly signer?: string;
+  /** Why not verified / skipped / failed. */
+  readonly reason?: string;
+  /** Sizes of the image and its signature data (all objects), and of what was new to the store. */
+  readonly bytes: number;
+  readonly newBytes: number;
+  readonly objects: number;
+  /** What was stored (mirrored images only): for `--export`. */
+  readonly record?: CopyRecord;
+}
+
+export interface MirrorProgress {
+  /** An entry's tags were selected (or listing them failed: `error`). */
+  selected(entry: MirrorImage, tags: readonly SelectedTag[], error?: string): void;
+  tagStarted(entry: MirrorImage, tag: string, index: number, total: number): void;
+  /** Blob bytes received from the upstream. */
+  bytes(n: number): void;
+  tagDone(result: MirrorResult, index: number, total: number): void;
+}
+
+export interface MirrorDeps {
+  readonly config: Config;
+  readonly clients: ReadonlyMap<string, UpstreamRegistry>;
+  /** The gate `serve` uses: the same fetch, discovery, verification and verdict. */
+  readonly gate: ManifestGate;
+  readonly catalog: Catalog;
+  readonly now?: () => number;
+}
+
+/**
+ * `sigil mirror`: for every selected tag, resolve and judge it with the serve gate, then copy
+ * what may be copied (the manifest bytes that were verified, children, blobs, signature data)
+ * into the content store with its catalog records. Sequential: one upstream, one disk, and a
+ * progress line that means something.
+ */
+export async function runMirror(deps: MirrorDeps, images: readonly MirrorImage[], progress: MirrorProgress): Promise<MirrorResult[]> {
+  const work: Array<{ entry: MirrorImage; tag: string }> = [];
+  const results: MirrorResult[] = [];
+  for (const entry of images) {
+    const client = deps.clients.get(entry.upstream);
+    if (!client) throw new SigilError({ code: 'INTERNAL', message: `upstream ${entry.upstream} has no client` });
+    let available: string[] = [];
+    let listError: string | undefined;
+    if (entry.semver !== undefined || entry.latest !== undefined) {
+      try {
+        available = await listAllTags(client, entry.repository);
+      } catch (e) {
+        listError = `listing tags: ${message(e)}`;
+        results.push(failed(entry, '(tags/list)', listError));
+      }
+    }
+    const selected = selectTags(entry, available);
+    progress.selected(entry, selected, listError);
+    for (const s of selected) work.push({ entry, tag: s.tag });
+  }
+  const copier = new Copier(deps.catalog, (n) => progress.bytes(n));
+  for (const [i, { entry, tag }] of work.entries()) {
+    progress.tagStarted(entry, tag, i, work.length);
+    const r = await mirrorTag(deps, copier, entry, tag);
+    results.push(r);
+    progress.tagDone(r, i, work.length);
+  }
+  return recheck(deps.catalog, results);
+}
+
+/**
+ * Eviction (cache.store.maxBytes) may remove what an earlier image of this run stored: such an
+ * image is failed after all, and its tag record is removed, so that the store does not claim it.
+ */
+async function recheck(catalog: Catalog, results: MirrorResult[]): Promise<MirrorResult[]> {
+  await catalog.store.evict(); // runs after the evictions the writes started, so they are over
+  const out: MirrorResult[] = [];
+  for (const r of results) {
+    const missing = r.record ? await missingObjects(catalog, r.record) : 0;
+    if (missing === 0) {
+      out.push(r);
+      continue;
+    }
+    await catalog.store.deleteMeta('tag', `${r.upstream}/${r.repository}:${r.tag}`);
+    const { record: _dropped, signer: _s, ...rest } = r;
+    out.push({ ...rest, status: 'failed', reason: evicted(missing) });
+  }
+  return out;
+}
+
+async function missingObjects(catalog: Catalog, rec: CopyRecord): Promise<number> {
+  let n = 0;
+  for (const d of rec.objects.keys()) if (!(await catalog.store.has(d))) n++;
+  return n;
+}
+
+function evicted(n: number): string {
+  return `${n} object(s) evicted while mirroring: cache.store.maxBytes is too small for this mirror`;
+}
+
+async function mirrorTag(deps: MirrorDeps, copier: Copier, entry: MirrorImage, tag: string): Promise<MirrorResult> {
+  const base = { image: `${entry.upstream}/${entry.repository}`, upstream: entry.upstream, repository: entry.repository, tag };
+  let ev: Evaluation;
+  try {
+    ev = await deps.gate.evaluate({ upstream: entry.upstream, repository: entry.repository, reference: tag });
+  } catch (e) {
+    return failed(entry, tag, message(e));
+  }
+  const digest = ev.manifest.digest;
+  const judged = judge(ev);
+  const policy = ev.policy?.name;
+  const common = { ...base, digest, ...(policy !== undefined ? { policy } : {}) };
+  if (judged.status === 'skipped') return { ...common, status: 'skipped', reason: judged.reason, bytes: 0, newBytes: 0, objects: 0 };
+
+  const loc: Location = { upstream: entry.upstream, repository: entry.repository, client: deps.clients.get(entry.upstream) as UpstreamRegistry };
+  const rec = new CopyRecord();
+  try {
+    await copier.copyManifest(loc, ev.manifest, rec, entry.platforms);
+    const sigLoc = signatureLocation(deps, loc, ev.policy);
+    await copier.copySignatures(sigLoc, digest, rec);
+    if (ev.policy && ev.outcome) {
+      // The key serve's Keeper writes verdicts under (gate/keeper.ts).
+      const key = `${entry.upstream}/${entry.repository}@${digest}|${ev.policy.fingerprint}`;
+      await deps.catalog.putVerdict(key, { outcome: ev.outcome, decidedAt: (deps.now ?? Date.now)() });
+    }
+    // Eviction (cache.store.maxBytes) may have removed part of it while it was copied.
+    await deps.catalog.store.evict();
+    const missing = await missingObjects(deps.catalog, rec);
+    if (missing > 0) return { ...common, status: 'failed', reason: evicted(missing), bytes: rec.bytes, newBytes: rec.newBytes, objects: rec.objects.size };
+    // The tag last: it never points at an incomplete image.
+    await copier.putTag(loc, tag, ev.manifest, rec);
+  } catch (e) {
+    return { ...common, status: 'failed', reason: message(e), bytes: rec.bytes, newBytes: rec.newBytes, objects: rec.objects.size };
+  }
+  return {
+    ...common,
+    status: judged.status,
+    ...(judged.signer !== undefined ? { signer: judged.signer } : {}),
+    ...(judged.reason !== undefined ? { reason: judged.reason } : {}),
+    bytes: rec.bytes,
+    newBytes: rec.newBytes,
+    objects: rec.objects.size,
+    record: rec,
+  };
+}
+
+/** Enforce and warn policies mirror only what verifies; `off`, no policy and signature artifacts are copied unverified. */
+function judge(ev: Evaluation): { status: 'verified' | 'unverified' | 'skipped'; signer?: string; reason?: string } {
+  switch (ev.basis) {
+    case 'no-policy':
+      return { status: 'unverified', reason: 'no policy matches this image' };
+    case 'mode-off':
+      return { status: 'unverified', reason: `policy ${ev.policy?.name} has mode off` };
+    case 'signature-artifact':
+      return { status: 'unverified', reason: 'a signature artifact, not an image' };
+    case 'signature':
+    case 'index': {
+      const o = ev.outcome;
+      if (o?.kind === 'verified') return { status: 'verified', signer: signerHeader(o.signer) };
+      return { status: 'skipped', reason: `${describeOutcome(o)} (policy ${ev.policy?.name}, ${ev.policy?.mode})` };
+    }
+  }
+}
+
+function describeOutcome(o: Outcome | undefined): string {
+  switch (o?.kind) {
+    case undefined:
+      return 'not verified';
+    case 'verified':
+      return 'verified';
+    case 'unsigned':
+      return 'no signature found';
+    case 'invalid': {
+      const first = o.checks.find((c) => !c.ok);
+      return `no valid signature (${o.checks.length} found${first && !first.ok ? `; ${first.source}: ${first.reason}` : ''})`;
+    }
+    case 'indeterminate':
+      return `could not verify: ${o.cause}`;
+  }
+}
+
+/** Where the gate looks for signatures: the image's repository, or the policy's signatureRepository. */
+function signatureLocation(deps: MirrorDeps, image: Location, policy: Policy | undefined): Location {
+  const sr = policy?.signatureRepository;
+  if (sr === undefined) return image;
+  const slash = sr.indexOf('/');
+  const named = slash > 0 ? deps.clients.get(sr.slice(0, slash)) : undefined;
+  if (named) return { upstream: sr.slice(0, slash), repository: sr.slice(slash + 1), client: named };
+  return { ...image, repository: sr };
+}
+
+function failed(entry: MirrorImage, tag: string, reason: string): MirrorResult {
+  return { image: `${entry.upstream}/${entry.repository}`, upstream: entry.upstream, repository: entry.repository, tag, status: 'failed', reason, bytes: 0, newBytes: 0, objects: 0 };
+}
+
+function message(e: unknown): string {
+  return isSigilError(e) ? `${e.code}: ${e.message}` : e instanceof Error ? e.message : String(e);
+}

@@ -1,0 +1,445 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { cp, readFile, readdir, rm, utimes, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { loadVerifier } from '../../src/app.js';
+import { createLogger } from '../../src/audit/logger.js';
+import { Metrics } from '../../src/audit/metrics.js';
+import { StoredRegistry } from '../../src/cache/stored-registry.js';
+import { cacheCommand } from '../../src/cli/cache.js';
+import type { CliIo } from '../../src/cli/io.js';
+import { mirrorCommand } from '../../src/cli/mirror.js';
+import { UsageError } from '../../src/cli/args.js';
+import { StoreWalker } from '../../src/mirror/inventory.js';
+import type { Config } from '../../src/config/types.js';
+import { ManifestGate } from '../../src/gate/manifest-gate.js';
+import type { Digest } from '../../src/oci/digest.js';
+import { Catalog, ContentStore } from '../../src/store/index.js';
+import type { UpstreamRegistry } from '../../src/upstream/types.js';
+import { tempDir } from '../helpers/net.js';
+import { pushBundleReferrer, pushLegacySignature } from '../helpers/publish.js';
+import { makeLayer, pushIndex, type PushedImage, type PushedIndex } from '../helpers/push.js';
+import { compileConfig } from '../helpers/sigil.js';
+import { bundleFor, legacyLayer } from '../helpers/signer.js';
+import { skopeoCopyToDir } from '../helpers/skopeo.js';
+import { ISSUER, SUBJECT, startVerifyEnv, type VerifyEnv } from '../helpers/verify-env.js';
+
+// `sigil mirror` against a real registry with real signatures: what is verified is copied with
+// its signature data, what is not is reported and left out; the store then verifies and serves
+// it with the registry gone; an exported OCI layout is read by skopeo and imported elsewhere
+// with the same catalog records; `sigil cache ls/prune` list and remove whole images.
+const RECORD_NAMESPACES = ['tag', 'manifest', 'blob', 'referrers'] as const;
+const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+let env: VerifyEnv;
+let dir: string;
+let storeDir: string;
+let layoutDir: string;
+let cfgPath: string;
+let configText: string;
+let config: Config;
+let app: PushedImage;
+let multi: PushedIndex;
+let keyless: PushedImage;
+let unsigned: PushedImage;
+let badsig: PushedImage;
+let tool: PushedImage;
+let keylessReferrer: string;
+let mirrorRun: { code: number; out: string; err: string; json: { results: Array<Record<string, unknown>>; export?: Record<string, unknown> } };
+
+function capture(): { io: CliIo; out: () => string; err: () => string } {
+  let out = '';
+  let err = '';
+  return { io: { env: {}, cwd: dir, stdout: (t) => void (out += t), stderr: (t) => void (err += t) }, out: () => out, err: () => err };
+}
+
+function configFor(store: string): string {
+  return configText.replace('__STORE__', store);
+}
+
+async function withStore<T>(path: string, fn: (catalog: Catalog, store: ContentStore) => Promise<T>): Promise<T> {
+  const store = await ContentStore.open({ dir: path, maxBytes: Number.MAX_SAFE_INTEGER });
+  try {
+    return await fn(new Catalog(store), store);
+  } finally {
+    await store.close();
+  }
+}
+
+/** Every catalog record but verdicts, `updated` times left out. */
+async function records(path: string): Promise<Record<string, Record<string, unknown>>> {
+  return withStore(path, async (_c, store) => {
+    const out: Record<string, Record<string, unknown>> = {};
+    for (const ns of RECORD_NAMESPACES) out[ns] = Object.fromEntries((await store.listMeta(ns)).map((r) => [r.key, r.value]));
+    return out;
+  });
+}
+
+function sigTag(d: string): string {
+  return `${d.replace(':', '-')}.sig`;
+}
+
+before(async () => {
+  env = await startVerifyEnv();
+  dir = await tempDir('sigil-mirror-store-');
+  storeDir = join(dir, 'store');
+  layoutDir = join(dir, 'layout');
+  configText = [
+    'upstreams:',
+    '  - name: reg.test',
+    `    url: ${env.registry.url}`,
+    'defaultUpstream: reg.test',
+    'trust:',
+    `  trustedRoot: [public-good, ${env.sigstore.trustedRootPath}]`,
+    'policies:',
+    '  - name: prod',
+    '    match: ["reg.test/prod/**"]',
+    '    mode: enforce',
+    '    authorities:',
+    `      - { key: ${env.keys.p256.path}, tlog: ignore }`,
+    `      - keyless: { issuer: "${ISSUER}", subjectRegExp: "^https://github\\\\.com/acme/app/.+$" }`,
+    '  - name: lab',
+    '    match: ["reg.test/lab/**"]',
+    '    mode: "off"',
+    'cache:',
+    '  store:',
+    '    dir: __STORE__',
+    '    maxBytes: 1073741824',
+    '',
+  ].join('\n');
+  cfgPath = join(dir, 'sigil.yaml');
+  await writeFile(cfgPath, configFor(storeDir));
+  config = await compileConfig(configFor(storeDir));
+
+  app = await env.push('prod/app', '1.0', { layers: [makeLayer(Buffer.from('mirrored app\n'), 'etc/app.txt').blob, makeLayer(Buffer.from('second layer\n'), 'etc/two.txt').blob] });
+  await pushLegacySignature(env.target, 'prod/app', app.digest, [legacyLayer(env.keys.p256, app.digest)]);
+  multi = await pushIndex(env.target, 'prod/multi', '2.0', [
+    { os: 'linux', architecture: 'amd64' },
+    { os: 'linux', architecture: 'arm64' },
+  ]);
+  await pushLegacySignature(env.target, 'prod/multi', multi.digest, [legacyLayer(env.keys.p256, multi.digest)]);
+  keyless = await env.push('prod/keyless', '1.0');
+  const id = env.sigstore.issueIdentity(SUBJECT, ISSUER);
+  keylessReferrer = await pushBundleReferrer(
+    env.target,
+    'prod/keyless',
+    { digest: keyless.digest, size: keyless.manifest.length, mediaType: keyless.mediaType },
+    bundleFor(id, keyless.digest, { rekor: env.sigstore }),
+  );
+  unsigned = await env.push('prod/unsigned', '1.0');
+  badsig = await env.push('prod/badsig', '1.0');
+  await pushLegacySignature(env.target, 'prod/badsig', badsig.digest, [legacyLayer(env.stranger, badsig.digest)]);
+  tool = await env.push('lab/tool', '1.0');
+
+  const file = join(dir, 'mirror.yaml');
+  await writeFile(
+    file,
+    [
+      'images:',
+      '  - image: reg.test/prod/app',
+      '    tags: ["1.0"]',
+      '  - image: reg.test/prod/multi',
+      '    tags: ["2.0"]',
+      '    platforms: [linux/amd64]',
+      '  - image: reg.test/prod/keyless',
+      '    tags: ["1.0"]',
+      '  - image: reg.test/prod/unsigned',
+      '    tags: ["1.0"]',
+      '  - image: reg.test/prod/badsig',
+      '    tags: ["1.0"]',
+      '  - image: reg.test/lab/tool',
+      '    tags: ["1.0"]',
+      '',
+    ].join('\n'),
+  );
+  const c = capture();
+  const code = await mirrorCommand(c.io, [file, '--config', cfgPath, '--export', layoutDir, '--json']);
+  mirrorRun = { code, out: c.out(), err: c.err(), json: JSON.parse(c.out() || '{}') };
+});
+after(async () => {
+  await env?.stop();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+describe('sigil mirror into the content store', () => {
+  test('verified images are mirrored, unsigned and wrongly signed ones under enforce are skipped and reported (exit 1)', () => {
+    assert.equal(mirrorRun.code, 1, mirrorRun.err);
+    const by = Object.fromEntries(mirrorRun.json.results.map((r) => [r.image, r]));
+    assert.equal(by['reg.test/prod/app'].status, 'verified');
+    assert.equal(by['reg.test/prod/app'].signer, env.keys.p256.keyId);
+    assert.equal(by['reg.test/prod/app'].digest, app.digest);
+    assert.equal(by['reg.test/prod/multi'].status, 'verified');
+    assert.equal(by['reg.test/prod/keyless'].status, 'verified');
+    assert.equal(by['reg.test/prod/keyless'].signer, `${SUBJECT} (issuer ${ISSUER})`);
+    assert.equal(by['reg.test/prod/unsigned'].status, 'skipped');
+    assert.match(String(by['reg.test/prod/unsigned'].reason), /no signature found \(policy prod, enforce\)/);
+    assert.equal(by['reg.test/prod/badsig'].status, 'skipped');
+    assert.match(String(by['reg.test/prod/badsig'].reason), /no valid signature/);
+    assert.equal(by['reg.test/lab/tool'].status, 'unverified');
+    assert.match(String(by['reg.test/lab/tool'].reason), /policy lab has mode off/);
+    // one progress line per image on stderr
+    for (const img of ['prod/app', 'prod/multi', 'prod/keyless', 'prod/unsigned', 'prod/badsig', 'lab/tool']) {
+      assert.match(mirrorRun.err, new RegExp(`^\\[\\d/6\\] reg\\.test/${img.replace('/', '\\/')}:\\S+ (verified|unverified|skipped)`, 'm'));
+    }
+    assert.match(mirrorRun.err, /skipped sha256:[a-f0-9]{64}: no signature found/);
+  });
+
+  test('everything mirrored is in the store with its catalog records; nothing of the skipped images is', async () => {
+    await withStore(storeDir, async (catalog, store) => {
+      const tag = await catalog.getTag('reg.test', 'prod/app', '1.0');
+      assert.equal(tag?.value.digest, app.digest);
+      assert.deepEqual((await catalog.getManifest('reg.test', 'prod/app', app.digest as Digest))?.bytes, app.manifest);
+      for (const d of [app.config, ...app.layers]) assert.ok(await catalog.hasBlob('reg.test', 'prod/app', d.digest as Digest), d.digest);
+      // the cosign .sig manifest, its tag and its blobs
+      const sig = await catalog.getTag('reg.test', 'prod/app', sigTag(app.digest));
+      assert.ok(sig, 'the .sig tag is recorded');
+      const sigDoc = JSON.parse((await catalog.getManifest('reg.test', 'prod/app', sig.value.digest))!.bytes.toString()) as { config: { digest: Digest }; layers: Array<{ digest: Digest }> };
+      for (const d of [sigDoc.config, ...sigDoc.layers]) assert.ok(await catalog.hasBlob('reg.test', 'prod/app', d.digest));
+      // an index: the index, the wanted platform's child and its blobs; not the other child
+      assert.equal((await catalog.getTag('reg.test', 'prod/multi', '2.0'))?.value.digest, multi.digest);
+      const [amd64, arm64] = multi.children;
+      assert.ok(await catalog.getManifest('reg.test', 'prod/multi', amd64.digest as Digest));
+      for (const d of [amd64.config, ...amd64.layers]) assert.ok(await catalog.hasBlob('reg.test', 'prod/multi', d.digest as Digest));
+      assert.equal(await store.has(arm64.digest as Digest), false);
+      assert.equal(await store.has(arm64.layers[0].digest as Digest), false);
+      // a Sigstore bundle referrer: the referrer, its blobs, the fallback index and the referrers record
+      const refs = (await catalog.getReferrers('reg.test', 'prod/keyless', keyless.digest as Digest)) as Array<{ digest: string; artifactType: string }>;
+      assert.deepEqual(refs.map((r) => [r.digest, r.artifactType]), [[keylessReferrer, 'application/vnd.dev.sigstore.bundle.v0.3+json']]);
+      assert.ok(await catalog.getManifest('reg.test', 'prod/keyless', keylessReferrer as Digest));
+      assert.ok(await catalog.getTag('reg.test', 'prod/keyless', keyless.digest.replace(':', '-')), 'the referrers fallback tag');
+      // a verdict, under the key serve's keeper uses
+      const policy = config.policies.find((p) => p.name === 'prod')!;
+      assert.equal((await catalog.getVerdict(`reg.test/prod/app@${app.digest}|${policy.fingerprint}`))?.outcome.kind, 'verified');
+      // unverified under enforce: not a byte stored
+      for (const img of [unsigned, badsig]) {
+        assert.equal(await store.has(img.digest as Digest), false);
+        for (const l of img.layers) assert.equal(await store.has(l.digest as Digest), false);
+      }
+      assert.equal(await catalog.getTag('reg.test', 'prod/unsigned', '1.0'), null);
+      // mode off: copied anyway
+      assert.equal((await catalog.getTag('reg.test', 'lab/tool', '1.0'))?.value.digest, tool.digest);
+    });
+  });
+
+  test('a second run finds everything stored and downloads nothing new', async () => {
+    const file = join(dir, 'again.yaml');
+    await writeFile(file, 'images:\n  - image: reg.test/prod/app\n    tags: ["1.0"]\n');
+    const c = capture();
+    assert.equal(await mirrorCommand(c.io, [file, '--config', cfgPath, '--json']), 0, c.err());
+    const [r] = (JSON.parse(c.out()) as { results: Array<{ newBytes: number; bytes: number; objects: number }> }).results;
+    assert.equal(r.newBytes, 0);
+    assert.equal(r.objects, 7); // manifest, config, 2 layers; .sig manifest, config, payload
+    assert.ok(r.bytes > 0);
+  });
+});
+
+describe('the export, read by skopeo and imported into another store', () => {
+  test('index.json names every tag as <upstream>/<repo>:<tag> and every bundle referrer as …@<digest>', async () => {
+    assert.ok(mirrorRun.json.export && !('error' in mirrorRun.json.export), JSON.stringify(mirrorRun.json.export));
+    assert.deepEqual(JSON.parse(await readFile(join(layoutDir, 'oci-layout'), 'utf8')), { imageLayoutVersion: '1.0.0' });
+    const index = JSON.parse(await readFile(join(layoutDir, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string; annotations: Record<string, string> }> };
+    const refs = index.manifests.map((m) => m.annotations['org.opencontainers.image.ref.name']).sort();
+    assert.deepEqual(
+      refs,
+      [
+        'reg.test/lab/tool:1.0',
+        'reg.test/prod/app:1.0',
+        `reg.test/prod/app:${sigTag(app.digest)}`,
+        'reg.test/prod/keyless:1.0',
+        `reg.test/prod/keyless:${keyless.digest.replace(':', '-')}`,
+        `reg.test/prod/keyless@${keylessReferrer}`,
+        'reg.test/prod/multi:2.0',
+        `reg.test/prod/multi:${sigTag(multi.digest)}`,
+      ].sort(),
+    );
+    // every blob file hashes to its name
+    for (const name of await readdir(join(layoutDir, 'blobs', 'sha256'))) {
+      assert.equal(sha(await readFile(join(layoutDir, 'blobs', 'sha256', name))), `sha256:${name}`);
+    }
+  });
+
+  test('skopeo copies an image, an index (its platform) and a signature artifact out of the layout by ref name', async () => {
+    const out = join(dir, 'skopeo-app');
+    const r = await skopeoCopyToDir(`oci:${layoutDir}:reg.test/prod/app:1.0`, out);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(await readFile(join(out, 'manifest.json')), app.manifest);
+    for (const l of app.layers) assert.equal(sha(await readFile(join(out, l.digest.slice(7)))), l.digest);
+    const outMulti = join(dir, 'skopeo-multi');
+    const m = await skopeoCopyToDir(`oci:${layoutDir}:reg.test/prod/multi:2.0`, outMulti, { platform: 'linux/amd64' });
+    assert.equal(m.code, 0, m.stderr);
+    assert.deepEqual(await readFile(join(outMulti, 'manifest.json')), multi.children[0].manifest);
+    const outSig = join(dir, 'skopeo-sig');
+    const s = await skopeoCopyToDir(`oci:${layoutDir}:reg.test/prod/app:${sigTag(app.digest)}`, outSig);
+    assert.equal(s.code, 0, s.stderr);
+    const sigManifest = JSON.parse(await readFile(join(outSig, 'manifest.json'), 'utf8')) as { layers: Array<{ mediaType: string }> };
+    assert.equal(sigManifest.layers[0].mediaType, 'application/vnd.dev.cosign.simplesigning.v1+json');
+  });
+
+  test('--import into a fresh store writes the same catalog records', async () => {
+    const fresh = join(dir, 'store-imported');
+    const cfg2 = join(dir, 'sigil-imported.yaml');
+    await writeFile(cfg2, configFor(fresh));
+    const c = capture();
+    const code = await mirrorCommand(c.io, ['--import', layoutDir, '--config', cfg2]);
+    assert.equal(code, 0, c.err() + c.out());
+    assert.match(c.out(), /^REF\s+DIGEST\s+STATUS\s+OBJECTS\s+NOTE$/m);
+    assert.match(c.out(), /8 ref\(s\): 8 imported, 0 failed/);
+    assert.deepEqual(await records(fresh), await records(storeDir));
+    // importing again changes nothing and stores nothing new
+    const again = capture();
+    assert.equal(await mirrorCommand(again.io, ['--import', layoutDir, '--config', cfg2, '--json']), 0);
+    assert.ok((JSON.parse(again.out()) as { results: Array<{ newBytes: number }> }).results.every((r) => r.newBytes === 0));
+  });
+
+  test('--import checks every digest: a damaged layer fails its image, which gets no tag', async () => {
+    const damaged = join(dir, 'layout-damaged');
+    await cp(layoutDir, damaged, { recursive: true });
+    const layer = join(damaged, 'blobs', 'sha256', app.layers[1].digest.slice(7));
+    const bytes = await readFile(layer);
+    bytes[bytes.length - 1] ^= 0xff;
+    await writeFile(layer, bytes);
+    const fresh = join(dir, 'store-damaged');
+    const cfg3 = join(dir, 'sigil-damaged.yaml');
+    await writeFile(cfg3, configFor(fresh));
+    const c = capture();
+    assert.equal(await mirrorCommand(c.io, ['--import', damaged, '--config', cfg3, '--json']), 1);
+    const results = (JSON.parse(c.out()) as { results: Array<{ ref: string; status: string; reason?: string }> }).results;
+    const appResult = results.find((r) => r.ref === 'reg.test/prod/app:1.0');
+    assert.equal(appResult?.status, 'failed');
+    assert.match(appResult?.reason ?? '', /DIGEST_MISMATCH/);
+    assert.ok(results.filter((r) => r.ref !== 'reg.test/prod/app:1.0').every((r) => r.status === 'imported'));
+    await withStore(fresh, async (catalog, store) => {
+      assert.equal(await catalog.getTag('reg.test', 'prod/app', '1.0'), null);
+      assert.equal(await store.has(app.layers[1].digest as Digest), false);
+      assert.ok(await catalog.getTag('reg.test', 'prod/multi', '2.0'));
+    });
+    // not a layout at all
+    const none = capture();
+    assert.equal(await mirrorCommand(none.io, ['--import', dir, '--config', cfg3]), 2);
+    assert.match(none.err(), /not an OCI image layout/);
+  });
+});
+
+describe('with the registry gone', () => {
+  before(async () => {
+    await env.registry.stop();
+  });
+
+  test('the store alone verifies every mirrored image again and serves its blobs', async () => {
+    await withStore(storeDir, async (catalog) => {
+      const clients = new Map<string, UpstreamRegistry>([['reg.test', new StoredRegistry('reg.test', catalog)]]);
+      const gate = new ManifestGate({ config, clients, metrics: new Metrics(), logger: createLogger('silent'), verifier: loadVerifier(config) });
+      for (const [repo, tag, digest] of [['prod/app', '1.0', app.digest], ['prod/multi', '2.0', multi.digest], ['prod/keyless', '1.0', keyless.digest]]) {
+        const ev = await gate.evaluate({ upstream: 'reg.test', repository: repo, reference: tag });
+        assert.equal(ev.manifest.digest, digest);
+        assert.equal(ev.outcome?.kind, 'verified', `${repo}: ${JSON.stringify(ev.outcome)}`);
+      }
+      // the child of the verified index passes through it
+      const child = await gate.evaluate({ upstream: 'reg.test', repository: 'prod/multi', reference: multi.children[0].digest });
+      assert.equal(child.basis, 'index');
+      const reg = clients.get('reg.test')!;
+      for (const l of app.layers) {
+        const res = await reg.openBlob('prod/app', l.digest as Digest, { method: 'GET' });
+        const chunks: Buffer[] = [];
+        for await (const ch of res.body!) chunks.push(ch as Buffer);
+        assert.equal(sha(Buffer.concat(chunks)), l.digest);
+      }
+    });
+  });
+
+  test('the imported store verifies offline too', async () => {
+    await withStore(join(dir, 'store-imported'), async (catalog) => {
+      const clients = new Map<string, UpstreamRegistry>([['reg.test', new StoredRegistry('reg.test', catalog)]]);
+      const gate = new ManifestGate({ config, clients, metrics: new Metrics(), logger: createLogger('silent'), verifier: loadVerifier(config) });
+      const ev = await gate.evaluate({ upstream: 'reg.test', repository: 'prod/keyless', reference: '1.0' });
+      assert.equal(ev.outcome?.kind, 'verified', JSON.stringify(ev.outcome));
+    });
+  });
+});
+
+describe('sigil cache ls and prune', () => {
+  let pruneDir: string;
+  let pruneCfg: string;
+
+  /** Sets the last use (mtime) of every object of a unit. */
+  async function age(ref: string, msAgo: number): Promise<void> {
+    await withStore(pruneDir, async (_c, store) => {
+      const w = new StoreWalker(store, pruneDir);
+      const { tags } = await w.load();
+      const unit = (await w.units(tags)).find((u) => u.ref === ref);
+      assert.ok(unit, ref);
+      const t = (Date.now() - msAgo) / 1000;
+      for (const d of unit.objects.keys()) await utimes(join(pruneDir, 'blobs', 'sha256', d.slice(7)), t, t);
+    });
+  }
+
+  before(async () => {
+    pruneDir = join(dir, 'store-prune');
+    await cp(join(dir, 'store-imported'), pruneDir, { recursive: true });
+    pruneCfg = join(dir, 'sigil-prune.yaml');
+    await writeFile(pruneCfg, configFor(pruneDir));
+  });
+
+  test('cache ls lists each stored image with its objects, bytes and last use; nothing is loose', async () => {
+    const c = capture();
+    assert.equal(await cacheCommand(c.io, ['ls', '--config', pruneCfg, '--json']), 0);
+    const inv = JSON.parse(c.out()) as { total: { objects: number; bytes: number }; loose: { objects: number }; tags: Array<{ ref: string; digest: string; objects: number; bytes: number; lastUsed: string; complete: boolean }> };
+    assert.deepEqual(inv.tags.map((t) => t.ref), ['reg.test/lab/tool:1.0', 'reg.test/prod/app:1.0', 'reg.test/prod/keyless:1.0', 'reg.test/prod/multi:2.0']);
+    const appRow = inv.tags.find((t) => t.ref === 'reg.test/prod/app:1.0')!;
+    assert.equal(appRow.digest, app.digest);
+    assert.equal(appRow.objects, 7);
+    assert.ok(appRow.complete);
+    assert.ok(Date.now() - Date.parse(appRow.lastUsed) < 10 * 60_000);
+    // keyless: manifest, config, layer, fallback index, referrer, its empty config and bundle
+    assert.equal(inv.tags.find((t) => t.ref === 'reg.test/prod/keyless:1.0')!.objects, 7);
+    assert.equal(inv.loose.objects, 0);
+    assert.equal(inv.tags.reduce((n, t) => n + t.objects, 0) >= inv.total.objects, true);
+    const text = capture();
+    assert.equal(await cacheCommand(text.io, ['ls', '--config', pruneCfg]), 0);
+    assert.match(text.out(), /^TAG\s+DIGEST\s+OBJECTS\s+BYTES\s+LAST USED \(UTC\)/);
+    assert.match(text.out(), /^reg\.test\/prod\/app:1\.0\s+sha256:[a-f0-9]{12}\s+7\s+/m);
+    assert.match(text.out(), /4 tag\(s\); \d+ object\(s\)/);
+  });
+
+  test('prune --older-than removes whole images unused that long, and their records', async () => {
+    await age('reg.test/lab/tool:1.0', 30 * 86_400_000);
+    const c = capture();
+    assert.equal(await cacheCommand(c.io, ['prune', '--older-than', '7d', '--config', pruneCfg]), 0, c.err());
+    assert.match(c.out(), /^removed reg\.test\/lab\/tool:1\.0$/m);
+    assert.match(c.out(), /pruned 1 tag\(s\), 3 object\(s\)/); // manifest, config, layer; it has no signature
+    await withStore(pruneDir, async (catalog, store) => {
+      assert.equal(await catalog.getTag('reg.test', 'lab/tool', '1.0'), null);
+      assert.equal(await store.has(tool.digest as Digest), false);
+      assert.equal(await store.getMeta('manifest', `reg.test/lab/tool@${tool.digest}`), null);
+      assert.ok(await catalog.getTag('reg.test', 'prod/app', '1.0'));
+    });
+  });
+
+  test('prune --max-bytes removes the least recently used image first, with its signature data', async () => {
+    await age('reg.test/prod/keyless:1.0', 86_400_000);
+    const ls = capture();
+    await cacheCommand(ls.io, ['ls', '--config', pruneCfg, '--json']);
+    const total = (JSON.parse(ls.out()) as { total: { bytes: number } }).total.bytes;
+    const c = capture();
+    assert.equal(await cacheCommand(c.io, ['prune', '--max-bytes', String(total - 1), '--config', pruneCfg, '--json']), 0, c.err());
+    const summary = JSON.parse(c.out()) as { removedTags: string[]; removedObjects: number };
+    assert.deepEqual(summary.removedTags, ['reg.test/prod/keyless:1.0']);
+    assert.equal(summary.removedObjects, 7);
+    await withStore(pruneDir, async (catalog) => {
+      assert.equal(await catalog.getTag('reg.test', 'prod/keyless', '1.0'), null);
+      assert.equal(await catalog.getTag('reg.test', 'prod/keyless', keyless.digest.replace(':', '-')), null);
+      assert.equal(await catalog.getReferrers('reg.test', 'prod/keyless', keyless.digest as Digest), null);
+      assert.ok(await catalog.getManifest('reg.test', 'prod/app', app.digest as Digest));
+    });
+  });
+
+  test('usage: prune needs a limit; ages and sizes are checked', async () => {
+    const c = capture();
+    await assert.rejects(cacheCommand(c.io, ['prune', '--config', pruneCfg]), UsageError);
+    await assert.rejects(cacheCommand(c.io, ['prune', '--older-than', '7 days', '--config', pruneCfg]), UsageError);
+    await assert.rejects(cacheCommand(c.io, ['prune', '--max-bytes', 'lots', '--config', pruneCfg]), UsageError);
+    await assert.rejects(cacheCommand(c.io, ['ls', '--older-than', '7d']), UsageError);
+    await assert.rejects(cacheCommand(c.io, ['list']), UsageError);
+  });
+});
