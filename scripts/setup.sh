@@ -5,7 +5,7 @@
 set -e
 cd "$(dirname -- "$0")/.."
 need=""
-for pair in docker-registry:docker-registry containerd:containerd skopeo:skopeo ctr:containerd; do
+for pair in docker-registry:docker-registry containerd:containerd skopeo:skopeo ctr:containerd openssl:openssl setpriv:util-linux; do
   cmd=${pair%%:*}; pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || need="$need $pkg"
 done
