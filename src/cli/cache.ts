@@ -81,7 +81,7 @@ export async function cacheCommand(io: CliIo, argv: readonly string[], opts: { n
   const json = a.flags.has('json');
   try {
     if (sub === 'ls') {
-      const inv = await takeInventory(store, storeCfg.dir);
+      const inv = await takeInventory(store);
       if (json) {
         io.stdout(
           `${JSON.stringify({
@@ -102,7 +102,7 @@ export async function cacheCommand(io: CliIo, argv: readonly string[], opts: { n
       }
       return 0;
     }
-    const summary = await pruneStore(store, storeCfg.dir, { ...(olderThanMs !== undefined ? { olderThanMs } : {}), ...(maxBytes !== undefined ? { maxBytes } : {}), now: now() });
+    const summary = await pruneStore(store, { ...(olderThanMs !== undefined ? { olderThanMs } : {}), ...(maxBytes !== undefined ? { maxBytes } : {}), now: now() });
     if (json) io.stdout(`${JSON.stringify(summary)}\n`);
     else {
       for (const t of summary.removedTags) io.stdout(`removed ${t}\n`);

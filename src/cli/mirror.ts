@@ -10,7 +10,8 @@ import { ManifestGate } from '../gate/manifest-gate.js';
 import type { CopyRecord } from '../mirror/copy.js';
 import { formatBytes, shortDigest, table } from '../mirror/format.js';
 import { MIRROR_FILE_MAX_BYTES, PROGRESS_REDRAW_MS } from '../mirror/limits.js';
-import { exportLayout, importLayout, parseRefName, type ImportResult } from '../mirror/oci-layout.js';
+import { importLayout, type ImportResult } from '../mirror/import.js';
+import { exportLayout, parseRefName } from '../mirror/oci-layout.js';
 import { runMirror, type MirrorProgress, type MirrorResult } from '../mirror/run.js';
 import { parseMirrorSpec } from '../mirror/spec.js';
 import { Catalog, ContentStore } from '../store/index.js';
@@ -26,7 +27,8 @@ export const MIRROR_USAGE = `Usage:
                     signatures, into the content store (cache.store); --export also writes an
                     OCI layout (ref names <upstream>/<repo>:<tag>, e.g. skopeo copy oci:DIR:ghcr.io/acme/app:1.2.3 …)
   sigil mirror --import DIR [--config F] [--json]
-                    read such a layout into the content store (every digest checked)
+                    read such a layout into the content store (every digest checked), each tag
+                    verified as serve --offline verifies it before it is stored
 
 FILE:
   images:
@@ -36,7 +38,7 @@ FILE:
       latest: 3                   # the 3 highest release versions
       platforms: [linux/amd64]    # of an index, only these children (default: all)
 
-Enforce and warn policies mirror only what verifies; the rest is reported and skipped.
+Enforce and warn policies mirror (and import) only what verifies; the rest is reported and skipped.
 Exit status: 0 everything mirrored (imported); 1 something skipped or failed; 2 usage, config or FILE error.
 `;
 
@@ -76,7 +78,7 @@ export async function mirrorCommand(io: CliIo, argv: readonly string[], opts: Mi
     io.stderr(`sigil: ${config.source}: cache.store is not set: mirror copies images into the content store (cache.store.dir)\n`);
     return 2;
   }
-  if (importDir !== undefined) return importCommand(io, config, resolve(io.cwd, importDir), json);
+  if (importDir !== undefined) return importCommand(io, config, resolve(io.cwd, importDir), json, opts.now);
 
   const file = resolve(io.cwd, a.positionals[0]);
   let text: string;
@@ -214,20 +216,33 @@ class Progress implements MirrorProgress {
   }
 }
 
-async function importCommand(io: CliIo, config: Config, dir: string, json: boolean): Promise<number> {
+async function importCommand(io: CliIo, config: Config, dir: string, json: boolean, now?: () => number): Promise<number> {
   const storeCfg = config.cache.store as NonNullable<Config['cache']['store']>;
-  const store = await ContentStore.open({ dir: storeCfg.dir, maxBytes: storeCfg.maxBytes });
+  let verifier: ReturnType<typeof loadVerifier>;
+  try {
+    verifier = loadVerifier(config);
+  } catch (err) {
+    io.stderr(`sigil: ${config.source}: trust.trustedRoot: ${(err as Error).message}\n`);
+    return 2;
+  }
+  let store: ContentStore;
+  try {
+    store = await ContentStore.open({ dir: storeCfg.dir, maxBytes: storeCfg.maxBytes, ...(now ? { now } : {}) });
+  } catch (err) {
+    io.stderr(`sigil: ${config.source}: cache.store.dir: cannot open ${storeCfg.dir}: ${(err as Error).message}\n`);
+    return 2;
+  }
   const known = new Set(config.upstreams.map((u) => u.name));
   const warned = new Set<string>();
   let results: ImportResult[];
   try {
-    results = await importLayout(new Catalog(store), dir, (r) => {
+    results = await importLayout({ catalog: new Catalog(store), config, verifier, ...(now ? { now } : {}) }, dir, (r) => {
       const up = parseRefName(r.ref)?.upstream;
       if (up !== undefined && !known.has(up) && !warned.has(up)) {
         warned.add(up);
         io.stderr(`warning: upstream ${up} is not configured in ${config.source}: sigil serve will not route to what is imported for it\n`);
       }
-      io.stderr(r.status === 'imported' ? `imported ${r.ref} ${r.digest} (${r.objects} objects, ${formatBytes(r.newBytes)} new)\n` : `failed ${r.ref}: ${r.reason}\n`);
+      io.stderr(`${importLine(r)}\n`);
     });
   } catch (e) {
     io.stderr(`sigil: cannot import ${dir}: ${isSigilError(e) ? e.message : (e as Error).message}\n`);
@@ -237,9 +252,20 @@ async function importCommand(io: CliIo, config: Config, dir: string, json: boole
   }
   if (json) io.stdout(`${JSON.stringify({ results })}\n`);
   else {
-    const rows = results.map((r) => [r.ref, shortDigest(r.digest), r.status, String(r.objects), r.reason ?? '']);
-    const failed = results.filter((r) => r.status === 'failed').length;
-    io.stdout(`${table(['REF', 'DIGEST', 'STATUS', 'OBJECTS', 'NOTE'], rows)}${results.length} ref(s): ${results.length - failed} imported, ${failed} failed\n`);
+    const rows = results.map((r) => [r.ref, shortDigest(r.digest), r.status, r.signer ?? '-', r.status === 'verified' || r.status === 'unverified' ? String(r.objects) : '-', r.reason ?? '']);
+    const counts = ['verified', 'unverified', 'skipped', 'failed'].map((s) => `${results.filter((r) => r.status === s).length} ${s}`).join(', ');
+    io.stdout(`${table(['REF', 'DIGEST', 'STATUS', 'SIGNER', 'OBJECTS', 'NOTE'], rows)}${results.length} ref(s): ${counts}\n`);
   }
-  return results.length > 0 && results.every((r) => r.status === 'imported') ? 0 : 1;
+  return results.length > 0 && results.every((r) => r.status === 'verified' || r.status === 'unverified') ? 0 : 1;
+}
+
+function importLine(r: ImportResult): string {
+  switch (r.status) {
+    case 'verified':
+    case 'unverified':
+      return `${r.status} ${r.ref} ${r.digest} (${r.objects} objects, ${formatBytes(r.newBytes)} new)${r.signer ? ` signed by ${r.signer}` : ''}${r.reason ? `: ${r.reason}` : ''}`;
+    case 'skipped':
+    case 'failed':
+      return `${r.status} ${r.ref}${r.digest ? ` ${r.digest}` : ''}: ${r.reason ?? ''}`;
+  }
 }

@@ -8,7 +8,7 @@ Usage:
   sigil mirror FILE [--config FILE] [--export DIR] [--json]
                                              copy the images FILE selects (verified as serve does) with their
                                              signatures into the content store; --export also writes an OCI layout
-  sigil mirror --import DIR [--config FILE]  read such a layout into the content store (digests checked)
+  sigil mirror --import DIR [--config FILE]  read such a layout into the store (digests checked, each tag verified)
   sigil cache ls [--config FILE] [--json]    stored tags: digest, objects, bytes, last use
   sigil cache prune [--older-than AGE] [--max-bytes N] [--config FILE]
                                              remove whole images unused for AGE, then least recently used ones down to N bytes

@@ -1,8 +1,6 @@
-import { open } from 'node:fs/promises';
-import { digestOf, isDigest, type Digest } from '../oci/digest.js';
+import { isDigest, type Digest } from '../oci/digest.js';
 import type { TagRecord } from '../store/catalog.js';
 import type { ContentStore } from '../store/content-store.js';
-import { Layout, READ_FLAGS } from '../store/layout.js';
 import { MANIFEST_MAX_BYTES } from '../upstream/limits.js';
 import { parseManifest, type ParsedManifest } from './manifest.js';
 
@@ -58,19 +56,17 @@ function digestOfKey(key: string): Digest | undefined {
 
 /**
  * Reads the store's catalog and objects without marking anything used (a listing must not
- * change the LRU order it reports): manifests are read from their files directly.
+ * change the LRU order it reports): manifests are read with `touch: false`.
  */
 export class StoreWalker {
   readonly #store: ContentStore;
-  readonly #layout: Layout;
   readonly #parsed = new Map<Digest, ParsedManifest | null>();
   #objects = new Map<Digest, { size: number; lastUsed: number }>();
   #sigTags = new Map<Digest, Digest[]>();
   #referrers = new Map<Digest, Digest[]>();
 
-  constructor(store: ContentStore, dir: string) {
+  constructor(store: ContentStore) {
     this.#store = store;
-    this.#layout = new Layout(dir);
   }
 
   /** (Re)reads the object list and the signature records. */
@@ -149,14 +145,9 @@ export class StoreWalker {
     const size = this.#objects.get(d)?.size ?? Infinity;
     if (size <= MANIFEST_MAX_BYTES) {
       try {
-        const fh = await open(this.#layout.objectPath(d), READ_FLAGS);
-        let bytes: Buffer;
-        try {
-          bytes = await fh.readFile();
-        } finally {
-          await fh.close();
-        }
-        if (digestOf(bytes, d) === d && bytes[0] === 0x7b /* { */) parsed = parseManifest(bytes, '', d);
+        // hashed again by the store: a damaged object is removed and reads as absent (null)
+        const bytes = await this.#store.readAll(d, MANIFEST_MAX_BYTES, { touch: false });
+        if (bytes !== null && bytes[0] === 0x7b /* { */) parsed = parseManifest(bytes, '', d);
       } catch {
         parsed = null; // not JSON, not a manifest, or gone meanwhile
       }
@@ -166,8 +157,8 @@ export class StoreWalker {
   }
 }
 
-export async function takeInventory(store: ContentStore, dir: string): Promise<Inventory> {
-  const walker = new StoreWalker(store, dir);
+export async function takeInventory(store: ContentStore): Promise<Inventory> {
+  const walker = new StoreWalker(store);
   const { tags } = await walker.load();
   const units = await walker.units(tags);
   const reached = new Set<Digest>();
@@ -205,8 +196,8 @@ export interface PruneSummary {
  * Removes whole images and loose objects (see Unit), then every catalog record that names
  * something no longer stored, so that neither `serve --offline` nor `cache ls` sees half an image.
  */
-export async function pruneStore(store: ContentStore, dir: string, opts: PruneOptions): Promise<PruneSummary> {
-  const walker = new StoreWalker(store, dir);
+export async function pruneStore(store: ContentStore, opts: PruneOptions): Promise<PruneSummary> {
+  const walker = new StoreWalker(store);
   const { tags } = await walker.load();
   let kept = await walker.units(tags);
   const dropped: Unit[] = [];

@@ -167,8 +167,11 @@ async function mirrorTag(deps: MirrorDeps, copier: Copier, entry: MirrorImage, t
   };
 }
 
-/** Enforce and warn policies mirror only what verifies; `off`, no policy and signature artifacts are copied unverified. */
-function judge(ev: Evaluation): { status: 'verified' | 'unverified' | 'skipped'; signer?: string; reason?: string } {
+/**
+ * Enforce and warn policies mirror (and import) only what verifies; `off`, no policy and
+ * signature artifacts are copied unverified.
+ */
+export function judge(ev: Evaluation): { status: 'verified' | 'unverified' | 'skipped'; signer?: string; reason?: string } {
   switch (ev.basis) {
     case 'no-policy':
       return { status: 'unverified', reason: 'no policy matches this image' };

@@ -115,8 +115,10 @@ export class ContentStore {
   /**
    * The whole object, hashed again on the way (a damaged file is removed and reported
    * absent); null when absent. An object over `maxBytes` is a caller error (INTERNAL).
+   * Marks it used unless `touch: false` (`sigil cache ls`/`prune` read manifests to list
+   * and size images: looking must not change the LRU order they report and act on).
    */
-  async readAll(digest: Digest, maxBytes: number): Promise<Buffer | null> {
+  async readAll(digest: Digest, maxBytes: number, opts: { readonly touch?: boolean } = {}): Promise<Buffer | null> {
     const opened = await openObject(this.#layout, this.#index, digest);
     if (!opened) return null;
     const { fh, entry } = opened;
@@ -135,7 +137,7 @@ export class ContentStore {
       await this.remove(digest);
       return null;
     }
-    this.#touch(digest, entry);
+    if (opts.touch !== false) this.#touch(digest, entry);
     return bytes;
   }
 

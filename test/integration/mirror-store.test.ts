@@ -3,10 +3,12 @@ import { createHash } from 'node:crypto';
 import { cp, readFile, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { request } from 'undici';
 import { loadVerifier } from '../../src/app.js';
 import { createLogger } from '../../src/audit/logger.js';
 import { Metrics } from '../../src/audit/metrics.js';
 import { StoredRegistry } from '../../src/cache/stored-registry.js';
+import { isSigilError } from '../../src/errors.js';
 import { cacheCommand } from '../../src/cli/cache.js';
 import type { CliIo } from '../../src/cli/io.js';
 import { mirrorCommand } from '../../src/cli/mirror.js';
@@ -20,10 +22,10 @@ import type { UpstreamRegistry } from '../../src/upstream/types.js';
 import { tempDir } from '../helpers/net.js';
 import { pushBundleReferrer, pushLegacySignature } from '../helpers/publish.js';
 import { makeLayer, pushIndex, type PushedImage, type PushedIndex } from '../helpers/push.js';
-import { compileConfig } from '../helpers/sigil.js';
+import { compileConfig, startSigil } from '../helpers/sigil.js';
 import { bundleFor, legacyLayer } from '../helpers/signer.js';
 import { skopeoCopyToDir } from '../helpers/skopeo.js';
-import { ISSUER, SUBJECT, startVerifyEnv, type VerifyEnv } from '../helpers/verify-env.js';
+import { ISSUER, SUBJECT, pull, startVerifyEnv, type VerifyEnv } from '../helpers/verify-env.js';
 
 // `sigil mirror` against a real registry with real signatures: what is verified is copied with
 // its signature data, what is not is reported and left out; the store then verifies and serves
@@ -283,9 +285,18 @@ describe('the export, read by skopeo and imported into another store', () => {
     const c = capture();
     const code = await mirrorCommand(c.io, ['--import', layoutDir, '--config', cfg2]);
     assert.equal(code, 0, c.err() + c.out());
-    assert.match(c.out(), /^REF\s+DIGEST\s+STATUS\s+OBJECTS\s+NOTE$/m);
-    assert.match(c.out(), /8 ref\(s\): 8 imported, 0 failed/);
+    assert.match(c.out(), /^REF\s+DIGEST\s+STATUS\s+SIGNER\s+OBJECTS\s+NOTE$/m);
+    // verified again from the imported signatures: the three prod images; signature data and lab/tool unverified
+    assert.match(c.out(), /8 ref\(s\): 3 verified, 5 unverified, 0 skipped, 0 failed/);
+    assert.match(c.out(), new RegExp(`^reg\\.test/prod/app:1\\.0\\s+sha256:[a-f0-9]{12}\\s+verified\\s+${env.keys.p256.keyId}\\s+4\\s`, 'm'));
+    assert.match(c.err(), /^verified reg\.test\/prod\/keyless:1\.0 sha256:[a-f0-9]{64} \(3 objects, .* new\) signed by https:\/\/github\.com\/acme/m);
+    assert.match(c.err(), /^unverified reg\.test\/lab\/tool:1\.0 .*policy lab has mode off$/m);
     assert.deepEqual(await records(fresh), await records(storeDir));
+    // the verdicts, under the keys serve's keeper uses
+    const policy = config.policies.find((p) => p.name === 'prod')!;
+    await withStore(fresh, async (catalog) => {
+      for (const d of [app.digest, multi.digest, keyless.digest]) assert.equal((await catalog.getVerdict(`reg.test/prod/${d === app.digest ? 'app' : d === multi.digest ? 'multi' : 'keyless'}@${d}|${policy.fingerprint}`))?.outcome.kind, 'verified');
+    });
     // importing again changes nothing and stores nothing new
     const again = capture();
     assert.equal(await mirrorCommand(again.io, ['--import', layoutDir, '--config', cfg2, '--json']), 0);
@@ -308,16 +319,144 @@ describe('the export, read by skopeo and imported into another store', () => {
     const appResult = results.find((r) => r.ref === 'reg.test/prod/app:1.0');
     assert.equal(appResult?.status, 'failed');
     assert.match(appResult?.reason ?? '', /DIGEST_MISMATCH/);
-    assert.ok(results.filter((r) => r.ref !== 'reg.test/prod/app:1.0').every((r) => r.status === 'imported'));
+    // its signature data goes with it; everything else is imported
+    const appSig = results.find((r) => r.ref === `reg.test/prod/app:${sigTag(app.digest)}`);
+    assert.equal(appSig?.status, 'skipped');
+    assert.match(appSig?.reason ?? '', /signature data of sha256:[a-f0-9]{64}, which is not imported/);
+    assert.ok(results.filter((r) => !r.ref.startsWith('reg.test/prod/app:')).every((r) => r.status === 'verified' || r.status === 'unverified'), JSON.stringify(results));
     await withStore(fresh, async (catalog, store) => {
       assert.equal(await catalog.getTag('reg.test', 'prod/app', '1.0'), null);
-      assert.equal(await store.has(app.layers[1].digest as Digest), false);
+      assert.equal(await catalog.getTag('reg.test', 'prod/app', sigTag(app.digest)), null);
+      assert.equal(await store.getMeta('manifest', `reg.test/prod/app@${app.digest}`), null);
+      // nothing of the failed image stays: not the damaged layer, not what was read before it
+      for (const d of [app.digest, app.config.digest, ...app.layers.map((l) => l.digest)]) assert.equal(await store.has(d as Digest), false, d);
+      assert.deepEqual(await store.listMeta('blob').then((all) => all.filter((r) => r.key.startsWith('reg.test/prod/app@'))), []);
       assert.ok(await catalog.getTag('reg.test', 'prod/multi', '2.0'));
     });
     // not a layout at all
     const none = capture();
     assert.equal(await mirrorCommand(none.io, ['--import', dir, '--config', cfg3]), 2);
     assert.match(none.err(), /not an OCI image layout/);
+  });
+});
+
+describe('--import verifies each tag as serve --offline would', () => {
+  // A layout written under a permissive config (prod: mode off) holds a signed image, an unsigned
+  // one, a wrongly signed one with its .sig, and an unsigned one sharing a layer with the signed one.
+  let mixedLayout: string;
+  let shared: PushedImage;
+  let enforceStore: string;
+  let enforceRun: { code: number; err: string; results: Array<{ ref: string; status: string; reason?: string; signer?: string; digest?: string }> };
+  const byRef = (ref: string) => enforceRun.results.find((r) => r.ref === ref);
+
+  async function importInto(store: string, text: string): Promise<typeof enforceRun> {
+    const cfg = join(dir, `sigil-${store.split('/').pop()}.yaml`);
+    await writeFile(cfg, text.replace('__STORE__', store));
+    const c = capture();
+    const code = await mirrorCommand(c.io, ['--import', mixedLayout, '--config', cfg, '--json']);
+    return { code, err: c.err(), results: (JSON.parse(c.out() || '{"results":[]}') as { results: typeof enforceRun.results }).results };
+  }
+
+  before(async () => {
+    shared = await env.push('prod/shared', '1.0', { layers: [makeLayer(Buffer.from('mirrored app\n'), 'etc/app.txt').blob] });
+    assert.equal(shared.layers[0].digest, app.layers[0].digest, 'the same layer as prod/app');
+    const permissive = join(dir, 'sigil-permissive.yaml');
+    await writeFile(permissive, configFor(join(dir, 'store-permissive')).replace('mode: enforce', 'mode: "off"'));
+    const file = join(dir, 'mixed.yaml');
+    await writeFile(file, ['images:', ...['prod/app', 'prod/unsigned', 'prod/badsig', 'prod/shared', 'lab/tool'].map((r) => `  - { image: reg.test/${r}, tags: ["1.0"] }`), ''].join('\n'));
+    mixedLayout = join(dir, 'layout-mixed');
+    const c = capture();
+    assert.equal(await mirrorCommand(c.io, [file, '--config', permissive, '--export', mixedLayout]), 0, c.err());
+    enforceStore = join(dir, 'store-enforce');
+    enforceRun = await importInto(enforceStore, configText);
+  });
+
+  test('under enforce: the signed image is verified, the others and their signature data are skipped (exit 1)', () => {
+    assert.equal(enforceRun.code, 1, enforceRun.err);
+    assert.equal(byRef('reg.test/prod/app:1.0')?.status, 'verified');
+    assert.equal(byRef('reg.test/prod/app:1.0')?.signer, env.keys.p256.keyId);
+    assert.equal(byRef(`reg.test/prod/app:${sigTag(app.digest)}`)?.status, 'unverified');
+    assert.equal(byRef('reg.test/lab/tool:1.0')?.status, 'unverified');
+    assert.equal(byRef('reg.test/prod/unsigned:1.0')?.status, 'skipped');
+    assert.match(byRef('reg.test/prod/unsigned:1.0')?.reason ?? '', /no signature found \(policy prod, enforce\)/);
+    assert.equal(byRef('reg.test/prod/badsig:1.0')?.status, 'skipped');
+    assert.match(byRef('reg.test/prod/badsig:1.0')?.reason ?? '', /no valid signature/);
+    assert.equal(byRef(`reg.test/prod/badsig:${sigTag(badsig.digest)}`)?.status, 'skipped');
+    assert.equal(byRef('reg.test/prod/shared:1.0')?.status, 'skipped');
+    assert.equal(enforceRun.results.length, 7);
+    assert.match(enforceRun.err, /^skipped reg\.test\/prod\/unsigned:1\.0 sha256:[a-f0-9]{64}: no signature found/m);
+  });
+
+  test('nothing of a skipped image stays in the catalog; its objects go unless a kept image has them', async () => {
+    await withStore(enforceStore, async (catalog, store) => {
+      for (const [repo, img] of [['prod/unsigned', unsigned], ['prod/badsig', badsig], ['prod/shared', shared]] as const) {
+        assert.equal(await catalog.getTag('reg.test', repo, '1.0'), null, repo);
+        assert.equal(await catalog.getManifest('reg.test', repo, img.digest as Digest), null, repo);
+        assert.equal(await store.has(img.digest as Digest), false, repo);
+        assert.deepEqual((await store.listMeta('blob')).filter((r) => r.key.startsWith(`reg.test/${repo}@`)), [], repo);
+      }
+      for (const l of [...unsigned.layers, ...badsig.layers]) assert.equal(await store.has(l.digest as Digest), false);
+      assert.equal(await catalog.getTag('reg.test', 'prod/badsig', sigTag(badsig.digest)), null);
+      // prod/app keeps the layer prod/shared had too
+      assert.ok(await catalog.hasBlob('reg.test', 'prod/app', app.layers[0].digest as Digest));
+      assert.equal(await catalog.hasBlob('reg.test', 'prod/shared', app.layers[0].digest as Digest), false);
+      // what was not skipped is there, with its tag
+      assert.equal((await catalog.getTag('reg.test', 'prod/app', '1.0'))?.value.digest, app.digest);
+      assert.ok(await catalog.getTag('reg.test', 'prod/app', sigTag(app.digest)));
+      assert.equal((await catalog.getTag('reg.test', 'lab/tool', '1.0'))?.value.digest, tool.digest);
+    });
+  });
+
+  test('served offline: only the signed image (and the mode-off one); the gate over the store agrees', async () => {
+    const s = await startSigil(configFor(enforceStore), { offline: true });
+    try {
+      const ok = await pull(s, 'prod/app', '1.0');
+      assert.equal(ok.status, 200, ok.body.toString());
+      assert.equal(ok.headers['sigil-verification'], 'verified');
+      assert.deepEqual(ok.body, app.manifest);
+      assert.equal((await pull(s, 'lab/tool', '1.0')).status, 200);
+      for (const [repo, img] of [['prod/unsigned', unsigned], ['prod/badsig', badsig], ['prod/shared', shared]] as const) {
+        assert.equal((await pull(s, repo, '1.0')).status, 404, repo);
+        assert.equal((await pull(s, repo, img.digest)).status, 404, repo);
+        const blob = await request(`${s.url}/v2/${repo}/blobs/${img.layers[0].digest}`);
+        await blob.body.dump();
+        assert.equal(blob.statusCode, 404, `${repo} layer`);
+      }
+      const appLayer = await request(`${s.url}/v2/prod/app/blobs/${app.layers[0].digest}`);
+      assert.equal(sha(Buffer.from(await appLayer.body.arrayBuffer())), app.layers[0].digest);
+    } finally {
+      await s.stop();
+    }
+    await withStore(enforceStore, async (catalog) => {
+      const clients = new Map<string, UpstreamRegistry>([['reg.test', new StoredRegistry('reg.test', catalog)]]);
+      const gate = new ManifestGate({ config, clients, metrics: new Metrics(), logger: createLogger('silent'), verifier: loadVerifier(config) });
+      assert.equal((await gate.evaluate({ upstream: 'reg.test', repository: 'prod/app', reference: '1.0' })).outcome?.kind, 'verified');
+      await assert.rejects(gate.evaluate({ upstream: 'reg.test', repository: 'prod/unsigned', reference: '1.0' }), (e: unknown) => isSigilError(e) && e.code === 'MANIFEST_UNKNOWN');
+    });
+  });
+
+  test('under warn the same: what does not verify is skipped', async () => {
+    const warn = await importInto(join(dir, 'store-warn'), configText.replace('mode: enforce', 'mode: warn'));
+    assert.equal(warn.code, 1, warn.err);
+    const by = (ref: string) => warn.results.find((r) => r.ref === ref);
+    assert.equal(by('reg.test/prod/app:1.0')?.status, 'verified');
+    assert.equal(by('reg.test/prod/unsigned:1.0')?.status, 'skipped');
+    assert.match(by('reg.test/prod/unsigned:1.0')?.reason ?? '', /\(policy prod, warn\)/);
+    await withStore(join(dir, 'store-warn'), async (catalog) => {
+      assert.equal(await catalog.getTag('reg.test', 'prod/unsigned', '1.0'), null);
+      assert.ok(await catalog.getTag('reg.test', 'prod/app', '1.0'));
+    });
+  });
+
+  test('importing the same layout again keeps the skipped images out and what was stored in', async () => {
+    const again = await importInto(enforceStore, configText);
+    assert.equal(again.code, 1);
+    assert.deepEqual(again.results.map((r) => [r.ref, r.status]), enforceRun.results.map((r) => [r.ref, r.status]));
+    await withStore(enforceStore, async (catalog, store) => {
+      assert.equal((await catalog.getTag('reg.test', 'prod/app', '1.0'))?.value.digest, app.digest);
+      assert.ok(await store.has(app.layers[0].digest as Digest));
+      assert.equal(await store.has(unsigned.digest as Digest), false);
+    });
   });
 });
 
@@ -365,7 +504,7 @@ describe('sigil cache ls and prune', () => {
   /** Sets the last use (mtime) of every object of a unit. */
   async function age(ref: string, msAgo: number): Promise<void> {
     await withStore(pruneDir, async (_c, store) => {
-      const w = new StoreWalker(store, pruneDir);
+      const w = new StoreWalker(store);
       const { tags } = await w.load();
       const unit = (await w.units(tags)).find((u) => u.ref === ref);
       assert.ok(unit, ref);

@@ -235,6 +235,41 @@ describe('eviction', () => {
     assert.equal(Math.round((await stat(file)).mtimeMs), t0 + 1000 + LAST_USED_PERSIST_MS);
   });
 
+  test('readAll with touch: false leaves last use (memory, mtime, LRU order) as it was', async () => {
+    const dir = await freshDir();
+    const clock = manualClock();
+    const store = await ContentStore.open({ dir, maxBytes: 2000, now: clock.now });
+    const a = Buffer.alloc(1000, 1);
+    const b = Buffer.alloc(1000, 2);
+    const t0 = clock.now();
+    await store.putBytes(sha256(a), a);
+    clock.advance(MINUTE);
+    await store.putBytes(sha256(b), b);
+    // Long enough that a touching read would persist the use as the mtime.
+    clock.advance(LAST_USED_PERSIST_MS + MINUTE);
+    assert.deepEqual(await store.readAll(sha256(a), 1000, { touch: false }), a);
+    assert.equal((await store.stat(sha256(a)))?.lastUsed, t0);
+    assert.deepEqual((await store.list()).map((e) => e.digest), [sha256(a), sha256(b)], 'a is still the least recently used');
+    // ...so eviction still takes it first.
+    const c = Buffer.alloc(1000, 3);
+    await store.putBytes(sha256(c), c);
+    await store.evict();
+    assert.equal(await store.has(sha256(a)), false);
+    assert.equal(await store.has(sha256(b)), true);
+    // The default still touches: b becomes the most recently used, in memory and on disk.
+    const tRead = clock.now();
+    assert.deepEqual(await store.readAll(sha256(b), 1000), b);
+    assert.equal((await store.stat(sha256(b)))?.lastUsed, tRead);
+    await store.close();
+    assert.equal(Math.round((await stat(join(dir, 'blobs', 'sha256', sha256(b).slice(7)))).mtimeMs), tRead);
+    // A touch-free read leaves the mtime a restart reads back.
+    const again = await ContentStore.open({ dir, maxBytes: 2000, now: clock.now });
+    clock.advance(LAST_USED_PERSIST_MS + MINUTE);
+    await again.readAll(sha256(c), 1000, { touch: false });
+    await again.close();
+    assert.equal(Math.round((await stat(join(dir, 'blobs', 'sha256', sha256(c).slice(7)))).mtimeMs), tRead, 'c was written at tRead and not touched since');
+  });
+
   test('eviction spares an object that another process used since (its mtime is newer)', async () => {
     const dir = await freshDir();
     const clock = manualClock();

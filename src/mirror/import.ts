@@ -1,0 +1,417 @@
+import { open, stat } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
+import { createLogger } from '../audit/logger.js';
+import { Metrics } from '../audit/metrics.js';
+import { StoredRegistry } from '../cache/stored-registry.js';
+import type { Config } from '../config/types.js';
+import { SigilError, isSigilError } from '../errors.js';
+import { ManifestGate, type Evaluation } from '../gate/manifest-gate.js';
+import type { SignatureVerifier } from '../gate/verifier.js';
+import { digestOf, type Digest } from '../oci/digest.js';
+import type { Catalog } from '../store/catalog.js';
+import { MANIFEST_MAX_BYTES } from '../upstream/limits.js';
+import type { UpstreamRegistry } from '../upstream/types.js';
+import { signatureSubject } from './inventory.js';
+import { MAX_INDEX_DEPTH } from './limits.js';
+import { descriptor, parseManifest, referrerDescriptor, type Descriptor } from './manifest.js';
+import { NOFOLLOW_READ, REF_NAME, blobPath, checkLayoutFile, parseRefName, readIndex, type IndexDescriptor, type RefName } from './oci-layout.js';
+import { judge } from './run.js';
+
+/**
+ * verified / unverified / skipped / failed as `sigil mirror` reports them (run.ts MirrorStatus);
+ * signature data (cosign and referrers tags, bundle referrers) is `unverified` and follows the
+ * image it signs: skipped when that image is skipped or failed.
+ */
+export type ImportStatus = 'verified' | 'unverified' | 'skipped' | 'failed';
+
+export interface ImportResult {
+  /** The ref name as written in index.json (or `index.json manifests[i]` without one). */
+  readonly ref: string;
+  readonly status: ImportStatus;
+  readonly digest?: string;
+  readonly policy?: string;
+  readonly signer?: string;
+  /** Why not verified / skipped / failed. */
+  readonly reason?: string;
+  /** Objects the entry reaches and bytes new to the store (0 when not imported). */
+  readonly objects: number;
+  readonly newBytes: number;
+}
+
+export interface ImportDeps {
+  readonly catalog: Catalog;
+  readonly config: Config;
+  /** serve's trust material (app.ts loadVerifier): verification reads nothing but the store. */
+  readonly verifier: SignatureVerifier;
+  readonly now?: () => number;
+}
+
+/** What importing one index.json entry touched. */
+interface Tally {
+  readonly id: number;
+  /** Every object the entry reaches, stored before or by this import. */
+  readonly objects: Set<Digest>;
+  /** The manifests among them (the entry's own and its children). */
+  readonly manifests: Set<Digest>;
+  /** Catalog records it wrote, as `<namespace>\0<key>`. */
+  readonly records: Set<string>;
+  /** Objects this import stored for it (absent before). */
+  readonly created: Set<Digest>;
+  newBytes: number;
+  /** The `subject` of the entry's manifest (a referrer). */
+  subject?: Digest;
+}
+
+interface Decision {
+  readonly status: ImportStatus;
+  readonly reason?: string;
+  readonly policy?: string;
+  readonly signer?: string;
+  readonly ev?: Evaluation;
+}
+
+interface Entry {
+  readonly label: string;
+  readonly ref: RefName;
+  readonly desc: Descriptor;
+  readonly tally: Tally;
+  /** The digest this entry is signature data of (its tag names it, or it is a referrer). */
+  sigOf?: Digest;
+  decision?: Decision;
+}
+
+const isKept = (e: Entry): boolean => e.decision?.status === 'verified' || e.decision?.status === 'unverified';
+
+/**
+ * Reads an OCI layout written by `sigil mirror --export` (or any layout whose ref names are
+ * `<upstream>/<repository>:<tag>` or `…@<digest>`) into the content store, then judges each
+ * entry with serve's gate reading only the store, as `serve --offline` will:
+ *
+ * 1. every manifest and blob checked against its digest (and size) before it is stored, with
+ *    its catalog records; cosign `.sig` and referrers fallback tags, and referrers records
+ *    (from the `subject` of the imported manifests), so that verification can find them;
+ * 2. each other entry evaluated by digest (ManifestGate over StoredRegistry) and judged as
+ *    `mirror` judges (enforce and warn: only what verifies); signature data follows its image;
+ * 3. the tags of what passed, last, so that a tag never names an unverified or incomplete
+ *    image; what did not pass is taken out again: the records and objects this import wrote
+ *    for it that nothing imported and kept reaches (what the store held before stays).
+ *
+ * Child manifests missing from the layout (a platform-filtered mirror) are left out; a missing
+ * blob fails its entry.
+ */
+export async function importLayout(deps: ImportDeps, dir: string, onResult: (r: ImportResult) => void = () => {}): Promise<ImportResult[]> {
+  if (!(await checkLayoutFile(dir))) throw new SigilError({ code: 'MANIFEST_INVALID', message: `${dir}: no oci-layout file: not an OCI image layout` });
+  const index = await readIndex(dir);
+  if (index === null) throw new SigilError({ code: 'MANIFEST_INVALID', message: `${dir}: no index.json` });
+  const importer = new Importer(deps.catalog, dir);
+  const slots: Array<ImportResult | Entry> = [];
+  const entries: Entry[] = [];
+  for (const [i, raw] of index.entries()) {
+    const at = `index.json manifests[${i}]`;
+    const ref = (raw as IndexDescriptor | null)?.annotations?.[REF_NAME];
+    const label = typeof ref === 'string' ? ref : at;
+    const fail = (reason: string, digest?: string): void => {
+      const r: ImportResult = { ref: label, status: 'failed', reason, objects: 0, newBytes: 0, ...(digest ? { digest } : {}) };
+      slots.push(r);
+      onResult(r);
+    };
+    let desc: Descriptor;
+    try {
+      desc = descriptor(raw, at);
+    } catch (e) {
+      fail(messageOf(e));
+      continue;
+    }
+    const parsed = typeof ref === 'string' ? parseRefName(ref) : undefined;
+    if (parsed === undefined) {
+      fail(typeof ref === 'string' ? `ref name '${ref}' is not <upstream>/<repository>:<tag> or …@<digest>` : `no ${REF_NAME} annotation`, desc.digest);
+      continue;
+    }
+    if ('digest' in parsed && parsed.digest !== desc.digest) {
+      fail(`the ref name names ${parsed.digest}, the descriptor ${desc.digest}`, desc.digest);
+      continue;
+    }
+    const sigOf = 'tag' in parsed ? signatureSubject(parsed.tag) : undefined;
+    const tally: Tally = { id: i, objects: new Set(), manifests: new Set(), records: new Set(), created: new Set(), newBytes: 0 };
+    const entry: Entry = { label, ref: parsed, desc, tally, ...(sigOf ? { sigOf } : {}) };
+    try {
+      await importer.manifest(parsed.upstream, parsed.repository, desc, tally, 0);
+      // Signature data's tags now: verification looks them up. An image's tag only once it passed.
+      if (sigOf && 'tag' in parsed) await importer.putTag(parsed.upstream, parsed.repository, parsed.tag, desc, tally);
+    } catch (e) {
+      entry.decision = { status: 'failed', reason: messageOf(e) };
+    }
+    slots.push(entry);
+    entries.push(entry);
+  }
+  await importer.writeReferrers(() => true);
+
+  await judgeEntries(deps, entries);
+  dropSignaturesOfDropped(entries);
+  for (const e of entries) {
+    if (!isKept(e)) continue;
+    try {
+      if ('tag' in e.ref && e.sigOf === undefined) await deps.catalog.putTag(e.ref.upstream, e.ref.repository, e.ref.tag, { digest: e.desc.digest, mediaType: e.desc.mediaType });
+      const ev = e.decision?.ev;
+      if (ev?.policy && ev.outcome) {
+        // The key serve's Keeper writes verdicts under (gate/keeper.ts), for inspection.
+        const key = `${e.ref.upstream}/${e.ref.repository}@${e.desc.digest}|${ev.policy.fingerprint}`;
+        await deps.catalog.putVerdict(key, { outcome: ev.outcome, decidedAt: (deps.now ?? Date.now)() });
+      }
+    } catch (err) {
+      e.decision = { status: 'failed', reason: messageOf(err) };
+    }
+  }
+  await importer.takeOut(entries.filter((e) => !isKept(e)), entries.filter(isKept));
+  const kept = new Set(entries.filter(isKept).map((e) => e.tally.id));
+  await importer.writeReferrers((owners) => [...owners].some((id) => kept.has(id)));
+
+  const results: ImportResult[] = [];
+  for (const s of slots) {
+    if (!('tally' in s)) {
+      results.push(s);
+      continue;
+    }
+    const r = resultOf(s);
+    results.push(r);
+    onResult(r);
+  }
+  return results;
+}
+
+/** The serve gate over the store alone: every configured upstream, and any other the layout names. */
+async function judgeEntries(deps: ImportDeps, entries: readonly Entry[]): Promise<void> {
+  const clients = new Map<string, UpstreamRegistry>();
+  for (const name of new Set([...deps.config.upstreams.map((u) => u.name), ...entries.map((e) => e.ref.upstream)])) {
+    clients.set(name, new StoredRegistry(name, deps.catalog));
+  }
+  const gate = new ManifestGate({
+    config: deps.config,
+    clients,
+    metrics: new Metrics(),
+    logger: createLogger('silent'),
+    verifier: deps.verifier,
+    ...(deps.now ? { now: deps.now } : {}),
+  });
+  for (const e of entries) {
+    if (e.decision !== undefined) continue; // failed while reading
+    if (e.sigOf !== undefined) {
+      // A cosign `.sig` or referrers fallback tag: signature data, kept with the image it signs.
+      e.decision = { status: 'unverified', reason: `signature data of ${e.sigOf}` };
+      continue;
+    }
+    try {
+      // By digest: the very bytes imported, whatever tag will name them.
+      const ev = await gate.evaluate({ upstream: e.ref.upstream, repository: e.ref.repository, reference: e.desc.digest });
+      const j = judge(ev);
+      e.decision = { ...j, ev, ...(ev.policy ? { policy: ev.policy.name } : {}) };
+      // A referrer that is not itself verified (a Sigstore bundle) is its subject's signature data.
+      if (e.tally.subject !== undefined && j.status === 'unverified') e.sigOf = e.tally.subject;
+    } catch (err) {
+      e.decision = { status: 'failed', reason: messageOf(err) };
+    }
+  }
+}
+
+/**
+ * Signature data of a manifest that is not imported (skipped or failed) is not imported either,
+ * unless a kept entry reaches that manifest too. Repeated: signature data may sign signature data.
+ */
+function dropSignaturesOfDropped(entries: readonly Entry[]): void {
+  const reached = (e: Entry): Digest[] => [e.desc.digest, ...e.tally.manifests];
+  for (let changed = true; changed; ) {
+    changed = false;
+    const kept = new Set(entries.filter(isKept).flatMap(reached));
+    const dropped = new Set(entries.filter((e) => !isKept(e)).flatMap(reached));
+    for (const e of entries) {
+      if (e.sigOf === undefined || !isKept(e) || !dropped.has(e.sigOf) || kept.has(e.sigOf)) continue;
+      e.decision = { status: 'skipped', reason: `signature data of ${e.sigOf}, which is not imported` };
+      changed = true;
+    }
+  }
+}
+
+function resultOf(e: Entry): ImportResult {
+  const d = e.decision ?? { status: 'failed', reason: 'not judged' };
+  const kept = isKept(e);
+  return {
+    ref: e.label,
+    status: d.status,
+    digest: e.desc.digest,
+    ...(d.policy !== undefined ? { policy: d.policy } : {}),
+    ...(d.signer !== undefined ? { signer: d.signer } : {}),
+    ...(d.reason !== undefined ? { reason: d.reason } : {}),
+    objects: kept ? e.tally.objects.size : 0,
+    newBytes: kept ? e.tally.newBytes : 0,
+  };
+}
+
+/** Imports manifests and blobs of one layout, remembering what each record was before. */
+class Importer {
+  readonly #catalog: Catalog;
+  readonly #dir: string;
+  /** `<upstream>\0<repository>\0<subject>` → referrer descriptors by digest, with the entries that found them. */
+  readonly #referrers = new Map<string, Map<Digest, { desc: Descriptor; owners: Set<number> }>>();
+  /** `<namespace>\0<key>` → the record's value before this import wrote it (null: there was none). */
+  readonly #prior = new Map<string, { value: unknown } | null>();
+
+  constructor(catalog: Catalog, dir: string) {
+    this.#catalog = catalog;
+    this.#dir = dir;
+  }
+
+  async manifest(upstream: string, repository: string, desc: Descriptor, tally: Tally, depth: number): Promise<void> {
+    const bytes = await this.#readManifest(desc);
+    const parsed = parseManifest(bytes, desc.mediaType, `${upstream}/${repository}@${desc.digest}`);
+    if (parsed.kind === 'index') {
+      if (depth >= MAX_INDEX_DEPTH) throw new SigilError({ code: 'MANIFEST_INVALID', message: `${desc.digest}: indexes nested deeper than ${MAX_INDEX_DEPTH}` });
+      for (const child of parsed.children) {
+        const there = await stat(blobPath(this.#dir, child.digest)).then((st) => st.isFile(), () => false);
+        if (there) await this.manifest(upstream, repository, child, tally, depth + 1);
+      }
+    } else {
+      for (const b of parsed.blobs) await this.#blob(upstream, repository, b, tally);
+      if (parsed.subject !== undefined) {
+        if (depth === 0) tally.subject = parsed.subject.digest;
+        const key = `${upstream}\0${repository}\0${parsed.subject.digest}`;
+        const list = this.#referrers.get(key) ?? new Map<Digest, { desc: Descriptor; owners: Set<number> }>();
+        const found = list.get(desc.digest) ?? { desc: referrerDescriptor(desc.digest, desc.mediaType, bytes.length, parsed), owners: new Set<number>() };
+        found.owners.add(tally.id);
+        list.set(desc.digest, found);
+        this.#referrers.set(key, list);
+      }
+    }
+    const store = this.#catalog.store;
+    if (!(await store.has(desc.digest))) {
+      tally.newBytes += bytes.length;
+      tally.created.add(desc.digest);
+    }
+    tally.objects.add(desc.digest);
+    tally.manifests.add(desc.digest);
+    await this.#remember('manifest', `${upstream}/${repository}@${desc.digest}`, tally);
+    await this.#catalog.putManifest(upstream, repository, desc.digest, desc.mediaType, bytes);
+  }
+
+  async putTag(upstream: string, repository: string, tag: string, desc: Descriptor, tally: Tally): Promise<void> {
+    await this.#remember('tag', `${upstream}/${repository}:${tag}`, tally);
+    await this.#catalog.putTag(upstream, repository, tag, { digest: desc.digest, mediaType: desc.mediaType });
+  }
+
+  /**
+   * Referrers records: what the catalog listed before this import (by digest) plus the referrers
+   * found by entries `keep` accepts, sorted as `mirror` writes them; with none, as it was before.
+   */
+  async writeReferrers(keep: (owners: ReadonlySet<number>) => boolean): Promise<void> {
+    for (const [key, found] of this.#referrers) {
+      const [upstream, repository, subject] = key.split('\0') as [string, string, Digest];
+      const recordKey = `referrers\0${upstream}/${repository}@${subject}`;
+      if (!this.#prior.has(recordKey)) {
+        const before = await this.#catalog.getReferrers(upstream, repository, subject);
+        this.#prior.set(recordKey, before === null ? null : { value: before });
+      }
+      const prior = this.#prior.get(recordKey);
+      const wanted = [...found].filter(([, f]) => keep(f.owners));
+      if (wanted.length === 0) {
+        await this.#restore(recordKey);
+        continue;
+      }
+      const merged = new Map<string, unknown>();
+      for (const d of (prior?.value as unknown[] | undefined) ?? []) {
+        const digest = (d as { digest?: unknown } | null)?.digest;
+        if (typeof digest === 'string') merged.set(digest, d);
+      }
+      for (const [digest, f] of wanted) merged.set(digest, f.desc);
+      const list = [...merged].sort((a, b) => (a[0] < b[0] ? -1 : 1)).map(([, d]) => d);
+      await this.#catalog.putReferrers(upstream, repository, subject, list);
+    }
+  }
+
+  /**
+   * Takes out what was imported for `dropped` entries: catalog records set back to what they
+   * were, objects this import stored removed; except what a `kept` entry reaches.
+   */
+  async takeOut(dropped: readonly Entry[], kept: readonly Entry[]): Promise<void> {
+    const keptRecords = new Set(kept.flatMap((e) => [...e.tally.records]));
+    const keptObjects = new Set(kept.flatMap((e) => [...e.tally.objects]));
+    for (const r of new Set(dropped.flatMap((e) => [...e.tally.records]))) if (!keptRecords.has(r)) await this.#restore(r);
+    for (const d of new Set(dropped.flatMap((e) => [...e.tally.created]))) if (!keptObjects.has(d)) await this.#catalog.store.remove(d);
+  }
+
+  async #remember(ns: string, key: string, tally: Tally): Promise<void> {
+    const recordKey = `${ns}\0${key}`;
+    tally.records.add(recordKey);
+    if (this.#prior.has(recordKey)) return;
+    const before = await this.#catalog.store.getMeta(ns, key);
+    this.#prior.set(recordKey, before === null ? null : { value: before.value });
+  }
+
+  async #restore(recordKey: string): Promise<void> {
+    const prior = this.#prior.get(recordKey);
+    if (prior === undefined) return;
+    const cut = recordKey.indexOf('\0');
+    const [ns, key] = [recordKey.slice(0, cut), recordKey.slice(cut + 1)];
+    if (prior === null) await this.#catalog.store.deleteMeta(ns, key);
+    else await this.#catalog.store.putMeta(ns, key, prior.value);
+  }
+
+  async #readManifest(desc: Descriptor): Promise<Buffer> {
+    if (desc.size > MANIFEST_MAX_BYTES) throw new SigilError({ code: 'MANIFEST_TOO_LARGE', message: `manifest ${desc.digest}: ${desc.size} bytes exceed ${MANIFEST_MAX_BYTES}` });
+    let bytes: Buffer;
+    try {
+      const fh = await open(blobPath(this.#dir, desc.digest), NOFOLLOW_READ);
+      try {
+        const { size } = await fh.stat();
+        if (size !== desc.size) throw new SigilError({ code: 'DIGEST_MISMATCH', message: `manifest ${desc.digest}: the layout's file has ${size} bytes, the descriptor says ${desc.size}` });
+        bytes = await fh.readFile();
+      } finally {
+        await fh.close();
+      }
+    } catch (e) {
+      if (isSigilError(e)) throw e;
+      throw new SigilError({ code: 'MANIFEST_UNKNOWN', message: `manifest ${desc.digest}: not in the layout (${(e as NodeJS.ErrnoException).code ?? String(e)})` });
+    }
+    const got = digestOf(bytes, desc.digest);
+    if (got !== desc.digest) throw new SigilError({ code: 'DIGEST_MISMATCH', message: `manifest ${desc.digest}: the layout's file hashes to ${got}` });
+    return bytes;
+  }
+
+  async #blob(upstream: string, repository: string, d: Descriptor, tally: Tally): Promise<void> {
+    const store = this.#catalog.store;
+    tally.objects.add(d.digest);
+    if (!(await store.has(d.digest))) {
+      const path = blobPath(this.#dir, d.digest);
+      let fh;
+      try {
+        fh = await open(path, NOFOLLOW_READ);
+      } catch (e) {
+        throw new SigilError({ code: 'BLOB_UNKNOWN', message: `blob ${d.digest}: not in the layout (${(e as NodeJS.ErrnoException).code ?? String(e)})` });
+      }
+      const w = store.beginWrite(d.digest, d.size);
+      if (w.kind === 'follower') {
+        await fh.close();
+        w.stream.resume();
+        await new Promise<void>((resolve, reject) => w.stream.once('end', resolve).once('error', reject));
+      } else {
+        w.done.catch(() => {});
+        // The store hashes while writing: a wrong digest or size is DIGEST_MISMATCH, nothing stored.
+        await pipeline(fh.createReadStream(), w.writer).catch(async (e: unknown) => {
+          await w.done.catch(() => {});
+          throw e;
+        });
+        try {
+          await w.done;
+        } catch (e) {
+          throw new SigilError({ code: 'DIGEST_MISMATCH', message: `blob ${d.digest}: ${messageOf(e)}`, cause: e });
+        }
+        tally.newBytes += d.size;
+        tally.created.add(d.digest);
+      }
+    }
+    await this.#remember('blob', `${upstream}/${repository}@${d.digest}`, tally);
+    await this.#catalog.noteBlob(upstream, repository, d.digest);
+  }
+}
+
+function messageOf(e: unknown): string {
+  return isSigilError(e) ? `${e.code}: ${e.message}` : e instanceof Error ? e.message : String(e);
+}
