@@ -26,8 +26,16 @@ export interface CachingOptions {
   readonly now?: () => number;
 }
 
-/** Whether a blob may be written to the store: the gate says (enforce stores only verified images' blobs). */
-export type BlobAdmission = (upstream: string, repository: string, digest: Digest) => boolean;
+/**
+ * Whether a blob may be written to the store, and the size to hold it to: the gate says (enforce
+ * stores only the blobs of verified manifests, at their descriptors' sizes).
+ */
+export type BlobAdmission = (upstream: string, repository: string, digest: Digest) => false | { size?: number };
+
+/** Downloads into the store at once, per upstream; past this, blobs pass through unstored. */
+export const MAX_STORE_DOWNLOADS = 16;
+
+type Download = { kind: 'writing'; size: number | undefined } | { kind: 'stored' } | { kind: 'passthrough' };
 
 /**
  * An upstream behind caches: manifests in memory by digest, tag → digest answers for a short
@@ -47,8 +55,8 @@ export class CachingRegistry implements UpstreamRegistry {
   readonly #tags: LRUCache<string, Digest>;
   readonly #manifests: LRUCache<string, FetchedManifest>;
   /** Downloads into the store by (repository, digest), until the store has committed (or failed). */
-  readonly #downloads = new Map<string, Promise<{ size: number | undefined }>>();
-  #admit: BlobAdmission = () => true;
+  readonly #downloads = new Map<string, Promise<Download>>();
+  #admit: BlobAdmission = () => ({});
 
   constructor(up: UpstreamClient, catalog: Catalog | null, opts: CachingOptions, deps: { metrics: Metrics; logger: Logger }) {
     this.name = up.name;
@@ -81,7 +89,12 @@ export class CachingRegistry implements UpstreamRegistry {
     }
     if (resolved === null) {
       // No digest in the HEAD answer: GET by tag (checked against the upstream's digest header, if any).
-      const m = await this.#up.fetchManifest(repository, reference, opts);
+      let m: FetchedManifest;
+      try {
+        m = await this.#deadline(this.#up.fetchManifest(repository, reference, opts), `manifest ${repository}:${reference}`);
+      } catch (e) {
+        return this.#staleOr(e, () => this.#stored!.fetchManifest(repository, reference));
+      }
       this.#tags.set(key, m.digest);
       this.#manifests.set(`${repository}@${m.digest}\0${opts.accept ?? ''}`, m);
       return m;
@@ -92,7 +105,7 @@ export class CachingRegistry implements UpstreamRegistry {
       return m;
     } catch (e) {
       // The tag moved between the HEAD and the GET (or the upstream serves tags only): GET by tag.
-      if (!isSigilError(e) || e.code !== 'MANIFEST_UNKNOWN') throw e;
+      if (!isSigilError(e) || e.code !== 'MANIFEST_UNKNOWN') return this.#staleOr(e, () => this.#stored!.fetchManifest(repository, reference));
       const m = await this.#up.fetchManifest(repository, reference, opts);
       this.#tags.set(key, m.digest);
       return m;
@@ -109,7 +122,7 @@ export class CachingRegistry implements UpstreamRegistry {
       this.#manifests.set(key, m);
       return m;
     }
-    const m = await this.#up.fetchManifest(repository, digest, { accept });
+    const m = await this.#deadline(this.#up.fetchManifest(repository, digest, { accept }), `manifest ${repository}@${digest}`);
     this.#manifests.set(key, m);
     return m;
   }
@@ -118,16 +131,16 @@ export class CachingRegistry implements UpstreamRegistry {
     const catalog = this.#catalog;
     if (!catalog) return this.#up.openBlob(repository, digest, req);
     if (await catalog.hasBlob(this.name, repository, digest)) return this.#stored!.openBlob(repository, digest, req);
-    if (req.method === 'HEAD' || req.range !== undefined || !this.#admit(this.name, repository, digest)) {
-      return this.#up.openBlob(repository, digest, req);
-    }
+    const admitted = req.method === 'GET' && req.range === undefined ? this.#admit(this.name, repository, digest) : false;
+    if (admitted === false) return this.#up.openBlob(repository, digest, req);
     // One download per (repository, digest) writes the store; every request, the first included,
     // reads behind it, so no client holds the download to its own speed and nothing is buffered whole.
     const key = `${repository}@${digest}`;
     let download = this.#downloads.get(key);
     if (!download) {
-      const started = this.#download(repository, digest);
-      download = started.then(({ size }) => ({ size }));
+      if (this.#downloads.size >= MAX_STORE_DOWNLOADS) return this.#up.openBlob(repository, digest, req);
+      const started = this.#download(repository, digest, admitted.size);
+      download = started.then((d) => d.download);
       this.#downloads.set(key, download);
       // Until the object is committed, later requests join this download instead of starting one.
       started.then(
@@ -135,31 +148,49 @@ export class CachingRegistry implements UpstreamRegistry {
         () => this.#downloads.delete(key),
       );
     }
-    const { size } = await download;
-    const w = catalog.store.beginWrite(digest, size);
+    const d = await download;
+    if (d.kind === 'stored') return this.#stored!.openBlob(repository, digest, req);
+    if (d.kind === 'passthrough') return this.#up.openBlob(repository, digest, req);
+    const w = catalog.store.beginWrite(digest, d.size);
     if (w.kind === 'writer') {
       // Committed and evicted in between: nothing to follow; fall back to the upstream.
       w.writer.destroy(new Error('not the download owner'));
       return this.#up.openBlob(repository, digest, req);
     }
     const headers: Record<string, string> = { 'content-type': 'application/octet-stream' };
-    if (size !== undefined) headers['content-length'] = String(size);
+    if (d.size !== undefined) headers['content-length'] = String(d.size);
     return { status: 200, headers, body: w.stream };
   }
 
   /** Starts the upstream download into the store; resolves once the upstream answered. */
-  async #download(repository: string, digest: Digest): Promise<{ size: number | undefined; done: Promise<unknown> }> {
+  async #download(repository: string, digest: Digest, admittedSize: number | undefined): Promise<{ download: Download; done: Promise<unknown> }> {
     const catalog = this.#catalog!;
+    const store = catalog.store;
+    const settled = Promise.resolve();
+    if (await store.has(digest)) {
+      // Stored for another repository (or by another process): confirm this repository has it upstream.
+      const head = await this.#up.openBlob(repository, digest, { method: 'HEAD' });
+      head.body?.destroy();
+      await catalog.noteBlob(this.name, repository, digest);
+      return { download: { kind: 'stored' }, done: settled };
+    }
     // The store's writer hashes the bytes and commits (and lets readers finish) only on a match.
     const res = await this.#up.openBlob(repository, digest, { method: 'GET', verifyDigest: false });
     const length = res.headers['content-length'];
-    const size = length !== undefined && /^\d+$/.test(length) ? Number(length) : undefined;
-    const w = catalog.store.beginWrite(digest, size);
+    const announced = length !== undefined && /^\d+$/.test(length) ? Number(length) : undefined;
+    if ((admittedSize !== undefined && announced !== undefined && announced !== admittedSize) || (announced ?? admittedSize ?? 0) > store.maxBytes) {
+      // Not what the manifest said, or too big to store: serve it as it comes, through the digest check.
+      res.body?.destroy();
+      return { download: { kind: 'passthrough' }, done: settled };
+    }
+    const size = admittedSize ?? announced;
+    const w = store.beginWrite(digest, size);
     if (w.kind === 'follower') {
-      // Another download of this digest (another repository, or another process) is writing it.
+      // Another download of this digest (another repository or upstream) is writing it: do not
+      // depend on it (it may be slow on purpose); these requests pass through instead.
       res.body?.destroy();
       w.stream.destroy();
-      return { size, done: Promise.resolve() };
+      return { download: { kind: 'passthrough' }, done: settled };
     }
     pipeline(res.body!, w.writer).catch(() => {
       /* the store's `done` reports it */
@@ -170,12 +201,12 @@ export class CachingRegistry implements UpstreamRegistry {
         (err: unknown) => this.#log.warn({ digest, repository, err: String(err) }, 'blob not stored'),
       )
       .catch((err: unknown) => this.#log.warn({ digest, err: String(err) }, 'blob stored but not recorded'));
-    return { size, done };
+    return { download: { kind: 'writing', size }, done };
   }
 
   async listTags(repository: string, q: { n?: number; last?: string }): Promise<TagList & { upstreamPaginated: boolean }> {
     try {
-      return await this.#up.listTags(repository, q);
+      return await this.#deadline(this.#up.listTags(repository, q), `tags of ${repository}`);
     } catch (e) {
       return this.#staleOr(e, () => this.#stored!.listTags(repository));
     }
@@ -183,7 +214,7 @@ export class CachingRegistry implements UpstreamRegistry {
 
   async referrers(repository: string, digest: Digest, artifactType?: string): Promise<ReferrersAnswer> {
     try {
-      return await this.#up.referrers(repository, digest, artifactType);
+      return await this.#deadline(this.#up.referrers(repository, digest, artifactType), `referrers of ${repository}@${digest}`);
     } catch (e) {
       return this.#staleOr(e, () => this.#stored!.referrers(repository, digest));
     }
@@ -211,7 +242,7 @@ export class CachingRegistry implements UpstreamRegistry {
     }
   }
 
-  /** With a store to fall back on, a tag lookup does not wait longer than STALE_DEADLINE_MS. */
+  /** With a store to fall back on, no metadata request waits longer than STALE_DEADLINE_MS. */
   #deadline<T>(p: Promise<T>, what: string): Promise<T> {
     if (!this.#stored || !this.#opts.staleIfError) return p;
     let timer: NodeJS.Timeout | undefined;

@@ -63,14 +63,14 @@ export class StoredRegistry implements UpstreamRegistry {
   async listTags(repository: string): Promise<TagList & { upstreamPaginated: boolean }> {
     const tags = await this.#catalog.listTags(this.name, repository);
     if (tags.length === 0) throw this.#missing(`repository ${repository}`, 'NAME_UNKNOWN');
-    return { name: repository, tags, upstreamPaginated: false };
+    return { name: repository, tags, upstreamPaginated: false, stale: true };
   }
 
   async referrers(repository: string, digest: Digest): Promise<ReferrersAnswer> {
     const manifests = await this.#catalog.getReferrers(this.name, repository, digest);
     // Recorded from an upstream without the API: the referrers tag, if stored, answers instead.
     if (manifests === null) return { kind: 'unsupported' };
-    return { kind: 'api', body: Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MT.OCI_INDEX, manifests })), contentType: MT.OCI_INDEX };
+    return { kind: 'api', body: Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MT.OCI_INDEX, manifests })), contentType: MT.OCI_INDEX, stale: true };
   }
 
   async ping(): Promise<void> {}

@@ -30,8 +30,10 @@ export class Keeper {
   readonly #catalog: Catalog;
   readonly #config: Config;
   readonly #log: Logger;
-  readonly #kept = new LRUCache<string, true>({ max: 50_000 });
-  readonly #admitted = new LRUCache<string, true>({ max: ADMITTED_MAX });
+  /** (upstream/repo, tag or '') → the digest last kept for it. */
+  readonly #kept = new LRUCache<string, string>({ max: 50_000 });
+  /** Blobs a verified manifest names, with the size its descriptor gives. */
+  readonly #admitted = new LRUCache<string, number>({ max: ADMITTED_MAX });
 
   constructor(catalog: Catalog, config: Config, logger: Logger) {
     this.#catalog = catalog;
@@ -39,11 +41,15 @@ export class Keeper {
     this.#log = logger;
   }
 
-  /** The store admission rule for blobs. */
-  admitBlob(upstream: string, repository: string, digest: Digest): boolean {
+  /**
+   * The store admission rule for blobs: false, or the size to hold the download to (the
+   * descriptor's, when a kept manifest named it; the upstream cannot make it longer).
+   */
+  admitBlob(upstream: string, repository: string, digest: Digest): false | { size?: number } {
+    const size = this.#admitted.get(`${upstream}|${repository}|${digest}`);
+    if (size !== undefined) return { size };
     const policy = findPolicy(this.#config.policies, upstream, repository);
-    if (policy?.mode !== 'enforce') return true;
-    return this.#admitted.has(`${upstream}|${repository}|${digest}`);
+    return policy?.mode === 'enforce' ? false : {};
   }
 
   /** After a manifest was let through: store it (and its tag), and admit the blobs it names. */
@@ -52,16 +58,21 @@ export class Keeper {
     if (m.stale) return;
     const enforce = ev.policy?.mode === 'enforce';
     if (enforce && ev.basis !== 'signature-artifact' && ev.outcome?.kind !== 'verified') return;
-    if (enforce) for (const d of blobDigests(m.bytes)) this.#admitted.set(`${target.upstream}|${target.repository}|${d}`, true);
-    const key = `${target.upstream}/${target.repository}@${m.digest}|${isDigest(target.reference) ? '' : target.reference}`;
-    if (this.#kept.has(key)) return;
+    // Blobs named by a manifest that was let through may be stored, held to their descriptor's size.
+    // (A signature artifact's layers are read by discovery and kept with the image instead.)
+    if (ev.basis !== 'signature-artifact') {
+      for (const d of blobDescriptors(m.bytes)) this.#admitted.set(`${target.upstream}|${target.repository}|${d.digest}`, d.size);
+    }
+    const key = `${target.upstream}/${target.repository}|${isDigest(target.reference) ? '' : target.reference}`;
+    // Kept already, and still stored (eviction, or another process, may have removed it since).
+    if (this.#kept.get(key) === m.digest && (await this.#catalog.store.onDisk(m.digest))) return;
     try {
       await this.#catalog.putManifest(target.upstream, target.repository, m.digest, m.mediaType, m.bytes);
       if (!isDigest(target.reference)) {
         await this.#catalog.putTag(target.upstream, target.repository, target.reference, { digest: m.digest, mediaType: m.mediaType });
       }
       if (ev.outcome) await this.#catalog.putVerdict(`${target.upstream}/${target.repository}@${m.digest}|${ev.policy?.fingerprint}`, { outcome: ev.outcome, decidedAt: Date.now() });
-      this.#kept.set(key, true);
+      this.#kept.set(key, m.digest);
     } catch (err) {
       // The store is a cache: a failure to keep never fails the pull.
       this.#log.warn({ err: String(err), digest: m.digest }, 'content store: manifest not kept');
@@ -134,12 +145,16 @@ export class Keeper {
   }
 }
 
-/** config and layer digests of an image manifest (none for an index). */
-function blobDigests(bytes: Buffer): Digest[] {
+/** config and layer descriptors of an image manifest (none for an index). */
+function blobDescriptors(bytes: Buffer): Array<{ digest: Digest; size: number }> {
   try {
-    const doc = JSON.parse(bytes.toString('utf8')) as { config?: { digest?: unknown }; layers?: Array<{ digest?: unknown }> };
-    const all = [doc.config?.digest, ...(Array.isArray(doc.layers) ? doc.layers.map((l) => l?.digest) : [])];
-    return all.filter((d): d is Digest => typeof d === 'string' && isDigest(d));
+    const doc = JSON.parse(bytes.toString('utf8')) as { config?: unknown; layers?: unknown };
+    const all = [doc.config, ...(Array.isArray(doc.layers) ? doc.layers : [])] as Array<{ digest?: unknown; size?: unknown } | null>;
+    return all.flatMap((d) =>
+      d && typeof d.digest === 'string' && isDigest(d.digest) && typeof d.size === 'number' && Number.isSafeInteger(d.size) && d.size >= 0
+        ? [{ digest: d.digest, size: d.size }]
+        : [],
+    );
   } catch {
     return [];
   }

@@ -18,6 +18,7 @@ export async function answerReferrers(
 ) {
   reply.type(MT.OCI_INDEX);
   const list = await listReferrers(client, r.repository, digest, artifactType);
+  if (list.stale) reply.header('sigil-stale', 'true');
   if (list.raw) {
     if (list.raw.filtersApplied) reply.header('oci-filters-applied', list.raw.filtersApplied);
     return reply.send(list.raw.body);

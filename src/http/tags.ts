@@ -32,6 +32,7 @@ export async function answerTags(reply: FastifyReply, client: UpstreamRegistry, 
     n = Number(nText);
   }
   const list = await client.listTags(r.repository, { n, last });
+  if (list.stale) reply.header('sigil-stale', 'true');
   let tags = [...list.tags];
   if (!list.upstreamPaginated) {
     tags.sort();

@@ -18,6 +18,8 @@ export interface ReferrersList {
   readonly filtered: boolean;
   /** The upstream's answer, when it has the API and filtered as asked (pass it on as is). */
   readonly raw?: { readonly body: Buffer; readonly filtersApplied?: string };
+  /** Answered from the content store because the upstream failed. */
+  readonly stale?: boolean;
 }
 
 /**
@@ -39,9 +41,14 @@ export async function listReferrers(
         manifests: descriptorsOf(api.body, 'the upstream referrers answer'),
         filtered: artifactType !== undefined,
         raw: { body: api.body, filtersApplied: api.filtersApplied },
+        stale: api.stale,
       };
     }
     manifests = descriptorsOf(api.body, 'the upstream referrers answer');
+    if (api.stale) {
+      const kept = artifactType === undefined ? manifests : manifests.filter((m) => m.artifactType === artifactType);
+      return { manifests: kept, filtered: artifactType !== undefined, stale: true };
+    }
   } else {
     manifests = await fromFallbackTag(registry, repository, digest);
   }

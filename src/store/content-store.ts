@@ -87,6 +87,15 @@ export class ContentStore {
     return (await lookupObject(this.#layout, this.#index, digest)) !== undefined;
   }
 
+  /** Whether the object is on disk now (a stat, not the index: another process may have evicted it). */
+  async onDisk(digest: Digest): Promise<boolean> {
+    const path = this.#layout.objectPath(digest);
+    return lstat(path).then(
+      (st) => st.isFile(),
+      () => false,
+    );
+  }
+
   async stat(digest: Digest): Promise<{ size: number; lastUsed: number } | null> {
     const e = await lookupObject(this.#layout, this.#index, digest);
     return e ? { size: e.size, lastUsed: e.lastUsed } : null;
@@ -186,6 +195,7 @@ export class ContentStore {
     const flight = new InFlightWrite({
       digest,
       ...(expectedSize !== undefined ? { expectedSize } : {}),
+      maxSize: this.#maxBytes,
       tmpPath: this.#layout.tmpPath(objectLabel(digest)),
       idleTimeoutMs: this.#idleMs,
       commit: async (tmp, size) => {
@@ -202,6 +212,16 @@ export class ContentStore {
     this.#inflight.set(digest, flight);
     flight.done.then(() => this.#afterWrite(), () => {});
     return { kind: 'writer', writer: flight.writer, done: flight.done };
+  }
+
+  /** The store's size limit: a larger object is never written. */
+  get maxBytes(): number {
+    return this.#maxBytes;
+  }
+
+  /** Streaming writes in progress in this process. */
+  get writesInFlight(): number {
+    return this.#inflight.size;
   }
 
   /** Removes one object (the caller evicting a manifest together with its blobs); false when absent. */

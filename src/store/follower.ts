@@ -102,6 +102,10 @@ export function streamOf(openSource: () => Promise<Readable | null>, missing: ()
         out.destroy(missing());
         return;
       }
+      if (out.destroyed) {
+        src.destroy(); // the reader left before the file was open: close it now, not at GC
+        return;
+      }
       src.on('error', (err) => out.destroy(err));
       out.on('close', () => src.destroy());
       src.pipe(out);

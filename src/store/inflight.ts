@@ -13,6 +13,8 @@ import type { Followed, FollowState } from './follower.js';
 export interface InFlightOptions {
   readonly digest: Digest;
   readonly expectedSize?: number;
+  /** No write may grow past this (the store's maxBytes): an upstream cannot fill the disk with one endless body. */
+  readonly maxSize: number;
   readonly tmpPath: string;
   readonly idleTimeoutMs: number;
   /** Renames the checked, fsynced temp into place and records it; runs once, after the digest check. */
@@ -145,6 +147,9 @@ export class InFlightWrite implements Followed {
     const at = this.#state.written;
     const expected = this.#opts.expectedSize;
     if (expected !== undefined && at + chunk.length > expected) throw this.#sizeError(at + chunk.length);
+    if (at + chunk.length > this.#opts.maxSize) {
+      throw new SigilError({ code: 'INTERNAL', message: `content store: ${this.#opts.digest} grows past the store's ${this.#opts.maxSize} bytes` });
+    }
     this.#armIdle();
     this.#hash.update(chunk);
     const fh = await this.#opened;

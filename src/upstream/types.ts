@@ -43,11 +43,13 @@ export interface BlobResponse {
 export interface TagList {
   readonly name: string;
   readonly tags: readonly string[];
+  /** From the content store because the upstream failed (stale-if-error). */
+  readonly stale?: boolean;
 }
 
 export type ReferrersAnswer =
   /** The upstream has the referrers API: its answer, passed on. */
-  | { readonly kind: 'api'; readonly body: Buffer; readonly contentType: string; readonly filtersApplied?: string }
+  | { readonly kind: 'api'; readonly body: Buffer; readonly contentType: string; readonly filtersApplied?: string; readonly stale?: boolean }
   /** No referrers API (404): sigil builds the index from the fallback tag. */
   | { readonly kind: 'unsupported' };
 

@@ -134,6 +134,10 @@ describe('when the upstream fails', () => {
       assert.equal(m.headers['sigil-verification'], 'verified');
       assert.equal(m.headers['docker-content-digest'], idx.digest);
       await pullImage(sigil, 'prod/stale', child.digest, child);
+      const tags = await get(sigil, '/v2/prod/stale/tags/list');
+      assert.equal(tags.status, 200);
+      assert.equal(tags.headers['sigil-stale'], 'true');
+      assert.ok((JSON.parse(tags.body.toString()) as { tags: string[] }).tags.includes('v1'));
       const t0 = Date.now();
       const unknown = await get(sigil, '/v2/prod/never-pulled/manifests/v1');
       assert.ok(unknown.status >= 502 && unknown.status <= 504, String(unknown.status));
