@@ -2,7 +2,9 @@
  * Summarizes a V8 .cpuprofile (as `node --cpu-prof` writes, e.g. from `npm run bench -- --cpu-prof DIR`):
  * self time per function, and the time under a few frames of interest (inclusive).
  *
- *   node dist/bench/cpuprofile-top.js FILE.cpuprofile [TOP]
+ *   node dist/bench/cpuprofile-top.js FILE.cpuprofile [TOP] [FRAME,FRAME,...]
+ *
+ * FRAME: more function names whose inclusive time to show (e.g. isSignatureArtifact,decide).
  */
 import { readFileSync } from 'node:fs';
 
@@ -20,9 +22,9 @@ interface Profile {
 }
 
 const DEFAULT_TOP = 25;
-const [file, topArg] = process.argv.slice(2);
+const [file, topArg, framesArg] = process.argv.slice(2);
 if (file === undefined) {
-  process.stderr.write('usage: cpuprofile-top.js FILE.cpuprofile [TOP]\n');
+  process.stderr.write('usage: cpuprofile-top.js FILE.cpuprofile [TOP] [FRAME,FRAME,...]\n');
   process.exit(2);
 }
 const top = topArg !== undefined ? Number(topArg) : DEFAULT_TOP;
@@ -55,7 +57,7 @@ for (const [l, us] of [...selfByLabel].sort((a, b) => b[1] - a[1]).slice(0, top)
 }
 
 // inclusive time under frames whose name says what sigil spends a blob's time on
-const INTERESTING = ['_transform', 'update', 'writeGeneric', 'writev', 'onStreamRead', 'onBytes', 'inc', 'emit'];
+const INTERESTING = ['_transform', 'update', 'writeGeneric', 'writev', 'onStreamRead', 'onBytes', 'inc', 'emit', ...(framesArg?.split(',').filter((f) => f !== '') ?? [])];
 process.stdout.write('\ninclusive time under:\n');
 for (const name of INTERESTING) {
   let us = 0;

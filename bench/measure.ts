@@ -1,4 +1,5 @@
-/** The two load generators: one whole-blob GET that discards the bytes, and autocannon. */
+/** The load generators: one whole-blob GET that discards the bytes, autocannon, timed GETs and whole-image pulls. */
+import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import autocannon from 'autocannon';
 import { request } from 'undici';
@@ -39,6 +40,18 @@ export interface LoadResult {
   p50: number;
   p99: number;
   requests: number;
+  /** Seconds measured. */
+  seconds: number;
+  /** Every 2xx answer's latency, ms (to merge runs). */
+  latencies: number[];
+}
+
+/** Several runs of one URL as one: requests over the time of all, percentiles of all latencies. */
+export function mergeLoads(runs: readonly LoadResult[]): LoadResult {
+  const latencies = runs.flatMap((r) => r.latencies);
+  const requests = runs.reduce((a, r) => a + r.requests, 0);
+  const seconds = runs.reduce((a, r) => a + r.seconds, 0);
+  return { rps: requests / seconds, p50: percentile(latencies, 50), p99: percentile(latencies, 99), requests, seconds, latencies };
 }
 
 /** One autocannon run; fails when any answer was not 2xx or any request errored. */
@@ -54,7 +67,7 @@ export async function load(url: string, headers: Record<string, string>, connect
       `autocannon ${url}: ${r['2xx']} ok, ${r.non2xx} non-2xx (${JSON.stringify(r.statusCodeStats)}), ${r.errors} errors, ${r.timeouts} timeouts`,
     );
   }
-  return { rps: r['2xx'] / r.duration, p50: percentile(latencies, 50), p99: percentile(latencies, 99), requests: r['2xx'] };
+  return { rps: r['2xx'] / r.duration, p50: percentile(latencies, 50), p99: percentile(latencies, 99), requests: r['2xx'], seconds: r.duration, latencies };
 }
 
 /** Nearest-rank percentile. */
@@ -69,4 +82,58 @@ export function median(xs: number[]): number {
   const s = Float64Array.from(xs).sort();
   const mid = Math.floor(s.length / 2);
   return s.length % 2 === 1 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+}
+
+export interface Fetched {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+  /** Until the last byte, ms. */
+  ms: number;
+}
+
+/** One GET, read whole and timed. */
+export async function getTimed(url: string, headers: Record<string, string>, dispatcher: Dispatcher): Promise<Fetched> {
+  const start = performance.now();
+  const res = await request(url, { headers, dispatcher });
+  const body = Buffer.from(await res.body.arrayBuffer());
+  return { status: res.statusCode, headers: res.headers, body, ms: performance.now() - start };
+}
+
+export interface ImageToPull {
+  manifest: Buffer;
+  config: { digest: string };
+  layers: ReadonlyArray<{ digest: string }>;
+}
+
+/**
+ * Pulls an image the way a client does: the manifest by tag (its exact bytes checked, and
+ * `Sigil-Verification` when `verification` is given), then the config and each layer by
+ * digest, each hashed and checked. `v2` is the base up to and including "/v2/" (plus any
+ * upstream prefix). Returns the number of requests sent.
+ */
+export async function pullImage(
+  v2: string,
+  repo: string,
+  tag: string,
+  img: ImageToPull,
+  accept: string,
+  dispatcher: Dispatcher,
+  verification?: string,
+): Promise<number> {
+  const m = await getTimed(`${v2}${repo}/manifests/${tag}`, { accept }, dispatcher);
+  if (m.status !== 200 || !m.body.equals(img.manifest)) throw new Error(`${v2}${repo}:${tag}: ${m.status} ${m.body.toString().slice(0, 300)}`);
+  if (verification !== undefined && m.headers['sigil-verification'] !== verification) {
+    throw new Error(`${v2}${repo}:${tag}: Sigil-Verification ${String(m.headers['sigil-verification'])}, expected ${verification}`);
+  }
+  let sent = 1;
+  for (const d of [img.config, ...img.layers]) {
+    const res = await request(`${v2}${repo}/blobs/${d.digest}`, { dispatcher });
+    sent++;
+    const hash = createHash('sha256');
+    for await (const chunk of res.body) hash.update(chunk as Buffer);
+    const got = `sha256:${hash.digest('hex')}`;
+    if (res.statusCode !== 200 || got !== d.digest) throw new Error(`${v2}${repo} blob ${d.digest}: ${res.statusCode}, bytes hash to ${got}`);
+  }
+  return sent;
 }

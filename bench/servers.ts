@@ -45,50 +45,65 @@ export async function startPipeProxy(upstream: string, defer: Defer): Promise<Se
   return { proc, url };
 }
 
+export interface SigilUpstream {
+  name: string;
+  url: string;
+  /** `upstreams[].verifyBlobDigests`; absent: sigil's default (true, blobs hashed on the way). */
+  verifyBlobDigests?: boolean;
+}
+
 export interface SigilOptions {
   /** bin/sigil of the build under test. */
   bin: string;
   /** A temp dir for the config and the log. */
   dir: string;
-  upstream: string;
-  upstreamName: string;
+  /** Names this sigil's config and log files (several sigils share `dir`). */
+  label: string;
+  /** The first one is the default upstream. */
+  upstreams: readonly SigilUpstream[];
   logLevel: string;
-  /** The mode of the one policy, matching everything. */
+  /** Policy list items (YAML, indented by 2), tried before the catch-all. */
+  policies?: string;
+  /** The mode of the last policy, matching everything. */
   mode: 'warn' | 'off';
+  /** `trust.trustedRoot`; absent: sigil's default (public-good). */
+  trustedRoot?: readonly string[];
+  /** `cache.store`: a content store in this dir. */
+  store?: { dir: string; maxBytes: number };
   /** Write a V8 CPU profile of sigil into this dir when it exits. */
   cpuProfDir?: string;
 }
 
-/** `bin/sigil serve` with one upstream (the default one) and one policy for everything. */
+/** `bin/sigil serve` with the given upstreams, the given policies, then one policy for everything. */
 export async function startSigil(o: SigilOptions, defer: Defer): Promise<Server> {
   const port = await freePort();
-  const configPath = join(o.dir, 'sigil.yaml');
-  await writeFile(
-    configPath,
-    [
-      'server:',
-      `  listen: 127.0.0.1:${port}`,
-      `  logLevel: ${o.logLevel}`,
-      'upstreams:',
-      `  - name: ${o.upstreamName}`,
-      `    url: ${o.upstream}`,
-      `defaultUpstream: ${o.upstreamName}`,
-      'policies:',
-      `  - name: bench-${o.mode}`,
-      '    match: ["**"]',
-      `    mode: ${o.mode}`,
-      '    authorities:',
-      '      - keyless: { issuerRegExp: "^.*$", subjectRegExp: "^.*$" }',
-      '',
-    ].join('\n'),
+  const configPath = join(o.dir, `${o.label}.yaml`);
+  const lines = ['server:', `  listen: 127.0.0.1:${port}`, `  logLevel: ${o.logLevel}`, 'upstreams:'];
+  for (const u of o.upstreams) {
+    lines.push(`  - name: ${u.name}`, `    url: ${u.url}`);
+    if (u.verifyBlobDigests !== undefined) lines.push(`    verifyBlobDigests: ${u.verifyBlobDigests}`);
+  }
+  lines.push(`defaultUpstream: ${o.upstreams[0].name}`);
+  if (o.trustedRoot !== undefined) lines.push('trust:', `  trustedRoot: [${o.trustedRoot.join(', ')}]`);
+  if (o.store !== undefined) lines.push('cache:', '  store:', `    dir: ${o.store.dir}`, `    maxBytes: ${o.store.maxBytes}`);
+  lines.push('policies:');
+  if (o.policies !== undefined) lines.push(o.policies);
+  lines.push(
+    `  - name: bench-${o.mode}`,
+    '    match: ["**"]',
+    `    mode: ${o.mode}`,
+    '    authorities:',
+    '      - keyless: { issuerRegExp: "^.*$", subjectRegExp: "^.*$" }',
+    '',
   );
+  await writeFile(configPath, lines.join('\n'));
   const env = baseEnv();
   if (o.cpuProfDir !== undefined) {
     await mkdir(o.cpuProfDir, { recursive: true });
     env.NODE_OPTIONS = `--cpu-prof --cpu-prof-dir=${o.cpuProfDir}`;
   }
   // pino writes a line per request at info: into a file, as a deployment's log collector takes it
-  const proc = spawnServer('sigil', [o.bin, 'serve', '--config', configPath], { env, cwd: o.dir, stdoutFile: join(o.dir, 'sigil.log') });
+  const proc = spawnServer(o.label, [o.bin, 'serve', '--config', configPath], { env, cwd: o.dir, stdoutFile: join(o.dir, `${o.label}.log`) });
   defer(proc);
   const url = `http://127.0.0.1:${port}`;
   await ready(proc, `${url}/healthz`);

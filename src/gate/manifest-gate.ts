@@ -70,6 +70,8 @@ export class ManifestGate {
   readonly #inflight = new Map<string, Promise<Evaluation>>();
   #running = 0;
   readonly #waiting: Array<() => void> = [];
+  /** isSignatureArtifact by media type and digest: content-addressed, so the answer never changes. */
+  readonly #artifactMemo = new LRUCache<string, boolean>({ max: 10_000 });
   /** Manifests enforce denied, so that /blobs/<digest> cannot serve the same bytes (containerd tries that). */
   readonly #denied: LRUCache<string, true>;
 
@@ -162,7 +164,13 @@ export class ManifestGate {
     const manifest = await client.fetchManifest(target.repository, target.reference, { accept: target.accept });
     if (!policy) return { manifest, basis: 'no-policy', cached: false };
     if (policy.mode === 'off') return { manifest, policy, basis: 'mode-off', cached: false };
-    if (isSignatureArtifact(manifest.mediaType, manifest.bytes)) {
+    const memoKey = `${manifest.mediaType}|${manifest.digest}`;
+    let artifact = this.#artifactMemo.get(memoKey);
+    if (artifact === undefined) {
+      artifact = isSignatureArtifact(manifest.mediaType, manifest.bytes);
+      this.#artifactMemo.set(memoKey, artifact);
+    }
+    if (artifact) {
       return { manifest, policy, basis: 'signature-artifact', cached: false };
     }
     const keyParts = {

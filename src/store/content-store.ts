@@ -9,7 +9,7 @@ import type { EvictResult } from './eviction.js';
 import { streamOf } from './follower.js';
 import { InFlightWrite } from './inflight.js';
 import { Layout, cleanStaleTemps, isErrno, objectLabel, syncDir, writeFileAtomic } from './layout.js';
-import { LAST_USED_PERSIST_MS, TMP_STALE_MS, WRITE_IDLE_TIMEOUT_MS } from './limits.js';
+import { LAST_USED_PERSIST_MS, READ_CHUNK_BYTES, TMP_STALE_MS, WRITE_IDLE_TIMEOUT_MS } from './limits.js';
 import { MetaStore } from './meta.js';
 import { lookupObject, openObject, scanObjects } from './object-index.js';
 import type { Entry, ObjectIndex } from './object-index.js';
@@ -118,7 +118,7 @@ export class ContentStore {
       }
     }
     this.#touch(digest, entry);
-    return fh.createReadStream(range ? { start: range.start, end: range.end } : {});
+    return fh.createReadStream({ highWaterMark: READ_CHUNK_BYTES, ...(range ? { start: range.start, end: range.end } : {}) });
   }
 
   /**
