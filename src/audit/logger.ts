@@ -1,19 +1,20 @@
 import pino, { type DestinationStream, type Logger } from 'pino';
 
 /** Paths that must never reach a log line: client and upstream credentials, tokens. */
+// Explicit paths only: pino's wildcard redaction cost ~12% of sigil's CPU per request in the
+// benchmark. Nothing in sigil logs credentials by design (the upstream client logs neither
+// tokens nor Authorization); these paths are the safety net for what could carry them.
 export const REDACT_PATHS = [
   'req.headers.authorization',
   'req.headers.cookie',
+  'req.headers["proxy-authorization"]',
   'res.headers["set-cookie"]',
   'headers.authorization',
   'authorization',
   'token',
   'password',
   'credentials',
-  '*.authorization',
-  '*.token',
-  '*.password',
-  '*.credentials',
+  'err.config.headers.authorization',
 ];
 
 export function createLogger(level: string, destination?: DestinationStream): Logger {

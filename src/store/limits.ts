@@ -34,7 +34,7 @@ export const LAST_USED_PERSIST_MS = 60 * 1000;
 export const MTIME_SLACK_MS = 2_000;
 
 /** A follower reads the growing temp file in chunks of this size (a socket write's worth). */
-export const FOLLOW_CHUNK_BYTES = 64 * 1024;
+export const FOLLOW_CHUNK_BYTES = 1024 * 1024;
 
 /**
  * A follower stays this many bytes behind the writer until the digest is checked, so
