@@ -15,6 +15,7 @@ import { startRegistry } from '../helpers/registry.js';
 import type { RegistryHandle } from '../helpers/registry.js';
 import { startSigil } from '../helpers/sigil.js';
 import type { SigilHandle } from '../helpers/sigil.js';
+import { parseToml, stripComment, type TomlTable } from '../helpers/toml.js';
 
 const TEST_TIMEOUT_MS = 60_000; // a pull of a few KiB takes well under a second; anything near this is a hang
 const PULL_TIMEOUT_MS = 30_000;
@@ -25,75 +26,7 @@ const EXAMPLE_DIRS = ['_default', 'docker.io', 'ghcr.io'];
 // fallback would be this name, not a real registry on the Internet
 const NOWHERE_REGISTRY = 'enforced.test';
 
-// --- a tiny TOML reader: the subset hosts.toml files use ---------------------------------
-
-type TomlValue = string | boolean | string[];
-type TomlTable = { [key: string]: TomlValue | TomlTable };
-
-/** Strips a `#` comment that is not inside a basic string. */
-function stripComment(line: string): string {
-  let inString = false;
-  for (let i = 0; i < line.length; i++) {
-    const c = line[i];
-    if (inString && c === '\\') i++;
-    else if (c === '"') inString = !inString;
-    else if (c === '#' && !inString) return line.slice(0, i);
-  }
-  if (inString) throw new Error(`unterminated string in ${JSON.stringify(line)}`);
-  return line;
-}
-
-function parseValue(text: string, where: string): TomlValue {
-  if (text === 'true' || text === 'false') return text === 'true';
-  // a TOML basic string without escapes beyond JSON's is a JSON string
-  if (text.startsWith('"')) return JSON.parse(text) as string;
-  if (text.startsWith('[')) {
-    const parsed = JSON.parse(text) as unknown;
-    if (!Array.isArray(parsed) || !parsed.every((v) => typeof v === 'string')) throw new Error(`${where}: only arrays of strings are supported`);
-    return parsed as string[];
-  }
-  throw new Error(`${where}: unsupported value ${text}`);
-}
-
-/** Table header keys: `host."https://x:5000"` → ['host', 'https://x:5000']. */
-function parseHeaderKeys(header: string, where: string): string[] {
-  const keys: string[] = [];
-  const re = /\s*(?:"((?:[^"\\]|\\.)*)"|([A-Za-z0-9_-]+))\s*(\.|$)/y;
-  let m: RegExpExecArray | null;
-  while (re.lastIndex < header.length && (m = re.exec(header)) !== null) {
-    keys.push(m[1] !== undefined ? (JSON.parse(`"${m[1]}"`) as string) : m[2]);
-    if (m[3] === '') break;
-  }
-  if (keys.length === 0 || re.lastIndex !== header.length) throw new Error(`${where}: bad table header [${header}]`);
-  return keys;
-}
-
-/** Parses comments, `key = value` and `[a."b"]` headers; throws on anything else or a duplicate key. */
-function parseHostsToml(text: string): TomlTable {
-  const root: TomlTable = {};
-  let current = root;
-  text.split('\n').forEach((raw, i) => {
-    const where = `line ${i + 1}`;
-    const line = stripComment(raw).trim();
-    if (line === '') return;
-    const header = /^\[([^[\]]+)\]$/.exec(line);
-    if (header) {
-      current = root;
-      for (const k of parseHeaderKeys(header[1], where)) {
-        const next = current[k] ?? {};
-        if (typeof next !== 'object' || Array.isArray(next)) throw new Error(`${where}: ${k} is not a table`);
-        current[k] = next;
-        current = next;
-      }
-      return;
-    }
-    const kv = /^([A-Za-z0-9_-]+)\s*=\s*(.+)$/.exec(line);
-    if (!kv) throw new Error(`${where}: not TOML this reader knows: ${raw}`);
-    if (kv[1] in current) throw new Error(`${where}: duplicate key ${kv[1]}`);
-    current[kv[1]] = parseValue(kv[2].trim(), where);
-  });
-  return root;
-}
+const parseHostsToml = parseToml;
 
 /** What every example must say: sigil is `server` and the one [host], for pull and resolve only. */
 function checkExample(text: string, sigilUrl: string): void {
