@@ -5,7 +5,8 @@
 set -e
 cd "$(dirname -- "$0")/.."
 need=""
-for pair in docker-registry:docker-registry containerd:containerd skopeo:skopeo ctr:containerd openssl:openssl setpriv:util-linux; do
+# npm (any version) is only needed to fetch Node 24 and the dependencies: Debian's will do.
+for pair in npm:npm docker-registry:docker-registry containerd:containerd skopeo:skopeo ctr:containerd openssl:openssl setpriv:util-linux; do
   cmd=${pair%%:*}; pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || need="$need $pkg"
 done
