@@ -2,6 +2,7 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, openSync, closeSync, readFileSync } from 'node:fs';
+import { exited, waitExit } from '../test/helpers/process.js';
 
 const SETPRIV_BIN = '/usr/bin/setpriv'; // --pdeathsig: children die with the benchmark, even on SIGKILL
 const STOP_GRACE_MS = 10_000; // SIGTERM, then SIGKILL; long enough for --cpu-prof to write its profile
@@ -14,25 +15,6 @@ export interface Proc {
   /** The last bytes the process wrote to stderr. */
   stderrTail(): string;
   stop(): Promise<void>;
-}
-
-function exited(child: ChildProcess): boolean {
-  return child.exitCode !== null || child.signalCode !== null;
-}
-
-function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
-  if (exited(child)) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const onExit = (): void => {
-      clearTimeout(timer);
-      resolve(true);
-    };
-    const timer = setTimeout(() => {
-      child.off('exit', onExit);
-      resolve(false);
-    }, ms);
-    child.once('exit', onExit);
-  });
 }
 
 /**

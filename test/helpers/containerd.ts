@@ -50,6 +50,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { exited, waitExit } from './process.js';
 
 export const CONTAINERD_BIN = '/usr/bin/containerd';
 export const CTR_BIN = '/usr/bin/ctr';
@@ -159,24 +160,6 @@ function configToml(dir: string, snapshotter: Snapshotter): string {
   ].join('\n');
 }
 
-function exited(child: ChildProcess): boolean {
-  return child.exitCode !== null || child.signalCode !== null;
-}
-
-function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
-  if (exited(child)) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      child.off('exit', onExit);
-      resolve(false);
-    }, ms);
-    const onExit = (): void => {
-      clearTimeout(timer);
-      resolve(true);
-    };
-    child.once('exit', onExit);
-  });
-}
 
 /** Runs a command with a clean environment; kills it after `timeoutMs`. Never rejects. */
 export function runCommand(cmd: string, args: readonly string[], timeoutMs: number, env: Record<string, string> = CLEAN_ENV): Promise<CmdResult> {

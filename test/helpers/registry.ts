@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort, tempDir, waitForHttp } from './net.js';
 import type { TokenServerHandle } from './token-server.js';
+import { exited, waitExit } from './process.js';
 
 export const REGISTRY_BIN = '/usr/bin/docker-registry';
 const SETPRIV_BIN = '/usr/bin/setpriv'; // --pdeathsig: the registry dies even if the test process is SIGKILLed
@@ -50,24 +51,6 @@ function registryConfig(dir: string, port: number, opts: RegistryOptions): objec
   return config;
 }
 
-function exited(child: ChildProcess): boolean {
-  return child.exitCode !== null || child.signalCode !== null;
-}
-
-function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
-  if (exited(child)) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      child.off('exit', onExit);
-      resolve(false);
-    }, ms);
-    const onExit = (): void => {
-      clearTimeout(timer);
-      resolve(true);
-    };
-    child.once('exit', onExit);
-  });
-}
 
 async function kill(child: ChildProcess): Promise<void> {
   if (exited(child)) return;
