@@ -56,7 +56,8 @@ export const META_MAX_BYTES = 4 * 1024 * 1024;
 export const META_NAMESPACE_RE = /^[a-z0-9][a-z0-9-]{0,63}$/;
 
 /**
- * Chunk size for serving stored objects: 1 MiB reads mean 16× fewer read and socket-write
- * calls than the 64 KiB default, which measured ~1.4× the throughput on these machines.
+ * Chunk size for serving stored objects: 4 MiB reads mean 64× fewer read and socket-write
+ * calls than the 64 KiB default; measured on these machines: 64 KiB 0.3×, 1 MiB 0.66×, 4 MiB
+ * 0.73–0.78× of a direct registry's throughput. A stream buffers at most this much.
  */
-export const READ_CHUNK_BYTES = 1024 * 1024;
+export const READ_CHUNK_BYTES = 4 * 1024 * 1024;
