@@ -1,14 +1,8 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  TokenCache,
-  bearerChallenge,
-  parseTokenAnswer,
-  parseWwwAuthenticate,
-  pullScope,
-  tokenTtlMs,
-} from '../../src/upstream/auth.js';
-import type { TokenAnswer } from '../../src/upstream/auth.js';
+import { TokenCache } from '../../src/upstream/auth.js';
+import { bearerChallenge, parseTokenAnswer, parseWwwAuthenticate, pullScope, tokenTtlMs } from '../../src/upstream/challenge.js';
+import type { TokenAnswer } from '../../src/upstream/challenge.js';
 import { parseDistributionError, statusError } from '../../src/upstream/error-map.js';
 import { TOKEN_DEFAULT_EXPIRES_IN_S, TOKEN_EXPIRY_MARGIN_MS } from '../../src/upstream/limits.js';
 
