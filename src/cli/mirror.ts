@@ -95,13 +95,8 @@ export async function mirrorCommand(io: CliIo, argv: readonly string[], opts: Mi
     io.stderr(formatProblems(spec.problems, a.positionals[0]) + '\n');
     return 2;
   }
-  let verifier: ReturnType<typeof loadVerifier>;
-  try {
-    verifier = loadVerifier(config);
-  } catch (err) {
-    io.stderr(`sigil: ${config.source}: trust.trustedRoot: ${(err as Error).message}\n`);
-    return 2;
-  }
+  const verifier = trustOrReport(io, config);
+  if (!verifier) return 2;
   const logger = createLogger('silent');
   const metrics = new Metrics();
   // Straight to the upstreams: no tag cache, no stale answers from the store being filled.
@@ -218,13 +213,8 @@ class Progress implements MirrorProgress {
 
 async function importCommand(io: CliIo, config: Config, dir: string, json: boolean, now?: () => number): Promise<number> {
   const storeCfg = config.cache.store as NonNullable<Config['cache']['store']>;
-  let verifier: ReturnType<typeof loadVerifier>;
-  try {
-    verifier = loadVerifier(config);
-  } catch (err) {
-    io.stderr(`sigil: ${config.source}: trust.trustedRoot: ${(err as Error).message}\n`);
-    return 2;
-  }
+  const verifier = trustOrReport(io, config);
+  if (!verifier) return 2;
   let store: ContentStore;
   try {
     store = await ContentStore.open({ dir: storeCfg.dir, maxBytes: storeCfg.maxBytes, ...(now ? { now } : {}) });
@@ -267,5 +257,15 @@ function importLine(r: ImportResult): string {
     case 'skipped':
     case 'failed':
       return `${r.status} ${r.ref}${r.digest ? ` ${r.digest}` : ''}: ${r.reason ?? ''}`;
+  }
+}
+
+/** The trust material of the config, or null after saying which trusted root failed. */
+function trustOrReport(io: CliIo, config: Config): ReturnType<typeof loadVerifier> | null {
+  try {
+    return loadVerifier(config);
+  } catch (err) {
+    io.stderr(`sigil: ${config.source}: trust.trustedRoot: ${(err as Error).message}\n`);
+    return null;
   }
 }
