@@ -1,10 +1,10 @@
-import { createHash } from 'node:crypto';
-import type { Hash } from 'node:crypto';
 import { Transform } from 'node:stream';
 import type { Readable, TransformCallback } from 'node:stream';
 import { SigilError } from '../errors.js';
 import { digestAlgorithm } from '../oci/digest.js';
 import type { Digest } from '../oci/digest.js';
+import { hashPool } from '../hash/hash-pool.js';
+import type { HashPool, StreamHash } from '../hash/hash-pool.js';
 
 export interface BlobStreamOptions {
   /** Hash the bytes and fail unless they hash to this (a whole-blob GET); absent: pass through. */
@@ -17,6 +17,8 @@ export interface BlobStreamOptions {
   readonly mapSourceError?: (err: unknown) => Error;
   /** For messages: "blob sha256:… of library/nginx from docker.io". */
   readonly describe: string;
+  /** Where big blobs are hashed (default: the process's pool, off the event loop). */
+  readonly hashes?: HashPool;
 }
 
 /**
@@ -26,14 +28,14 @@ export interface BlobStreamOptions {
  */
 class BlobCheck extends Transform {
   readonly #opts: BlobStreamOptions;
-  readonly #hash: Hash | undefined;
+  readonly #hash: StreamHash | undefined;
   #held: Buffer | undefined;
   #count = 0;
 
   constructor(opts: BlobStreamOptions) {
     super();
     this.#opts = opts;
-    this.#hash = opts.digest !== undefined ? createHash(digestAlgorithm(opts.digest)) : undefined;
+    this.#hash = opts.digest !== undefined ? (opts.hashes ?? hashPool()).start(digestAlgorithm(opts.digest), opts.expectedLength) : undefined;
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
@@ -48,10 +50,11 @@ class BlobCheck extends Transform {
       cb(null, chunk);
       return;
     }
-    this.#hash.update(chunk);
     const previous = this.#held;
     this.#held = chunk;
-    cb(null, previous);
+    const room = this.#hash.update(chunk);
+    if (room === undefined) cb(null, previous);
+    else room.then(() => cb(null, previous), cb);
   }
 
   override _flush(cb: TransformCallback): void {
@@ -60,20 +63,36 @@ class BlobCheck extends Transform {
       cb(this.#lengthError());
       return;
     }
-    if (this.#hash !== undefined && this.#opts.digest !== undefined) {
-      const got = `${digestAlgorithm(this.#opts.digest)}:${this.#hash.digest('hex')}`;
-      if (got !== this.#opts.digest) {
-        this.#held = undefined;
-        cb(
-          new SigilError({
-            code: 'DIGEST_MISMATCH',
-            message: `${this.#opts.describe}: the upstream's bytes hash to ${got}`,
-            detail: { expected: this.#opts.digest, got },
-          }),
-        );
+    const digest = this.#opts.digest;
+    if (this.#hash === undefined || digest === undefined) {
+      this.#release(cb);
+      return;
+    }
+    this.#hash.digest().then((hex) => {
+      const got = `${digestAlgorithm(digest)}:${hex}`;
+      if (got === digest) {
+        this.#release(cb);
         return;
       }
-    }
+      this.#held = undefined;
+      cb(
+        new SigilError({
+          code: 'DIGEST_MISMATCH',
+          message: `${this.#opts.describe}: the upstream's bytes hash to ${got}`,
+          detail: { expected: digest, got },
+        }),
+      );
+    }, cb);
+  }
+
+  override _destroy(err: Error | null, cb: (error?: Error | null) => void): void {
+    this.#held = undefined;
+    this.#hash?.abort();
+    cb(err);
+  }
+
+  /** The held-back last chunk goes out: the bytes are what was asked for. */
+  #release(cb: TransformCallback): void {
     const last = this.#held;
     this.#held = undefined;
     cb(null, last);

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { after, test } from 'node:test';
 import { request } from 'undici';
+import { hashPool } from '../../src/hash/hash-pool.js';
 import { startFaultServer, type FaultHandler, type FaultServer } from '../helpers/fault-server.js';
 import { freePort } from '../helpers/net.js';
 import { startSigil, simpleConfig, type SigilHandle } from '../helpers/sigil.js';
@@ -73,6 +74,30 @@ test('a blob whose bytes do not match its digest never reaches the client comple
     for await (const chunk of res.body) received += (chunk as Buffer).length;
   });
   assert.ok(received < bad.length, `client received ${received} of ${bad.length} bytes`);
+});
+
+test('big blobs (hashed off the event loop): wrong bytes never reach the client complete, right ones pass whole', async () => {
+  const size = 8 * 1024 * 1024 + 17; // over OFF_THREAD_MIN_BYTES and several hash rings
+  const good = randomBytes(size);
+  const goodDigest = `sha256:${createHash('sha256').update(good).digest('hex')}`;
+  const bad = Buffer.from(good);
+  bad[size - 1] ^= 1; // only the last byte differs
+  const { sigil } = await through((req, res) => {
+    const body = (req.url ?? '').includes(goodDigest) ? good : bad;
+    // chunked (no Content-Length) for the bad one: the hash cannot be sized up front
+    res.writeHead(200, { 'content-type': 'application/octet-stream', ...(body === good ? { 'content-length': String(size) } : {}) });
+    res.end(body);
+  });
+  const res = await request(`${sigil.url}/v2/up.test/a/b/blobs/${goodDigest.replace(/.$/, (c) => (c === '0' ? '1' : '0'))}`);
+  let received = 0;
+  await assert.rejects(async () => {
+    for await (const chunk of res.body) received += (chunk as Buffer).length;
+  });
+  assert.ok(received < size, `client received ${received} of ${size} bytes`);
+  const ok = await get(`${sigil.url}/v2/up.test/a/b/blobs/${goodDigest}`);
+  assert.equal(ok.status, 200);
+  assert.ok(ok.body.equals(good));
+  assert.ok(hashPool().load().length > 0, 'a hash worker was used');
 });
 
 test('a connection reset mid-body ends the client response with an error, no hang', async () => {
