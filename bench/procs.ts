@@ -107,7 +107,16 @@ const CLOCK_TICKS_PER_S = 100; // USER_HZ: /proc/<pid>/stat counts CPU time in t
 
 /** CPU seconds (user + system) a live process has used so far, from /proc/<pid>/stat. */
 export function cpuSecondsOf(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return cpuSecondsIn(`/proc/${pid}/stat`);
+}
+
+/** CPU seconds of a process's main thread alone (for node: the event loop), from /proc/<pid>/task/<pid>/stat. */
+export function mainThreadCpuSecondsOf(pid: number): number {
+  return cpuSecondsIn(`/proc/${pid}/task/${pid}/stat`);
+}
+
+function cpuSecondsIn(path: string): number {
+  const stat = readFileSync(path, 'utf8');
   // the command name (field 2) may hold spaces: fields are counted after its closing parenthesis
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   const utime = Number(fields[11]); // field 14

@@ -42,7 +42,7 @@ import { generateKey, legacyLayer } from '../test/helpers/signer.js';
 import type { LegacySignatureLayer, TestKey } from '../test/helpers/signer.js';
 import { fetchBlob, getTimed, load, median, mergeLoads, pullImage } from './measure.js';
 import type { BlobRun, LoadResult } from './measure.js';
-import { cpuSecondsOf, machineBusySeconds, memoryOf, sampleRss } from './procs.js';
+import { cpuSecondsOf, machineBusySeconds, mainThreadCpuSecondsOf, memoryOf, sampleRss } from './procs.js';
 import type { Proc } from './procs.js';
 import { renderPage } from './report.js';
 import type { BlobFigures, ColdVerification, Figures, Herd, LoadScenario, Target, Variant } from './report.js';
@@ -150,6 +150,8 @@ interface CpuUse {
   client: number;
   registry: number;
   proxy: number;
+  /** The proxy's main thread (its event loop) alone. */
+  proxyMain: number;
   /** CPU used meanwhile by processes that are not part of the benchmark. */
   others: number;
 }
@@ -159,6 +161,7 @@ function cpuMeter(registryPid: number, proxyPid: number | undefined): { stop(): 
   const c0 = process.cpuUsage();
   const r0 = cpuSecondsOf(registryPid);
   const p0 = proxyPid !== undefined ? cpuSecondsOf(proxyPid) : 0;
+  const t0 = proxyPid !== undefined ? mainThreadCpuSecondsOf(proxyPid) : 0;
   const m0 = machineBusySeconds();
   return {
     stop(): CpuUse {
@@ -166,14 +169,15 @@ function cpuMeter(registryPid: number, proxyPid: number | undefined): { stop(): 
       const client = (c.user + c.system) / 1e6;
       const registry = cpuSecondsOf(registryPid) - r0;
       const proxy = proxyPid !== undefined ? cpuSecondsOf(proxyPid) - p0 : 0;
+      const proxyMain = proxyPid !== undefined ? mainThreadCpuSecondsOf(proxyPid) - t0 : 0;
       const others = Math.max(0, machineBusySeconds() - m0 - client - registry - proxy);
-      return { client, registry, proxy, others };
+      return { client, registry, proxy, proxyMain, others };
     },
   };
 }
 
 function cpuText(cpu: CpuUse, proxyName: string | undefined): string {
-  const proxy = proxyName === undefined ? '' : `, ${proxyName} ${cpu.proxy.toFixed(2)}`;
+  const proxy = proxyName === undefined ? '' : `, ${proxyName} ${cpu.proxy.toFixed(2)} (main thread ${cpu.proxyMain.toFixed(2)})`;
   return `client ${cpu.client.toFixed(2)}, registry ${cpu.registry.toFixed(2)}${proxy}, other processes ${cpu.others.toFixed(2)}`;
 }
 
