@@ -20,6 +20,7 @@ import type { Timeouts } from './upstream/limits.js';
 import { TrustedVerifier } from './gate/sigstore-verifier.js';
 import type { SignatureVerifier } from './gate/verifier.js';
 import { defaultPublicGoodPath, loadTrust } from './verify/index.js';
+import { HashPool } from './hash/hash-pool.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -44,6 +45,8 @@ export interface AppDeps {
   readonly store?: { readonly content: ContentStore; readonly catalog: Catalog; readonly keeper: Keeper };
   readonly offline: boolean;
   readonly timeouts?: Partial<Timeouts>;
+  /** Hash workers for blob digests, shared by the upstream clients; closed with the app. */
+  readonly hashes: HashPool;
 }
 
 export interface DepsOptions {
@@ -81,12 +84,13 @@ export async function defaultDeps(config: Config, opts: DepsOptions = {}): Promi
     throw new Error('cache.store: --offline serves from the content store, and the config has none');
   }
   const clients = new Map<string, UpstreamRegistry>();
+  const hashes = new HashPool();
   for (const u of config.upstreams) {
     if (offline && store) {
       clients.set(u.name, new StoredRegistry(u.name, store.catalog));
       continue;
     }
-    const up = new UpstreamClient(u, { metrics, logger, timeouts: opts.timeouts });
+    const up = new UpstreamClient(u, { metrics, logger, timeouts: opts.timeouts, hashes });
     const caching = new CachingRegistry(
       up,
       store?.catalog ?? null,
@@ -96,7 +100,7 @@ export async function defaultDeps(config: Config, opts: DepsOptions = {}): Promi
     if (store) caching.setBlobAdmission((up2, repo, digest) => store.keeper.admitBlob(up2, repo, digest));
     clients.set(u.name, caching);
   }
-  return { logger, metrics, clients, verifier, store, offline, timeouts: opts.timeouts };
+  return { logger, metrics, clients, verifier, store, offline, timeouts: opts.timeouts, hashes };
 }
 
 /**
@@ -166,6 +170,7 @@ export async function buildApp(config: Config, deps?: AppDeps): Promise<FastifyI
   app.addHook('onClose', async () => {
     await Promise.all([...deps.clients.values()].map((c) => c.close()));
     await deps.store?.content.close();
+    await deps.hashes.close();
   });
   return app;
 }

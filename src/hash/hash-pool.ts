@@ -335,11 +335,3 @@ export class HashPool {
     return slot;
   }
 }
-
-let shared: HashPool | undefined;
-
-/** The process-wide pool (one per process, like libuv's thread pool). */
-export function hashPool(): HashPool {
-  shared ??= new HashPool();
-  return shared;
-}

@@ -13,6 +13,7 @@ import { Authenticator } from './auth.js';
 import { pullScope } from './challenge.js';
 import type { SentCredential } from './auth.js';
 import { checkedBlobStream } from './blob-verify.js';
+import { HashPool } from '../hash/hash-pool.js';
 import { headerValue, parseDistributionError, statusError } from './error-map.js';
 import type { StatusContext } from './error-map.js';
 import { UpstreamHttp } from './http.js';
@@ -44,6 +45,8 @@ export interface UpstreamClientDeps {
   readonly timeouts?: Partial<Timeouts>;
   /** Clock of the token cache (tests). */
   readonly now?: () => number;
+  /** Where blob bytes are hashed; default: inline, on the event loop. */
+  readonly hashes?: HashPool;
 }
 
 const REDIRECT_STATUSES: ReadonlySet<number> = new Set([301, 302, 303, 307, 308]);
@@ -106,6 +109,7 @@ export class UpstreamClient implements UpstreamRegistry {
   readonly #metrics: Metrics;
   readonly #timeouts: Timeouts;
   readonly #verifyBlobs: boolean;
+  readonly #hashes: HashPool;
   #closing: Promise<void> | undefined;
 
   constructor(cfg: UpstreamConfig, deps: UpstreamClientDeps) {
@@ -117,6 +121,7 @@ export class UpstreamClient implements UpstreamRegistry {
     this.#metrics = deps.metrics;
     this.#timeouts = { ...DEFAULT_TIMEOUTS, ...deps.timeouts };
     this.#verifyBlobs = cfg.verifyBlobDigests;
+    this.#hashes = deps.hashes ?? new HashPool({ size: 0 });
     const tls = {
       ...(cfg.tls?.ca !== undefined ? { ca: [...rootCertificates, cfg.tls.ca] } : {}),
       ...(cfg.tls?.insecureSkipVerify === true ? { rejectUnauthorized: false } : {}),
@@ -284,6 +289,7 @@ export class UpstreamClient implements UpstreamRegistry {
         expectedLength: contentLength(res.headers),
         onBytes: (n) => bytes.inc(n),
         mapSourceError: (err) => this.#http.map(err, from),
+        hashes: this.#hashes,
         describe: `upstream ${this.name}: ${what}`,
       });
       body.once('error', (err) => this.#countError('blob', err));

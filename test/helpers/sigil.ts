@@ -2,6 +2,7 @@ import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { buildApp, defaultDeps } from '../../src/app.js';
 import type { Metrics } from '../../src/audit/metrics.js';
+import type { HashPool } from '../../src/hash/hash-pool.js';
 import { createLogger } from '../../src/audit/logger.js';
 import { loadConfigFromText } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
@@ -17,6 +18,8 @@ export interface SigilHandle {
   readonly app: FastifyInstance;
   readonly config: Config;
   readonly metrics: Metrics;
+  /** The app's blob hash workers. */
+  readonly hashes: HashPool;
   /** Every log line sigil wrote, parsed. */
   readonly logs: LogRecord[];
   stop(): Promise<void>;
@@ -63,6 +66,7 @@ export async function startSigil(
     app,
     config,
     metrics: deps.metrics,
+    hashes: deps.hashes,
     logs,
     stop: () => app.close(),
   };

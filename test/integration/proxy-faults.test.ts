@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { after, test } from 'node:test';
 import { request } from 'undici';
-import { hashPool } from '../../src/hash/hash-pool.js';
 import { startFaultServer, type FaultHandler, type FaultServer } from '../helpers/fault-server.js';
 import { freePort } from '../helpers/net.js';
 import { startSigil, simpleConfig, type SigilHandle } from '../helpers/sigil.js';
@@ -97,7 +96,7 @@ test('big blobs (hashed off the event loop): wrong bytes never reach the client 
   const ok = await get(`${sigil.url}/v2/up.test/a/b/blobs/${goodDigest}`);
   assert.equal(ok.status, 200);
   assert.ok(ok.body.equals(good));
-  assert.ok(hashPool().load().length > 0, 'a hash worker was used');
+  assert.ok(sigil.hashes.load().length > 0, 'a hash worker was used');
 });
 
 test('a connection reset mid-body ends the client response with an error, no hang', async () => {
