@@ -17,6 +17,11 @@ export const REDACT_PATHS = [
   'err.config.headers.authorization',
 ];
 
+/**
+ * A JSON logger; by default to stdout, written asynchronously: lines that arrive while
+ * a write is under way go out together in the next one, instead of one write(2) per
+ * line on the event loop. pino flushes what is pending when the process exits.
+ */
 export function createLogger(level: string, destination?: DestinationStream): Logger {
-  return pino({ level, redact: { paths: REDACT_PATHS, censor: '[redacted]' } }, destination);
+  return pino({ level, redact: { paths: REDACT_PATHS, censor: '[redacted]' } }, destination ?? pino.destination({ dest: 1, sync: false }));
 }
