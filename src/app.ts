@@ -84,7 +84,7 @@ export async function defaultDeps(config: Config, opts: DepsOptions = {}): Promi
     throw new Error('cache.store: --offline serves from the content store, and the config has none');
   }
   const clients = new Map<string, UpstreamRegistry>();
-  const hashes = new HashPool();
+  const hashes = new HashPool({ logger });
   for (const u of config.upstreams) {
     if (offline && store) {
       clients.set(u.name, new StoredRegistry(u.name, store.catalog));

@@ -79,6 +79,7 @@ export async function verifyCommand(io: CliIo, opts: { image: string; config?: s
   } finally {
     await Promise.all([...deps.clients.values()].map((c) => c.close()));
     await deps.store?.content.close();
+    await deps.hashes.close();
   }
 }
 

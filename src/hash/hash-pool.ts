@@ -12,10 +12,11 @@ import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { MessageChannel, Worker } from 'node:worker_threads';
 import type { MessagePort } from 'node:worker_threads';
+import type { Logger } from 'pino';
 import { SigilError } from '../errors.js';
 import {
-  ABORTED, ALGORITHM, ALGORITHMS, CONTROL_BYTES, DATA_OFFSET, DIGEST_OFFSET, DONE, DOORBELL_BYTES, END, FAILED, OPEN, READ,
-  RING_BYTES, STATE, WRITTEN, digestLength,
+  ABORTED, ALGORITHM, ALGORITHMS, CONTROL_BYTES, DATA_OFFSET, DIGEST_MAX_BYTES, DIGEST_OFFSET, DONE, DOORBELL_BYTES, END, FAILED, OPEN,
+  READ, RING_BYTES, STATE, WRITTEN, digestLength,
 } from './ring.js';
 import type { HashAlgorithm } from './ring.js';
 import type { WorkerMessage } from './worker.js';
@@ -28,6 +29,16 @@ export const OFF_THREAD_MIN_BYTES = 1024 * 1024;
 
 /** Rings kept for reuse once their job is done (each RING_BYTES). */
 const FREE_RINGS_MAX = 8;
+
+/**
+ * Rings in use at most (64 MiB): a ring is pinned for its stream's whole life, and a
+ * slow client holds its stream open; past this, streams hash inline (a few hundred bytes).
+ */
+export const RINGS_IN_FLIGHT_MAX = 32;
+
+/** A worker's own heap: it holds a hash state per job and nothing else. */
+const WORKER_OLD_GENERATION_MB = 32;
+const WORKER_YOUNG_GENERATION_MB = 8;
 
 /** After this many workers died (a broken install, thread limits), the pool hashes inline. */
 const WORKER_DEATHS_MAX = 3;
@@ -83,6 +94,10 @@ function workerGone(): SigilError {
   return new SigilError({ code: 'INTERNAL', message: 'blob hashing: the hash worker stopped' });
 }
 
+function ended(): SigilError {
+  return new SigilError({ code: 'INTERNAL', message: 'blob hashing: the hash is already finished or aborted' });
+}
+
 /**
  * WRITTEN and READ start here, just below the Int32 maximum, so that every
  * off-thread blob crosses the counters' wrap-around in its first megabyte: the
@@ -118,7 +133,8 @@ class RingHash implements StreamHash {
   update(chunk: Uint8Array): Promise<void> | undefined {
     let off = 0;
     while (off < chunk.length) {
-      if (Atomics.load(this.#ctrl, STATE) === FAILED) return Promise.reject(workerGone());
+      const state = Atomics.load(this.#ctrl, STATE);
+      if (this.#settled || state !== OPEN) return Promise.reject(state === FAILED ? workerGone() : ended());
       const read = Atomics.load(this.#ctrl, READ);
       const room = RING_BYTES - ((this.#written - read) | 0);
       if (room === 0) {
@@ -126,7 +142,10 @@ class RingHash implements StreamHash {
         const rest = chunk.subarray(off);
         const ms = this.#slot.pool.stallTimeoutMs;
         return waitWhile(this.#ctrl, READ, read, ms).then((outcome) => {
-          if (outcome === 'timed-out') throw stalled(ms);
+          if (outcome === 'timed-out' && Atomics.load(this.#ctrl, READ) === read) {
+            this.#slot.retire();
+            throw stalled(ms);
+          }
           return this.update(rest);
         });
       }
@@ -148,6 +167,7 @@ class RingHash implements StreamHash {
   }
 
   async digest(): Promise<string> {
+    if (this.#settled) throw ended();
     try {
       if (Atomics.compareExchange(this.#ctrl, STATE, OPEN, END) !== OPEN) throw workerGone();
       this.#slot.ring();
@@ -157,8 +177,7 @@ class RingHash implements StreamHash {
         if (state !== END) throw workerGone();
         const ms = this.#slot.pool.stallTimeoutMs;
         if ((await waitWhile(this.#ctrl, STATE, END, ms)) === 'timed-out' && Atomics.load(this.#ctrl, STATE) === END) {
-          Atomics.compareExchange(this.#ctrl, STATE, END, ABORTED);
-          this.#slot.ring();
+          this.#slot.retire();
           throw stalled(ms);
         }
       }
@@ -175,6 +194,9 @@ class RingHash implements StreamHash {
     if (this.#settled) return;
     const prev = Atomics.compareExchange(this.#ctrl, STATE, OPEN, ABORTED);
     if (prev === END) Atomics.compareExchange(this.#ctrl, STATE, END, ABORTED);
+    // a pending update() (ring full) or digest() of this job wakes up now and fails
+    Atomics.notify(this.#ctrl, READ);
+    Atomics.notify(this.#ctrl, STATE);
     this.#slot.ring();
     this.#settle(false);
   }
@@ -191,13 +213,17 @@ class RingHash implements StreamHash {
     this.#settled = true;
     this.#slot.drop(this);
     // DONE: the worker has dropped the job, the ring is free. An aborted ring may still be read: let it go.
-    if (reusable) this.#slot.pool.release(this.#sab);
+    if (reusable) this.#slot.recycle(this.#sab);
   }
 }
 
 interface Slot {
   readonly pool: HashPool;
   readonly worker: Worker;
+  /** A finished job's ring, free for the next job. */
+  recycle(sab: SharedArrayBuffer): void;
+  /** The worker is stuck: fail its jobs, stop it, count it as dead. */
+  retire(): void;
   readonly port: MessagePort;
   readonly jobs: Set<RingHash>;
   ring(): void;
@@ -214,12 +240,15 @@ export interface HashPoolOptions {
   readonly stallTimeoutMs?: number;
   /** The worker's module (tests substitute a broken one). */
   readonly workerUrl?: URL;
+  /** Where worker deaths and stalls are reported. */
+  readonly logger?: Logger;
 }
 
-/** The process's hash workers, started on first use. */
+/** An app's hash workers, started on first use. */
 export class HashPool {
   readonly stallTimeoutMs: number;
   readonly #workerUrl: URL;
+  readonly #logger: Logger | undefined;
   #size: number;
   #deaths = 0;
   readonly #slots: Slot[] = [];
@@ -230,11 +259,17 @@ export class HashPool {
     this.#size = Math.max(0, opts.size ?? Math.min(HASH_WORKERS_MAX, availableParallelism() - 1));
     this.stallTimeoutMs = opts.stallTimeoutMs ?? HASH_STALL_TIMEOUT_MS;
     this.#workerUrl = opts.workerUrl ?? new URL('./worker.js', import.meta.url);
+    this.#logger = opts.logger;
   }
 
   /** A hash for a stream of `expectedBytes` (undefined: unknown); inline when off-thread would not pay. */
   start(alg: HashAlgorithm, expectedBytes?: number): StreamHash {
-    if (this.#size === 0 || this.#closed || (expectedBytes !== undefined && expectedBytes < OFF_THREAD_MIN_BYTES)) {
+    if (
+      this.#size === 0 ||
+      this.#closed ||
+      (expectedBytes !== undefined && expectedBytes < OFF_THREAD_MIN_BYTES) ||
+      this.#inFlight() >= RINGS_IN_FLIGHT_MAX
+    ) {
       return new InlineHash(alg);
     }
     const slot = this.#pick();
@@ -242,6 +277,7 @@ export class HashPool {
     const sab = this.#free.pop() ?? new SharedArrayBuffer(DATA_OFFSET + RING_BYTES);
     const ctrl = new Int32Array(sab, 0, CONTROL_BYTES / 4);
     ctrl.fill(0);
+    new Uint8Array(sab, DIGEST_OFFSET, DIGEST_MAX_BYTES).fill(0);
     Atomics.store(ctrl, WRITTEN, COUNTER_START);
     Atomics.store(ctrl, READ, COUNTER_START);
     Atomics.store(ctrl, ALGORITHM, ALGORITHMS.indexOf(alg));
@@ -251,10 +287,6 @@ export class HashPool {
     slot.port.postMessage({ job: sab } satisfies WorkerMessage);
     slot.ring();
     return job;
-  }
-
-  release(sab: SharedArrayBuffer): void {
-    if (this.#free.length < FREE_RINGS_MAX) this.#free.push(sab);
   }
 
   /** Jobs in flight on each live worker (tests, metrics). */
@@ -279,6 +311,12 @@ export class HashPool {
     );
   }
 
+  #inFlight(): number {
+    let n = 0;
+    for (const s of this.#slots) n += s.jobs.size;
+    return n;
+  }
+
   /** The least busy live worker, starting one while fewer than #size run. */
   #pick(): Slot | undefined {
     for (let i = this.#slots.length - 1; i >= 0; i--) if (this.#slots[i].dead) this.#slots.splice(i, 1);
@@ -299,13 +337,22 @@ export class HashPool {
     const worker = new Worker(this.#workerUrl, {
       workerData: { port: port2, doorbell },
       transferList: [port2],
-      resourceLimits: { maxOldGenerationSizeMb: 32, maxYoungGenerationSizeMb: 8 },
+      resourceLimits: { maxOldGenerationSizeMb: WORKER_OLD_GENERATION_MB, maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB },
     });
     worker.unref();
     port1.unref();
+    const free = this.#free;
     const slot: Slot = {
       pool: this,
       worker,
+      recycle(sab) {
+        if (free.length < FREE_RINGS_MAX) free.push(sab);
+      },
+      retire() {
+        if (slot.dead) return;
+        gone('stalled');
+        void worker.terminate();
+      },
       port: port1,
       jobs: new Set(),
       dead: false,
@@ -321,16 +368,24 @@ export class HashPool {
         if (this.jobs.delete(job) && this.jobs.size === 0) worker.unref();
       },
     };
-    const gone = (): void => {
+    const gone = (why: string): void => {
       if (slot.dead) return;
       slot.dead = true;
-      if (!this.#closed && ++this.#deaths >= WORKER_DEATHS_MAX) this.#size = 0;
+      const jobs = slot.jobs.size;
       for (const job of slot.jobs) job.fail();
       slot.jobs.clear();
+      worker.unref();
       port1.close();
+      if (this.#closed) return;
+      this.#deaths++;
+      this.#logger?.warn({ why, jobs, deaths: this.#deaths }, 'blob hashing: a hash worker stopped; its streams failed');
+      if (this.#deaths >= WORKER_DEATHS_MAX && this.#size > 0) {
+        this.#size = 0;
+        this.#logger?.error({ deaths: this.#deaths }, 'blob hashing: too many hash workers stopped; hashing on the event loop from now on');
+      }
     };
-    worker.once('error', gone);
-    worker.once('exit', gone);
+    worker.on('error', (err) => gone(err.message));
+    worker.once('exit', (code) => gone(`exit ${code}`));
     this.#slots.push(slot);
     return slot;
   }

@@ -20,8 +20,9 @@ after(async () => {
 
 async function through(handler: FaultHandler): Promise<{ up: FaultServer; sigil: SigilHandle }> {
   const up = await startFaultServer(handler);
+  cleanups.push(() => up.stop());
   const sigil = await startSigil(simpleConfig([{ name: 'up.test', url: up.url }]), { timeouts: TIMEOUTS });
-  cleanups.push(() => up.stop(), () => sigil.stop());
+  cleanups.push(() => sigil.stop());
   return { up, sigil };
 }
 
