@@ -359,6 +359,7 @@ async function blobPhase(b: Bench, blob: { size: number; digest: string }, into:
       if (pid !== undefined) into.rss[v] = Math.max(into.rss[v] ?? 0, maxRss);
       if (big) {
         if (pid !== undefined) (b.f.bigCpuProxy[v] ??= []).push(cpu.proxy);
+        if (pid !== undefined) (b.f.bigCpuProxyMain[v] ??= []).push(cpu.proxyMain);
         (b.f.bigCpuAll[v] ??= []).push(cpu.client + cpu.registry + cpu.proxy);
       }
       const rss = pid !== undefined ? `; ${e.proc?.name} RSS max ${(maxRss / MIB).toFixed(0)} MiB` : '';
@@ -617,6 +618,7 @@ async function main(): Promise<void> {
       big: { mbps: {}, rss: {} },
       small: { mbps: {}, rss: {} },
       bigCpuProxy: {},
+      bigCpuProxyMain: {},
       bigCpuAll: {},
       rssIdle: {},
       hwmAfterBlobs: {},
