@@ -4,14 +4,15 @@
  * Markdown table and writes it to bench/results/latest.md. Not a test: it checks only that
  * every answer was right (status, bytes, verification), so that the figures mean something.
  *
- *   npm run bench [-- --sigil-log LEVEL] [--mode warn|off] [--cpu-prof DIR] [--only SECTIONS] [--sigil BIN]
+ *   npm run bench [-- --sigil-log LEVEL] [--mode warn|off] [--cpu-prof DIR] [--only SECTIONS] [--sigil BIN] [--node-options=OPTS]
  *
  * --sigil-log: sigil's logLevel (default info, what sigil ships with);
  * --mode: the mode of sigil's catch-all policy (default warn, as shipped);
  * --cpu-prof DIR: V8 CPU profiles of the sigil processes, written into DIR when they exit
  *   (summarize one with `scripts/node dist/bench/cpuprofile-top.js DIR/*.cpuprofile`);
  * --only: some of the sections, comma-separated: blob, manifest, verify, herd;
- * --sigil BIN: another build's bin/sigil, to compare builds.
+ * --sigil BIN: another build's bin/sigil, to compare builds;
+ * --node-options=OPTS: NODE_OPTIONS of the sigil processes (V8 flags to try; with "=", as they start with a dash).
  * Only a whole, unprofiled run replaces bench/results/latest.md; every run prints its table.
  *
  * Two sigil processes: "sigil" (no content store; upstreams registry.bench with the default
@@ -106,6 +107,7 @@ const args = parseArgs({
     'cpu-prof': { type: 'string' },
     only: { type: 'string' },
     sigil: { type: 'string', default: SIGIL_BIN },
+    'node-options': { type: 'string' },
   },
 }).values;
 const only = args.only?.split(',').map((s) => s.trim());
@@ -571,7 +573,7 @@ async function main(): Promise<void> {
   log('starting the pipe proxy and sigil');
   const pipe = await startPipeProxy(registry.url, defer);
   const policies = signedPolicies(keyPath, herdKeyPath);
-  const common = { bin: args.sigil, dir, logLevel: args['sigil-log'], mode: policyMode, policies, cpuProfDir: args['cpu-prof'] };
+  const common = { bin: args.sigil, dir, logLevel: args['sigil-log'], mode: policyMode, policies, cpuProfDir: args['cpu-prof'], nodeOptions: args['node-options'] };
   const sigil = await startSigil(
     {
       ...common,
@@ -709,7 +711,7 @@ async function main(): Promise<void> {
     measuredS: b.measured.seconds,
   }, b.runs);
   process.stdout.write(page);
-  if (only !== undefined || args['cpu-prof'] !== undefined) {
+  if (only !== undefined || args['cpu-prof'] !== undefined || args['node-options'] !== undefined) {
     log('a partial or profiled run: bench/results/latest.md left as it was');
     return;
   }

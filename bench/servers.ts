@@ -72,6 +72,8 @@ export interface SigilOptions {
   store?: { dir: string; maxBytes: number };
   /** Write a V8 CPU profile of sigil into this dir when it exits. */
   cpuProfDir?: string;
+  /** NODE_OPTIONS for the sigil process (V8 flags to try). */
+  nodeOptions?: string;
 }
 
 /** `bin/sigil serve` with the given upstreams, the given policies, then one policy for everything. */
@@ -98,10 +100,12 @@ export async function startSigil(o: SigilOptions, defer: Defer): Promise<Server>
   );
   await writeFile(configPath, lines.join('\n'));
   const env = baseEnv();
+  const nodeOptions = o.nodeOptions !== undefined ? [o.nodeOptions] : [];
   if (o.cpuProfDir !== undefined) {
     await mkdir(o.cpuProfDir, { recursive: true });
-    env.NODE_OPTIONS = `--cpu-prof --cpu-prof-dir=${o.cpuProfDir}`;
+    nodeOptions.push(`--cpu-prof --cpu-prof-dir=${o.cpuProfDir}`);
   }
+  if (nodeOptions.length > 0) env.NODE_OPTIONS = nodeOptions.join(' ');
   // pino writes a line per request at info: into a file, as a deployment's log collector takes it
   const proc = spawnServer(o.label, [o.bin, 'serve', '--config', configPath], { env, cwd: o.dir, stdoutFile: join(o.dir, `${o.label}.log`) });
   defer(proc);
