@@ -110,6 +110,7 @@ export class UpstreamClient implements UpstreamRegistry {
   readonly #timeouts: Timeouts;
   readonly #verifyBlobs: boolean;
   readonly #hashes: HashPool;
+  readonly #logger: Logger;
   #closing: Promise<void> | undefined;
 
   constructor(cfg: UpstreamConfig, deps: UpstreamClientDeps) {
@@ -122,6 +123,7 @@ export class UpstreamClient implements UpstreamRegistry {
     this.#timeouts = { ...DEFAULT_TIMEOUTS, ...deps.timeouts };
     this.#verifyBlobs = cfg.verifyBlobDigests;
     this.#hashes = deps.hashes ?? new HashPool({ size: 0 });
+    this.#logger = deps.logger;
     const tls = {
       ...(cfg.tls?.ca !== undefined ? { ca: [...rootCertificates, cfg.tls.ca] } : {}),
       ...(cfg.tls?.insecureSkipVerify === true ? { rejectUnauthorized: false } : {}),
@@ -292,7 +294,12 @@ export class UpstreamClient implements UpstreamRegistry {
         hashes: this.#hashes,
         describe: `upstream ${this.name}: ${what}`,
       });
-      body.once('error', (err) => this.#countError('blob', err));
+      body.once('error', (err) => {
+        this.#countError('blob', err);
+        // the client's answer is cut off: say why, against which upstream (a digest mismatch is a lie of the upstream's)
+        const code = isSigilError(err) ? err.code : 'INTERNAL';
+        this.#logger.warn({ upstream: this.name, repository, digest, code, error: (err as Error).message }, 'blob stream failed');
+      });
       return { status: res.status, headers, body };
     });
   }

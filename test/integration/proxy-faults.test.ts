@@ -94,6 +94,13 @@ test('big blobs (hashed off the event loop): wrong bytes never reach the client 
     for await (const chunk of res.body) received += (chunk as Buffer).length;
   });
   assert.ok(received < size, `client received ${received} of ${size} bytes`);
+  // the lie is logged and counted against the upstream
+  assert.ok(
+    sigil.logs.some((l) => JSON.stringify(l).includes('DIGEST_MISMATCH')),
+    'a log line names the mismatch',
+  );
+  const errors = (await sigil.metrics.upstreamErrors.get()).values.filter((v) => v.labels.code === 'DIGEST_MISMATCH');
+  assert.equal(errors.reduce((n, v) => n + v.value, 0), 1);
   const ok = await get(`${sigil.url}/v2/up.test/a/b/blobs/${goodDigest}`);
   assert.equal(ok.status, 200);
   assert.ok(ok.body.equals(good));
