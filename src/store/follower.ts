@@ -5,6 +5,8 @@ import { FOLLOW_CHUNK_BYTES, FOLLOW_HOLD_BACK_BYTES } from './limits.js';
 
 export type FollowState =
   | { readonly kind: 'writing'; readonly written: number }
+  /** Every byte is written and hashes to the digest; the fsync and rename are under way. */
+  | { readonly kind: 'verified'; readonly size: number }
   | { readonly kind: 'committed'; readonly size: number }
   | { readonly kind: 'failed'; readonly error: SigilError };
 
@@ -22,8 +24,9 @@ export interface Followed {
 /**
  * Reads behind a writer: delivers what is on disk, then waits for the writer's next
  * chunk. Memory is one chunk at a time, whatever the blob's size; a slow consumer
- * just lags further behind. It ends after the writer commits and errors when the
- * writer fails, and it stays FOLLOW_HOLD_BACK_BYTES behind until the digest checks.
+ * just lags further behind. It stays FOLLOW_HOLD_BACK_BYTES behind until the digest
+ * checks, then delivers the rest and ends (the fsync and rename need not be over: the
+ * bytes are right either way); it errors when the writer fails before that.
  */
 export class FollowerStream extends Readable {
   readonly #followed: Followed;
@@ -62,7 +65,8 @@ export class FollowerStream extends Readable {
           this.destroy(st.error);
           return;
         }
-        const limit = st.kind === 'committed' ? st.size : st.written - FOLLOW_HOLD_BACK_BYTES;
+        const complete = st.kind === 'verified' || st.kind === 'committed';
+        const limit = complete ? st.size : st.written - FOLLOW_HOLD_BACK_BYTES;
         if (this.#pos < limit) {
           const want = Math.min(limit - this.#pos, FOLLOW_CHUNK_BYTES);
           const buf = Buffer.allocUnsafe(want);
@@ -76,7 +80,7 @@ export class FollowerStream extends Readable {
           if (!this.push(bytesRead === want ? buf : buf.subarray(0, bytesRead))) return;
           continue;
         }
-        if (st.kind === 'committed') {
+        if (complete) {
           this.push(null);
           this.#release(); // the descriptor is not needed for 'end' to be read
           return;

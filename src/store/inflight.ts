@@ -26,6 +26,27 @@ export interface InFlightOptions {
 const noop = (): void => {};
 
 /**
+ * The writer buffers up to this much while a write is under way (then the upstream
+ * waits): what arrives meanwhile goes down in one pwritev, one thread-pool round trip
+ * per batch instead of one per 64 KiB socket read.
+ */
+export const WRITE_BATCH_BYTES = 1024 * 1024;
+
+/** The buffers after the first `n` bytes of `bufs` (what is left after a short pwritev). */
+export function rest(bufs: readonly Buffer[], n: number): Buffer[] {
+  const out: Buffer[] = [];
+  for (const b of bufs) {
+    if (n >= b.length) {
+      n -= b.length;
+      continue;
+    }
+    out.push(n > 0 ? b.subarray(n) : b);
+    n = 0;
+  }
+  return out;
+}
+
+/**
  * One streaming write of one digest, shared by its writer and any number of
  * followers. The writer's chunks go to a temp file opened O_EXCL|O_RDWR; followers
  * read the same file descriptor at their own offsets (pread), so they never hold
@@ -74,8 +95,9 @@ export class InFlightWrite implements Followed {
           },
         );
       },
-      write: (chunk: Buffer, _enc, cb) => {
-        this.#write(chunk).then(() => cb(), cb);
+      highWaterMark: WRITE_BATCH_BYTES,
+      writev: (chunks, cb) => {
+        this.#write(chunks.map((c) => c.chunk as Buffer)).then(() => cb(), cb);
       },
       final: (cb) => {
         this.#final().then(() => cb(), cb);
@@ -142,24 +164,28 @@ export class InFlightWrite implements Followed {
     this.#idle.unref();
   }
 
-  async #write(chunk: Buffer): Promise<void> {
+  async #write(chunks: Buffer[]): Promise<void> {
     if (this.#state.kind !== 'writing') throw new SigilError({ code: 'INTERNAL', message: 'content store: write after end' });
     const at = this.#state.written;
+    let length = 0;
+    for (const c of chunks) length += c.length;
     const expected = this.#opts.expectedSize;
-    if (expected !== undefined && at + chunk.length > expected) throw this.#sizeError(at + chunk.length);
-    if (at + chunk.length > this.#opts.maxSize) {
+    if (expected !== undefined && at + length > expected) throw this.#sizeError(at + length);
+    if (at + length > this.#opts.maxSize) {
       throw new SigilError({ code: 'INTERNAL', message: `content store: ${this.#opts.digest} grows past the store's ${this.#opts.maxSize} bytes` });
     }
     this.#armIdle();
-    this.#hash.update(chunk);
+    for (const c of chunks) this.#hash.update(c);
     const fh = await this.#opened;
-    let off = 0;
-    while (off < chunk.length) {
-      const { bytesWritten } = await fh.write(chunk, off, chunk.length - off, at + off);
-      off += bytesWritten;
+    let pending = chunks.filter((c) => c.length > 0);
+    let pos = at;
+    while (pending.length > 0) {
+      const { bytesWritten } = await fh.writev(pending, pos);
+      pos += bytesWritten;
+      pending = rest(pending, bytesWritten);
     }
     if (this.#state.kind !== 'writing') return; // aborted meanwhile
-    this.#state = { kind: 'writing', written: at + chunk.length };
+    this.#state = { kind: 'writing', written: at + length };
     this.#notify();
   }
 
@@ -177,11 +203,14 @@ export class InFlightWrite implements Followed {
         detail: { expected: digest, got },
       });
     }
+    clearTimeout(this.#idle);
+    // Readers may have the last bytes now: they are right whether or not the commit succeeds.
+    this.#state = { kind: 'verified', size };
+    this.#notify();
     const fh = await this.#opened;
     await fh.sync();
     await this.#opts.commit(this.#opts.tmpPath, size);
-    clearTimeout(this.#idle);
-    if (this.#state.kind !== 'writing') return; // aborted during the rename: the object is valid all the same
+    if (this.#state.kind !== 'verified') return; // aborted during the rename: the object is valid all the same
     this.#state = { kind: 'committed', size };
     this.#opts.settled();
     this.#notify();
@@ -190,7 +219,9 @@ export class InFlightWrite implements Followed {
 
   async #destroyed(err: Error | null): Promise<void> {
     clearTimeout(this.#idle);
-    if (this.#state.kind === 'writing') {
+    // writing, or verified with the fsync or rename failing: the object is not stored; readers
+    // still reading fail with the error (those that had every byte are done)
+    if (this.#state.kind === 'writing' || this.#state.kind === 'verified') {
       const error =
         err !== null && isSigilError(err)
           ? err

@@ -1,0 +1,140 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { readdir, readFile, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { after, test } from 'node:test';
+import { isSigilError } from '../../src/errors.js';
+import type { Digest } from '../../src/oci/digest.js';
+import { InFlightWrite, rest } from '../../src/store/inflight.js';
+import { tempDir } from '../helpers/net.js';
+
+const sha256 = (b: Uint8Array): Digest => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+const dirs: string[] = [];
+after(async () => {
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+interface Harness {
+  write: InFlightWrite;
+  dir: string;
+  tmp: string;
+  final: string;
+  /** Resolves the pending commit (the rename into place). */
+  finishCommit(): void;
+  commitStarted: Promise<void>;
+}
+
+/** An InFlightWrite whose commit waits until the test lets it go (or fails when `failCommit`). */
+async function harness(data: Buffer, digest: Digest, opts: { failCommit?: boolean } = {}): Promise<Harness> {
+  const dir = await tempDir('sigil-inflight');
+  dirs.push(dir);
+  const tmp = join(dir, 'blob.tmp');
+  const final = join(dir, 'blob');
+  let finishCommit = (): void => {};
+  let started = (): void => {};
+  const commitStarted = new Promise<void>((r) => (started = r));
+  const gate = new Promise<void>((r) => (finishCommit = r));
+  const write = new InFlightWrite({
+    digest,
+    expectedSize: data.length,
+    maxSize: 1 << 30,
+    tmpPath: tmp,
+    idleTimeoutMs: 10_000,
+    commit: async (path) => {
+      started();
+      await gate;
+      if (opts.failCommit === true) throw new Error('rename failed (test)');
+      await rename(path, final);
+    },
+    settled: () => {},
+  });
+  return { write, dir, tmp, final, finishCommit, commitStarted };
+}
+
+function collect(s: Readable): Promise<{ bytes: Buffer; error?: unknown }> {
+  const chunks: Buffer[] = [];
+  return new Promise((resolve) => {
+    s.on('data', (c: Buffer) => chunks.push(c));
+    s.on('end', () => resolve({ bytes: Buffer.concat(chunks) }));
+    s.on('error', (error) => resolve({ bytes: Buffer.concat(chunks), error }));
+  });
+}
+
+async function feed(w: InFlightWrite, data: Buffer, sizes: readonly number[]): Promise<void> {
+  let off = 0;
+  for (let i = 0; off < data.length; i++) {
+    const n = sizes[i % sizes.length];
+    if (!w.writer.write(data.subarray(off, off + n))) await new Promise((r) => w.writer.once('drain', r));
+    off += n;
+  }
+  w.writer.end();
+}
+
+test('followers get every byte once the digest checks, before the fsync and rename are over', async () => {
+  const data = randomBytes(3 * 1024 * 1024 + 5);
+  const h = await harness(data, sha256(data));
+  const follower = collect(h.write.follow());
+  await feed(h.write, data, [65_536]);
+  await h.commitStarted;
+  const got = await follower; // the commit is still held back
+  assert.equal(got.error, undefined);
+  assert.ok(got.bytes.equals(data));
+  assert.equal(h.write.state().kind, 'verified');
+  h.finishCommit();
+  await h.write.done;
+  assert.equal(h.write.state().kind, 'committed');
+  assert.ok((await readFile(h.final)).equals(data));
+});
+
+test('a commit that fails after the check: done rejects, the temp is gone, nothing is stored', async () => {
+  const data = randomBytes(1024 * 1024);
+  const h = await harness(data, sha256(data), { failCommit: true });
+  const follower = collect(h.write.follow());
+  await feed(h.write, data, [100_000]);
+  await h.commitStarted;
+  assert.ok((await follower).bytes.equals(data), 'the bytes were right: the reader had them all');
+  h.finishCommit();
+  await assert.rejects(h.write.done);
+  assert.equal(h.write.state().kind, 'failed');
+  assert.deepEqual(await readdir(h.dir), []);
+});
+
+test('wrong bytes: a follower never has the last byte, and the commit never starts', async () => {
+  const data = randomBytes(2 * 1024 * 1024);
+  const other = Buffer.from(data);
+  other[other.length - 1] ^= 1;
+  const h = await harness(other, sha256(data));
+  let committed = false;
+  void h.commitStarted.then(() => (committed = true));
+  const follower = collect(h.write.follow());
+  await feed(h.write, other, [65_536]);
+  await assert.rejects(h.write.done, (e: unknown) => isSigilError(e) && e.code === 'DIGEST_MISMATCH');
+  const got = await follower;
+  assert.ok(isSigilError(got.error) && got.error.code === 'DIGEST_MISMATCH');
+  assert.ok(got.bytes.length < other.length, `follower had ${got.bytes.length} of ${other.length}`);
+  assert.equal(committed, false);
+});
+
+test('many small and empty chunks are batched into the file in order', async () => {
+  const data = randomBytes(1024 * 1024 + 333);
+  const h = await harness(data, sha256(data));
+  await feed(h.write, data, [1, 0, 7, 4096, 0, 65_536, 13]);
+  await h.commitStarted;
+  h.finishCommit();
+  await h.write.done;
+  assert.ok((await readFile(h.final)).equals(data));
+});
+
+test('rest(): what is left of a batch after a short write', () => {
+  const a = Buffer.from('abc');
+  const b = Buffer.from('defg');
+  const c = Buffer.from('h');
+  const str = (bs: Buffer[]): string => bs.map((x) => x.toString()).join('|');
+  assert.equal(str(rest([a, b, c], 0)), 'abc|defg|h');
+  assert.equal(str(rest([a, b, c], 2)), 'c|defg|h');
+  assert.equal(str(rest([a, b, c], 3)), 'defg|h');
+  assert.equal(str(rest([a, b, c], 5)), 'fg|h');
+  assert.equal(str(rest([a, b, c], 8)), '');
+});
