@@ -77,7 +77,8 @@ export async function cacheCommand(io: CliIo, argv: readonly string[], opts: { n
     return 2;
   }
   const now = opts.now ?? Date.now;
-  const store = await ContentStore.open({ dir: storeCfg.dir, maxBytes: NO_EVICTION, now });
+  // No sweep at open: `ls` lists what is there; `prune` sweeps after removing, and says so.
+  const store = await ContentStore.open({ dir: storeCfg.dir, maxBytes: NO_EVICTION, now, sweepMetaAtOpen: false });
   const json = a.flags.has('json');
   try {
     if (sub === 'ls') {
@@ -103,13 +104,16 @@ export async function cacheCommand(io: CliIo, argv: readonly string[], opts: { n
       return 0;
     }
     const summary = await pruneStore(store, { ...(olderThanMs !== undefined ? { olderThanMs } : {}), ...(maxBytes !== undefined ? { maxBytes } : {}), now: now() });
-    if (json) io.stdout(`${JSON.stringify(summary)}\n`);
+    // pruneStore drops the records of what it removed; the sweep also drops those of objects evicted earlier.
+    const swept = await store.sweepMeta();
+    if (json) io.stdout(`${JSON.stringify({ ...summary, metaSwept: swept })}\n`);
     else {
       for (const t of summary.removedTags) io.stdout(`removed ${t}\n`);
       io.stdout(
         `pruned ${summary.removedTags.length} tag(s), ${summary.removedObjects} object(s), ${formatBytes(summary.freedBytes)}; ` +
           `${summary.remaining.objects} object(s), ${formatBytes(summary.remaining.bytes)} remain\n`,
       );
+      io.stdout(`removed ${summary.removedRecords + swept.removed} metadata record(s) of objects no longer stored\n`);
     }
     return 0;
   } finally {

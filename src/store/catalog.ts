@@ -15,6 +15,44 @@ export interface ManifestRecord {
   readonly size: number;
 }
 
+/** The catalog's metadata namespaces: each document is about one object (see `catalogSubject`). */
+export const CATALOG_NAMESPACES = ['tag', 'manifest', 'blob', 'referrers', 'verdict'] as const;
+
+/**
+ * The object a catalog document is about, so that a metadata sweep can drop documents of
+ * objects no longer stored: for `tag` the digest the tag points at; for `manifest`, `blob`,
+ * `referrers` the digest after the key's last `@`; for `verdict`
+ * (`<upstream>/<repo>@<digest>|<policy fingerprint>`, gate/keeper.ts) the digest between the last
+ * `@` before the first `|` and that `|`. undefined when the key or value does not parse (or the
+ * namespace is not the catalog's): such a document is left alone.
+ */
+export function catalogSubject(ns: string, key: string, value: unknown): Digest | undefined {
+  let d: unknown;
+  switch (ns) {
+    case 'tag':
+      d = typeof value === 'object' && value !== null ? (value as { digest?: unknown }).digest : undefined;
+      break;
+    case 'manifest':
+    case 'blob':
+    case 'referrers':
+      d = afterLastAt(key);
+      break;
+    case 'verdict': {
+      const bar = key.indexOf('|');
+      d = bar < 0 ? undefined : afterLastAt(key.slice(0, bar));
+      break;
+    }
+    default:
+      return undefined;
+  }
+  return typeof d === 'string' && isDigest(d) ? d : undefined;
+}
+
+function afterLastAt(s: string): string | undefined {
+  const at = s.lastIndexOf('@');
+  return at < 0 ? undefined : s.slice(at + 1);
+}
+
 /** A stored verdict, so that offline serving can decide without re-verifying when it is still fresh. */
 export interface VerdictRecord {
   readonly outcome: Outcome;

@@ -4,13 +4,15 @@ import type { Logger } from 'pino';
 import { SigilError } from '../errors.js';
 import { digestOf } from '../oci/digest.js';
 import type { Digest } from '../oci/digest.js';
+import { CATALOG_NAMESPACES, catalogSubject } from './catalog.js';
 import { evictLru, pruneOlderThan } from './eviction.js';
 import type { EvictResult } from './eviction.js';
 import { streamOf } from './follower.js';
 import { InFlightWrite } from './inflight.js';
 import { Layout, cleanStaleTemps, isErrno, objectLabel, syncDir, writeFileAtomic } from './layout.js';
-import { LAST_USED_PERSIST_MS, READ_CHUNK_BYTES, TMP_STALE_MS, WRITE_IDLE_TIMEOUT_MS } from './limits.js';
+import { LAST_USED_PERSIST_MS, META_SWEEP_MIN_INTERVAL_MS, READ_CHUNK_BYTES, TMP_STALE_MS, WRITE_IDLE_TIMEOUT_MS } from './limits.js';
 import { MetaStore } from './meta.js';
+import type { MetaSweepResult } from './meta.js';
 import { lookupObject, openObject, scanObjects } from './object-index.js';
 import type { Entry, ObjectIndex } from './object-index.js';
 
@@ -25,6 +27,12 @@ export interface ContentStoreOptions {
   readonly writeIdleTimeoutMs?: number;
   /** Overrides TMP_STALE_MS. */
   readonly tmpStaleMs?: number;
+  /**
+   * Sweep the metadata of objects no longer stored in the background right after open
+   * (default true; an eviction at open that removes objects schedules one regardless).
+   * `sigil cache` turns it off: `ls` lists what is there, `prune` sweeps after pruning.
+   */
+  readonly sweepMetaAtOpen?: boolean;
 }
 
 export type BeginWrite =
@@ -32,6 +40,7 @@ export type BeginWrite =
   | { readonly kind: 'follower'; readonly stream: Readable };
 
 export type { EvictResult } from './eviction.js';
+export type { MetaSweepResult } from './meta.js';
 
 /**
  * sigil's on-disk content store: objects (manifests, blobs, signature artifacts,
@@ -56,6 +65,14 @@ export class ContentStore {
   readonly #background = new Set<Promise<unknown>>();
   #chain: Promise<unknown> = Promise.resolve();
   #closed = false;
+  /** The last metadata sweep asked for (running or queued); sweeps run one after another. */
+  #sweepTail: Promise<unknown> = Promise.resolve();
+  /** A sweep asked for and not started yet: later requests share it. */
+  #sweepQueued: Promise<MetaSweepResult> | null = null;
+  /** When the last sweep started (store clock); automatic ones wait META_SWEEP_MIN_INTERVAL_MS after it. */
+  #lastSweepAt: number | undefined;
+  /** Objects were removed since the last sweep started: their metadata is still there. */
+  #sweepOwed = false;
 
   private constructor(opts: ContentStoreOptions, layout: Layout, index: ObjectIndex, now: () => number) {
     this.#layout = layout;
@@ -67,7 +84,10 @@ export class ContentStore {
     this.#meta = new MetaStore(layout, now, opts.logger);
   }
 
-  /** Creates the layout if needed, removes stale temp files, scans the objects, evicts down to maxBytes. */
+  /**
+   * Creates the layout if needed, removes stale temp files, scans the objects, evicts down to
+   * maxBytes, then sweeps the metadata of objects no longer stored in the background.
+   */
   static async open(opts: ContentStoreOptions): Promise<ContentStore> {
     if (!Number.isSafeInteger(opts.maxBytes) || opts.maxBytes < 0) {
       throw new SigilError({ code: 'INTERNAL', message: `content store: maxBytes must be a non-negative integer, got ${opts.maxBytes}` });
@@ -80,6 +100,7 @@ export class ContentStore {
     const store = new ContentStore(opts, layout, index, now);
     opts.logger?.info({ dir: opts.dir, objects: index.count, bytes: index.bytes, staleTemps }, 'content store opened');
     if (index.bytes > opts.maxBytes) await store.evict();
+    if (opts.sweepMetaAtOpen !== false) store.#track(store.sweepMeta(), 'sweeping metadata');
     return store;
   }
 
@@ -230,6 +251,7 @@ export class ContentStore {
     this.#index.delete(digest);
     try {
       await rm(path);
+      this.#sweepOwed = true; // swept with the next eviction or write after the interval
       return true;
     } catch (err) {
       if (isErrno(err, 'ENOENT')) return false;
@@ -266,7 +288,7 @@ export class ContentStore {
 
   /** Evicts least-recently-used objects until bytes ≤ maxBytes (also run after writes). */
   evict(): Promise<EvictResult> {
-    return this.#serial(() => evictLru(this.#layout, this.#index, this.#maxBytes));
+    return this.#serial(() => evictLru(this.#layout, this.#index, this.#maxBytes)).then((r) => this.#afterRemoval(r));
   }
 
   /** Removes objects unused for `olderThanMs`, then LRU ones down to `maxBytes`. */
@@ -275,7 +297,36 @@ export class ContentStore {
       const aged = opts.olderThanMs !== undefined ? await pruneOlderThan(this.#layout, this.#index, this.#now() - opts.olderThanMs) : { removed: 0, freedBytes: 0 };
       const sized = opts.maxBytes !== undefined ? await evictLru(this.#layout, this.#index, opts.maxBytes) : { removed: 0, freedBytes: 0 };
       return { removed: aged.removed + sized.removed, freedBytes: aged.freedBytes + sized.freedBytes };
+    }).then((r) => this.#afterRemoval(r));
+  }
+
+  /**
+   * Removes the metadata documents (tag, manifest, blob, referrers, verdict records) about
+   * objects no longer stored; see MetaStore.sweep for why it is safe while serving. Runs in turn
+   * with eviction, one sweep at a time: called while one runs, it queues another (which every
+   * call until it starts shares). Also run in the background after open and after evictions
+   * that removed objects, at most every META_SWEEP_MIN_INTERVAL_MS.
+   */
+  sweepMeta(): Promise<MetaSweepResult> {
+    if (this.#closed) return Promise.reject(new SigilError({ code: 'INTERNAL', message: 'content store: closed' }));
+    if (this.#sweepQueued) return this.#sweepQueued;
+    const p = this.#sweepTail.then(() => {
+      this.#sweepQueued = null;
+      return this.#runSweep();
     });
+    this.#sweepQueued = p;
+    this.#sweepTail = p.catch(() => {});
+    return p;
+  }
+
+  /** Resolves once background work (evictions, metadata sweeps, last-use updates) has finished. */
+  async idle(): Promise<void> {
+    for (;;) {
+      const chain = this.#chain;
+      const sweeps = this.#sweepTail;
+      await Promise.allSettled([chain, sweeps, ...this.#background]);
+      if (chain === this.#chain && sweeps === this.#sweepTail && this.#background.size === 0) return;
+    }
   }
 
   /** Aborts writes still in progress (their temps are removed) and waits for background work. */
@@ -285,8 +336,7 @@ export class ContentStore {
     const flights = [...this.#inflight.values()];
     for (const f of flights) f.abort(new SigilError({ code: 'INTERNAL', message: 'content store: closed during the write' }));
     await Promise.allSettled(flights.map((f) => f.done));
-    await this.#chain.catch(() => {});
-    await Promise.allSettled([...this.#background]);
+    await this.idle(); // a running sweep stops before its next file
   }
 
   #checkOpen(): void {
@@ -308,7 +358,41 @@ export class ContentStore {
   }
 
   #afterWrite(): void {
-    if (this.#index.bytes > this.#maxBytes && !this.#closed) this.#track(this.evict(), 'evicting');
+    if (this.#closed) return;
+    if (this.#index.bytes > this.#maxBytes) this.#track(this.evict(), 'evicting');
+    else this.#maybeSweep();
+  }
+
+  #afterRemoval(r: EvictResult): EvictResult {
+    if (r.removed > 0) this.#sweepOwed = true;
+    this.#maybeSweep();
+    return r;
+  }
+
+  /** Starts an owed sweep in the background unless one is queued or the last one began too recently. */
+  #maybeSweep(): void {
+    if (!this.#sweepOwed || this.#closed || this.#sweepQueued) return;
+    if (this.#lastSweepAt !== undefined && this.#now() - this.#lastSweepAt < META_SWEEP_MIN_INTERVAL_MS) return;
+    this.#track(this.sweepMeta(), 'sweeping metadata');
+  }
+
+  async #runSweep(): Promise<MetaSweepResult> {
+    if (this.#closed) return { scanned: 0, removed: 0 }; // queued, then the store closed
+    const startedAt = this.#now();
+    this.#lastSweepAt = startedAt;
+    this.#sweepOwed = false;
+    const result = await this.#meta.sweep(
+      {
+        namespaces: CATALOG_NAMESPACES,
+        subject: catalogSubject,
+        stored: (d) => this.onDisk(d),
+        serial: (fn) => this.#serial(fn),
+        stopped: () => this.#closed,
+      },
+      startedAt,
+    );
+    if (result.removed > 0) this.#logger?.info({ scanned: result.scanned, removed: result.removed }, 'content store: removed the metadata of objects no longer stored');
+    return result;
   }
 
   #track(p: Promise<unknown>, what: string): void {

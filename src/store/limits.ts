@@ -61,3 +61,20 @@ export const META_NAMESPACE_RE = /^[a-z0-9][a-z0-9-]{0,63}$/;
  * 0.73–0.78× of a direct registry's throughput. A stream buffers at most this much.
  */
 export const READ_CHUNK_BYTES = 4 * 1024 * 1024;
+
+/**
+ * A metadata sweep (removing documents about objects no longer stored) reads every
+ * document, so automatic ones, after an eviction or prune, start at most this often: under
+ * steady cache pressure eviction runs after nearly every write, and a sweep per eviction would
+ * turn each write into a read of the whole meta/ directory. What a skipped sweep leaves behind
+ * is the metadata of at most this long's evictions; the next eviction or write after the
+ * interval sweeps it.
+ */
+export const META_SWEEP_MIN_INTERVAL_MS = 10 * 60 * 1000;
+
+/**
+ * A sweep reads this many metadata files per turn of the store's maintenance queue, then
+ * lets queued evictions run and yields to the event loop: at well under 100 µs a file, a turn
+ * holds eviction back for tens of milliseconds, not for the whole directory.
+ */
+export const META_SWEEP_BATCH_FILES = 256;
