@@ -70,11 +70,12 @@ export async function defaultDeps(config: Config, opts: DepsOptions = {}): Promi
     throw new Error(`trust.trustedRoot: ${(err as Error).message}`, { cause: err });
   }
   const offline = opts.offline ?? false;
+  const hashes = new HashPool({ logger });
   let store: AppDeps['store'];
   if (config.cache.store) {
     let content: ContentStore;
     try {
-      content = await ContentStore.open({ dir: config.cache.store.dir, maxBytes: config.cache.store.maxBytes, logger });
+      content = await ContentStore.open({ dir: config.cache.store.dir, maxBytes: config.cache.store.maxBytes, logger, hashes });
     } catch (err) {
       throw new Error(`cache.store.dir: cannot open ${config.cache.store.dir}: ${(err as Error).message}`, { cause: err });
     }
@@ -84,7 +85,6 @@ export async function defaultDeps(config: Config, opts: DepsOptions = {}): Promi
     throw new Error('cache.store: --offline serves from the content store, and the config has none');
   }
   const clients = new Map<string, UpstreamRegistry>();
-  const hashes = new HashPool({ logger });
   for (const u of config.upstreams) {
     if (offline && store) {
       clients.set(u.name, new StoredRegistry(u.name, store.catalog));

@@ -9,6 +9,7 @@ import { evictLru, pruneOlderThan } from './eviction.js';
 import type { EvictResult } from './eviction.js';
 import { streamOf } from './follower.js';
 import { InFlightWrite } from './inflight.js';
+import type { HashPool } from '../hash/hash-pool.js';
 import { Layout, cleanStaleTemps, isErrno, objectLabel, syncDir, writeFileAtomic } from './layout.js';
 import { LAST_USED_PERSIST_MS, META_SWEEP_MIN_INTERVAL_MS, READ_CHUNK_BYTES, TMP_STALE_MS, WRITE_IDLE_TIMEOUT_MS } from './limits.js';
 import { MetaStore } from './meta.js';
@@ -33,6 +34,8 @@ export interface ContentStoreOptions {
    * `sigil cache` turns it off: `ls` lists what is there, `prune` sweeps after pruning.
    */
   readonly sweepMetaAtOpen?: boolean;
+  /** Where written blobs are hashed (the app's hash workers); default inline. */
+  readonly hashes?: HashPool;
 }
 
 export type BeginWrite =
@@ -59,6 +62,7 @@ export class ContentStore {
   readonly #now: () => number;
   readonly #logger: Logger | undefined;
   readonly #idleMs: number;
+  readonly #hashes: HashPool | undefined;
   readonly #index: ObjectIndex;
   readonly #meta: MetaStore;
   readonly #inflight = new Map<Digest, InFlightWrite>();
@@ -80,6 +84,7 @@ export class ContentStore {
     this.#now = now;
     this.#logger = opts.logger;
     this.#idleMs = opts.writeIdleTimeoutMs ?? WRITE_IDLE_TIMEOUT_MS;
+    this.#hashes = opts.hashes;
     this.#index = index;
     this.#meta = new MetaStore(layout, now, opts.logger);
   }
@@ -219,6 +224,7 @@ export class ContentStore {
       maxSize: this.#maxBytes,
       tmpPath: this.#layout.tmpPath(objectLabel(digest)),
       idleTimeoutMs: this.#idleMs,
+      ...(this.#hashes !== undefined ? { hashes: this.#hashes } : {}),
       commit: async (tmp, size) => {
         const t = this.#now();
         await utimes(tmp, t / 1000, t / 1000);

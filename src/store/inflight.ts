@@ -1,5 +1,3 @@
-import { createHash } from 'node:crypto';
-import type { Hash } from 'node:crypto';
 import { open, rm } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { Writable } from 'node:stream';
@@ -8,6 +6,8 @@ import { digestAlgorithm } from '../oci/digest.js';
 import type { Digest } from '../oci/digest.js';
 import { FollowerStream } from './follower.js';
 import { FILE_MODE } from './layout.js';
+import { HashPool } from '../hash/hash-pool.js';
+import type { StreamHash } from '../hash/hash-pool.js';
 import type { Followed, FollowState } from './follower.js';
 
 export interface InFlightOptions {
@@ -21,6 +21,8 @@ export interface InFlightOptions {
   readonly commit: (tmpPath: string, size: number) => Promise<void>;
   /** The write is over (committed or failed): forget it, synchronously with the state change. */
   readonly settled: () => void;
+  /** Where the bytes are hashed (big blobs off the event loop); default inline. */
+  readonly hashes?: HashPool;
 }
 
 const noop = (): void => {};
@@ -57,7 +59,7 @@ export class InFlightWrite implements Followed {
   readonly writer: Writable;
   readonly done: Promise<void>;
   readonly #opts: InFlightOptions;
-  readonly #hash: Hash;
+  readonly #hash: StreamHash;
   readonly #opened: Promise<FileHandle>;
   #resolveOpened: (fh: FileHandle) => void = noop;
   #rejectOpened: (err: unknown) => void = noop;
@@ -70,7 +72,7 @@ export class InFlightWrite implements Followed {
 
   constructor(opts: InFlightOptions) {
     this.#opts = opts;
-    this.#hash = createHash(digestAlgorithm(opts.digest));
+    this.#hash = (opts.hashes ?? new HashPool({ size: 0 })).start(digestAlgorithm(opts.digest), opts.expectedSize);
     this.#opened = new Promise<FileHandle>((resolve, reject) => {
       this.#resolveOpened = resolve;
       this.#rejectOpened = reject;
@@ -175,7 +177,7 @@ export class InFlightWrite implements Followed {
       throw new SigilError({ code: 'INTERNAL', message: `content store: ${this.#opts.digest} grows past the store's ${this.#opts.maxSize} bytes` });
     }
     this.#armIdle();
-    for (const c of chunks) this.#hash.update(c);
+    for (const c of chunks) await this.#hash.update(c);
     const fh = await this.#opened;
     let pending = chunks.filter((c) => c.length > 0);
     let pos = at;
@@ -195,7 +197,7 @@ export class InFlightWrite implements Followed {
     const expected = this.#opts.expectedSize;
     if (expected !== undefined && size !== expected) throw this.#sizeError(size);
     const digest = this.#opts.digest;
-    const got = `${digestAlgorithm(digest)}:${this.#hash.digest('hex')}`;
+    const got = `${digestAlgorithm(digest)}:${await this.#hash.digest()}`;
     if (got !== digest) {
       throw new SigilError({
         code: 'DIGEST_MISMATCH',
@@ -219,6 +221,7 @@ export class InFlightWrite implements Followed {
 
   async #destroyed(err: Error | null): Promise<void> {
     clearTimeout(this.#idle);
+    this.#hash.abort();
     // writing, or verified with the fsync or rename failing: the object is not stored; readers
     // still reading fail with the error (those that had every byte are done)
     if (this.#state.kind === 'writing' || this.#state.kind === 'verified') {

@@ -6,14 +6,17 @@ import type { Readable } from 'node:stream';
 import { after, test } from 'node:test';
 import { isSigilError } from '../../src/errors.js';
 import type { Digest } from '../../src/oci/digest.js';
+import { HashPool } from '../../src/hash/hash-pool.js';
 import { InFlightWrite, rest } from '../../src/store/inflight.js';
 import { tempDir } from '../helpers/net.js';
 
 const sha256 = (b: Uint8Array): Digest => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 const dirs: string[] = [];
+const pool = new HashPool({ size: 1 });
 after(async () => {
   for (const d of dirs) await rm(d, { recursive: true, force: true });
+  await pool.close();
 });
 
 interface Harness {
@@ -27,7 +30,7 @@ interface Harness {
 }
 
 /** An InFlightWrite whose commit waits until the test lets it go (or fails when `failCommit`). */
-async function harness(data: Buffer, digest: Digest, opts: { failCommit?: boolean } = {}): Promise<Harness> {
+async function harness(data: Buffer, digest: Digest, opts: { failCommit?: boolean; hashes?: HashPool } = {}): Promise<Harness> {
   const dir = await tempDir('sigil-inflight');
   dirs.push(dir);
   const tmp = join(dir, 'blob.tmp');
@@ -49,6 +52,7 @@ async function harness(data: Buffer, digest: Digest, opts: { failCommit?: boolea
       await rename(path, final);
     },
     settled: () => {},
+    ...(opts.hashes !== undefined ? { hashes: opts.hashes } : {}),
   });
   return { write, dir, tmp, final, finishCommit, commitStarted };
 }
@@ -137,4 +141,27 @@ test('rest(): what is left of a batch after a short write', () => {
   assert.equal(str(rest([a, b, c], 3)), 'defg|h');
   assert.equal(str(rest([a, b, c], 5)), 'fg|h');
   assert.equal(str(rest([a, b, c], 8)), '');
+});
+
+test('hashed on a worker thread (the app pool): right bytes commit, wrong ones never complete a follower', async () => {
+  const data = randomBytes(5 * 1024 * 1024 + 1);
+  const ok = await harness(data, sha256(data), { hashes: pool });
+  const f1 = collect(ok.write.follow());
+  await feed(ok.write, data, [65_536, 1_000_000]);
+  assert.deepEqual(pool.load(), [1], 'the hash runs on the worker');
+  await ok.commitStarted;
+  ok.finishCommit();
+  await ok.write.done;
+  assert.ok((await f1).bytes.equals(data));
+  assert.ok((await readFile(ok.final)).equals(data));
+
+  const other = Buffer.from(data);
+  other[0] ^= 1;
+  const bad = await harness(other, sha256(data), { hashes: pool });
+  const f2 = collect(bad.write.follow());
+  await feed(bad.write, other, [65_536]);
+  await assert.rejects(bad.write.done, (e: unknown) => isSigilError(e) && e.code === 'DIGEST_MISMATCH');
+  const got = await f2;
+  assert.ok(got.bytes.length < other.length);
+  assert.deepEqual(pool.load(), [0], 'no job left on the worker');
 });
