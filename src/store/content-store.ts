@@ -4,15 +4,15 @@ import type { Logger } from 'pino';
 import { SigilError } from '../errors.js';
 import { digestOf } from '../oci/digest.js';
 import type { Digest } from '../oci/digest.js';
-import { CATALOG_NAMESPACES, catalogSubject } from './catalog.js';
 import { evictLru, pruneOlderThan } from './eviction.js';
 import type { EvictResult } from './eviction.js';
 import { streamOf } from './follower.js';
 import { InFlightWrite } from './inflight.js';
 import type { HashPool } from '../hash/hash-pool.js';
 import { Layout, cleanStaleTemps, isErrno, objectLabel, syncDir, writeFileAtomic } from './layout.js';
-import { LAST_USED_PERSIST_MS, META_SWEEP_MIN_INTERVAL_MS, READ_CHUNK_BYTES, TMP_STALE_MS, WRITE_IDLE_TIMEOUT_MS } from './limits.js';
+import { LAST_USED_PERSIST_MS, READ_CHUNK_BYTES, TMP_STALE_MS, WRITE_IDLE_TIMEOUT_MS } from './limits.js';
 import { MetaStore } from './meta.js';
+import { SweepSchedule } from './sweeps.js';
 import type { MetaSweepResult } from './meta.js';
 import { lookupObject, openObject, scanObjects } from './object-index.js';
 import type { Entry, ObjectIndex } from './object-index.js';
@@ -69,14 +69,7 @@ export class ContentStore {
   readonly #background = new Set<Promise<unknown>>();
   #chain: Promise<unknown> = Promise.resolve();
   #closed = false;
-  /** The last metadata sweep asked for (running or queued); sweeps run one after another. */
-  #sweepTail: Promise<unknown> = Promise.resolve();
-  /** A sweep asked for and not started yet: later requests share it. */
-  #sweepQueued: Promise<MetaSweepResult> | null = null;
-  /** When the last sweep started (store clock); automatic ones wait META_SWEEP_MIN_INTERVAL_MS after it. */
-  #lastSweepAt: number | undefined;
-  /** Objects were removed since the last sweep started: their metadata is still there. */
-  #sweepOwed = false;
+  readonly #sweeps: SweepSchedule;
 
   private constructor(opts: ContentStoreOptions, layout: Layout, index: ObjectIndex, now: () => number) {
     this.#layout = layout;
@@ -87,6 +80,14 @@ export class ContentStore {
     this.#hashes = opts.hashes;
     this.#index = index;
     this.#meta = new MetaStore(layout, now, opts.logger);
+    this.#sweeps = new SweepSchedule({
+      meta: this.#meta,
+      now,
+      logger: opts.logger,
+      stored: (d) => this.onDisk(d),
+      serial: (fn) => this.#serial(fn),
+      closed: () => this.#closed,
+    });
   }
 
   /**
@@ -257,7 +258,7 @@ export class ContentStore {
     this.#index.delete(digest);
     try {
       await rm(path);
-      this.#sweepOwed = true; // swept with the next eviction or write after the interval
+      this.#sweeps.owe(); // swept with the next eviction or write after the interval
       return true;
     } catch (err) {
       if (isErrno(err, 'ENOENT')) return false;
@@ -315,23 +316,16 @@ export class ContentStore {
    */
   sweepMeta(): Promise<MetaSweepResult> {
     if (this.#closed) return Promise.reject(new SigilError({ code: 'INTERNAL', message: 'content store: closed' }));
-    if (this.#sweepQueued) return this.#sweepQueued;
-    const p = this.#sweepTail.then(() => {
-      this.#sweepQueued = null;
-      return this.#runSweep();
-    });
-    this.#sweepQueued = p;
-    this.#sweepTail = p.catch(() => {});
-    return p;
+    return this.#sweeps.request();
   }
 
   /** Resolves once background work (evictions, metadata sweeps, last-use updates) has finished. */
   async idle(): Promise<void> {
     for (;;) {
       const chain = this.#chain;
-      const sweeps = this.#sweepTail;
+      const sweeps = this.#sweeps.tail;
       await Promise.allSettled([chain, sweeps, ...this.#background]);
-      if (chain === this.#chain && sweeps === this.#sweepTail && this.#background.size === 0) return;
+      if (chain === this.#chain && sweeps === this.#sweeps.tail && this.#background.size === 0) return;
     }
   }
 
@@ -370,35 +364,14 @@ export class ContentStore {
   }
 
   #afterRemoval(r: EvictResult): EvictResult {
-    if (r.removed > 0) this.#sweepOwed = true;
+    if (r.removed > 0) this.#sweeps.owe();
     this.#maybeSweep();
     return r;
   }
 
-  /** Starts an owed sweep in the background unless one is queued or the last one began too recently. */
   #maybeSweep(): void {
-    if (!this.#sweepOwed || this.#closed || this.#sweepQueued) return;
-    if (this.#lastSweepAt !== undefined && this.#now() - this.#lastSweepAt < META_SWEEP_MIN_INTERVAL_MS) return;
-    this.#track(this.sweepMeta(), 'sweeping metadata');
-  }
-
-  async #runSweep(): Promise<MetaSweepResult> {
-    if (this.#closed) return { scanned: 0, removed: 0 }; // queued, then the store closed
-    const startedAt = this.#now();
-    this.#lastSweepAt = startedAt;
-    this.#sweepOwed = false;
-    const result = await this.#meta.sweep(
-      {
-        namespaces: CATALOG_NAMESPACES,
-        subject: catalogSubject,
-        stored: (d) => this.onDisk(d),
-        serial: (fn) => this.#serial(fn),
-        stopped: () => this.#closed,
-      },
-      startedAt,
-    );
-    if (result.removed > 0) this.#logger?.info({ scanned: result.scanned, removed: result.removed }, 'content store: removed the metadata of objects no longer stored');
-    return result;
+    const due = this.#sweeps.due();
+    if (due) this.#track(due, 'sweeping metadata');
   }
 
   #track(p: Promise<unknown>, what: string): void {
