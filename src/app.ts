@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { Metrics } from './audit/metrics.js';
 import { createLogger } from './audit/logger.js';
@@ -117,7 +117,7 @@ export async function buildApp(config: Config, deps?: AppDeps): Promise<FastifyI
   const app = Fastify({
     loggerInstance: deps.logger,
     // one access line per request (the onResponse hook), not fastify's two
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     https: config.server.tls ? { cert: config.server.tls.cert, key: config.server.tls.key } : null,
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
@@ -154,8 +154,9 @@ export async function buildApp(config: Config, deps?: AppDeps): Promise<FastifyI
     deps.metrics.httpDuration.observe({ route, method: req.method }, reply.elapsedTime / 1000);
     req.log.info(
       {
-        req: { method: req.method, url: req.url, remoteAddress: req.ip },
-        res: { statusCode: reply.statusCode },
+        // fastify's serializers: method, url, host, remoteAddress, remotePort; statusCode
+        req,
+        res: reply,
         route,
         responseTime: reply.elapsedTime,
       },
