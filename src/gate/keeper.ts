@@ -41,6 +41,14 @@ export class Keeper {
     this.#log = logger;
   }
 
+  /** The object and this key's records are all still there. */
+  async #recorded(target: ManifestTarget, digest: Digest): Promise<boolean> {
+    if (!(await this.#catalog.store.onDisk(digest))) return false;
+    if ((await this.#catalog.store.getMeta('manifest', `${target.upstream}/${target.repository}@${digest}`)) === null) return false;
+    if (isDigest(target.reference)) return true;
+    return (await this.#catalog.getTag(target.upstream, target.repository, target.reference))?.value.digest === digest;
+  }
+
   /**
    * The store admission rule for blobs: false, or the size to hold the download to (the
    * descriptor's, when a kept manifest named it; the upstream cannot make it longer).
@@ -64,8 +72,9 @@ export class Keeper {
       for (const d of blobDescriptors(m.bytes)) this.#admitted.set(`${target.upstream}|${target.repository}|${d.digest}`, d.size);
     }
     const key = `${target.upstream}/${target.repository}|${isDigest(target.reference) ? '' : target.reference}`;
-    // Kept already, and still stored (eviction, or another process, may have removed it since).
-    if (this.#kept.get(key) === m.digest && (await this.#catalog.store.onDisk(m.digest))) return;
+    // Kept already, and still stored with this key's records (eviction, a metadata sweep or
+    // another process may have removed them since).
+    if (this.#kept.get(key) === m.digest && (await this.#recorded(target, m.digest))) return;
     try {
       await this.#catalog.putManifest(target.upstream, target.repository, m.digest, m.mediaType, m.bytes);
       if (!isDigest(target.reference)) {

@@ -183,6 +183,7 @@ export class InFlightWrite implements Followed {
     let pos = at;
     while (pending.length > 0) {
       const { bytesWritten } = await fh.writev(pending, pos);
+      if (bytesWritten === 0) throw new SigilError({ code: 'INTERNAL', message: `content store: the disk took no bytes of ${this.#opts.digest}` });
       pos += bytesWritten;
       pending = rest(pending, bytesWritten);
     }
@@ -198,6 +199,7 @@ export class InFlightWrite implements Followed {
     if (expected !== undefined && size !== expected) throw this.#sizeError(size);
     const digest = this.#opts.digest;
     const got = `${digestAlgorithm(digest)}:${await this.#hash.digest()}`;
+    if (this.#state.kind !== 'writing') return; // aborted while hashing: #destroyed failed it and removes the temp
     if (got !== digest) {
       throw new SigilError({
         code: 'DIGEST_MISMATCH',
@@ -211,6 +213,7 @@ export class InFlightWrite implements Followed {
     this.#notify();
     const fh = await this.#opened;
     await fh.sync();
+    if (this.#state.kind !== 'verified') return; // aborted during the fsync: the temp is gone, nothing to commit
     await this.#opts.commit(this.#opts.tmpPath, size);
     if (this.#state.kind !== 'verified') return; // aborted during the rename: the object is valid all the same
     this.#state = { kind: 'committed', size };

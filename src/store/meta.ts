@@ -176,6 +176,10 @@ export class MetaStore {
         names = await readdir(dir);
       } catch (err) {
         if (isErrno(err, 'ENOENT')) continue;
+        if (isErrno(err, 'ENOTDIR')) {
+          this.#logger?.warn({ ns, path: dir }, 'content store: metadata sweep: not a directory, skipped');
+          continue;
+        }
         throw new SigilError({ code: 'INTERNAL', message: `content store: cannot list meta ${ns}`, cause: err });
       }
       for (let i = 0; i < names.length && !hooks.stopped(); i += META_SWEEP_BATCH_FILES) {
