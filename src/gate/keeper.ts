@@ -21,6 +21,13 @@ export interface Recording {
 }
 
 /**
+ * How long a kept manifest's records are trusted without reading them back: another sigil
+ * process sharing the store may sweep them (after evicting the object) meanwhile; its
+ * sweeps run at most every 10 minutes too.
+ */
+const KEPT_TRUST_MS = 10 * 60_000;
+
+/**
  * Decides what goes into the content store and puts it there: a manifest once the gate let it
  * through (in enforce mode: verified), the tag that named it, the signature data its verdict was
  * made from (so a restarted or offline sigil can re-verify), and which blobs may be stored —
@@ -30,8 +37,12 @@ export class Keeper {
   readonly #catalog: Catalog;
   readonly #config: Config;
   readonly #log: Logger;
-  /** (upstream/repo, tag or '') → the digest last kept for it. */
-  readonly #kept = new LRUCache<string, string>({ max: 50_000 });
+  /**
+   * (upstream/repo, tag or '') → the digest last kept for it, and the store's sweep count
+   * then. Trusted without reading the records back only while no sweep of this process
+   * ran since, and for KEPT_TRUST_MS (a process sharing the directory sweeps too).
+   */
+  readonly #kept = new LRUCache<string, { digest: string; sweeps: number; at: number }>({ max: 50_000 });
   /** Blobs a verified manifest names, with the size its descriptor gives. */
   readonly #admitted = new LRUCache<string, number>({ max: ADMITTED_MAX });
 
@@ -41,12 +52,17 @@ export class Keeper {
     this.#log = logger;
   }
 
-  /** The object and this key's records are all still there. */
-  async #recorded(target: ManifestTarget, digest: Digest): Promise<boolean> {
+  /** Kept already: the object is on disk, and this key's records too (read back after a sweep). */
+  async #stillKept(key: string, target: ManifestTarget, digest: Digest): Promise<boolean> {
+    const kept = this.#kept.get(key);
+    if (kept?.digest !== digest) return false;
     if (!(await this.#catalog.store.onDisk(digest))) return false;
+    const sweeps = this.#catalog.store.metaSweeps;
+    if (kept.sweeps === sweeps && Date.now() - kept.at < KEPT_TRUST_MS) return true;
     if ((await this.#catalog.store.getMeta('manifest', `${target.upstream}/${target.repository}@${digest}`)) === null) return false;
-    if (isDigest(target.reference)) return true;
-    return (await this.#catalog.getTag(target.upstream, target.repository, target.reference))?.value.digest === digest;
+    if (!isDigest(target.reference) && (await this.#catalog.getTag(target.upstream, target.repository, target.reference))?.value.digest !== digest) return false;
+    this.#kept.set(key, { digest, sweeps, at: Date.now() });
+    return true;
   }
 
   /**
@@ -74,14 +90,14 @@ export class Keeper {
     const key = `${target.upstream}/${target.repository}|${isDigest(target.reference) ? '' : target.reference}`;
     // Kept already, and still stored with this key's records (eviction, a metadata sweep or
     // another process may have removed them since).
-    if (this.#kept.get(key) === m.digest && (await this.#recorded(target, m.digest))) return;
+    if (await this.#stillKept(key, target, m.digest)) return;
     try {
       await this.#catalog.putManifest(target.upstream, target.repository, m.digest, m.mediaType, m.bytes);
       if (!isDigest(target.reference)) {
         await this.#catalog.putTag(target.upstream, target.repository, target.reference, { digest: m.digest, mediaType: m.mediaType });
       }
       if (ev.outcome) await this.#catalog.putVerdict(`${target.upstream}/${target.repository}@${m.digest}|${ev.policy?.fingerprint}`, { outcome: ev.outcome, decidedAt: Date.now() });
-      this.#kept.set(key, m.digest);
+      this.#kept.set(key, { digest: m.digest, sweeps: this.#catalog.store.metaSweeps, at: Date.now() });
     } catch (err) {
       // The store is a cache: a failure to keep never fails the pull.
       this.#log.warn({ err: String(err), digest: m.digest }, 'content store: manifest not kept');

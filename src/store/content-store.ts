@@ -319,6 +319,11 @@ export class ContentStore {
     return this.#sweeps.request();
   }
 
+  /** Metadata sweeps this store started: records seen before one may be gone after it. */
+  get metaSweeps(): number {
+    return this.#sweeps.started;
+  }
+
   /** Resolves once background work (evictions, metadata sweeps, last-use updates) has finished. */
   async idle(): Promise<void> {
     for (;;) {

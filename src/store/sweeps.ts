@@ -32,9 +32,15 @@ export class SweepSchedule {
   #lastAt: number | undefined;
   /** Objects were removed since the last sweep started: their metadata is still there. */
   #owed = false;
+  #started = 0;
 
   constructor(host: SweepHost) {
     this.#host = host;
+  }
+
+  /** Sweeps started so far (a record seen before one may be gone after it). */
+  get started(): number {
+    return this.#started;
   }
 
   /** Settles when every sweep asked for so far is over. */
@@ -69,6 +75,7 @@ export class SweepSchedule {
     const host = this.#host;
     if (host.closed()) return { scanned: 0, removed: 0 }; // queued, then the store closed
     const startedAt = host.now();
+    this.#started++;
     this.#lastAt = startedAt;
     this.#owed = false;
     const result = await host.meta.sweep(
