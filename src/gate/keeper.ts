@@ -25,7 +25,7 @@ export interface Recording {
  * process sharing the store may sweep them (after evicting the object) meanwhile; its
  * sweeps run at most every 10 minutes too.
  */
-const KEPT_TRUST_MS = 10 * 60_000;
+export const KEPT_TRUST_MS = 10 * 60_000;
 
 /**
  * Decides what goes into the content store and puts it there: a manifest once the gate let it
@@ -35,6 +35,7 @@ const KEPT_TRUST_MS = 10 * 60_000;
  */
 export class Keeper {
   readonly #catalog: Catalog;
+  readonly #now: () => number;
   readonly #config: Config;
   readonly #log: Logger;
   /**
@@ -46,7 +47,8 @@ export class Keeper {
   /** Blobs a verified manifest names, with the size its descriptor gives. */
   readonly #admitted = new LRUCache<string, number>({ max: ADMITTED_MAX });
 
-  constructor(catalog: Catalog, config: Config, logger: Logger) {
+  constructor(catalog: Catalog, config: Config, logger: Logger, now: () => number = Date.now) {
+    this.#now = now;
     this.#catalog = catalog;
     this.#config = config;
     this.#log = logger;
@@ -58,10 +60,10 @@ export class Keeper {
     if (kept?.digest !== digest) return false;
     if (!(await this.#catalog.store.onDisk(digest))) return false;
     const sweeps = this.#catalog.store.metaSweeps;
-    if (kept.sweeps === sweeps && Date.now() - kept.at < KEPT_TRUST_MS) return true;
+    if (kept.sweeps === sweeps && this.#now() - kept.at < KEPT_TRUST_MS) return true;
     if ((await this.#catalog.store.getMeta('manifest', `${target.upstream}/${target.repository}@${digest}`)) === null) return false;
     if (!isDigest(target.reference) && (await this.#catalog.getTag(target.upstream, target.repository, target.reference))?.value.digest !== digest) return false;
-    this.#kept.set(key, { digest, sweeps, at: Date.now() });
+    this.#kept.set(key, { digest, sweeps, at: this.#now() });
     return true;
   }
 
@@ -96,8 +98,8 @@ export class Keeper {
       if (!isDigest(target.reference)) {
         await this.#catalog.putTag(target.upstream, target.repository, target.reference, { digest: m.digest, mediaType: m.mediaType });
       }
-      if (ev.outcome) await this.#catalog.putVerdict(`${target.upstream}/${target.repository}@${m.digest}|${ev.policy?.fingerprint}`, { outcome: ev.outcome, decidedAt: Date.now() });
-      this.#kept.set(key, { digest: m.digest, sweeps: this.#catalog.store.metaSweeps, at: Date.now() });
+      if (ev.outcome) await this.#catalog.putVerdict(`${target.upstream}/${target.repository}@${m.digest}|${ev.policy?.fingerprint}`, { outcome: ev.outcome, decidedAt: this.#now() });
+      this.#kept.set(key, { digest: m.digest, sweeps: this.#catalog.store.metaSweeps, at: this.#now() });
     } catch (err) {
       // The store is a cache: a failure to keep never fails the pull.
       this.#log.warn({ err: String(err), digest: m.digest }, 'content store: manifest not kept');
