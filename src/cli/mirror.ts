@@ -19,6 +19,7 @@ import { UpstreamClient } from '../upstream/client.js';
 import type { UpstreamRegistry } from '../upstream/types.js';
 import { parseArgs, UsageError } from './args.js';
 import type { CliIo } from './io.js';
+import { HashPool } from '../hash/hash-pool.js';
 
 /** `sigil mirror --help`; the lines main's USAGE should carry too. */
 export const MIRROR_USAGE = `Usage:
@@ -100,12 +101,15 @@ export async function mirrorCommand(io: CliIo, argv: readonly string[], opts: Mi
   const logger = createLogger('silent');
   const metrics = new Metrics();
   // Straight to the upstreams: no tag cache, no stale answers from the store being filled.
-  const clients = new Map<string, UpstreamRegistry>(config.upstreams.map((u) => [u.name, new UpstreamClient(u, { metrics, logger })]));
+  // blobs are hashed as they are written into the store: on worker threads
+  const hashes = new HashPool({ logger });
+  const clients = new Map<string, UpstreamRegistry>(config.upstreams.map((u) => [u.name, new UpstreamClient(u, { metrics, logger, hashes })]));
   let store: ContentStore;
   try {
-    store = await ContentStore.open({ dir: config.cache.store.dir, maxBytes: config.cache.store.maxBytes, ...(opts.now ? { now: opts.now } : {}) });
+    store = await ContentStore.open({ dir: config.cache.store.dir, maxBytes: config.cache.store.maxBytes, hashes, ...(opts.now ? { now: opts.now } : {}) });
   } catch (err) {
     await closeAll(clients);
+    await hashes.close();
     io.stderr(`sigil: ${config.source}: cache.store.dir: cannot open ${config.cache.store.dir}: ${(err as Error).message}\n`);
     return 2;
   }
@@ -144,6 +148,7 @@ export async function mirrorCommand(io: CliIo, argv: readonly string[], opts: Mi
   } finally {
     await closeAll(clients);
     await store.close();
+    await hashes.close();
   }
 }
 
