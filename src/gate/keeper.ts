@@ -61,7 +61,7 @@ export class Keeper {
     if (!(await this.#catalog.store.onDisk(digest))) return false;
     const sweeps = this.#catalog.store.metaSweeps;
     if (kept.sweeps === sweeps && this.#now() - kept.at < KEPT_TRUST_MS) return true;
-    if ((await this.#catalog.store.getMeta('manifest', `${target.upstream}/${target.repository}@${digest}`)) === null) return false;
+    if (!(await this.#catalog.hasManifestRecord(target.upstream, target.repository, digest))) return false;
     if (!isDigest(target.reference) && (await this.#catalog.getTag(target.upstream, target.repository, target.reference))?.value.digest !== digest) return false;
     this.#kept.set(key, { digest, sweeps, at: this.#now() });
     return true;

@@ -86,6 +86,11 @@ class InlineHash implements StreamHash {
   abort(): void {}
 }
 
+/** A hash on `pool`'s workers when there is a pool (it decides), else inline on the event loop. */
+export function startHash(pool: HashPool | undefined, alg: HashAlgorithm, expectedBytes?: number): StreamHash {
+  return pool !== undefined ? pool.start(alg, expectedBytes) : new InlineHash(alg);
+}
+
 function stalled(ms: number): SigilError {
   return new SigilError({ code: 'INTERNAL', message: `blob hashing: the hash worker made no progress for ${ms} ms` });
 }

@@ -93,6 +93,11 @@ export class Catalog {
     await this.store.putMeta('manifest', `${upstream}/${repo}@${digest}`, { mediaType, size: bytes.length } satisfies ManifestRecord);
   }
 
+  /** Is `repo`'s record of the manifest there (the object itself may be gone)? */
+  async hasManifestRecord(upstream: string, repo: string, digest: Digest): Promise<boolean> {
+    return (await this.store.getMeta<ManifestRecord>('manifest', `${upstream}/${repo}@${digest}`)) !== null;
+  }
+
   async getManifest(upstream: string, repo: string, digest: Digest): Promise<{ bytes: Buffer; mediaType: string } | null> {
     const rec = await this.store.getMeta<ManifestRecord>('manifest', `${upstream}/${repo}@${digest}`);
     if (!rec) return null;

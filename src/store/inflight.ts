@@ -6,8 +6,8 @@ import { digestAlgorithm } from '../oci/digest.js';
 import type { Digest } from '../oci/digest.js';
 import { FollowerStream } from './follower.js';
 import { FILE_MODE } from './layout.js';
-import { HashPool } from '../hash/hash-pool.js';
-import type { StreamHash } from '../hash/hash-pool.js';
+import { startHash } from '../hash/hash-pool.js';
+import type { HashPool, StreamHash } from '../hash/hash-pool.js';
 import type { Followed, FollowState } from './follower.js';
 
 export interface InFlightOptions {
@@ -72,7 +72,7 @@ export class InFlightWrite implements Followed {
 
   constructor(opts: InFlightOptions) {
     this.#opts = opts;
-    this.#hash = (opts.hashes ?? new HashPool({ size: 0 })).start(digestAlgorithm(opts.digest), opts.expectedSize);
+    this.#hash = startHash(opts.hashes, digestAlgorithm(opts.digest), opts.expectedSize);
     this.#opened = new Promise<FileHandle>((resolve, reject) => {
       this.#resolveOpened = resolve;
       this.#rejectOpened = reject;

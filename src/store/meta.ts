@@ -271,7 +271,7 @@ export class MetaStore {
     if (typeof doc !== 'object' || doc === null) return { kind: 'bad', why: 'not a metadata document' };
     const { key, updated } = doc as Partial<MetaFile>;
     if (typeof key !== 'string' || typeof updated !== 'number' || !Number.isFinite(updated)) return { kind: 'bad', why: 'not a metadata document' };
-    if (`${createHash('sha256').update(key, 'utf8').digest('hex')}.json` !== name) return { kind: 'bad', why: 'its key does not hash to its name' };
+    if (fileName(key) !== name) return { kind: 'bad', why: 'its key does not hash to its name' };
     return { kind: 'doc', doc: doc as MetaFile, ino, size, mtimeMs };
   }
 
@@ -280,8 +280,13 @@ export class MetaStore {
       throw new SigilError({ code: 'INTERNAL', message: `content store: bad meta namespace ${JSON.stringify(String(ns)).slice(0, 80)}` });
     }
     if (typeof key !== 'string') throw new SigilError({ code: 'INTERNAL', message: 'content store: a meta key is a string' });
-    return join(this.#layout.metaDir, ns, `${createHash('sha256').update(key, 'utf8').digest('hex')}.json`);
+    return join(this.#layout.metaDir, ns, fileName(key));
   }
+}
+
+/** A document's file name: the sha256 of its key. */
+function fileName(key: string): string {
+  return `${createHash('sha256').update(key, 'utf8').digest('hex')}.json`;
 }
 
 /** Puts a claimed document back where it was, unless a newer one took its place meanwhile (that one stays). */

@@ -3,6 +3,7 @@ import type { Readable, TransformCallback } from 'node:stream';
 import { SigilError } from '../errors.js';
 import { digestAlgorithm } from '../oci/digest.js';
 import type { Digest } from '../oci/digest.js';
+import { startHash } from '../hash/hash-pool.js';
 import type { HashPool, StreamHash } from '../hash/hash-pool.js';
 
 export interface BlobStreamOptions {
@@ -16,8 +17,8 @@ export interface BlobStreamOptions {
   readonly mapSourceError?: (err: unknown) => Error;
   /** For messages: "blob sha256:… of library/nginx from docker.io". */
   readonly describe: string;
-  /** Where the bytes are hashed (big blobs off the event loop). */
-  readonly hashes: HashPool;
+  /** Where the bytes are hashed (big blobs off the event loop); absent: inline. */
+  readonly hashes?: HashPool;
 }
 
 /**
@@ -34,7 +35,7 @@ class BlobCheck extends Transform {
   constructor(opts: BlobStreamOptions) {
     super();
     this.#opts = opts;
-    this.#hash = opts.digest !== undefined ? opts.hashes.start(digestAlgorithm(opts.digest), opts.expectedLength) : undefined;
+    this.#hash = opts.digest !== undefined ? startHash(opts.hashes, digestAlgorithm(opts.digest), opts.expectedLength) : undefined;
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
