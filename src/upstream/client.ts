@@ -8,12 +8,12 @@ import type { SigilErrorCode } from '../errors.js';
 import { digestOf, isDigest } from '../oci/digest.js';
 import type { Digest } from '../oci/digest.js';
 import { DEFAULT_MANIFEST_ACCEPT, MT } from '../oci/media-types.js';
-import { isRepositoryName, isTag } from '../oci/reference.js';
 import { Authenticator } from './auth.js';
 import { pullScope } from './challenge.js';
 import type { SentCredential } from './auth.js';
+import { bodyMediaType, checkDigest, checkReference, checkRepository, contentLength, mediaTypeOf, parseTagList } from './answers.js';
 import { checkedBlobStream } from './blob-verify.js';
-import { HashPool } from '../hash/hash-pool.js';
+import type { HashPool } from '../hash/hash-pool.js';
 import { headerValue, parseDistributionError, statusError } from './error-map.js';
 import type { StatusContext } from './error-map.js';
 import { UpstreamHttp } from './http.js';
@@ -63,36 +63,6 @@ const NOT_FAILURES: ReadonlySet<SigilErrorCode> = new Set([
   'DIGEST_INVALID',
   'PAGINATION_NUMBER_INVALID',
 ]);
-// RFC 9110: a decimal Content-Length
-const CONTENT_LENGTH_RE = /^\d{1,15}$/;
-
-/** The media type of a Content-Type header, parameters dropped. */
-function mediaTypeOf(contentType: string | undefined): string | undefined {
-  const t = contentType?.split(';')[0]?.trim().toLowerCase();
-  return t === undefined || t === '' ? undefined : t;
-}
-
-function contentLength(headers: Exchange['headers']): number | undefined {
-  const v = headerValue(headers, 'content-length');
-  return v !== undefined && CONTENT_LENGTH_RE.test(v) ? Number(v) : undefined;
-}
-
-function checkRepository(repository: string): void {
-  if (!isRepositoryName(repository)) {
-    throw new SigilError({ code: 'NAME_INVALID', message: 'invalid repository name', detail: { name: repository } });
-  }
-}
-
-function checkDigest(digest: string): asserts digest is Digest {
-  if (!isDigest(digest)) throw new SigilError({ code: 'DIGEST_INVALID', message: 'invalid digest', detail: { digest } });
-}
-
-function checkReference(reference: string): void {
-  // a reference with ':' can only be a digest; the grammar keeps '/', '?', '#' and '@' out of the path
-  if (reference.includes(':')) checkDigest(reference);
-  else if (!isTag(reference)) throw new SigilError({ code: 'TAG_INVALID', message: 'invalid tag', detail: { tag: reference } });
-}
-
 /**
  * The client of one upstream registry: manifests (buffered, capped, re-hashed),
  * blobs (streamed, digest checked on the fly, redirects followed without
@@ -109,7 +79,7 @@ export class UpstreamClient implements UpstreamRegistry {
   readonly #metrics: Metrics;
   readonly #timeouts: Timeouts;
   readonly #verifyBlobs: boolean;
-  readonly #hashes: HashPool;
+  readonly #hashes: HashPool | undefined;
   readonly #logger: Logger;
   #closing: Promise<void> | undefined;
 
@@ -122,7 +92,7 @@ export class UpstreamClient implements UpstreamRegistry {
     this.#metrics = deps.metrics;
     this.#timeouts = { ...DEFAULT_TIMEOUTS, ...deps.timeouts };
     this.#verifyBlobs = cfg.verifyBlobDigests;
-    this.#hashes = deps.hashes ?? new HashPool({ size: 0 });
+    this.#hashes = deps.hashes;
     this.#logger = deps.logger;
     const tls = {
       ...(cfg.tls?.ca !== undefined ? { ca: [...rootCertificates, cfg.tls.ca] } : {}),
@@ -291,7 +261,7 @@ export class UpstreamClient implements UpstreamRegistry {
         expectedLength: contentLength(res.headers),
         onBytes: (n) => bytes.inc(n),
         mapSourceError: (err) => this.#http.map(err, from),
-        hashes: this.#hashes,
+        ...(this.#hashes !== undefined ? { hashes: this.#hashes } : {}),
         describe: `upstream ${this.name}: ${what}`,
       });
       body.once('error', (err) => {
@@ -476,30 +446,4 @@ export class UpstreamClient implements UpstreamRegistry {
     if (NOT_FAILURES.has(code)) return;
     this.#metrics.upstreamErrors.inc({ upstream: this.name, kind, code });
   }
-}
-
-/** The body's own `mediaType`, else an OCI manifest (what a manifest without one is). */
-function bodyMediaType(bytes: Buffer): string {
-  try {
-    const parsed = JSON.parse(bytes.toString('utf8')) as { mediaType?: unknown } | null;
-    if (typeof parsed?.mediaType === 'string' && parsed.mediaType !== '') return parsed.mediaType;
-  } catch {
-    // not JSON: the caller's parser will say so
-  }
-  return MT.OCI_MANIFEST;
-}
-
-function parseTagList(body: Buffer): { name?: string; tags: string[] } | undefined {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(body.toString('utf8'));
-  } catch {
-    return undefined;
-  }
-  if (typeof parsed !== 'object' || parsed === null) return undefined;
-  const o = parsed as { name?: unknown; tags?: unknown };
-  // distribution answers `"tags": null` for a repository without tags
-  const tags = o.tags === null || o.tags === undefined ? [] : o.tags;
-  if (!Array.isArray(tags) || !tags.every((t) => typeof t === 'string')) return undefined;
-  return { ...(typeof o.name === 'string' ? { name: o.name } : {}), tags: tags as string[] };
 }
