@@ -130,7 +130,8 @@ export class CachingRegistry implements UpstreamRegistry {
   async openBlob(repository: string, digest: Digest, req: BlobRequest): Promise<BlobResponse> {
     const catalog = this.#catalog;
     if (!catalog) return this.#up.openBlob(repository, digest, req);
-    if (await catalog.hasBlob(this.name, repository, digest)) return this.#stored!.openBlob(repository, digest, req);
+    const stored = await this.#fromStore(repository, digest, req);
+    if (stored) return stored;
     const admitted = req.method === 'GET' && req.range === undefined ? this.#admit(this.name, repository, digest) : false;
     if (admitted === false) return this.#up.openBlob(repository, digest, req);
     // One download per (repository, digest) writes the store; every request, the first included,
@@ -138,18 +139,16 @@ export class CachingRegistry implements UpstreamRegistry {
     const key = `${repository}@${digest}`;
     let download = this.#downloads.get(key);
     if (!download) {
-      if (this.#downloads.size >= MAX_STORE_DOWNLOADS) return this.#up.openBlob(repository, digest, req);
-      const started = this.#download(repository, digest, admitted.size);
-      download = started.then((d) => d.download);
-      this.#downloads.set(key, download);
-      // Until the object is committed, later requests join this download instead of starting one.
-      started.then(
-        ({ done }) => done.finally(() => this.#downloads.delete(key)),
-        () => this.#downloads.delete(key),
-      );
+      // A store that cannot write now (disk full, read-only, removed: it retries by itself) or has
+      // no room for this blob: the blob passes through, checked against its digest as always.
+      if (this.#downloads.size >= MAX_STORE_DOWNLOADS || !(await catalog.store.admitWrite(admitted.size))) {
+        return this.#up.openBlob(repository, digest, req);
+      }
+      // (another request may have started it meanwhile)
+      download = this.#downloads.get(key) ?? this.#startDownload(key, repository, digest, admitted.size);
     }
     const d = await download;
-    if (d.kind === 'stored') return this.#stored!.openBlob(repository, digest, req);
+    if (d.kind === 'stored') return (await this.#fromStore(repository, digest, req)) ?? this.#up.openBlob(repository, digest, req);
     if (d.kind === 'passthrough') return this.#up.openBlob(repository, digest, req);
     const w = catalog.store.beginWrite(digest, d.size);
     if (w.kind === 'writer') {
@@ -162,6 +161,33 @@ export class CachingRegistry implements UpstreamRegistry {
     return { status: 200, headers, body: w.stream };
   }
 
+  /**
+   * The blob from the store, when it holds it for this repository and can read it (an object
+   * that is unreadable, or found damaged before anything was served, is absent); else null.
+   */
+  async #fromStore(repository: string, digest: Digest, req: BlobRequest): Promise<BlobResponse | null> {
+    if (!(await this.#catalog!.hasBlob(this.name, repository, digest))) return null;
+    try {
+      return await this.#stored!.openBlob(repository, digest, req);
+    } catch (e) {
+      if (isSigilError(e) && e.code === 'BLOB_UNKNOWN') return null;
+      throw e;
+    }
+  }
+
+  /** Starts the download of `key` and registers it until the object is committed (or failed). */
+  #startDownload(key: string, repository: string, digest: Digest, admittedSize: number | undefined): Promise<Download> {
+    const started = this.#download(repository, digest, admittedSize);
+    const download = started.then((d) => d.download);
+    this.#downloads.set(key, download);
+    // Until the object is committed, later requests join this download instead of starting one.
+    started.then(
+      ({ done }) => done.finally(() => this.#downloads.delete(key)),
+      () => this.#downloads.delete(key),
+    );
+    return download;
+  }
+
   /** Starts the upstream download into the store; resolves once the upstream answered. */
   async #download(repository: string, digest: Digest, admittedSize: number | undefined): Promise<{ download: Download; done: Promise<unknown> }> {
     const catalog = this.#catalog!;
@@ -171,7 +197,12 @@ export class CachingRegistry implements UpstreamRegistry {
       // Stored for another repository (or by another process): confirm this repository has it upstream.
       const head = await this.#up.openBlob(repository, digest, { method: 'HEAD' });
       head.body?.destroy();
-      await catalog.noteBlob(this.name, repository, digest);
+      try {
+        await catalog.noteBlob(this.name, repository, digest);
+      } catch (err) {
+        this.#log.warn({ digest, repository, err: String(err) }, 'blob stored but not recorded');
+        return { download: { kind: 'passthrough' }, done: settled };
+      }
       return { download: { kind: 'stored' }, done: settled };
     }
     // The store's writer hashes the bytes and commits (and lets readers finish) only on a match.
@@ -184,12 +215,24 @@ export class CachingRegistry implements UpstreamRegistry {
       return { download: { kind: 'passthrough' }, done: settled };
     }
     const size = admittedSize ?? announced;
+    if (admittedSize === undefined && announced !== undefined && !(await store.admitWrite(announced))) {
+      res.body?.destroy();
+      return { download: { kind: 'passthrough' }, done: settled };
+    }
     const w = store.beginWrite(digest, size);
     if (w.kind === 'follower') {
       // Another download of this digest (another repository or upstream) is writing it: do not
       // depend on it (it may be slow on purpose); these requests pass through instead.
       res.body?.destroy();
       w.stream.destroy();
+      return { download: { kind: 'passthrough' }, done: settled };
+    }
+    try {
+      await w.opened;
+    } catch {
+      // The disk refused the temp file (the store counted and logged it, and stops writing): nothing
+      // was written, nobody reads behind it; these requests pass through instead.
+      res.body?.destroy();
       return { download: { kind: 'passthrough' }, done: settled };
     }
     pipeline(res.body!, w.writer).catch(() => {
