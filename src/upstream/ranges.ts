@@ -40,10 +40,12 @@ export function coversWhole(range: ByteRange, size: number): boolean {
 
 /**
  * Judges an upstream's `206 Partial Content` to a blob request that sent `requested` as its Range
- * (undefined: no Range). A 206 is only an answer to the one range asked for: a 206 to a request
- * without Range, without a `bytes a-b/n` Content-Range, with another range than the one asked, or
- * with a Content-Length other than the range's length is UPSTREAM_BAD_RESPONSE (else a whole wrong
- * blob could pass as "a part", unhashed). `whole`: the part is the whole blob (hash it like a 200).
+ * (undefined: no Range). A 206 is only an answer to the one range asked for: it must start where
+ * that range starts and end no later (RFC 9110 lets a server send less of an open-ended range,
+ * never other bytes). A 206 to a request without Range, without a `bytes a-b/n` Content-Range,
+ * with other bytes than asked, or with a Content-Length other than its range's length is
+ * UPSTREAM_BAD_RESPONSE (else a whole wrong blob could pass as "a part", unhashed).
+ * `whole`: the part is every byte of the blob (hash it like a 200).
  */
 export function checkPartialAnswer(
   requested: string | undefined,
@@ -57,12 +59,12 @@ export function checkPartialAnswer(
   if (!m) throw bad(`answered 206 with Content-Range ${JSON.stringify(contentRange ?? null)}, not one byte range of a known length`);
   const [start, end, size] = [Number(m[1]), Number(m[2]), Number(m[3])];
   const asked = resolveRange(requested, size);
-  if (asked === undefined || asked.start !== start || asked.end !== end) {
+  if (asked === undefined || start !== asked.start || end > asked.end || end < start) {
     throw bad(`answered 206 with Content-Range ${contentRange} to Range ${requested}`);
   }
   const length = end - start + 1;
   if (contentLength !== undefined && contentLength !== length) {
     throw bad(`answered 206 with Content-Range ${contentRange} and Content-Length ${contentLength}`);
   }
-  return { whole: coversWhole(asked, size), length };
+  return { whole: coversWhole({ start, end }, size), length };
 }
