@@ -8,6 +8,7 @@ import { MAX_SIGNATURE_BLOB_BYTES } from '../signatures/limits.js';
 import type { Catalog } from '../store/catalog.js';
 import type { BlobRequest, BlobResponse, FetchedManifest, ReferrersAnswer, UpstreamRegistry } from '../upstream/types.js';
 import type { Evaluation, ManifestTarget } from './manifest-gate.js';
+import { tryParseJson } from '../oci/json.js';
 
 /** Blob digests of verified manifests remembered for admission to the store (enforce mode). */
 const ADMITTED_MAX = 100_000;
@@ -136,12 +137,9 @@ export class Keeper {
       referrers: async (repository: string, digest: Digest, artifactType?: string): Promise<ReferrersAnswer> => {
         const a = await registry.referrers(repository, digest, artifactType);
         if (a.kind === 'api') {
-          try {
-            const list = (JSON.parse(a.body.toString('utf8')) as { manifests?: unknown }).manifests;
-            if (Array.isArray(list)) rec.referrers.push({ repository, digest, manifests: list });
-          } catch {
-            // not recorded: discovery reports the bad answer itself
-          }
+          // not JSON (or too deep): not recorded; discovery reports the bad answer itself
+          const list = (tryParseJson(a.body) as { manifests?: unknown } | null | undefined)?.manifests;
+          if (Array.isArray(list)) rec.referrers.push({ repository, digest, manifests: list });
         }
         return a;
       },
@@ -175,7 +173,8 @@ export class Keeper {
 /** config and layer descriptors of an image manifest (none for an index). */
 function blobDescriptors(bytes: Buffer): Array<{ digest: Digest; size: number }> {
   try {
-    const doc = JSON.parse(bytes.toString('utf8')) as { config?: unknown; layers?: unknown };
+    const doc = tryParseJson(bytes) as { config?: unknown; layers?: unknown } | null | undefined;
+    if (typeof doc !== 'object' || doc === null) return [];
     const all = [doc.config, ...(Array.isArray(doc.layers) ? doc.layers : [])] as Array<{ digest?: unknown; size?: unknown } | null>;
     return all.flatMap((d) =>
       d && typeof d.digest === 'string' && isDigest(d.digest) && typeof d.size === 'number' && Number.isSafeInteger(d.size) && d.size >= 0

@@ -13,6 +13,7 @@ import type { FetchedManifest, UpstreamRegistry } from '../upstream/types.js';
 import { signerHeader, type Outcome, type SignatureCheck } from '../verify/types.js';
 import type { SignatureVerifier } from './verifier.js';
 import type { Keeper, Recording } from './keeper.js';
+import { tryParseJson } from '../oci/json.js';
 
 export type Verification = 'verified' | 'unverified' | 'skipped';
 
@@ -271,7 +272,8 @@ export class ManifestGate {
 
 function childDigests(bytes: Buffer): Digest[] {
   try {
-    const doc = JSON.parse(bytes.toString('utf8')) as { manifests?: Array<{ digest?: unknown }> };
+    const doc = tryParseJson(bytes) as { manifests?: Array<{ digest?: unknown }> } | null | undefined;
+    if (typeof doc !== 'object' || doc === null) return [];
     return (doc.manifests ?? []).map((m) => m?.digest).filter((d): d is Digest => typeof d === 'string' && isDigest(d));
   } catch {
     return [];

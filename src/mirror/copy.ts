@@ -3,6 +3,7 @@ import { pipeline } from 'node:stream/promises';
 import { SigilError, isSigilError } from '../errors.js';
 import { referrersTag, signatureTag, type Digest } from '../oci/digest.js';
 import { MT } from '../oci/media-types.js';
+import { tryParseJson } from '../oci/json.js';
 import { MAX_BUNDLE_REFERRERS } from '../signatures/limits.js';
 import type { Catalog } from '../store/catalog.js';
 import type { FetchedManifest, UpstreamRegistry } from '../upstream/types.js';
@@ -202,11 +203,7 @@ export class Copier {
     }
     // Lenient like signature discovery: a malformed entry is skipped, not fatal.
     let list: unknown;
-    try {
-      list = (JSON.parse(bytes.toString('utf8')) as { manifests?: unknown } | null)?.manifests;
-    } catch {
-      list = undefined;
-    }
+    list = (tryParseJson(bytes) as { manifests?: unknown } | null | undefined)?.manifests;
     if (!Array.isArray(list)) throw new SigilError({ code: 'UPSTREAM_BAD_RESPONSE', message: `referrers of ${loc.upstream}/${loc.repository}@${digest}: not an image index` });
     const out: Descriptor[] = [];
     for (const d of list) {

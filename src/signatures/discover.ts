@@ -12,6 +12,7 @@ import {
   MAX_SIGNATURE_LAYERS,
 } from './limits.js';
 import { listReferrers } from './referrers.js';
+import { tryParseJson } from '../oci/json.js';
 
 /** Where to look: the image's repository, or a policy's signatureRepository (same or another upstream). */
 export interface SignatureLocation {
@@ -93,7 +94,7 @@ async function discoverBundles(where: SignatureLocation, digest: Digest, found: 
       continue;
     }
     const m = await where.registry.fetchManifest(where.repository, ref.digest, { accept: MT.OCI_MANIFEST });
-    const doc = parseJson(m.bytes) as { subject?: Descriptor; layers?: unknown } | undefined;
+    const doc = tryParseJson(m.bytes) as { subject?: Descriptor; layers?: unknown } | undefined;
     // The referrer must itself point at this digest: an index entry alone proves nothing.
     if (doc?.subject?.digest !== digest) {
       rejected.push({ source, reason: `its subject is ${String(doc?.subject?.digest)}, not ${digest}` });
@@ -120,7 +121,7 @@ async function discoverLegacy(where: SignatureLocation, digest: Digest, found: F
     if (isSigilError(e) && (e.code === 'MANIFEST_UNKNOWN' || e.code === 'NAME_UNKNOWN')) return;
     throw e;
   }
-  const doc = parseJson(bytes) as { layers?: unknown } | undefined;
+  const doc = tryParseJson(bytes) as { layers?: unknown } | undefined;
   if (!doc || !Array.isArray(doc.layers)) {
     rejected.push({ source: tag, reason: 'not an image manifest with layers' });
     return;
@@ -191,14 +192,6 @@ async function readSmallBlob(where: SignatureLocation, d: Descriptor, source: st
     throw e;
   }
   return Buffer.concat(chunks);
-}
-
-function parseJson(bytes: Buffer): unknown {
-  try {
-    return JSON.parse(bytes.toString('utf8'));
-  } catch {
-    return undefined;
-  }
 }
 
 function stringRecord(v: unknown): Record<string, string> | undefined {
