@@ -4,6 +4,7 @@ import { SigilError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import type { ManifestGate } from '../gate/manifest-gate.js';
 import type { UpstreamRegistry } from '../upstream/types.js';
+import { requireCredentials, type BasicAuthChecker } from './client-auth.js';
 import { route, type Routed } from './route.js';
 import { answerReferrers } from './referrers.js';
 import { answerTags } from './tags.js';
@@ -14,7 +15,12 @@ export interface V2Deps {
   readonly config: Config;
   readonly gate: ManifestGate;
   readonly clients: ReadonlyMap<string, UpstreamRegistry>;
+  /** With `server.auth`: every route below needs these credentials. */
+  readonly auth: BasicAuthChecker | null;
 }
+
+/** The methods that read; every other method on a /v2/ route answers 405. */
+const PULL_METHODS: readonly string[] = ['GET', 'HEAD'];
 
 type Query = Record<string, string | string[] | undefined>;
 
@@ -23,17 +29,49 @@ function one(q: Query, key: string): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
-/** The pull side of the OCI Distribution Spec under /v2/; push and delete answer 405. */
+/**
+ * The pull side of the OCI Distribution Spec under /v2/; push and delete answer 405.
+ *
+ * The routes live in one encapsulated plugin whose onRequest hook runs for every request the
+ * router matches to one of them, however its target was spelled (`/%762/…`, absolute-form,
+ * `#`, `;` — the router decodes and cuts; a string test of the raw URL would not see the same
+ * path). The hook runs before any body is read: credentials first, then the 405 for methods
+ * that would write. A request that matches no route gets the 404 handler and never a route.
+ */
 export function registerV2Routes(app: FastifyInstance, deps: V2Deps): void {
+  app.register(async (v2) => {
+    v2.addHook('onRequest', async (req, reply) => {
+      if (deps.auth) await requireCredentials(deps.auth, req, reply);
+      if (!PULL_METHODS.includes(req.method)) {
+        req.sigilRoute = 'push';
+        throw unsupported(req.method);
+      }
+    });
+    const refused = v2.supportedMethods.filter((m) => !PULL_METHODS.includes(m));
+    for (const url of ['/v2', '/v2/', '/v2/*']) {
+      // Never reached (the hook answers first); here so that these methods match a route.
+      v2.route({
+        method: refused,
+        url,
+        handler: async (req) => {
+          throw unsupported(req.method);
+        },
+      });
+    }
+    registerPullRoutes(v2, deps);
+  });
+}
+
+function registerPullRoutes(app: FastifyInstance, deps: V2Deps): void {
   const base = async (_req: FastifyRequest, reply: FastifyReply) => {
     reply.headers(API_VERSION_HEADER).type('application/json');
     return '{}';
   };
-  app.route({ method: ['GET', 'HEAD'], url: '/v2/', exposeHeadRoute: false, handler: base });
-  app.route({ method: ['GET', 'HEAD'], url: '/v2', exposeHeadRoute: false, handler: base });
+  app.route({ method: [...PULL_METHODS], url: '/v2/', exposeHeadRoute: false, handler: base });
+  app.route({ method: [...PULL_METHODS], url: '/v2', exposeHeadRoute: false, handler: base });
 
   app.route({
-    method: ['GET', 'HEAD'],
+    method: [...PULL_METHODS],
     url: '/v2/*',
     exposeHeadRoute: false,
     handler: async (req, reply) => {
