@@ -158,7 +158,7 @@ export async function buildApp(config: Config, deps?: AppDeps): Promise<FastifyI
   });
   // Client auth (server.auth) and the 405 for push/delete are tied to the /v2/ routes themselves.
   const auth = config.server.auth ? new BasicAuthChecker(config.server.auth.users) : null;
-  registerV2Routes(app, { config, gate, clients: deps.clients, auth });
+  registerV2Routes(app, { config, gate, clients: deps.clients, auth, offline: deps.offline });
   const readiness: Readiness = {
     // Both are loaded before the app exists (a failure stops start-up), so a running app is ready.
     checks: () => ({ config: null, trust: deps.verifier.sources.length > 0 ? null : 'no trusted root loaded' }),

@@ -30,7 +30,7 @@ export interface CachingOptions {
  * Whether a blob may be written to the store, and the size to hold it to: the gate says (enforce
  * stores only the blobs of verified manifests, at their descriptors' sizes).
  */
-export type BlobAdmission = (upstream: string, repository: string, digest: Digest) => false | { size?: number };
+export type BlobAdmission = (upstream: string, repository: string, digest: Digest) => false | { size?: number; manifest?: Digest };
 
 /** Downloads into the store at once, per upstream; past this, blobs pass through unstored. */
 export const MAX_STORE_DOWNLOADS = 16;
@@ -129,7 +129,7 @@ export class CachingRegistry implements UpstreamRegistry {
 
   async openBlob(repository: string, digest: Digest, req: BlobRequest): Promise<BlobResponse> {
     const catalog = this.#catalog;
-    if (!catalog) return this.#up.openBlob(repository, digest, req);
+    if (!catalog || req.skipStore) return this.#up.openBlob(repository, digest, req);
     if (await catalog.hasBlob(this.name, repository, digest)) return this.#stored!.openBlob(repository, digest, req);
     const admitted = req.method === 'GET' && req.range === undefined ? this.#admit(this.name, repository, digest) : false;
     if (admitted === false) return this.#up.openBlob(repository, digest, req);
@@ -139,7 +139,7 @@ export class CachingRegistry implements UpstreamRegistry {
     let download = this.#downloads.get(key);
     if (!download) {
       if (this.#downloads.size >= MAX_STORE_DOWNLOADS) return this.#up.openBlob(repository, digest, req);
-      const started = this.#download(repository, digest, admitted.size);
+      const started = this.#download(repository, digest, admitted.size, admitted.manifest);
       download = started.then((d) => d.download);
       this.#downloads.set(key, download);
       // Until the object is committed, later requests join this download instead of starting one.
@@ -163,7 +163,7 @@ export class CachingRegistry implements UpstreamRegistry {
   }
 
   /** Starts the upstream download into the store; resolves once the upstream answered. */
-  async #download(repository: string, digest: Digest, admittedSize: number | undefined): Promise<{ download: Download; done: Promise<unknown> }> {
+  async #download(repository: string, digest: Digest, admittedSize: number | undefined, namedBy: Digest | undefined): Promise<{ download: Download; done: Promise<unknown> }> {
     const catalog = this.#catalog!;
     const store = catalog.store;
     const settled = Promise.resolve();
@@ -171,7 +171,7 @@ export class CachingRegistry implements UpstreamRegistry {
       // Stored for another repository (or by another process): confirm this repository has it upstream.
       const head = await this.#up.openBlob(repository, digest, { method: 'HEAD' });
       head.body?.destroy();
-      await catalog.noteBlob(this.name, repository, digest);
+      await catalog.noteBlob(this.name, repository, digest, namedBy);
       return { download: { kind: 'stored' }, done: settled };
     }
     // The store's writer hashes the bytes and commits (and lets readers finish) only on a match.
@@ -197,7 +197,7 @@ export class CachingRegistry implements UpstreamRegistry {
     });
     const done = w.done
       .then(
-        () => catalog.noteBlob(this.name, repository, digest),
+        () => catalog.noteBlob(this.name, repository, digest, namedBy),
         (err: unknown) => this.#log.warn({ digest, repository, err: String(err) }, 'blob not stored'),
       )
       .catch((err: unknown) => this.#log.warn({ digest, err: String(err) }, 'blob stored but not recorded'));

@@ -9,6 +9,7 @@ import { isDigest, type Digest } from '../oci/digest.js';
 import { findPolicy } from '../policy/match.js';
 import { discoverSignatures, type SignatureLocation } from '../signatures/discover.js';
 import { isSignatureArtifact } from '../signatures/artifact.js';
+import { checkSignatureArtifact, type ArtifactContent } from '../signatures/artifact-content.js';
 import type { FetchedManifest, UpstreamRegistry } from '../upstream/types.js';
 import { signerHeader, type Outcome, type SignatureCheck } from '../verify/types.js';
 import type { SignatureVerifier } from './verifier.js';
@@ -16,6 +17,18 @@ import type { Keeper, Recording } from './keeper.js';
 import { tryParseJson } from '../oci/json.js';
 
 export type Verification = 'verified' | 'unverified' | 'skipped';
+
+/** A blob of a signature artifact whose bytes were checked to be signature data. */
+export interface SignatureBlob {
+  readonly digest: Digest;
+  readonly size: number;
+  readonly bytes?: Buffer;
+}
+
+/** Signature-artifact verdicts remembered by manifest digest (content-addressed: the answer never changes). */
+const ARTIFACT_MEMO_MAX = 10_000;
+/** Blobs of signature artifacts remembered, so that the blob endpoint serves them only digest-checked. */
+const SIGNATURE_BLOBS_MAX = 100_000;
 
 /**
  * Signature lookups + verifications running at once, across all digests. Each may hold up to
@@ -35,6 +48,13 @@ export interface Evaluation {
   readonly basis: Basis;
   /** The verified index through which a child passed. */
   readonly index?: string;
+  /**
+   * basis 'signature-artifact': its config and layers, judged on their bytes (the bytes only the
+   * first time; a memoised verdict gives digests and sizes).
+   */
+  readonly signatureBlobs?: readonly SignatureBlob[];
+  /** Shaped like a signature artifact but its content is not signature data: why (verified as an image instead). */
+  readonly notArtifact?: string;
   readonly cached: boolean;
 }
 
@@ -71,8 +91,13 @@ export class ManifestGate {
   readonly #inflight = new Map<string, Promise<Evaluation>>();
   #running = 0;
   readonly #waiting: Array<() => void> = [];
-  /** isSignatureArtifact by media type and digest: content-addressed, so the answer never changes. */
-  readonly #artifactMemo = new LRUCache<string, boolean>({ max: 10_000 });
+  /**
+   * The judgement of a manifest shaped like a signature artifact, by media type and digest: its
+   * blobs are named by digest, so the answer never changes (upstream failures are not remembered).
+   */
+  readonly #artifactMemo = new LRUCache<string, { ok: true; blobs: readonly SignatureBlob[] } | { ok: false; reason: string }>({ max: ARTIFACT_MEMO_MAX });
+  /** `upstream|repo|digest` of blobs checked as signature data: the blob endpoint hashes them whatever `verifyBlobDigests` says. */
+  readonly #signatureBlobs = new LRUCache<string, true>({ max: SIGNATURE_BLOBS_MAX });
   /** Manifests enforce denied, so that /blobs/<digest> cannot serve the same bytes (containerd tries that). */
   readonly #denied: LRUCache<string, true>;
 
@@ -103,6 +128,40 @@ export class ManifestGate {
     return this.#denied.has(`${upstream}|${repository}|${digest}`);
   }
 
+  /** Was `digest` checked as signature data of a signature artifact in this repository? (Served only digest-checked.) */
+  isSignatureBlob(upstream: string, repository: string, digest: string): boolean {
+    return this.#signatureBlobs.has(`${upstream}|${repository}|${digest}`);
+  }
+
+  /**
+   * May a blob be served from the content store? Under enforce only while a manifest that passes
+   * the current policy and trust names it in this repository: one let through in this process
+   * within the verdict lifetime, else one the store records as naming it, judged now (from the
+   * store's own copy and signatures when offline). Other modes: always.
+   */
+  async storedBlobAllowed(upstream: string, repository: string, digest: Digest): Promise<boolean> {
+    const keeper = this.#keeper;
+    if (!keeper) return true;
+    if (findPolicy(this.#config.policies, upstream, repository)?.mode !== 'enforce') return true;
+    if (keeper.admittedBy(upstream, repository, digest)) return true;
+    const namers = await keeper.blobNamers(upstream, repository, digest);
+    if (namers === null) return true; // not stored for this repository: nothing to serve from the store
+    for (const namer of namers) {
+      const target = { upstream, repository, reference: namer };
+      let ev: Evaluation;
+      try {
+        ev = await this.evaluate(target);
+      } catch {
+        continue; // that manifest cannot be judged now: it does not vouch for the blob
+      }
+      if (ev.basis === 'signature-artifact' || ev.outcome?.kind === 'verified') {
+        await keeper.keep(target, ev); // admits its blobs for the verdict lifetime
+        if (keeper.admittedBy(upstream, repository, digest)) return true;
+      }
+    }
+    return false;
+  }
+
   /** Fetches and judges a manifest; throws POLICY_DENIED when an enforce policy refuses it. */
   async decide(target: ManifestTarget): Promise<ManifestDecision> {
     const t0 = performance.now();
@@ -127,6 +186,7 @@ export class ManifestGate {
       cached: ev.cached,
       ms,
       reasons: ev.outcome && ev.outcome.kind !== 'verified' ? reasonsOf(ev.outcome) : undefined,
+      notArtifact: ev.notArtifact,
     };
     if (ev.policy?.mode === 'enforce' && d.verification !== 'verified' && ev.basis !== 'signature-artifact') {
       this.#log.warn({ ...audit, verification: 'denied' }, 'manifest denied');
@@ -165,14 +225,15 @@ export class ManifestGate {
     const manifest = await client.fetchManifest(target.repository, target.reference, { accept: target.accept });
     if (!policy) return { manifest, basis: 'no-policy', cached: false };
     if (policy.mode === 'off') return { manifest, policy, basis: 'mode-off', cached: false };
-    const memoKey = `${manifest.mediaType}|${manifest.digest}`;
-    let artifact = this.#artifactMemo.get(memoKey);
-    if (artifact === undefined) {
-      artifact = isSignatureArtifact(manifest.mediaType, manifest.bytes);
-      this.#artifactMemo.set(memoKey, artifact);
-    }
-    if (artifact) {
-      return { manifest, policy, basis: 'signature-artifact', cached: false };
+    let notArtifact: string | undefined;
+    if (isSignatureArtifact(manifest.mediaType, manifest.bytes)) {
+      // Shaped like one: it passes unverified only if its bytes prove it is signature data.
+      const judged = await this.#judgeArtifact(client, target, manifest);
+      if (judged.ok) {
+        for (const b of judged.blobs) this.#signatureBlobs.set(`${target.upstream}|${target.repository}|${b.digest}`, true);
+        return { manifest, policy, basis: 'signature-artifact', signatureBlobs: judged.blobs, cached: false };
+      }
+      notArtifact = judged.reason;
     }
     const keyParts = {
       upstream: target.upstream,
@@ -183,7 +244,7 @@ export class ManifestGate {
     };
     const key = verdictKey(keyParts);
     const viaIndex = this.#children.lookup(key);
-    if (viaIndex) return { manifest, policy, outcome: viaIndex.outcome, basis: 'index', index: viaIndex.index, cached: true };
+    if (viaIndex) return { manifest, policy, outcome: viaIndex.outcome, basis: 'index', index: viaIndex.index, cached: true, notArtifact };
 
     const { outcome, cached } = await this.#verdicts.get(key, () => this.#verify(target, manifest.digest, policy));
     this.#metrics.verdictCache.inc({ result: cached ? 'hit' : 'miss' });
@@ -192,7 +253,27 @@ export class ManifestGate {
         this.#children.remember(verdictKey({ ...keyParts, digest: child }), manifest.digest, outcome);
       }
     }
-    return { manifest, policy, outcome, basis: 'signature', cached };
+    return { manifest, policy, outcome, basis: 'signature', cached, notArtifact };
+  }
+
+  /** Reads and judges the blobs of a manifest shaped like a signature artifact (memoised by digest). */
+  async #judgeArtifact(client: UpstreamRegistry, target: ManifestTarget, manifest: FetchedManifest): Promise<{ ok: true; blobs: readonly SignatureBlob[] } | { ok: false; reason: string }> {
+    const memoKey = `${manifest.mediaType}|${manifest.digest}`;
+    const known = this.#artifactMemo.get(memoKey);
+    if (known) return known;
+    let content: ArtifactContent;
+    try {
+      content = await checkSignatureArtifact(client, target.repository, manifest.bytes);
+    } catch (e) {
+      // Could not read its blobs: not shown to be signature data, so judged as an image (not remembered).
+      return { ok: false, reason: `its blobs could not be read: ${isSigilError(e) ? `${e.code}: ${e.message}` : String(e)}` };
+    }
+    const judged = content.ok
+      ? { ok: true as const, blobs: content.blobs.map((b) => ({ digest: b.digest, size: b.bytes.length, bytes: b.bytes })) }
+      : { ok: false as const, reason: content.reason };
+    this.#artifactMemo.set(memoKey, judged.ok ? { ok: true, blobs: judged.blobs.map(({ digest, size }) => ({ digest, size })) } : judged);
+    if (!judged.ok) this.#log.warn({ upstream: target.upstream, repository: target.repository, digest: manifest.digest, reason: judged.reason }, 'shaped like a signature artifact, but its content is not signature data: verified as an image');
+    return judged;
   }
 
   async #verify(target: ManifestTarget, digest: Digest, policy: Policy): Promise<Outcome> {
@@ -232,7 +313,7 @@ export class ManifestGate {
       outcome = { kind: 'indeterminate', cause, checks: [] };
     }
     // Signature data is kept with the image it signs: when the image itself may be kept.
-    if (recording && this.#keeper && (outcome.kind === 'verified' || policy.mode !== 'enforce')) await this.#keeper.keepSignatures(recording);
+    if (recording && this.#keeper && (outcome.kind === 'verified' || policy.mode !== 'enforce')) await this.#keeper.keepSignatures(recording, digest);
     this.#metrics.verifications.inc({ outcome: outcome.kind, policy: policy.name });
     this.#metrics.verificationDuration.observe({ outcome: outcome.kind }, (performance.now() - t0) / 1000);
     return outcome;

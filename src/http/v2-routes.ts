@@ -17,6 +17,8 @@ export interface V2Deps {
   readonly clients: ReadonlyMap<string, UpstreamRegistry>;
   /** With `server.auth`: every route below needs these credentials. */
   readonly auth: BasicAuthChecker | null;
+  /** `serve --offline`: the content store is the only source. */
+  readonly offline: boolean;
 }
 
 /** The methods that read; every other method on a /v2/ route answers 405. */
@@ -90,7 +92,7 @@ function registerPullRoutes(app: FastifyInstance, deps: V2Deps): void {
           if (deps.gate.wasDenied(r.upstream.name, r.repository, r.endpoint.digest)) {
             throw new SigilError({ code: 'POLICY_DENIED', message: `${r.endpoint.digest} was denied as a manifest of ${r.repository}` });
           }
-          return blob(req, reply, client, r, r.endpoint.digest as Digest);
+          return blob(req, reply, deps, client, r, r.endpoint.digest as Digest);
         case 'tags':
           return answerTags(reply, client, r, query);
         case 'referrers':
@@ -144,11 +146,20 @@ function headerSafe(text: string): string {
   return text.replace(/[^\x20-\x7e]/gu, (c) => encodeURIComponent(c));
 }
 
-async function blob(req: FastifyRequest, reply: FastifyReply, client: UpstreamRegistry, r: Routed, digest: Digest) {
+async function blob(req: FastifyRequest, reply: FastifyReply, deps: V2Deps, client: UpstreamRegistry, r: Routed, digest: Digest) {
   const range = req.headers.range;
+  // Under enforce a stored blob is served only while a manifest that passes names it here;
+  // otherwise it comes from the upstream as it would without a store (offline: refused).
+  const fromStore = await deps.gate.storedBlobAllowed(r.upstream.name, r.repository, digest);
+  if (!fromStore && deps.offline) {
+    throw new SigilError({ code: 'POLICY_DENIED', message: `${r.upstream.name}/${r.repository}: blob ${digest} is named by no stored manifest that passes the policy` });
+  }
   const res = await client.openBlob(r.repository, digest, {
     method: req.method === 'HEAD' ? 'HEAD' : 'GET',
     range: typeof range === 'string' ? range : undefined,
+    // The blobs of a signature artifact are served only as the bytes that were checked.
+    ...(deps.gate.isSignatureBlob(r.upstream.name, r.repository, digest) ? { verifyDigest: true } : {}),
+    ...(fromStore ? {} : { skipStore: true }),
   });
   reply.code(res.status).headers(res.headers).header('docker-content-digest', digest);
   if (res.body === null) return reply.send();

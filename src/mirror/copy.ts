@@ -93,17 +93,17 @@ export class Copier {
         await this.copyManifest(loc, { ...fetched, mediaType: child.mediaType }, rec, platforms, depth + 1);
       }
     } else {
-      for (const b of parsed.blobs) await this.copyBlob(loc, b, rec);
+      for (const b of parsed.blobs) await this.copyBlob(loc, b, rec, m.digest);
     }
     await this.#putManifest(loc, m, rec);
   }
 
-  /** Streams a blob into the store (digest and size checked by the store) unless it is there. */
-  async copyBlob(loc: Location, d: Descriptor, rec: CopyRecord): Promise<void> {
+  /** Streams a blob into the store (digest and size checked by the store) unless it is there; `namedBy` is the manifest naming it. */
+  async copyBlob(loc: Location, d: Descriptor, rec: CopyRecord, namedBy: Digest): Promise<void> {
     const store = this.#catalog.store;
     rec.objects.set(d.digest, d.size);
     if (await store.has(d.digest)) {
-      await this.#catalog.noteBlob(loc.upstream, loc.repository, d.digest);
+      await this.#catalog.noteBlob(loc.upstream, loc.repository, d.digest, namedBy);
       return;
     }
     const w = store.beginWrite(d.digest, d.size);
@@ -137,7 +137,7 @@ export class Copier {
       rec.newObjects++;
       rec.newBytes += d.size;
     }
-    await this.#catalog.noteBlob(loc.upstream, loc.repository, d.digest);
+    await this.#catalog.noteBlob(loc.upstream, loc.repository, d.digest, namedBy);
   }
 
   /**

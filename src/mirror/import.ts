@@ -270,7 +270,7 @@ class Importer {
         if (there) await this.manifest(upstream, repository, child, tally, depth + 1);
       }
     } else {
-      for (const b of parsed.blobs) await this.#blob(upstream, repository, b, tally);
+      for (const b of parsed.blobs) await this.#blob(upstream, repository, b, tally, desc.digest);
       if (parsed.subject !== undefined) {
         if (depth === 0) tally.subject = parsed.subject.digest;
         const key = `${upstream}\0${repository}\0${parsed.subject.digest}`;
@@ -375,7 +375,7 @@ class Importer {
     return bytes;
   }
 
-  async #blob(upstream: string, repository: string, d: Descriptor, tally: Tally): Promise<void> {
+  async #blob(upstream: string, repository: string, d: Descriptor, tally: Tally, namedBy: Digest): Promise<void> {
     const store = this.#catalog.store;
     tally.objects.add(d.digest);
     if (!(await store.has(d.digest))) {
@@ -408,7 +408,7 @@ class Importer {
       }
     }
     await this.#remember('blob', `${upstream}/${repository}@${d.digest}`, tally);
-    await this.#catalog.noteBlob(upstream, repository, d.digest);
+    await this.#catalog.noteBlob(upstream, repository, d.digest, namedBy);
   }
 }
 
