@@ -149,8 +149,11 @@ export class Keeper {
         tee.on('end', () => {
           if (size <= MAX_SIGNATURE_BLOB_BYTES) rec.blobs.push({ repository, digest, bytes: Buffer.concat(chunks) });
         });
-        res.body.on('error', (e) => tee.destroy(e));
-        res.body.pipe(tee);
+        const body = res.body;
+        body.on('error', (e) => tee.destroy(e));
+        // A reader that stops (discovery's deadline, an over-long blob) closes the upstream body too.
+        tee.once('close', () => body.destroy());
+        body.pipe(tee);
         return { ...res, body: tee };
       },
       referrers: async (repository: string, digest: Digest, artifactType?: string): Promise<ReferrersAnswer> => {

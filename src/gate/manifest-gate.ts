@@ -15,6 +15,7 @@ import { signerHeader, type Outcome, type SignatureCheck } from '../verify/types
 import type { SignatureVerifier } from './verifier.js';
 import type { Keeper, Recording } from './keeper.js';
 import { tryParseJson } from '../oci/json.js';
+import { VerificationSlots } from './verification-slots.js';
 
 export type Verification = 'verified' | 'unverified' | 'skipped';
 
@@ -36,6 +37,27 @@ const SIGNATURE_BLOBS_MAX = 100_000;
  * rest queue (cache hits and coalesced requests never do).
  */
 export const MAX_CONCURRENT_VERIFICATIONS = 16;
+
+/**
+ * Of those, the most that the decisions of one upstream (the one signatures are read from) may
+ * hold: half, so that an upstream that answers slowly — or drips its signature blobs on purpose —
+ * leaves the other half to every other upstream, whose verifications go on at full speed.
+ */
+export const MAX_CONCURRENT_VERIFICATIONS_PER_UPSTREAM = MAX_CONCURRENT_VERIFICATIONS / 2;
+
+/**
+ * Signature discovery and verification of one digest, waiting for a slot included, end within
+ * this long; past it the outcome is `indeterminate` (denied under enforce, marked under warn) and
+ * the reads still under way are destroyed. A healthy upstream needs well under a second: a
+ * verification is 5-8 small requests (token, referrers or the referrers tag, the `.sig` tag, its
+ * payloads) and ~10-20 ms of CPU. The per-request timeouts (connect 5 s, headers 15 s, whole
+ * metadata answer 20 s, idle body 30 s) bound one request each, and a body that drips a byte now
+ * and then trips none of them: without this, a decision could hold its slot for hours. 13 s, not
+ * less: with a content store, a silent upstream's lookups are each cut at STALE_DEADLINE_MS (4 s)
+ * and answered from the store, and a stored image re-verifies through up to three of them in a
+ * row (referrers, referrers tag, `.sig` tag) — a shorter deadline would deny it.
+ */
+export const VERIFICATION_DEADLINE_MS = 13_000;
 
 /** How a manifest's verdict was reached, for logs and `sigil verify`. */
 export type Basis = 'no-policy' | 'mode-off' | 'signature-artifact' | 'signature' | 'index';
@@ -89,8 +111,8 @@ export class ManifestGate {
   readonly #verdicts: VerdictCache;
   readonly #children: VerifiedChildren;
   readonly #inflight = new Map<string, Promise<Evaluation>>();
-  #running = 0;
-  readonly #waiting: Array<() => void> = [];
+  readonly #slots = new VerificationSlots({ total: MAX_CONCURRENT_VERIFICATIONS, perUpstream: MAX_CONCURRENT_VERIFICATIONS_PER_UPSTREAM });
+  readonly #deadlineMs: number;
   /**
    * The judgement of a manifest shaped like a signature artifact, by media type and digest: its
    * blobs are named by digest, so the answer never changes (upstream failures are not remembered).
@@ -110,7 +132,10 @@ export class ManifestGate {
     /** With a content store: what to keep of what passes. */
     keeper?: Keeper;
     now?: () => number;
+    /** Deadline of one signature discovery and verification (tests shorten it); default VERIFICATION_DEADLINE_MS. */
+    verificationDeadlineMs?: number;
   }) {
+    this.#deadlineMs = deps.verificationDeadlineMs ?? VERIFICATION_DEADLINE_MS;
     this.#keeper = deps.keeper ?? null;
     this.#config = deps.config;
     this.#clients = deps.clients;
@@ -121,6 +146,11 @@ export class ManifestGate {
     this.#verdicts = new VerdictCache({ maxEntries, ttlMs, now: deps.now });
     this.#children = new VerifiedChildren({ maxEntries: maxEntries * 4, ttlMs, now: deps.now });
     this.#denied = new LRUCache({ max: maxEntries, ttl: ttlMs, ...(deps.now ? { perf: { now: deps.now } } : {}) });
+  }
+
+  /** Verifications holding a slot and waiting for one, now (for tests and diagnostics). */
+  get verificationSlots(): { readonly running: number; readonly waiting: number } {
+    return { running: this.#slots.running, waiting: this.#slots.waiting };
   }
 
   /** Was `digest` denied as a manifest of this repository (within the verdict lifetime)? */
@@ -276,33 +306,62 @@ export class ManifestGate {
     return judged;
   }
 
+  /**
+   * One verification under the deadline: a slot of the signatures' upstream first (waiting counts
+   * against the deadline), then discovery and verification; past the deadline, `indeterminate`.
+   */
   async #verify(target: ManifestTarget, digest: Digest, policy: Policy): Promise<Outcome> {
-    if (this.#running >= MAX_CONCURRENT_VERIFICATIONS) await new Promise<void>((resolve) => this.#waiting.push(resolve));
-    this.#running++;
+    const t0 = performance.now();
+    let upstream = target.upstream;
     try {
-      return await this.#verifyNow(target, digest, policy);
+      upstream = this.#signatureLocation(target, policy).registry.name;
+    } catch {
+      // #verifyNow reports it
+    }
+    const ms = this.#deadlineMs;
+    const deadline = new AbortController();
+    const timer = setTimeout(() => {
+      deadline.abort(
+        new SigilError({ code: 'UPSTREAM_TIMEOUT', message: `signatures of ${digest} not verified within the ${ms} ms deadline (upstream ${upstream})` }),
+      );
+    }, ms);
+    let release: () => void;
+    try {
+      release = await this.#slots.acquire(upstream, deadline.signal);
+    } catch (e) {
+      clearTimeout(timer);
+      const reason = isSigilError(e) ? `${e.code}: ${e.message}` : String(e);
+      const outcome: Outcome = { kind: 'indeterminate', cause: `${reason}, waiting for a verification slot`, checks: [] };
+      this.#counted(outcome, policy, t0);
+      return outcome;
+    }
+    try {
+      return await this.#verifyNow(target, digest, policy, deadline.signal);
     } finally {
-      this.#running--;
-      this.#waiting.shift()?.();
+      clearTimeout(timer);
+      release();
     }
   }
 
-  async #verifyNow(target: ManifestTarget, digest: Digest, policy: Policy): Promise<Outcome> {
+  async #verifyNow(target: ManifestTarget, digest: Digest, policy: Policy, signal: AbortSignal): Promise<Outcome> {
     const t0 = performance.now();
     let outcome: Outcome;
     let recording: Recording | undefined;
     try {
       const where = this.#signatureLocation(target, policy);
       const rec = this.#keeper?.recording(where.registry);
-      const found = await discoverSignatures(rec ? { ...where, registry: rec.registry } : where, digest);
+      const found = await discoverSignatures(rec ? { ...where, registry: rec.registry } : where, digest, { signal });
       recording = rec?.recording;
       const rejected: SignatureCheck[] = found.rejected.map((r) => ({ source: r.source, ok: false, reason: r.reason }));
       if (found.candidates.length === 0) {
         outcome = rejected.length > 0 ? { kind: 'invalid', checks: rejected } : { kind: 'unsigned', checks: [] };
       } else {
+        // Offline and CPU-bound (bounded by MAX_CANDIDATES): it ends on its own, holding its slot.
         const o = await this.#verifier.verify(found.candidates, { digest }, policy);
         outcome = rejected.length > 0 ? { ...o, checks: [...o.checks, ...rejected] } : o;
       }
+      // Past the deadline the outcome is indeterminate, whatever came of it.
+      signal.throwIfAborted();
       if (outcome.kind !== 'verified' && found.failures.length > 0) {
         outcome = { kind: 'indeterminate', cause: found.failures.join('; '), checks: outcome.checks };
       }
@@ -314,9 +373,13 @@ export class ManifestGate {
     }
     // Signature data is kept with the image it signs: when the image itself may be kept.
     if (recording && this.#keeper && (outcome.kind === 'verified' || policy.mode !== 'enforce')) await this.#keeper.keepSignatures(recording, digest);
+    this.#counted(outcome, policy, t0);
+    return outcome;
+  }
+
+  #counted(outcome: Outcome, policy: Policy, t0: number): void {
     this.#metrics.verifications.inc({ outcome: outcome.kind, policy: policy.name });
     this.#metrics.verificationDuration.observe({ outcome: outcome.kind }, (performance.now() - t0) / 1000);
-    return outcome;
   }
 
   /** The image's repository, or the policy's signatureRepository ("<upstream>/<repo>" or a repo on the same upstream). */
