@@ -4,12 +4,11 @@ import type { Logger } from 'pino';
 import { Metrics } from './audit/metrics.js';
 import { createLogger } from './audit/logger.js';
 import type { Config } from './config/types.js';
-import { SigilError } from './errors.js';
 import { ManifestGate } from './gate/manifest-gate.js';
 import { BasicAuthChecker } from './http/client-auth.js';
 import { registerErrorHandling } from './http/errors.js';
 import { registerOpsRoutes, storeDegraded, type Readiness } from './http/ops-routes.js';
-import { registerV2Routes, unsupported } from './http/v2-routes.js';
+import { registerV2Routes } from './http/v2-routes.js';
 import { UpstreamClient } from './upstream/client.js';
 import type { UpstreamRegistry } from './upstream/types.js';
 import { CachingRegistry } from './cache/caching-registry.js';
@@ -142,21 +141,6 @@ export async function buildApp(config: Config, deps?: AppDeps): Promise<FastifyI
   app.decorateRequest('sigilRoute', null);
   registerErrorHandling(app);
 
-  const auth = config.server.auth ? new BasicAuthChecker(config.server.auth.users) : null;
-  app.addHook('onRequest', async (req, reply) => {
-    const path = req.url.split('?')[0];
-    if (path !== '/v2' && !path.startsWith('/v2/')) return;
-    if (auth && (await auth.check(req.headers.authorization)) === null) {
-      reply.header('www-authenticate', 'Basic realm="sigil"');
-      throw new SigilError({ code: 'UNAUTHORIZED', message: 'authentication required' });
-    }
-    // Push and delete never reach an upstream: answered before any body is read.
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      req.sigilRoute = 'push';
-      throw unsupported(req.method);
-    }
-  });
-
   app.addHook('onResponse', async (req, reply) => {
     const route = req.sigilRoute ?? req.routeOptions.url ?? 'unmatched';
     deps.metrics.httpRequests.inc({ route, method: req.method, status: String(reply.statusCode) });
@@ -181,7 +165,9 @@ export async function buildApp(config: Config, deps?: AppDeps): Promise<FastifyI
     verifier: deps.verifier,
     keeper: deps.store?.keeper,
   });
-  registerV2Routes(app, { config, gate, clients: deps.clients });
+  // Client auth (server.auth) and the 405 for push/delete are tied to the /v2/ routes themselves.
+  const auth = config.server.auth ? new BasicAuthChecker(config.server.auth.users) : null;
+  registerV2Routes(app, { config, gate, clients: deps.clients, auth, offline: deps.offline });
   const readiness: Readiness = {
     // Both are loaded before the app exists (a failure stops start-up), so a running app is ready.
     checks: () => ({ config: null, trust: deps.verifier.sources.length > 0 ? null : 'no trusted root loaded' }),

@@ -30,7 +30,7 @@ export interface CachingOptions {
  * Whether a blob may be written to the store, and the size to hold it to: the gate says (enforce
  * stores only the blobs of verified manifests, at their descriptors' sizes).
  */
-export type BlobAdmission = (upstream: string, repository: string, digest: Digest) => false | { size?: number };
+export type BlobAdmission = (upstream: string, repository: string, digest: Digest) => false | { size?: number; manifest?: Digest };
 
 /** Downloads into the store at once, per upstream; past this, blobs pass through unstored. */
 export const MAX_STORE_DOWNLOADS = 16;
@@ -129,7 +129,7 @@ export class CachingRegistry implements UpstreamRegistry {
 
   async openBlob(repository: string, digest: Digest, req: BlobRequest): Promise<BlobResponse> {
     const catalog = this.#catalog;
-    if (!catalog) return this.#up.openBlob(repository, digest, req);
+    if (!catalog || req.skipStore) return this.#up.openBlob(repository, digest, req);
     const stored = await this.#fromStore(repository, digest, req);
     if (stored) return stored;
     const admitted = req.method === 'GET' && req.range === undefined ? this.#admit(this.name, repository, digest) : false;
@@ -145,7 +145,7 @@ export class CachingRegistry implements UpstreamRegistry {
         return this.#up.openBlob(repository, digest, req);
       }
       // (another request may have started it meanwhile)
-      download = this.#downloads.get(key) ?? this.#startDownload(key, repository, digest, admitted.size);
+      download = this.#downloads.get(key) ?? this.#startDownload(key, repository, digest, admitted.size, admitted.manifest);
     }
     const d = await download;
     if (d.kind === 'stored') return (await this.#fromStore(repository, digest, req)) ?? this.#up.openBlob(repository, digest, req);
@@ -176,8 +176,8 @@ export class CachingRegistry implements UpstreamRegistry {
   }
 
   /** Starts the download of `key` and registers it until the object is committed (or failed). */
-  #startDownload(key: string, repository: string, digest: Digest, admittedSize: number | undefined): Promise<Download> {
-    const started = this.#download(repository, digest, admittedSize);
+  #startDownload(key: string, repository: string, digest: Digest, admittedSize: number | undefined, namedBy: Digest | undefined): Promise<Download> {
+    const started = this.#download(repository, digest, admittedSize, namedBy);
     const download = started.then((d) => d.download);
     this.#downloads.set(key, download);
     // Until the object is committed, later requests join this download instead of starting one.
@@ -189,7 +189,7 @@ export class CachingRegistry implements UpstreamRegistry {
   }
 
   /** Starts the upstream download into the store; resolves once the upstream answered. */
-  async #download(repository: string, digest: Digest, admittedSize: number | undefined): Promise<{ download: Download; done: Promise<unknown> }> {
+  async #download(repository: string, digest: Digest, admittedSize: number | undefined, namedBy: Digest | undefined): Promise<{ download: Download; done: Promise<unknown> }> {
     const catalog = this.#catalog!;
     const store = catalog.store;
     const settled = Promise.resolve();
@@ -198,7 +198,7 @@ export class CachingRegistry implements UpstreamRegistry {
       const head = await this.#up.openBlob(repository, digest, { method: 'HEAD' });
       head.body?.destroy();
       try {
-        await catalog.noteBlob(this.name, repository, digest);
+        await catalog.noteBlob(this.name, repository, digest, namedBy);
       } catch (err) {
         this.#log.warn({ digest, repository, err: String(err) }, 'blob stored but not recorded');
         return { download: { kind: 'passthrough' }, done: settled };
@@ -240,7 +240,7 @@ export class CachingRegistry implements UpstreamRegistry {
     });
     const done = w.done
       .then(
-        () => catalog.noteBlob(this.name, repository, digest),
+        () => catalog.noteBlob(this.name, repository, digest, namedBy),
         (err: unknown) => this.#log.warn({ digest, repository, err: String(err) }, 'blob not stored'),
       )
       .catch((err: unknown) => this.#log.warn({ digest, err: String(err) }, 'blob stored but not recorded'));

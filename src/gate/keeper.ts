@@ -8,6 +8,7 @@ import { MAX_SIGNATURE_BLOB_BYTES } from '../signatures/limits.js';
 import type { Catalog } from '../store/catalog.js';
 import type { BlobRequest, BlobResponse, FetchedManifest, ReferrersAnswer, UpstreamRegistry } from '../upstream/types.js';
 import type { Evaluation, ManifestTarget } from './manifest-gate.js';
+import { tryParseJson } from '../oci/json.js';
 
 /** Blob digests of verified manifests remembered for admission to the store (enforce mode). */
 const ADMITTED_MAX = 100_000;
@@ -44,14 +45,19 @@ export class Keeper {
    * ran since, and for KEPT_TRUST_MS (a process sharing the directory sweeps too).
    */
   readonly #kept = new LRUCache<string, { digest: string; sweeps: number; at: number }>({ max: 50_000 });
-  /** Blobs a verified manifest names, with the size its descriptor gives. */
-  readonly #admitted = new LRUCache<string, number>({ max: ADMITTED_MAX });
+  /**
+   * Blobs named by a manifest that was let through in this process (enforce: verified), with the
+   * size its descriptor gives and that manifest; forgotten with the verdict (cache.verifications.ttl).
+   */
+  readonly #admitted: LRUCache<string, { size: number; manifest: Digest }>;
 
   constructor(catalog: Catalog, config: Config, logger: Logger, now: () => number = Date.now) {
     this.#now = now;
     this.#catalog = catalog;
     this.#config = config;
     this.#log = logger;
+    const { ttlMs } = config.cache.verifications;
+    this.#admitted = new LRUCache({ max: ADMITTED_MAX, ttl: Math.max(1, ttlMs), perf: { now } });
   }
 
   /** Kept already: the object is on disk, and this key's records too (read back after a sweep). */
@@ -71,24 +77,33 @@ export class Keeper {
    * The store admission rule for blobs: false, or the size to hold the download to (the
    * descriptor's, when a kept manifest named it; the upstream cannot make it longer).
    */
-  admitBlob(upstream: string, repository: string, digest: Digest): false | { size?: number } {
-    const size = this.#admitted.get(`${upstream}|${repository}|${digest}`);
-    if (size !== undefined) return { size };
+  admitBlob(upstream: string, repository: string, digest: Digest): false | { size?: number; manifest?: Digest } {
+    const admitted = this.#admitted.get(`${upstream}|${repository}|${digest}`);
+    if (admitted !== undefined) return admitted;
     const policy = findPolicy(this.#config.policies, upstream, repository);
     return policy?.mode === 'enforce' ? false : {};
+  }
+
+  /** Did a manifest let through in this process, within the verdict lifetime, name this blob in this repository? */
+  admittedBy(upstream: string, repository: string, digest: Digest): boolean {
+    return this.#admitted.has(`${upstream}|${repository}|${digest}`);
+  }
+
+  /** The manifests the store records as naming a blob in this repository; null: no record of it there. */
+  blobNamers(upstream: string, repository: string, digest: Digest): Promise<Digest[] | null> {
+    return this.#catalog.blobNamers(upstream, repository, digest);
   }
 
   /** After a manifest was let through: store it (and its tag), and admit the blobs it names. */
   async keep(target: ManifestTarget, ev: Evaluation): Promise<void> {
     const m = ev.manifest;
-    if (m.stale) return;
     const enforce = ev.policy?.mode === 'enforce';
     if (enforce && ev.basis !== 'signature-artifact' && ev.outcome?.kind !== 'verified') return;
-    // Blobs named by a manifest that was let through may be stored, held to their descriptor's size.
-    // (A signature artifact's layers are read by discovery and kept with the image instead.)
-    if (ev.basis !== 'signature-artifact') {
-      for (const d of blobDescriptors(m.bytes)) this.#admitted.set(`${target.upstream}|${target.repository}|${d.digest}`, d.size);
-    }
+    // Blobs named by a manifest that was let through may be stored, held to their descriptor's size;
+    // a signature artifact's are the ones whose bytes were checked (and are stored as those bytes).
+    const named = ev.basis === 'signature-artifact' ? (ev.signatureBlobs ?? []) : blobDescriptors(m.bytes);
+    for (const d of named) this.#admitted.set(`${target.upstream}|${target.repository}|${d.digest}`, { size: d.size, manifest: m.digest });
+    if (m.stale) return; // read from the store: nothing new to keep
     const key = `${target.upstream}/${target.repository}|${isDigest(target.reference) ? '' : target.reference}`;
     // Kept already, and still stored with this key's records (eviction, a metadata sweep or
     // another process may have removed them since).
@@ -97,6 +112,11 @@ export class Keeper {
       await this.#catalog.putManifest(target.upstream, target.repository, m.digest, m.mediaType, m.bytes);
       if (!isDigest(target.reference)) {
         await this.#catalog.putTag(target.upstream, target.repository, target.reference, { digest: m.digest, mediaType: m.mediaType });
+      }
+      for (const b of ev.signatureBlobs ?? []) {
+        if (b.bytes === undefined) continue;
+        await this.#catalog.store.putBytes(b.digest, b.bytes);
+        await this.#catalog.noteBlob(target.upstream, target.repository, b.digest, m.digest);
       }
       if (ev.outcome) await this.#catalog.putVerdict(`${target.upstream}/${target.repository}@${m.digest}|${ev.policy?.fingerprint}`, { outcome: ev.outcome, decidedAt: this.#now() });
       this.#kept.set(key, { digest: m.digest, sweeps: this.#catalog.store.metaSweeps, at: this.#now() });
@@ -129,19 +149,19 @@ export class Keeper {
         tee.on('end', () => {
           if (size <= MAX_SIGNATURE_BLOB_BYTES) rec.blobs.push({ repository, digest, bytes: Buffer.concat(chunks) });
         });
-        res.body.on('error', (e) => tee.destroy(e));
-        res.body.pipe(tee);
+        const body = res.body;
+        body.on('error', (e) => tee.destroy(e));
+        // A reader that stops (discovery's deadline, an over-long blob) closes the upstream body too.
+        tee.once('close', () => body.destroy());
+        body.pipe(tee);
         return { ...res, body: tee };
       },
       referrers: async (repository: string, digest: Digest, artifactType?: string): Promise<ReferrersAnswer> => {
         const a = await registry.referrers(repository, digest, artifactType);
         if (a.kind === 'api') {
-          try {
-            const list = (JSON.parse(a.body.toString('utf8')) as { manifests?: unknown }).manifests;
-            if (Array.isArray(list)) rec.referrers.push({ repository, digest, manifests: list });
-          } catch {
-            // not recorded: discovery reports the bad answer itself
-          }
+          // not JSON (or too deep): not recorded; discovery reports the bad answer itself
+          const list = (tryParseJson(a.body) as { manifests?: unknown } | null | undefined)?.manifests;
+          if (Array.isArray(list)) rec.referrers.push({ repository, digest, manifests: list });
         }
         return a;
       },
@@ -152,8 +172,8 @@ export class Keeper {
     return { registry: wrapped, recording: rec };
   }
 
-  /** Stores the signature data of a verdict that let the image through. */
-  async keepSignatures(rec: Recording): Promise<void> {
+  /** Stores the signature data of the verdict on `subject` that let the image through (served while it passes). */
+  async keepSignatures(rec: Recording, subject: Digest): Promise<void> {
     try {
       for (const m of rec.manifests) {
         await this.#catalog.putManifest(rec.upstream, m.repository, m.manifest.digest, m.manifest.mediaType, m.manifest.bytes);
@@ -163,7 +183,7 @@ export class Keeper {
       }
       for (const b of rec.blobs) {
         await this.#catalog.store.putBytes(b.digest, b.bytes);
-        await this.#catalog.noteBlob(rec.upstream, b.repository, b.digest);
+        await this.#catalog.noteBlob(rec.upstream, b.repository, b.digest, subject);
       }
       for (const r of rec.referrers) await this.#catalog.putReferrers(rec.upstream, r.repository, r.digest, r.manifests);
     } catch (err) {
@@ -175,7 +195,8 @@ export class Keeper {
 /** config and layer descriptors of an image manifest (none for an index). */
 function blobDescriptors(bytes: Buffer): Array<{ digest: Digest; size: number }> {
   try {
-    const doc = JSON.parse(bytes.toString('utf8')) as { config?: unknown; layers?: unknown };
+    const doc = tryParseJson(bytes) as { config?: unknown; layers?: unknown } | null | undefined;
+    if (typeof doc !== 'object' || doc === null) return [];
     const all = [doc.config, ...(Array.isArray(doc.layers) ? doc.layers : [])] as Array<{ digest?: unknown; size?: unknown } | null>;
     return all.flatMap((d) =>
       d && typeof d.digest === 'string' && isDigest(d.digest) && typeof d.size === 'number' && Number.isSafeInteger(d.size) && d.size >= 0

@@ -9,12 +9,27 @@ import { isDigest, type Digest } from '../oci/digest.js';
 import { findPolicy } from '../policy/match.js';
 import { discoverSignatures, type SignatureLocation } from '../signatures/discover.js';
 import { isSignatureArtifact } from '../signatures/artifact.js';
+import { checkSignatureArtifact, type ArtifactContent } from '../signatures/artifact-content.js';
 import type { FetchedManifest, UpstreamRegistry } from '../upstream/types.js';
 import { signerHeader, type Outcome, type SignatureCheck } from '../verify/types.js';
 import type { SignatureVerifier } from './verifier.js';
 import type { Keeper, Recording } from './keeper.js';
+import { tryParseJson } from '../oci/json.js';
+import { VerificationSlots } from './verification-slots.js';
 
 export type Verification = 'verified' | 'unverified' | 'skipped';
+
+/** A blob of a signature artifact whose bytes were checked to be signature data. */
+export interface SignatureBlob {
+  readonly digest: Digest;
+  readonly size: number;
+  readonly bytes?: Buffer;
+}
+
+/** Signature-artifact verdicts remembered by manifest digest (content-addressed: the answer never changes). */
+const ARTIFACT_MEMO_MAX = 10_000;
+/** Blobs of signature artifacts remembered, so that the blob endpoint serves them only digest-checked. */
+const SIGNATURE_BLOBS_MAX = 100_000;
 
 /**
  * Signature lookups + verifications running at once, across all digests. Each may hold up to
@@ -22,6 +37,27 @@ export type Verification = 'verified' | 'unverified' | 'skipped';
  * rest queue (cache hits and coalesced requests never do).
  */
 export const MAX_CONCURRENT_VERIFICATIONS = 16;
+
+/**
+ * Of those, the most that the decisions of one upstream (the one signatures are read from) may
+ * hold: half, so that an upstream that answers slowly — or drips its signature blobs on purpose —
+ * leaves the other half to every other upstream, whose verifications go on at full speed.
+ */
+export const MAX_CONCURRENT_VERIFICATIONS_PER_UPSTREAM = MAX_CONCURRENT_VERIFICATIONS / 2;
+
+/**
+ * Signature discovery and verification of one digest, waiting for a slot included, end within
+ * this long; past it the outcome is `indeterminate` (denied under enforce, marked under warn) and
+ * the reads still under way are destroyed. A healthy upstream needs well under a second: a
+ * verification is 5-8 small requests (token, referrers or the referrers tag, the `.sig` tag, its
+ * payloads) and ~10-20 ms of CPU. The per-request timeouts (connect 5 s, headers 15 s, whole
+ * metadata answer 20 s, idle body 30 s) bound one request each, and a body that drips a byte now
+ * and then trips none of them: without this, a decision could hold its slot for hours. 13 s, not
+ * less: with a content store, a silent upstream's lookups are each cut at STALE_DEADLINE_MS (4 s)
+ * and answered from the store, and a stored image re-verifies through up to three of them in a
+ * row (referrers, referrers tag, `.sig` tag) — a shorter deadline would deny it.
+ */
+export const VERIFICATION_DEADLINE_MS = 13_000;
 
 /** How a manifest's verdict was reached, for logs and `sigil verify`. */
 export type Basis = 'no-policy' | 'mode-off' | 'signature-artifact' | 'signature' | 'index';
@@ -34,6 +70,13 @@ export interface Evaluation {
   readonly basis: Basis;
   /** The verified index through which a child passed. */
   readonly index?: string;
+  /**
+   * basis 'signature-artifact': its config and layers, judged on their bytes (the bytes only the
+   * first time; a memoised verdict gives digests and sizes).
+   */
+  readonly signatureBlobs?: readonly SignatureBlob[];
+  /** Shaped like a signature artifact but its content is not signature data: why (verified as an image instead). */
+  readonly notArtifact?: string;
   readonly cached: boolean;
 }
 
@@ -68,10 +111,15 @@ export class ManifestGate {
   readonly #verdicts: VerdictCache;
   readonly #children: VerifiedChildren;
   readonly #inflight = new Map<string, Promise<Evaluation>>();
-  #running = 0;
-  readonly #waiting: Array<() => void> = [];
-  /** isSignatureArtifact by media type and digest: content-addressed, so the answer never changes. */
-  readonly #artifactMemo = new LRUCache<string, boolean>({ max: 10_000 });
+  readonly #slots = new VerificationSlots({ total: MAX_CONCURRENT_VERIFICATIONS, perUpstream: MAX_CONCURRENT_VERIFICATIONS_PER_UPSTREAM });
+  readonly #deadlineMs: number;
+  /**
+   * The judgement of a manifest shaped like a signature artifact, by media type and digest: its
+   * blobs are named by digest, so the answer never changes (upstream failures are not remembered).
+   */
+  readonly #artifactMemo = new LRUCache<string, { ok: true; blobs: readonly SignatureBlob[] } | { ok: false; reason: string }>({ max: ARTIFACT_MEMO_MAX });
+  /** `upstream|repo|digest` of blobs checked as signature data: the blob endpoint hashes them whatever `verifyBlobDigests` says. */
+  readonly #signatureBlobs = new LRUCache<string, true>({ max: SIGNATURE_BLOBS_MAX });
   /** Manifests enforce denied, so that /blobs/<digest> cannot serve the same bytes (containerd tries that). */
   readonly #denied: LRUCache<string, true>;
 
@@ -84,7 +132,10 @@ export class ManifestGate {
     /** With a content store: what to keep of what passes. */
     keeper?: Keeper;
     now?: () => number;
+    /** Deadline of one signature discovery and verification (tests shorten it); default VERIFICATION_DEADLINE_MS. */
+    verificationDeadlineMs?: number;
   }) {
+    this.#deadlineMs = deps.verificationDeadlineMs ?? VERIFICATION_DEADLINE_MS;
     this.#keeper = deps.keeper ?? null;
     this.#config = deps.config;
     this.#clients = deps.clients;
@@ -97,9 +148,48 @@ export class ManifestGate {
     this.#denied = new LRUCache({ max: maxEntries, ttl: ttlMs, ...(deps.now ? { perf: { now: deps.now } } : {}) });
   }
 
+  /** Verifications holding a slot and waiting for one, now (for tests and diagnostics). */
+  get verificationSlots(): { readonly running: number; readonly waiting: number } {
+    return { running: this.#slots.running, waiting: this.#slots.waiting };
+  }
+
   /** Was `digest` denied as a manifest of this repository (within the verdict lifetime)? */
   wasDenied(upstream: string, repository: string, digest: string): boolean {
     return this.#denied.has(`${upstream}|${repository}|${digest}`);
+  }
+
+  /** Was `digest` checked as signature data of a signature artifact in this repository? (Served only digest-checked.) */
+  isSignatureBlob(upstream: string, repository: string, digest: string): boolean {
+    return this.#signatureBlobs.has(`${upstream}|${repository}|${digest}`);
+  }
+
+  /**
+   * May a blob be served from the content store? Under enforce only while a manifest that passes
+   * the current policy and trust names it in this repository: one let through in this process
+   * within the verdict lifetime, else one the store records as naming it, judged now (from the
+   * store's own copy and signatures when offline). Other modes: always.
+   */
+  async storedBlobAllowed(upstream: string, repository: string, digest: Digest): Promise<boolean> {
+    const keeper = this.#keeper;
+    if (!keeper) return true;
+    if (findPolicy(this.#config.policies, upstream, repository)?.mode !== 'enforce') return true;
+    if (keeper.admittedBy(upstream, repository, digest)) return true;
+    const namers = await keeper.blobNamers(upstream, repository, digest);
+    if (namers === null) return true; // not stored for this repository: nothing to serve from the store
+    for (const namer of namers) {
+      const target = { upstream, repository, reference: namer };
+      let ev: Evaluation;
+      try {
+        ev = await this.evaluate(target);
+      } catch {
+        continue; // that manifest cannot be judged now: it does not vouch for the blob
+      }
+      if (ev.basis === 'signature-artifact' || ev.outcome?.kind === 'verified') {
+        await keeper.keep(target, ev); // admits its blobs for the verdict lifetime
+        if (keeper.admittedBy(upstream, repository, digest)) return true;
+      }
+    }
+    return false;
   }
 
   /** Fetches and judges a manifest; throws POLICY_DENIED when an enforce policy refuses it. */
@@ -126,6 +216,7 @@ export class ManifestGate {
       cached: ev.cached,
       ms,
       reasons: ev.outcome && ev.outcome.kind !== 'verified' ? reasonsOf(ev.outcome) : undefined,
+      notArtifact: ev.notArtifact,
     };
     if (ev.policy?.mode === 'enforce' && d.verification !== 'verified' && ev.basis !== 'signature-artifact') {
       this.#log.warn({ ...audit, verification: 'denied' }, 'manifest denied');
@@ -164,14 +255,15 @@ export class ManifestGate {
     const manifest = await client.fetchManifest(target.repository, target.reference, { accept: target.accept });
     if (!policy) return { manifest, basis: 'no-policy', cached: false };
     if (policy.mode === 'off') return { manifest, policy, basis: 'mode-off', cached: false };
-    const memoKey = `${manifest.mediaType}|${manifest.digest}`;
-    let artifact = this.#artifactMemo.get(memoKey);
-    if (artifact === undefined) {
-      artifact = isSignatureArtifact(manifest.mediaType, manifest.bytes);
-      this.#artifactMemo.set(memoKey, artifact);
-    }
-    if (artifact) {
-      return { manifest, policy, basis: 'signature-artifact', cached: false };
+    let notArtifact: string | undefined;
+    if (isSignatureArtifact(manifest.mediaType, manifest.bytes)) {
+      // Shaped like one: it passes unverified only if its bytes prove it is signature data.
+      const judged = await this.#judgeArtifact(client, target, manifest);
+      if (judged.ok) {
+        for (const b of judged.blobs) this.#signatureBlobs.set(`${target.upstream}|${target.repository}|${b.digest}`, true);
+        return { manifest, policy, basis: 'signature-artifact', signatureBlobs: judged.blobs, cached: false };
+      }
+      notArtifact = judged.reason;
     }
     const keyParts = {
       upstream: target.upstream,
@@ -182,7 +274,7 @@ export class ManifestGate {
     };
     const key = verdictKey(keyParts);
     const viaIndex = this.#children.lookup(key);
-    if (viaIndex) return { manifest, policy, outcome: viaIndex.outcome, basis: 'index', index: viaIndex.index, cached: true };
+    if (viaIndex) return { manifest, policy, outcome: viaIndex.outcome, basis: 'index', index: viaIndex.index, cached: true, notArtifact };
 
     const { outcome, cached } = await this.#verdicts.get(key, () => this.#verify(target, manifest.digest, policy));
     this.#metrics.verdictCache.inc({ result: cached ? 'hit' : 'miss' });
@@ -191,36 +283,85 @@ export class ManifestGate {
         this.#children.remember(verdictKey({ ...keyParts, digest: child }), manifest.digest, outcome);
       }
     }
-    return { manifest, policy, outcome, basis: 'signature', cached };
+    return { manifest, policy, outcome, basis: 'signature', cached, notArtifact };
   }
 
-  async #verify(target: ManifestTarget, digest: Digest, policy: Policy): Promise<Outcome> {
-    if (this.#running >= MAX_CONCURRENT_VERIFICATIONS) await new Promise<void>((resolve) => this.#waiting.push(resolve));
-    this.#running++;
+  /** Reads and judges the blobs of a manifest shaped like a signature artifact (memoised by digest). */
+  async #judgeArtifact(client: UpstreamRegistry, target: ManifestTarget, manifest: FetchedManifest): Promise<{ ok: true; blobs: readonly SignatureBlob[] } | { ok: false; reason: string }> {
+    const memoKey = `${manifest.mediaType}|${manifest.digest}`;
+    const known = this.#artifactMemo.get(memoKey);
+    if (known) return known;
+    let content: ArtifactContent;
     try {
-      return await this.#verifyNow(target, digest, policy);
+      content = await checkSignatureArtifact(client, target.repository, manifest.bytes);
+    } catch (e) {
+      // Could not read its blobs: not shown to be signature data, so judged as an image (not remembered).
+      return { ok: false, reason: `its blobs could not be read: ${isSigilError(e) ? `${e.code}: ${e.message}` : String(e)}` };
+    }
+    const judged = content.ok
+      ? { ok: true as const, blobs: content.blobs.map((b) => ({ digest: b.digest, size: b.bytes.length, bytes: b.bytes })) }
+      : { ok: false as const, reason: content.reason };
+    this.#artifactMemo.set(memoKey, judged.ok ? { ok: true, blobs: judged.blobs.map(({ digest, size }) => ({ digest, size })) } : judged);
+    if (!judged.ok) this.#log.warn({ upstream: target.upstream, repository: target.repository, digest: manifest.digest, reason: judged.reason }, 'shaped like a signature artifact, but its content is not signature data: verified as an image');
+    return judged;
+  }
+
+  /**
+   * One verification under the deadline: a slot of the signatures' upstream first (waiting counts
+   * against the deadline), then discovery and verification; past the deadline, `indeterminate`.
+   */
+  async #verify(target: ManifestTarget, digest: Digest, policy: Policy): Promise<Outcome> {
+    const t0 = performance.now();
+    let upstream = target.upstream;
+    try {
+      upstream = this.#signatureLocation(target, policy).registry.name;
+    } catch {
+      // #verifyNow reports it
+    }
+    const ms = this.#deadlineMs;
+    const deadline = new AbortController();
+    const timer = setTimeout(() => {
+      deadline.abort(
+        new SigilError({ code: 'UPSTREAM_TIMEOUT', message: `signatures of ${digest} not verified within the ${ms} ms deadline (upstream ${upstream})` }),
+      );
+    }, ms);
+    let release: () => void;
+    try {
+      release = await this.#slots.acquire(upstream, deadline.signal);
+    } catch (e) {
+      clearTimeout(timer);
+      const reason = isSigilError(e) ? `${e.code}: ${e.message}` : String(e);
+      const outcome: Outcome = { kind: 'indeterminate', cause: `${reason}, waiting for a verification slot`, checks: [] };
+      this.#counted(outcome, policy, t0);
+      return outcome;
+    }
+    try {
+      return await this.#verifyNow(target, digest, policy, deadline.signal);
     } finally {
-      this.#running--;
-      this.#waiting.shift()?.();
+      clearTimeout(timer);
+      release();
     }
   }
 
-  async #verifyNow(target: ManifestTarget, digest: Digest, policy: Policy): Promise<Outcome> {
+  async #verifyNow(target: ManifestTarget, digest: Digest, policy: Policy, signal: AbortSignal): Promise<Outcome> {
     const t0 = performance.now();
     let outcome: Outcome;
     let recording: Recording | undefined;
     try {
       const where = this.#signatureLocation(target, policy);
       const rec = this.#keeper?.recording(where.registry);
-      const found = await discoverSignatures(rec ? { ...where, registry: rec.registry } : where, digest);
+      const found = await discoverSignatures(rec ? { ...where, registry: rec.registry } : where, digest, { signal });
       recording = rec?.recording;
       const rejected: SignatureCheck[] = found.rejected.map((r) => ({ source: r.source, ok: false, reason: r.reason }));
       if (found.candidates.length === 0) {
         outcome = rejected.length > 0 ? { kind: 'invalid', checks: rejected } : { kind: 'unsigned', checks: [] };
       } else {
+        // Offline and CPU-bound (bounded by MAX_CANDIDATES): it ends on its own, holding its slot.
         const o = await this.#verifier.verify(found.candidates, { digest }, policy);
         outcome = rejected.length > 0 ? { ...o, checks: [...o.checks, ...rejected] } : o;
       }
+      // Past the deadline the outcome is indeterminate, whatever came of it.
+      signal.throwIfAborted();
       if (outcome.kind !== 'verified' && found.failures.length > 0) {
         outcome = { kind: 'indeterminate', cause: found.failures.join('; '), checks: outcome.checks };
       }
@@ -231,10 +372,14 @@ export class ManifestGate {
       outcome = { kind: 'indeterminate', cause, checks: [] };
     }
     // Signature data is kept with the image it signs: when the image itself may be kept.
-    if (recording && this.#keeper && (outcome.kind === 'verified' || policy.mode !== 'enforce')) await this.#keeper.keepSignatures(recording);
+    if (recording && this.#keeper && (outcome.kind === 'verified' || policy.mode !== 'enforce')) await this.#keeper.keepSignatures(recording, digest);
+    this.#counted(outcome, policy, t0);
+    return outcome;
+  }
+
+  #counted(outcome: Outcome, policy: Policy, t0: number): void {
     this.#metrics.verifications.inc({ outcome: outcome.kind, policy: policy.name });
     this.#metrics.verificationDuration.observe({ outcome: outcome.kind }, (performance.now() - t0) / 1000);
-    return outcome;
   }
 
   /** The image's repository, or the policy's signatureRepository ("<upstream>/<repo>" or a repo on the same upstream). */
@@ -271,7 +416,8 @@ export class ManifestGate {
 
 function childDigests(bytes: Buffer): Digest[] {
   try {
-    const doc = JSON.parse(bytes.toString('utf8')) as { manifests?: Array<{ digest?: unknown }> };
+    const doc = tryParseJson(bytes) as { manifests?: Array<{ digest?: unknown }> } | null | undefined;
+    if (typeof doc !== 'object' || doc === null) return [];
     return (doc.manifests ?? []).map((m) => m?.digest).filter((d): d is Digest => typeof d === 'string' && isDigest(d));
   } catch {
     return [];

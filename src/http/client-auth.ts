@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
 import bcrypt from 'bcryptjs';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { LRUCache } from 'lru-cache';
+import { SigilError } from '../errors.js';
 
 /** bcrypt costs ~50-100 ms of CPU per check; remember good credentials this long. */
 export const AUTH_CACHE_TTL_MS = 60_000;
@@ -45,6 +47,16 @@ export class BasicAuthChecker {
     this.#good.set(key, true);
     return user;
   }
+}
+
+/**
+ * The check in front of every route that serves registry content: without valid credentials
+ * the request ends here with 401 UNAUTHORIZED and a Basic challenge.
+ */
+export async function requireCredentials(checker: BasicAuthChecker, req: FastifyRequest, reply: FastifyReply): Promise<void> {
+  if ((await checker.check(req.headers.authorization)) !== null) return;
+  reply.header('www-authenticate', 'Basic realm="sigil"');
+  throw new SigilError({ code: 'UNAUTHORIZED', message: 'authentication required' });
 }
 
 // htpasswd -B writes $2y$; bcryptjs understands $2a$/$2b$, the same algorithm.

@@ -4,6 +4,7 @@ import { SigilError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import type { ManifestGate } from '../gate/manifest-gate.js';
 import type { UpstreamRegistry } from '../upstream/types.js';
+import { requireCredentials, type BasicAuthChecker } from './client-auth.js';
 import { route, type Routed } from './route.js';
 import { answerReferrers } from './referrers.js';
 import { answerTags } from './tags.js';
@@ -14,7 +15,14 @@ export interface V2Deps {
   readonly config: Config;
   readonly gate: ManifestGate;
   readonly clients: ReadonlyMap<string, UpstreamRegistry>;
+  /** With `server.auth`: every route below needs these credentials. */
+  readonly auth: BasicAuthChecker | null;
+  /** `serve --offline`: the content store is the only source. */
+  readonly offline: boolean;
 }
+
+/** The methods that read; every other method on a /v2/ route answers 405. */
+const PULL_METHODS: readonly string[] = ['GET', 'HEAD'];
 
 type Query = Record<string, string | string[] | undefined>;
 
@@ -23,17 +31,49 @@ function one(q: Query, key: string): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
-/** The pull side of the OCI Distribution Spec under /v2/; push and delete answer 405. */
+/**
+ * The pull side of the OCI Distribution Spec under /v2/; push and delete answer 405.
+ *
+ * The routes live in one encapsulated plugin whose onRequest hook runs for every request the
+ * router matches to one of them, however its target was spelled (`/%762/…`, absolute-form,
+ * `#`, `;` — the router decodes and cuts; a string test of the raw URL would not see the same
+ * path). The hook runs before any body is read: credentials first, then the 405 for methods
+ * that would write. A request that matches no route gets the 404 handler and never a route.
+ */
 export function registerV2Routes(app: FastifyInstance, deps: V2Deps): void {
+  app.register(async (v2) => {
+    v2.addHook('onRequest', async (req, reply) => {
+      if (deps.auth) await requireCredentials(deps.auth, req, reply);
+      if (!PULL_METHODS.includes(req.method)) {
+        req.sigilRoute = 'push';
+        throw unsupported(req.method);
+      }
+    });
+    const refused = v2.supportedMethods.filter((m) => !PULL_METHODS.includes(m));
+    for (const url of ['/v2', '/v2/', '/v2/*']) {
+      // Never reached (the hook answers first); here so that these methods match a route.
+      v2.route({
+        method: refused,
+        url,
+        handler: async (req) => {
+          throw unsupported(req.method);
+        },
+      });
+    }
+    registerPullRoutes(v2, deps);
+  });
+}
+
+function registerPullRoutes(app: FastifyInstance, deps: V2Deps): void {
   const base = async (_req: FastifyRequest, reply: FastifyReply) => {
     reply.headers(API_VERSION_HEADER).type('application/json');
     return '{}';
   };
-  app.route({ method: ['GET', 'HEAD'], url: '/v2/', exposeHeadRoute: false, handler: base });
-  app.route({ method: ['GET', 'HEAD'], url: '/v2', exposeHeadRoute: false, handler: base });
+  app.route({ method: [...PULL_METHODS], url: '/v2/', exposeHeadRoute: false, handler: base });
+  app.route({ method: [...PULL_METHODS], url: '/v2', exposeHeadRoute: false, handler: base });
 
   app.route({
-    method: ['GET', 'HEAD'],
+    method: [...PULL_METHODS],
     url: '/v2/*',
     exposeHeadRoute: false,
     handler: async (req, reply) => {
@@ -52,7 +92,7 @@ export function registerV2Routes(app: FastifyInstance, deps: V2Deps): void {
           if (deps.gate.wasDenied(r.upstream.name, r.repository, r.endpoint.digest)) {
             throw new SigilError({ code: 'POLICY_DENIED', message: `${r.endpoint.digest} was denied as a manifest of ${r.repository}` });
           }
-          return blob(req, reply, client, r, r.endpoint.digest as Digest);
+          return blob(req, reply, deps, client, r, r.endpoint.digest as Digest);
         case 'tags':
           return answerTags(reply, client, r, query);
         case 'referrers':
@@ -106,11 +146,20 @@ function headerSafe(text: string): string {
   return text.replace(/[^\x20-\x7e]/gu, (c) => encodeURIComponent(c));
 }
 
-async function blob(req: FastifyRequest, reply: FastifyReply, client: UpstreamRegistry, r: Routed, digest: Digest) {
+async function blob(req: FastifyRequest, reply: FastifyReply, deps: V2Deps, client: UpstreamRegistry, r: Routed, digest: Digest) {
   const range = req.headers.range;
+  // Under enforce a stored blob is served only while a manifest that passes names it here;
+  // otherwise it comes from the upstream as it would without a store (offline: refused).
+  const fromStore = await deps.gate.storedBlobAllowed(r.upstream.name, r.repository, digest);
+  if (!fromStore && deps.offline) {
+    throw new SigilError({ code: 'POLICY_DENIED', message: `${r.upstream.name}/${r.repository}: blob ${digest} is named by no stored manifest that passes the policy` });
+  }
   const res = await client.openBlob(r.repository, digest, {
     method: req.method === 'HEAD' ? 'HEAD' : 'GET',
     range: typeof range === 'string' ? range : undefined,
+    // The blobs of a signature artifact are served only as the bytes that were checked.
+    ...(deps.gate.isSignatureBlob(r.upstream.name, r.repository, digest) ? { verifyDigest: true } : {}),
+    ...(fromStore ? {} : { skipStore: true }),
   });
   reply.code(res.status).headers(res.headers).header('docker-content-digest', digest);
   if (res.body === null) return reply.send();

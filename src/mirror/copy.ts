@@ -3,6 +3,7 @@ import { pipeline } from 'node:stream/promises';
 import { SigilError, isSigilError } from '../errors.js';
 import { referrersTag, signatureTag, type Digest } from '../oci/digest.js';
 import { MT } from '../oci/media-types.js';
+import { tryParseJson } from '../oci/json.js';
 import { MAX_BUNDLE_REFERRERS } from '../signatures/limits.js';
 import type { Catalog } from '../store/catalog.js';
 import type { FetchedManifest, UpstreamRegistry } from '../upstream/types.js';
@@ -92,17 +93,17 @@ export class Copier {
         await this.copyManifest(loc, { ...fetched, mediaType: child.mediaType }, rec, platforms, depth + 1);
       }
     } else {
-      for (const b of parsed.blobs) await this.copyBlob(loc, b, rec);
+      for (const b of parsed.blobs) await this.copyBlob(loc, b, rec, m.digest);
     }
     await this.#putManifest(loc, m, rec);
   }
 
-  /** Streams a blob into the store (digest and size checked by the store) unless it is there. */
-  async copyBlob(loc: Location, d: Descriptor, rec: CopyRecord): Promise<void> {
+  /** Streams a blob into the store (digest and size checked by the store) unless it is there; `namedBy` is the manifest naming it. */
+  async copyBlob(loc: Location, d: Descriptor, rec: CopyRecord, namedBy: Digest): Promise<void> {
     const store = this.#catalog.store;
     rec.objects.set(d.digest, d.size);
     if (await store.has(d.digest)) {
-      await this.#catalog.noteBlob(loc.upstream, loc.repository, d.digest);
+      await this.#catalog.noteBlob(loc.upstream, loc.repository, d.digest, namedBy);
       return;
     }
     const w = store.beginWrite(d.digest, d.size);
@@ -136,7 +137,7 @@ export class Copier {
       rec.newObjects++;
       rec.newBytes += d.size;
     }
-    await this.#catalog.noteBlob(loc.upstream, loc.repository, d.digest);
+    await this.#catalog.noteBlob(loc.upstream, loc.repository, d.digest, namedBy);
   }
 
   /**
@@ -202,11 +203,7 @@ export class Copier {
     }
     // Lenient like signature discovery: a malformed entry is skipped, not fatal.
     let list: unknown;
-    try {
-      list = (JSON.parse(bytes.toString('utf8')) as { manifests?: unknown } | null)?.manifests;
-    } catch {
-      list = undefined;
-    }
+    list = (tryParseJson(bytes) as { manifests?: unknown } | null | undefined)?.manifests;
     if (!Array.isArray(list)) throw new SigilError({ code: 'UPSTREAM_BAD_RESPONSE', message: `referrers of ${loc.upstream}/${loc.repository}@${digest}: not an image index` });
     const out: Descriptor[] = [];
     for (const d of list) {

@@ -1,6 +1,7 @@
 import { SigilError } from '../errors.js';
 import { isDigest, type Digest } from '../oci/digest.js';
 import { INDEX_MEDIA_TYPES, MT } from '../oci/media-types.js';
+import { parseJson } from '../oci/json.js';
 
 /** A descriptor whose digest, size and media type were checked. */
 export interface Descriptor {
@@ -71,9 +72,9 @@ export function descriptor(v: unknown, what: string): Descriptor {
 export function parseManifest(bytes: Buffer, mediaType: string, what: string): ParsedManifest {
   let doc: unknown;
   try {
-    doc = JSON.parse(bytes.toString('utf8'));
+    doc = parseJson(bytes, what);
   } catch (cause) {
-    throw new SigilError({ code: 'MANIFEST_INVALID', message: `${what}: not JSON`, cause });
+    throw new SigilError({ code: 'MANIFEST_INVALID', message: (cause as Error).message, cause });
   }
   if (!isObject(doc) || doc.schemaVersion !== 2) {
     throw new SigilError({ code: 'MANIFEST_INVALID', message: `${what}: not a schema 2 manifest (schema 1 is not supported)` });

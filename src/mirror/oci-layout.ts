@@ -11,6 +11,7 @@ import { isRepositoryName, isTag } from '../oci/reference.js';
 import type { ContentStore } from '../store/content-store.js';
 import type { CopyRecord, LayoutEntry } from './copy.js';
 import { LAYOUT_INDEX_MAX_BYTES } from './limits.js';
+import { parseJson, tryParseJson } from '../oci/json.js';
 
 /**
  * OCI image layouts (image-spec `image-layout.md`) for air-gapped transfer: `oci-layout`,
@@ -88,9 +89,9 @@ export async function readIndex(dir: string): Promise<IndexDescriptor[] | null> 
   }
   let doc: unknown;
   try {
-    doc = JSON.parse(text);
+    doc = parseJson(text, `${dir}/index.json`);
   } catch (cause) {
-    throw new SigilError({ code: 'MANIFEST_INVALID', message: `${dir}/index.json: not JSON`, cause });
+    throw new SigilError({ code: 'MANIFEST_INVALID', message: (cause as Error).message, cause });
   }
   const list = (doc as { manifests?: unknown } | null)?.manifests;
   if (!Array.isArray(list)) throw new SigilError({ code: 'MANIFEST_INVALID', message: `${dir}/index.json: no manifests list` });
@@ -106,7 +107,7 @@ export async function checkLayoutFile(dir: string): Promise<boolean> {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
     throw e;
   }
-  const v = (JSON.parse(text) as { imageLayoutVersion?: unknown } | null)?.imageLayoutVersion;
+  const v = (tryParseJson(text) as { imageLayoutVersion?: unknown } | null | undefined)?.imageLayoutVersion;
   if (typeof v !== 'string' || !v.startsWith('1.')) {
     throw new SigilError({ code: 'MANIFEST_INVALID', message: `${dir}/oci-layout: imageLayoutVersion ${JSON.stringify(v)} is not 1.x` });
   }

@@ -1,4 +1,5 @@
 import { MT } from '../oci/media-types.js';
+import { tryParseJson } from '../oci/json.js';
 
 /** cosign's attestation layers (`.att` tags): DSSE envelopes. */
 export const DSSE_ENVELOPE = 'application/vnd.dsse.envelope.v1+json';
@@ -39,12 +40,7 @@ function isDescriptor(v: unknown, types: ReadonlySet<string>): boolean {
  */
 export function isSignatureArtifact(contentType: string, bytes: Buffer): boolean {
   if (!MANIFEST_TYPES.has(contentType)) return false;
-  let doc: unknown;
-  try {
-    doc = JSON.parse(bytes.toString('utf8'));
-  } catch {
-    return false;
-  }
+  const doc = tryParseJson(bytes);
   if (!isObject(doc) || !onlyKeys(doc, MANIFEST_KEYS) || doc.schemaVersion !== 2) return false;
   if (doc.mediaType !== undefined && doc.mediaType !== contentType) return false;
   if (!isDescriptor(doc.config, SIGNATURE_CONFIG_TYPES)) return false;

@@ -12,6 +12,8 @@ import {
   MAX_SIGNATURE_LAYERS,
 } from './limits.js';
 import { listReferrers } from './referrers.js';
+import { tryParseJson } from '../oci/json.js';
+import { abortable } from './abortable.js';
 
 /** Where to look: the image's repository, or a policy's signatureRepository (same or another upstream). */
 export interface SignatureLocation {
@@ -42,9 +44,11 @@ const SIG_ACCEPT = [MT.OCI_MANIFEST, MT.DOCKER_MANIFEST].join(', ');
  * (or the referrers fallback tag), then cosign's legacy `sha256-<hex>.sig` tag. Only what
  * names the digest is returned; verification decides whether it counts. Upstream failures
  * (other than "no such tag") propagate: the caller turns them into an indeterminate outcome.
+ * When `signal` aborts (the decision's deadline), discovery rejects with its reason at once:
+ * the blob being read is destroyed and answers still on their way are closed when they come.
  */
-export async function discoverSignatures(where: SignatureLocation, digest: Digest): Promise<Discovery> {
-  const found: Found = { candidates: [], rejected: [], bytes: 0 };
+export async function discoverSignatures(where: SignatureLocation, digest: Digest, opts: { signal?: AbortSignal } = {}): Promise<Discovery> {
+  const found: Found = { candidates: [], rejected: [], bytes: 0, signal: opts.signal };
   const failures: string[] = [];
   // Each source is looked at even when the other failed: a signature found in one can still
   // verify. A failed lookup is reported, so that "nothing verified" becomes "could not verify".
@@ -55,6 +59,8 @@ export async function discoverSignatures(where: SignatureLocation, digest: Diges
     try {
       await step(where, digest, found);
     } catch (e) {
+      // Past the deadline nothing more is looked at: the whole decision is indeterminate.
+      if (found.signal?.aborted === true) throw found.signal.reason;
       if (!isSigilError(e)) throw e;
       failures.push(`${what} lookup failed: ${e.code}: ${e.message}`);
     }
@@ -67,6 +73,8 @@ interface Found {
   readonly candidates: CandidateSignature[];
   readonly rejected: Array<{ source: string; reason: string }>;
   bytes: number;
+  /** The decision's deadline: every upstream wait of discovery ends when it aborts. */
+  readonly signal: AbortSignal | undefined;
 }
 
 /** Whether another candidate may be read; records why not, once. */
@@ -80,7 +88,7 @@ function room(found: Found, source: string): boolean {
 
 async function discoverBundles(where: SignatureLocation, digest: Digest, found: Found): Promise<void> {
   const { rejected } = found;
-  const list = await listReferrers(where.registry, where.repository, digest, MT.SIGSTORE_BUNDLE_V03);
+  const list = await abortable(listReferrers(where.registry, where.repository, digest, MT.SIGSTORE_BUNDLE_V03), found.signal);
   const refs = list.manifests.slice(0, MAX_BUNDLE_REFERRERS);
   if (list.manifests.length > refs.length) {
     rejected.push({ source: 'referrers', reason: `${list.manifests.length} bundle referrers, only ${MAX_BUNDLE_REFERRERS} considered` });
@@ -92,8 +100,8 @@ async function discoverBundles(where: SignatureLocation, digest: Digest, found: 
       rejected.push({ source, reason: 'descriptor without a valid digest' });
       continue;
     }
-    const m = await where.registry.fetchManifest(where.repository, ref.digest, { accept: MT.OCI_MANIFEST });
-    const doc = parseJson(m.bytes) as { subject?: Descriptor; layers?: unknown } | undefined;
+    const m = await abortable(where.registry.fetchManifest(where.repository, ref.digest, { accept: MT.OCI_MANIFEST }), found.signal);
+    const doc = tryParseJson(m.bytes) as { subject?: Descriptor; layers?: unknown } | undefined;
     // The referrer must itself point at this digest: an index entry alone proves nothing.
     if (doc?.subject?.digest !== digest) {
       rejected.push({ source, reason: `its subject is ${String(doc?.subject?.digest)}, not ${digest}` });
@@ -115,12 +123,12 @@ async function discoverLegacy(where: SignatureLocation, digest: Digest, found: F
   const tag = signatureTag(digest);
   let bytes: Buffer;
   try {
-    bytes = (await where.registry.fetchManifest(where.repository, tag, { accept: SIG_ACCEPT })).bytes;
+    bytes = (await abortable(where.registry.fetchManifest(where.repository, tag, { accept: SIG_ACCEPT }), found.signal)).bytes;
   } catch (e) {
     if (isSigilError(e) && (e.code === 'MANIFEST_UNKNOWN' || e.code === 'NAME_UNKNOWN')) return;
     throw e;
   }
-  const doc = parseJson(bytes) as { layers?: unknown } | undefined;
+  const doc = tryParseJson(bytes) as { layers?: unknown } | undefined;
   if (!doc || !Array.isArray(doc.layers)) {
     rejected.push({ source: tag, reason: 'not an image manifest with layers' });
     return;
@@ -167,10 +175,18 @@ async function readSmallBlob(where: SignatureLocation, d: Descriptor, source: st
     return undefined;
   }
   found.bytes += d.size;
-  const res = await where.registry.openBlob(where.repository, d.digest, { method: 'GET' });
+  const { signal } = found;
+  const res = await abortable(where.registry.openBlob(where.repository, d.digest, { method: 'GET' }), signal, (late) => late.body?.destroy());
   if (res.body === null) throw new SigilError({ code: 'UPSTREAM_BAD_RESPONSE', message: `${source}: blob without a body` });
+  const body = res.body;
   const chunks: Buffer[] = [];
   let total = 0;
+  // A body that drips stays under every per-request timeout: the deadline destroys it.
+  const onAbort = (): void => {
+    body.destroy(signal?.reason as Error);
+  };
+  signal?.addEventListener('abort', onAbort, { once: true });
+  if (signal?.aborted === true) onAbort();
   try {
     // The stream checks the digest as it ends (upstream/blob-verify); the size cap is checked here.
     for await (const chunk of res.body) {
@@ -183,22 +199,17 @@ async function readSmallBlob(where: SignatureLocation, d: Descriptor, source: st
       chunks.push(chunk as Buffer);
     }
   } catch (e) {
+    if (signal?.aborted === true) throw signal.reason;
     // Bytes that do not hash to their digest are this signature's failure, not the upstream's outage.
     if (isSigilError(e) && e.code === 'DIGEST_MISMATCH') {
       rejected.push({ source, reason: e.message });
       return undefined;
     }
     throw e;
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
   }
   return Buffer.concat(chunks);
-}
-
-function parseJson(bytes: Buffer): unknown {
-  try {
-    return JSON.parse(bytes.toString('utf8'));
-  } catch {
-    return undefined;
-  }
 }
 
 function stringRecord(v: unknown): Record<string, string> | undefined {

@@ -2,6 +2,7 @@ import { SigilError, isSigilError } from '../errors.js';
 import { referrersTag, type Digest } from '../oci/digest.js';
 import { INDEX_MEDIA_TYPES, MT } from '../oci/media-types.js';
 import type { UpstreamRegistry } from '../upstream/types.js';
+import { parseJson } from '../oci/json.js';
 
 /** A descriptor from a referrers index, fields as the upstream wrote them (checked by users). */
 export interface ReferrerDescriptor {
@@ -73,9 +74,9 @@ async function fromFallbackTag(registry: UpstreamRegistry, repository: string, d
 function descriptorsOf(bytes: Buffer, what: string): ReferrerDescriptor[] {
   let doc: unknown;
   try {
-    doc = JSON.parse(bytes.toString('utf8'));
+    doc = parseJson(bytes, what);
   } catch (cause) {
-    throw new SigilError({ code: 'UPSTREAM_BAD_RESPONSE', message: `${what} is not JSON`, cause });
+    throw new SigilError({ code: 'UPSTREAM_BAD_RESPONSE', message: (cause as Error).message, cause });
   }
   const list = (doc as { manifests?: unknown } | null)?.manifests;
   if (!Array.isArray(list)) {

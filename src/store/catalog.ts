@@ -15,6 +15,18 @@ export interface ManifestRecord {
   readonly size: number;
 }
 
+/**
+ * Manifests remembered as naming one stored blob in one repository, newest first. Under enforce a
+ * stored blob is served only while one of them passes the current policy; a layer shared by many
+ * images needs one that passes, not all of them.
+ */
+export const MAX_BLOB_NAMERS = 8;
+
+/** What the catalog records of a blob in a repository (older stores wrote `1`: no manifests named). */
+interface BlobRecord {
+  readonly namedBy: readonly Digest[];
+}
+
 /** The catalog's metadata namespaces: each document is about one object (see `catalogSubject`). */
 export const CATALOG_NAMESPACES = ['tag', 'manifest', 'blob', 'referrers', 'verdict'] as const;
 
@@ -46,6 +58,11 @@ export function catalogSubject(ns: string, key: string, value: unknown): Digest 
       return undefined;
   }
   return typeof d === 'string' && isDigest(d) ? d : undefined;
+}
+
+function namersOf(value: unknown): Digest[] {
+  const list = typeof value === 'object' && value !== null ? (value as { namedBy?: unknown }).namedBy : undefined;
+  return Array.isArray(list) ? list.filter((d): d is Digest => typeof d === 'string' && isDigest(d)).slice(0, MAX_BLOB_NAMERS) : [];
 }
 
 function afterLastAt(s: string): string | undefined {
@@ -105,8 +122,23 @@ export class Catalog {
     return bytes ? { bytes, mediaType: rec.value.mediaType } : null;
   }
 
-  async noteBlob(upstream: string, repo: string, digest: Digest): Promise<void> {
-    await this.store.putMeta('blob', `${upstream}/${repo}@${digest}`, 1);
+  /** Records that `repo` holds the blob, and (when given) the manifest that names it there. */
+  async noteBlob(upstream: string, repo: string, digest: Digest, namedBy?: Digest): Promise<void> {
+    const key = `${upstream}/${repo}@${digest}`;
+    const prior = await this.store.getMeta<unknown>('blob', key);
+    const namers = prior ? namersOf(prior.value) : [];
+    if (prior && (namedBy === undefined || namers[0] === namedBy)) return; // nothing new to record
+    const next = namedBy === undefined ? namers : [namedBy, ...namers.filter((d) => d !== namedBy)].slice(0, MAX_BLOB_NAMERS);
+    await this.store.putMeta('blob', key, { namedBy: next } satisfies BlobRecord);
+  }
+
+  /**
+   * The manifests recorded as naming the blob in `repo`, newest first (none for records of older
+   * stores); null when `repo` has no record of the blob.
+   */
+  async blobNamers(upstream: string, repo: string, digest: Digest): Promise<Digest[] | null> {
+    const r = await this.store.getMeta<unknown>('blob', `${upstream}/${repo}@${digest}`);
+    return r ? namersOf(r.value) : null;
   }
 
   /** Is the blob stored and known to belong to `repo`? */

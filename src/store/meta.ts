@@ -9,6 +9,7 @@ import type { Digest } from '../oci/digest.js';
 import { DIR_MODE, READ_FLAGS, isErrno, writeFileAtomic } from './layout.js';
 import type { Layout } from './layout.js';
 import { META_MAX_BYTES, META_NAMESPACE_RE, META_SWEEP_BATCH_FILES } from './limits.js';
+import { parseJson } from '../oci/json.js';
 
 /** A sweep opens whatever it finds: never follow a symlink, never block on a FIFO planted there. */
 const SWEEP_READ_FLAGS = READ_FLAGS | constants.O_NONBLOCK;
@@ -120,7 +121,7 @@ export class MetaStore {
     }
     let doc: MetaFile;
     try {
-      doc = JSON.parse(text) as MetaFile;
+      doc = parseJson(text, path) as MetaFile;
     } catch {
       this.#logger?.warn({ ns, path }, 'content store: unreadable metadata file ignored');
       return null;
@@ -143,7 +144,7 @@ export class MetaStore {
     for (const name of names) {
       if (!/^[a-f0-9]{64}\.json$/.test(name)) continue;
       try {
-        const doc = JSON.parse(await readFile(join(dir, name), 'utf8')) as MetaFile;
+        const doc = parseJson(await readFile(join(dir, name), 'utf8'), name) as MetaFile;
         if (typeof doc?.key === 'string' && typeof doc.updated === 'number' && this.#path(ns, doc.key).endsWith(name)) {
           out.push({ key: doc.key, value: doc.value as T, updated: doc.updated });
         }
@@ -274,7 +275,7 @@ export class MetaStore {
     }
     let doc: unknown;
     try {
-      doc = JSON.parse(text);
+      doc = parseJson(text, name);
     } catch {
       return { kind: 'bad', why: 'not JSON' };
     }

@@ -10,6 +10,7 @@ import { MT } from '../oci/media-types.js';
 import { isRepositoryName, isTag } from '../oci/reference.js';
 import { headerValue } from './error-map.js';
 import type { Exchange } from './http.js';
+import { tryParseJson } from '../oci/json.js';
 
 // RFC 9110: a decimal Content-Length
 const CONTENT_LENGTH_RE = /^\d{1,15}$/;
@@ -43,22 +44,14 @@ export function checkReference(reference: string): void {
 
 /** The body's own `mediaType`, else an OCI manifest (what a manifest without one is). */
 export function bodyMediaType(bytes: Buffer): string {
-  try {
-    const parsed = JSON.parse(bytes.toString('utf8')) as { mediaType?: unknown } | null;
-    if (typeof parsed?.mediaType === 'string' && parsed.mediaType !== '') return parsed.mediaType;
-  } catch {
-    // not JSON: the caller's parser will say so
-  }
+  // not JSON: the caller's parser will say so
+  const parsed = tryParseJson(bytes) as { mediaType?: unknown } | null | undefined;
+  if (typeof parsed?.mediaType === 'string' && parsed.mediaType !== '') return parsed.mediaType;
   return MT.OCI_MANIFEST;
 }
 
 export function parseTagList(body: Buffer): { name?: string; tags: string[] } | undefined {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(body.toString('utf8'));
-  } catch {
-    return undefined;
-  }
+  const parsed = tryParseJson(body);
   if (typeof parsed !== 'object' || parsed === null) return undefined;
   const o = parsed as { name?: unknown; tags?: unknown };
   // distribution answers `"tags": null` for a repository without tags

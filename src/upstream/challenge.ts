@@ -1,4 +1,5 @@
 import { TOKEN_DEFAULT_EXPIRES_IN_S, TOKEN_EXPIRY_MARGIN_MS } from './limits.js';
+import { tryParseJson } from '../oci/json.js';
 
 /**
  * The pure half of registry authentication: WWW-Authenticate parsing (RFC 9110 challenges),
@@ -145,12 +146,7 @@ const TOKEN_RE = /^[\x21-\x7e]+$/;
 
 /** Parses a token server's JSON answer, or undefined when it holds no usable token. */
 export function parseTokenAnswer(body: Buffer): TokenAnswer | undefined {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(body.toString('utf8'));
-  } catch {
-    return undefined;
-  }
+  const parsed = tryParseJson(body);
   if (typeof parsed !== 'object' || parsed === null) return undefined;
   const o = parsed as { token?: unknown; access_token?: unknown; expires_in?: unknown };
   const token = typeof o.token === 'string' && o.token !== '' ? o.token : o.access_token;

@@ -3,6 +3,7 @@ import { Agent } from 'undici';
 import type { Logger } from 'pino';
 import type { Metrics } from '../audit/metrics.js';
 import type { UpstreamConfig } from '../config/types.js';
+import { MAX_JSON_DEPTH, jsonDepth } from '../oci/json.js';
 import { SigilError, isSigilError } from '../errors.js';
 import type { SigilErrorCode } from '../errors.js';
 import { digestOf, isDigest } from '../oci/digest.js';
@@ -182,6 +183,10 @@ export class UpstreamClient implements UpstreamRegistry {
               detail: { announced: announcedDigest, got: check },
             });
           }
+        }
+        if (jsonDepth(bytes) > MAX_JSON_DEPTH) {
+          // Hostile nesting would overflow the stack of whatever walks or re-serialises it.
+          throw new SigilError({ code: 'MANIFEST_INVALID', message: `upstream ${this.name}: ${what}: JSON nested deeper than ${MAX_JSON_DEPTH} levels (MAX_JSON_DEPTH)` });
         }
         return { bytes, digest, mediaType: mediaTypeOf(headerValue(res.headers, 'content-type')) ?? bodyMediaType(bytes) };
       });

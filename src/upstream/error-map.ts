@@ -1,6 +1,7 @@
 import { SigilError, isSigilError } from '../errors.js';
 import type { SigilErrorCode } from '../errors.js';
 import { ERROR_MESSAGE_MAX_CHARS } from './limits.js';
+import { tryParseJson } from '../oci/json.js';
 
 /**
  * Turning what goes wrong upstream into SigilErrors: network failures (by
@@ -97,12 +98,7 @@ function cleanMessage(s: string): string {
 
 /** Parses `{"errors":[{"code","message"}]}`; anything else gives `{}`. */
 export function parseDistributionError(body: Buffer): DistributionError {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(body.toString('utf8'));
-  } catch {
-    return {};
-  }
+  const parsed = tryParseJson(body);
   const first = (parsed as { errors?: unknown } | null)?.errors;
   if (!Array.isArray(first) || first.length === 0) return {};
   const e = first[0] as { code?: unknown; message?: unknown } | null;

@@ -25,6 +25,8 @@ export interface BlobRequest {
    * true). False where something downstream checks the digest anyway (the content store's writer).
    */
   readonly verifyDigest?: boolean;
+  /** Neither read nor write the content store for this request (a stored blob no passing manifest names). */
+  readonly skipStore?: boolean;
 }
 
 /** An upstream blob answer, ready to stream to the client. */

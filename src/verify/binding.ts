@@ -6,6 +6,7 @@
  */
 import type { Digest } from '../oci/digest.js';
 import type { Policy } from '../config/types.js';
+import { parseJson as parseOutsideJson } from '../oci/json.js';
 
 /** cosign's simple-signing `critical.type` (sigstore/sigstore payload.CosignSignatureType). */
 export const COSIGN_SIGNATURE_TYPE = 'cosign container image signature';
@@ -21,9 +22,9 @@ function isObject(v: unknown): v is Record<string, unknown> {
 function parseJson(bytes: Uint8Array, what: string): Record<string, unknown> | string {
   let value: unknown;
   try {
-    value = JSON.parse(Buffer.from(bytes).toString('utf8'));
+    value = parseOutsideJson(bytes, what);
   } catch (e) {
-    return `${what} is not JSON: ${(e as Error).message}`;
+    return (e as Error).message;
   }
   return isObject(value) ? value : `${what} is not a JSON object`;
 }

@@ -17,6 +17,7 @@ import { requireSignatureBy } from './precheck.js';
 import { dsseSignatureContent, verifyCertificateEntity, verifyKeyEntity } from './sigstore-run.js';
 import type { TrustBundle } from './trust.js';
 import type { CandidateSignature, Signer, Subject } from './types.js';
+import { parseJson } from '../oci/json.js';
 
 type BundleCandidate = Extract<CandidateSignature, { format: 'bundle' }>;
 
@@ -46,7 +47,7 @@ export function prepareBundle(c: BundleCandidate, subject: Subject, policy: Poli
   if (c.bundle.length > BUNDLE_MAX_BYTES) return `bundle of ${c.bundle.length} bytes exceeds BUNDLE_MAX_BYTES (${BUNDLE_MAX_BYTES})`;
   let bundle: Bundle;
   try {
-    bundle = bundleFromJSON(JSON.parse(c.bundle.toString('utf8')));
+    bundle = bundleFromJSON(parseJson(c.bundle, 'the bundle'));
   } catch (e) {
     return `not a valid Sigstore bundle: ${(e as Error).message}`;
   }

@@ -9,6 +9,7 @@
  */
 import { X509Certificate as NodeX509, createPublicKey } from 'node:crypto';
 import type { TransparencyLogEntry } from '@sigstore/bundle';
+import { parseJson } from '../oci/json.js';
 
 /** The hash algorithms a hashedrekord body may name, as node:crypto spells them. */
 export type RekorHash = 'sha256' | 'sha384' | 'sha512';
@@ -41,12 +42,7 @@ function integer(value: unknown, what: string): string {
 
 /** Parses the annotation; throws an Error saying what is malformed. */
 export function parseRekorBundleAnnotation(annotation: string): LegacyRekorEntry {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(annotation);
-  } catch (e) {
-    throw new Error(`Rekor bundle annotation is not JSON: ${(e as Error).message}`);
-  }
+  const doc = parseJson(annotation, 'Rekor bundle annotation');
   const payload = isObject(doc) ? doc.Payload : undefined;
   if (!isObject(doc) || !isObject(payload)) throw new Error('Rekor bundle annotation has no Payload object');
   const set = base64(doc.SignedEntryTimestamp, 'Rekor SignedEntryTimestamp');
@@ -55,12 +51,7 @@ export function parseRekorBundleAnnotation(annotation: string): LegacyRekorEntry
   const integratedTime = integer(payload.integratedTime, 'Rekor integratedTime');
   const logIndex = integer(payload.logIndex, 'Rekor logIndex');
 
-  let body: unknown;
-  try {
-    body = JSON.parse(canonicalizedBody.toString('utf8'));
-  } catch (e) {
-    throw new Error(`Rekor entry body is not JSON: ${(e as Error).message}`);
-  }
+  const body = parseJson(canonicalizedBody, 'Rekor entry body');
   if (!isObject(body)) throw new Error('Rekor entry body is not a JSON object');
   const { kind, apiVersion, spec } = body;
   // cosign has logged image signatures as hashedrekord entries since 1.x.

@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { json as sigstoreJson } from '@sigstore/core';
 import { TrustedRoot } from '@sigstore/protobuf-specs';
 import { toTrustMaterial, type TrustMaterial } from '@sigstore/verify';
+import { parseJson } from '../oci/json.js';
 
 /** The trust.trustedRoot entry that names the root shipped with sigil. */
 export const PUBLIC_GOOD = 'public-good';
@@ -68,9 +69,9 @@ function readRoot(entry: string, path: string): LoadedRoot {
   }
   let raw: unknown;
   try {
-    raw = JSON.parse(text);
+    raw = parseJson(text, label);
   } catch (e) {
-    throw new Error(`${label}: not valid JSON: ${(e as Error).message}`, { cause: e });
+    throw new Error((e as Error).message, { cause: e });
   }
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new Error(`${label}: not a JSON object`);
   const mediaType = (raw as { mediaType?: unknown }).mediaType;

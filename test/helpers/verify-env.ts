@@ -24,7 +24,7 @@ export interface VerifyEnv {
   readonly dir: string;
   push(repo: string, tag: string, opts?: Parameters<typeof pushImage>[3]): Promise<PushedImage>;
   /** Starts sigil with `policies` (YAML list items, indented by 2) and both trust roots. */
-  sigil(policiesYaml: string, opts?: { timeouts?: Partial<Timeouts>; upstreamUrl?: string; extra?: string; offline?: boolean }): Promise<SigilHandle>;
+  sigil(policiesYaml: string, opts?: { timeouts?: Partial<Timeouts>; upstreamUrl?: string; extra?: string; offline?: boolean; trustedRoots?: string[] }): Promise<SigilHandle>;
   stop(): Promise<void>;
 }
 
@@ -59,7 +59,7 @@ export async function startVerifyEnv(): Promise<VerifyEnv> {
         `    url: ${opts.upstreamUrl ?? registry.url}`,
         `defaultUpstream: ${UPSTREAM}`,
         'trust:',
-        `  trustedRoot: [public-good, ${sigstore.trustedRootPath}]`,
+        `  trustedRoot: [${(opts.trustedRoots ?? ['public-good', sigstore.trustedRootPath]).join(', ')}]`,
         'policies:',
         policiesYaml,
         opts.extra ?? '',
