@@ -316,19 +316,18 @@ export class ManifestGate {
     const memoKey = `${manifest.mediaType}|${manifest.digest}`;
     const known = this.#artifactMemo.get(memoKey);
     if (known) return known;
-    const why = (e: unknown): string => (isSigilError(e) ? `${e.code}: ${e.message}` : String(e));
     let release: () => void;
     try {
       release = await this.#slots.acquire(target.upstream, deadline.signal);
     } catch (e) {
-      return { ok: false, reason: `its blobs were not read: ${why(e)}, waiting for a verification slot` };
+      return { ok: false, reason: `its blobs were not read: ${causeOf(e)}, waiting for a verification slot` };
     }
     let content: ArtifactContent;
     try {
       content = await checkSignatureArtifact(client, target.repository, manifest.bytes, { signal: deadline.signal });
     } catch (e) {
       // Could not read its blobs (in time): not shown to be signature data, so judged as an image (not remembered).
-      return { ok: false, reason: `its blobs could not be read: ${why(e)}` };
+      return { ok: false, reason: `its blobs could not be read: ${causeOf(e)}` };
     } finally {
       release();
     }
@@ -353,7 +352,6 @@ export class ManifestGate {
       // #verifyNow reports it
     }
     const deadline = started ?? new DecisionDeadline(this.#deadlineMs, '');
-    const why = (e: unknown): string => (isSigilError(e) ? `${e.code}: ${e.message}` : String(e));
     const indeterminate = (cause: string): Outcome => {
       const outcome: Outcome = { kind: 'indeterminate', cause, checks: [] };
       this.#counted(outcome, policy, t0);
@@ -361,13 +359,13 @@ export class ManifestGate {
     };
     try {
       // The decision's deadline passed before it came to its signatures (reading an artifact's blobs).
-      if (deadline.signal.aborted) return indeterminate(why(deadline.signal.reason));
+      if (deadline.signal.aborted) return indeterminate(causeOf(deadline.signal.reason));
       deadline.doing = `signatures of ${digest} (upstream ${upstream}) not verified`;
       let release: () => void;
       try {
         release = await this.#slots.acquire(upstream, deadline.signal);
       } catch (e) {
-        return indeterminate(`${why(e)}, waiting for a verification slot`);
+        return indeterminate(`${causeOf(e)}, waiting for a verification slot`);
       }
       try {
         return await this.#verifyNow(target, digest, policy, deadline.signal);
@@ -448,6 +446,11 @@ export class ManifestGate {
       }
     }
   }
+}
+
+/** An error as a cause: `CODE: message` for sigil's own. */
+function causeOf(e: unknown): string {
+  return isSigilError(e) ? `${e.code}: ${e.message}` : String(e);
 }
 
 function childDigests(bytes: Buffer): Digest[] {
