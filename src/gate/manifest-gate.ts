@@ -121,6 +121,8 @@ export class ManifestGate {
    * blobs are named by digest, so the answer never changes (upstream failures are not remembered).
    */
   readonly #artifactMemo = new LRUCache<string, { ok: true; blobs: readonly SignatureBlob[] } | { ok: false; reason: string }>({ max: ARTIFACT_MEMO_MAX });
+  /** Whether a manifest is shaped like a signature artifact, by media type and digest (parsed once, not per request). */
+  readonly #artifactShapes = new LRUCache<string, boolean>({ max: ARTIFACT_MEMO_MAX });
   /** `upstream|repo|digest` of blobs checked as signature data: the blob endpoint hashes them whatever `verifyBlobDigests` says. */
   readonly #signatureBlobs = new LRUCache<string, true>({ max: SIGNATURE_BLOBS_MAX });
   /** Manifests enforce denied, so that /blobs/<digest> cannot serve the same bytes (containerd tries that). */
@@ -263,7 +265,7 @@ export class ManifestGate {
     let deadline: DecisionDeadline | undefined;
     try {
       let notArtifact: string | undefined;
-      if (isSignatureArtifact(manifest.mediaType, manifest.bytes)) {
+      if (this.#shapedLikeArtifact(manifest)) {
         // Shaped like one: it passes unverified only if its bytes prove it is signature data.
         deadline = new DecisionDeadline(this.#deadlineMs, `the blobs of ${manifest.digest} (upstream ${target.upstream}), shaped like a signature artifact, not read`);
         const judged = await this.#judgeArtifact(client, target, manifest, deadline);
@@ -277,6 +279,17 @@ export class ManifestGate {
     } finally {
       deadline?.clear();
     }
+  }
+
+  /** isSignatureArtifact, remembered by media type and digest (content-addressed: the answer never changes). */
+  #shapedLikeArtifact(manifest: FetchedManifest): boolean {
+    const key = `${manifest.mediaType}|${manifest.digest}`;
+    let shaped = this.#artifactShapes.get(key);
+    if (shaped === undefined) {
+      shaped = isSignatureArtifact(manifest.mediaType, manifest.bytes);
+      this.#artifactShapes.set(key, shaped);
+    }
+    return shaped;
   }
 
   /** The verdict on a manifest judged as an image: remembered through an index, cached, or verified now. */
