@@ -39,17 +39,26 @@ function onlyKeys(v: Record<string, unknown>, allowed: ReadonlySet<string>): boo
 }
 
 /**
- * Does the first 512-byte block carry a valid tar header checksum? A JSON document can be
- * crafted to be both; no signature payload, envelope or bundle ever is, so such bytes are not
- * signature data whatever else they parse as.
+ * Does the first 512-byte block carry a valid tar header checksum, as the clients' readers
+ * judge it? A JSON document can be crafted to be both; no signature payload, envelope or bundle
+ * ever is, so such bytes are not signature data whatever else they parse as. Go's archive/tar
+ * (containers/image, containerd) and GNU tar accept the sum of the bytes taken as signed (old
+ * Sun tar's) as well as unsigned, and read the field as octal once spaces and NULs are trimmed
+ * from both ends and it is cut at its first NUL (an empty field is 0).
  */
 export function hasTarHeader(bytes: Buffer): boolean {
   if (bytes.length < 512) return false;
-  const field = bytes.subarray(148, 156).toString('latin1').replace(/[\0 ]+$/, '').replace(/^ +/, '');
-  if (!/^[0-7]{1,8}$/.test(field)) return false;
-  let sum = 0;
-  for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 0x20 : bytes[i];
-  return sum === parseInt(field, 8);
+  const field = bytes.subarray(148, 156).toString('latin1').replace(/^[\0 ]+|[\0 ]+$/g, '').split('\0')[0];
+  if (!/^[0-7]*$/.test(field)) return false;
+  const stored = field === '' ? 0 : parseInt(field, 8);
+  let unsigned = 0;
+  let signed = 0;
+  for (let i = 0; i < 512; i++) {
+    const b = i >= 148 && i < 156 ? 0x20 : bytes[i];
+    unsigned += b;
+    signed += b >= 0x80 ? b - 0x100 : b;
+  }
+  return stored === unsigned || stored === signed;
 }
 
 /**
