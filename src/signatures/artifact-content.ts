@@ -1,6 +1,6 @@
 import { SigilError, isSigilError } from '../errors.js';
 import { isDigest, type Digest } from '../oci/digest.js';
-import { tryParseJson } from '../oci/json.js';
+import { repeatedKey, tryParseJson } from '../oci/json.js';
 import { MT } from '../oci/media-types.js';
 import type { UpstreamRegistry } from '../upstream/types.js';
 import { DSSE_ENVELOPE } from './artifact.js';
@@ -104,6 +104,8 @@ export function signatureConfigProblem(mediaType: string, bytes: Buffer): string
   if (bytes.length > MAX_ARTIFACT_CONFIG_BYTES) return `config of ${bytes.length} bytes, more than a signature artifact's may have (${MAX_ARTIFACT_CONFIG_BYTES})`;
   const doc = tryParseJson(bytes);
   if (!isObject(doc)) return 'config is not a JSON object';
+  const repeated = repeatedKey(bytes);
+  if (repeated !== undefined) return `config repeats the key "${repeated}" (Go clients decode every occurrence)`;
   if (mediaType === MT.OCI_EMPTY) return Object.keys(doc).length === 0 ? undefined : 'an empty config (application/vnd.oci.empty.v1+json) that is not {}';
   if (!onlyKeys(doc, COSIGN_CONFIG_KEYS)) return 'config has keys a signature artifact does not write';
   const run = doc.config;

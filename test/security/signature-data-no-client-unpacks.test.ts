@@ -2,11 +2,17 @@
 // clients decode with Go: archive/tar accepts a header whose checksum is the *signed* byte sum
 // (old Sun tar's), not only the unsigned one, and GNU tar does too. A JSON signature payload can
 // be written so that its first 512 bytes are such a header: podman would unpack it as a layer.
+// And encoding/json decodes a repeated key into the same field in turn: `"config":{"Cmd":…},
+// "config":{}` keeps the Cmd (decoding {} or null into a struct leaves it), while JSON.parse sees
+// only the last, empty one.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { hasTarHeader, signatureLayerProblem } from '../../src/signatures/artifact-content.js';
+import { repeatedKey } from '../../src/oci/json.js';
+import { isSignatureArtifact } from '../../src/signatures/artifact.js';
+import { hasTarHeader, signatureConfigProblem, signatureLayerProblem } from '../../src/signatures/artifact-content.js';
 import { startPodman, type PodmanHandle } from '../helpers/podman.js';
 import { pushBlob, pushManifest, sha256 } from '../helpers/push.js';
+import { cosignPayload } from '../helpers/signer.js';
 import type { SigilHandle } from '../helpers/sigil.js';
 import { UPSTREAM, pull, startVerifyEnv, type VerifyEnv } from '../helpers/verify-env.js';
 
@@ -65,6 +71,38 @@ describe('a signature payload that is also a tar archive is not signature data',
   }
 });
 
+/** A cosign config (go-containerregistry's empty image) whose `config` key comes twice: a process, then `last`. */
+function configRepeating(last: string, diffIds: string[]): Buffer {
+  const rest = `"architecture":"","created":"0001-01-01T00:00:00Z","history":[{"created":"0001-01-01T00:00:00Z"}],"os":"","rootfs":{"type":"layers","diff_ids":${JSON.stringify(diffIds)}}`;
+  return Buffer.from(`{${rest},"config":{"Entrypoint":["/sigil-polyglot"],"Cmd":["pwned"]},"config":${last}}`);
+}
+
+describe('a signature artifact is judged as Go clients decode it: no key may come twice', () => {
+  test('repeated keys are found as encoding/json folds them, and only in the same object', () => {
+    assert.equal(repeatedKey('{"a":1,"b":{"a":2},"c":[{"a":1},{"a":2}]}'), undefined);
+    assert.equal(repeatedKey(JSON.stringify({ a: '{\\"a\\":1,"a":[', b: '\\' })), undefined); // braces, quotes and escapes inside strings
+    assert.equal(repeatedKey('{"a":"unterminated'), undefined);
+    assert.equal(repeatedKey('{"config":{},"config":null}'), 'config');
+    assert.equal(repeatedKey('{"config":{},"Config":{}}'), 'Config');
+    assert.equal(repeatedKey('{"x":{"cmd":1,"\\u0043md":2}}'), 'Cmd');
+    assert.equal(repeatedKey('{"os":"","\\u017fizes":1,"sizes":2}'), 'sizes'); // ſ folds to s
+  });
+
+  for (const last of ['{}', 'null']) {
+    test(`a config that sets a process and then "config":${last} configures a process to run`, () => {
+      assert.match(signatureConfigProblem(OCI_CONFIG, configRepeating(last, []))!, /repeats the key "config"/);
+    });
+  }
+
+  test('a manifest that repeats a key is not shaped like a signature artifact', () => {
+    const d = { mediaType: SIMPLE_SIGNING, digest: `sha256:${'d'.repeat(64)}`, size: 10 };
+    const config = JSON.stringify({ mediaType: OCI_CONFIG, digest: `sha256:${'e'.repeat(64)}`, size: 2 });
+    const good = `{"schemaVersion":2,"mediaType":"${OCI_MANIFEST}","config":${config},"layers":${JSON.stringify([d])}}`;
+    assert.ok(isSignatureArtifact(OCI_MANIFEST, Buffer.from(good)));
+    assert.ok(!isSignatureArtifact(OCI_MANIFEST, Buffer.from(good.replace('"layers"', `"config":${config},"layers"`))));
+  });
+});
+
 describe('podman 4.3 pulling through sigil under enforce', () => {
   let env: VerifyEnv;
   let sigil: SigilHandle;
@@ -102,5 +140,20 @@ describe('podman 4.3 pulling through sigil under enforce', () => {
     assert.equal((await pull(sigil, repo, 'v1')).status, 403);
     const res = await podman.pull(`${sigil.host}/${repo}:v1`);
     assert.notEqual(res.code, 0, `podman unpacked the payload as a layer through sigil under enforce:\n${res.stdout}${res.stderr}`);
+  });
+
+  test('an artifact whose config hides a process under a repeated key is verified like an image (denied)', async () => {
+    const repo = 'polyglot/repeated-config';
+    const layer = cosignPayload(`sha256:${'f'.repeat(64)}`, 'reg.test/app');
+    const config = configRepeating('{}', [sha256(layer)]);
+    const manifest = {
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      config: { mediaType: OCI_CONFIG, digest: await pushBlob(env.target, repo, config), size: config.length },
+      layers: [{ mediaType: SIMPLE_SIGNING, digest: await pushBlob(env.target, repo, layer), size: layer.length }],
+    };
+    await pushManifest(env.target, repo, 'v1', Buffer.from(JSON.stringify(manifest)), OCI_MANIFEST);
+    const r = await pull(sigil, repo, 'v1');
+    assert.equal(r.status, 403, `served with Sigil-Verification: ${String(r.headers['sigil-verification'])}`);
   });
 });
