@@ -293,7 +293,10 @@ export class ManifestGate {
     if (known) return known;
     let content: ArtifactContent;
     try {
-      content = await checkSignatureArtifact(client, target.repository, manifest.bytes);
+      // Reading its blobs is part of the decision: under a slot of this upstream and the deadline.
+      content = await this.#bounded(target.upstream, `the blobs of ${manifest.digest} not read`, (signal) =>
+        checkSignatureArtifact(client, target.repository, manifest.bytes, signal),
+      );
     } catch (e) {
       // Could not read its blobs: not shown to be signature data, so judged as an image (not remembered).
       return { ok: false, reason: `its blobs could not be read: ${isSigilError(e) ? `${e.code}: ${e.message}` : String(e)}` };
@@ -318,28 +321,35 @@ export class ManifestGate {
     } catch {
       // #verifyNow reports it
     }
-    const ms = this.#deadlineMs;
-    const deadline = new AbortController();
-    const timer = setTimeout(() => {
-      deadline.abort(
-        new SigilError({ code: 'UPSTREAM_TIMEOUT', message: `signatures of ${digest} not verified within the ${ms} ms deadline (upstream ${upstream})` }),
-      );
-    }, ms);
-    let release: () => void;
     try {
-      release = await this.#slots.acquire(upstream, deadline.signal);
+      // #verifyNow never throws: what does is the wait for a slot.
+      return await this.#bounded(upstream, `signatures of ${digest} not verified`, (signal) => this.#verifyNow(target, digest, policy, signal));
     } catch (e) {
-      clearTimeout(timer);
       const reason = isSigilError(e) ? `${e.code}: ${e.message}` : String(e);
       const outcome: Outcome = { kind: 'indeterminate', cause: `${reason}, waiting for a verification slot`, checks: [] };
       this.#counted(outcome, policy, t0);
       return outcome;
     }
+  }
+
+  /**
+   * Runs `work` holding a verification slot of `upstream`, all of it (the wait for the slot
+   * included) within the deadline: its signal aborts then, with UPSTREAM_TIMEOUT "<what> within
+   * the … deadline". Rejects with that reason when no slot came in time.
+   */
+  async #bounded<T>(upstream: string, what: string, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const ms = this.#deadlineMs;
+    const deadline = new AbortController();
+    const timer = setTimeout(() => {
+      deadline.abort(new SigilError({ code: 'UPSTREAM_TIMEOUT', message: `${what} within the ${ms} ms deadline (upstream ${upstream})` }));
+    }, ms);
+    let release: (() => void) | undefined;
     try {
-      return await this.#verifyNow(target, digest, policy, deadline.signal);
+      release = await this.#slots.acquire(upstream, deadline.signal);
+      return await work(deadline.signal);
     } finally {
       clearTimeout(timer);
-      release();
+      release?.();
     }
   }
 
