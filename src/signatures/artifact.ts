@@ -42,9 +42,8 @@ export function isSignatureArtifact(contentType: string, bytes: Buffer): boolean
   if (!MANIFEST_TYPES.has(contentType)) return false;
   const doc = tryParseJson(bytes);
   if (!isObject(doc) || !onlyKeys(doc, MANIFEST_KEYS) || doc.schemaVersion !== 2) return false;
-  if (repeatedKey(bytes) !== undefined) return false;
   if (doc.mediaType !== undefined && doc.mediaType !== contentType) return false;
   if (!isDescriptor(doc.config, SIGNATURE_CONFIG_TYPES)) return false;
   if (!Array.isArray(doc.layers) || doc.layers.length === 0) return false;
-  return doc.layers.every((l) => isDescriptor(l, SIGNATURE_LAYER_TYPES));
+  return doc.layers.every((l) => isDescriptor(l, SIGNATURE_LAYER_TYPES)) && repeatedKey(bytes) === undefined;
 }
