@@ -7,7 +7,7 @@ import type { Config } from './config/types.js';
 import { ManifestGate } from './gate/manifest-gate.js';
 import { BasicAuthChecker } from './http/client-auth.js';
 import { registerErrorHandling } from './http/errors.js';
-import { registerOpsRoutes, type Readiness } from './http/ops-routes.js';
+import { registerOpsRoutes, storeDegraded, type Readiness } from './http/ops-routes.js';
 import { registerV2Routes } from './http/v2-routes.js';
 import { UpstreamClient } from './upstream/client.js';
 import type { UpstreamRegistry } from './upstream/types.js';
@@ -53,6 +53,8 @@ export interface DepsOptions {
   timeouts?: Partial<Timeouts>;
   /** Serve only from the content store; construct no upstream client at all. */
   offline?: boolean;
+  /** The content store's clock (tests: its retry after a fault); default Date.now. */
+  storeClock?: () => number;
 }
 
 /**
@@ -74,7 +76,14 @@ export async function defaultDeps(config: Config, opts: DepsOptions = {}): Promi
   if (config.cache.store) {
     let content: ContentStore;
     try {
-      content = await ContentStore.open({ dir: config.cache.store.dir, maxBytes: config.cache.store.maxBytes, logger, hashes });
+      content = await ContentStore.open({
+        dir: config.cache.store.dir,
+        maxBytes: config.cache.store.maxBytes,
+        logger,
+        hashes,
+        metrics,
+        ...(opts.storeClock !== undefined ? { now: opts.storeClock } : {}),
+      });
     } catch (err) {
       throw new Error(`cache.store.dir: cannot open ${config.cache.store.dir}: ${(err as Error).message}`, { cause: err });
     }
@@ -162,6 +171,7 @@ export async function buildApp(config: Config, deps?: AppDeps): Promise<FastifyI
   const readiness: Readiness = {
     // Both are loaded before the app exists (a failure stops start-up), so a running app is ready.
     checks: () => ({ config: null, trust: deps.verifier.sources.length > 0 ? null : 'no trusted root loaded' }),
+    degraded: () => storeDegraded(deps.store?.content),
   };
   registerOpsRoutes(app, deps.metrics, readiness);
 

@@ -14,6 +14,8 @@ export class Metrics {
   readonly verificationDuration: Histogram<'outcome'>;
   readonly verdictCache: Counter<'result'>;
   readonly staleResponses: Counter<'upstream'>;
+  readonly storeDamaged: Counter;
+  readonly storeFaults: Counter<'op' | 'code'>;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const registry = new Registry();
@@ -80,6 +82,17 @@ export class Metrics {
       name: 'sigil_stale_responses_total',
       help: 'Answers served from the content store because the upstream failed (stale-if-error)',
       labelNames: ['upstream'],
+      registers: [registry],
+    });
+    this.storeDamaged = new Counter({
+      name: 'sigil_store_damaged_objects_total',
+      help: 'Content store objects whose bytes did not hash to their digest when read (removed, never served complete)',
+      registers: [registry],
+    });
+    this.storeFaults = new Counter({
+      name: 'sigil_store_faults_total',
+      help: 'Content store file operations that failed (disk full, read-only, directory removed, I/O error), by operation (read, write) and error code',
+      labelNames: ['op', 'code'],
       registers: [registry],
     });
     this.verdictCache = new Counter({

@@ -3,11 +3,12 @@ import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import type { Metrics } from '../audit/metrics.js';
 import { SigilError, isSigilError, type SigilErrorCode } from '../errors.js';
-import { isDigest, type Digest } from '../oci/digest.js';
+import { isDigest, referrersTag, type Digest } from '../oci/digest.js';
 import type { Catalog } from '../store/catalog.js';
 import type { UpstreamClient } from '../upstream/client.js';
 import type { BlobRequest, BlobResponse, FetchedManifest, ReferrersAnswer, TagList, UpstreamRegistry } from '../upstream/types.js';
 import { StoredRegistry } from './stored-registry.js';
+import { STALE_BREAKER_MS, UpstreamBreaker } from './upstream-breaker.js';
 
 /**
  * With a content store, an upstream that has not answered a tag lookup within this long is
@@ -23,6 +24,7 @@ export interface CachingOptions {
   readonly tagTtlMs: number;
   readonly manifestCacheBytes: number;
   readonly staleIfError: boolean;
+  /** The clock of the caches and of the stale-if-error breaker (tests inject one); default performance.now. */
   readonly now?: () => number;
 }
 
@@ -41,8 +43,9 @@ type Download = { kind: 'writing'; size: number | undefined } | { kind: 'stored'
  * An upstream behind caches: manifests in memory by digest, tag → digest answers for a short
  * TTL (resolved with a HEAD), and — with a content store — blobs written through to disk once
  * (concurrent requests read behind the one download), stored blobs served from disk, and
- * stored content served when the upstream fails. Every manifest still comes back as bytes
- * whose digest was checked; the gate verifies them as always.
+ * stored content served when the upstream fails (and, for STALE_BREAKER_MS after a failure,
+ * without asking it first). Every manifest still comes back as bytes whose digest was checked;
+ * the gate verifies them as always.
  */
 export class CachingRegistry implements UpstreamRegistry {
   readonly name: string;
@@ -57,6 +60,8 @@ export class CachingRegistry implements UpstreamRegistry {
   /** Downloads into the store by (repository, digest), until the store has committed (or failed). */
   readonly #downloads = new Map<string, Promise<Download>>();
   #admit: BlobAdmission = () => ({});
+  /** With a store to fall back on: whether the upstream is treated as failing (metadata requests). */
+  readonly #breaker: UpstreamBreaker | null;
 
   constructor(up: UpstreamClient, catalog: Catalog | null, opts: CachingOptions, deps: { metrics: Metrics; logger: Logger }) {
     this.name = up.name;
@@ -69,6 +74,7 @@ export class CachingRegistry implements UpstreamRegistry {
     const perf = opts.now ? { perf: { now: opts.now } } : {};
     this.#tags = new LRUCache({ max: 10_000, ttl: Math.max(1, opts.tagTtlMs), ...perf });
     this.#manifests = new LRUCache({ maxSize: opts.manifestCacheBytes, sizeCalculation: (m) => Math.max(1, m.bytes.length), ...perf });
+    this.#breaker = this.#stored && opts.staleIfError ? new UpstreamBreaker({ now: opts.now ?? (() => performance.now()) }) : null;
   }
 
   /** Set by the gate: which blobs may be stored. */
@@ -81,6 +87,15 @@ export class CachingRegistry implements UpstreamRegistry {
     const key = `${repository}:${reference}\0${opts.accept ?? ''}`;
     const known = this.#tags.get(key);
     if (known) return this.#byDigest(repository, known, opts.accept);
+    return this.#upstreamOrStored(
+      () => this.#byTag(repository, reference, opts.accept, key),
+      () => this.#stored!.fetchManifest(repository, reference),
+    );
+  }
+
+  /** A tag resolved by the upstream (stale-if-error: the stored tag when it fails). */
+  async #byTag(repository: string, reference: string, accept: string | undefined, key: string): Promise<FetchedManifest> {
+    const opts = { accept };
     let resolved: { digest: Digest; mediaType: string } | null;
     try {
       resolved = await this.#deadline(this.#up.resolveTag(repository, reference, opts), `manifest ${repository}:${reference}`);
@@ -96,11 +111,11 @@ export class CachingRegistry implements UpstreamRegistry {
         return this.#staleOr(e, () => this.#stored!.fetchManifest(repository, reference));
       }
       this.#tags.set(key, m.digest);
-      this.#manifests.set(`${repository}@${m.digest}\0${opts.accept ?? ''}`, m);
+      this.#manifests.set(`${repository}@${m.digest}\0${accept ?? ''}`, m);
       return m;
     }
     try {
-      const m = await this.#byDigest(repository, resolved.digest, opts.accept);
+      const m = await this.#byDigest(repository, resolved.digest, accept);
       this.#tags.set(key, resolved.digest);
       return m;
     } catch (e) {
@@ -130,7 +145,8 @@ export class CachingRegistry implements UpstreamRegistry {
   async openBlob(repository: string, digest: Digest, req: BlobRequest): Promise<BlobResponse> {
     const catalog = this.#catalog;
     if (!catalog || req.skipStore) return this.#up.openBlob(repository, digest, req);
-    if (await catalog.hasBlob(this.name, repository, digest)) return this.#stored!.openBlob(repository, digest, req);
+    const stored = await this.#fromStore(repository, digest, req);
+    if (stored) return stored;
     const admitted = req.method === 'GET' && req.range === undefined ? this.#admit(this.name, repository, digest) : false;
     if (admitted === false) return this.#up.openBlob(repository, digest, req);
     // One download per (repository, digest) writes the store; every request, the first included,
@@ -138,18 +154,16 @@ export class CachingRegistry implements UpstreamRegistry {
     const key = `${repository}@${digest}`;
     let download = this.#downloads.get(key);
     if (!download) {
-      if (this.#downloads.size >= MAX_STORE_DOWNLOADS) return this.#up.openBlob(repository, digest, req);
-      const started = this.#download(repository, digest, admitted.size, admitted.manifest);
-      download = started.then((d) => d.download);
-      this.#downloads.set(key, download);
-      // Until the object is committed, later requests join this download instead of starting one.
-      started.then(
-        ({ done }) => done.finally(() => this.#downloads.delete(key)),
-        () => this.#downloads.delete(key),
-      );
+      // A store that cannot write now (disk full, read-only, removed: it retries by itself) or has
+      // no room for this blob: the blob passes through, checked against its digest as always.
+      if (this.#downloads.size >= MAX_STORE_DOWNLOADS || !(await catalog.store.admitWrite(admitted.size))) {
+        return this.#up.openBlob(repository, digest, req);
+      }
+      // (another request may have started it meanwhile)
+      download = this.#downloads.get(key) ?? this.#startDownload(key, repository, digest, admitted.size, admitted.manifest);
     }
     const d = await download;
-    if (d.kind === 'stored') return this.#stored!.openBlob(repository, digest, req);
+    if (d.kind === 'stored') return (await this.#fromStore(repository, digest, req)) ?? this.#up.openBlob(repository, digest, req);
     if (d.kind === 'passthrough') return this.#up.openBlob(repository, digest, req);
     const w = catalog.store.beginWrite(digest, d.size);
     if (w.kind === 'writer') {
@@ -162,6 +176,33 @@ export class CachingRegistry implements UpstreamRegistry {
     return { status: 200, headers, body: w.stream };
   }
 
+  /**
+   * The blob from the store, when it holds it for this repository and can read it (an object
+   * that is unreadable, or found damaged before anything was served, is absent); else null.
+   */
+  async #fromStore(repository: string, digest: Digest, req: BlobRequest): Promise<BlobResponse | null> {
+    if (!(await this.#catalog!.hasBlob(this.name, repository, digest))) return null;
+    try {
+      return await this.#stored!.openBlob(repository, digest, req);
+    } catch (e) {
+      if (isSigilError(e) && e.code === 'BLOB_UNKNOWN') return null;
+      throw e;
+    }
+  }
+
+  /** Starts the download of `key` and registers it until the object is committed (or failed). */
+  #startDownload(key: string, repository: string, digest: Digest, admittedSize: number | undefined, namedBy: Digest | undefined): Promise<Download> {
+    const started = this.#download(repository, digest, admittedSize, namedBy);
+    const download = started.then((d) => d.download);
+    this.#downloads.set(key, download);
+    // Until the object is committed, later requests join this download instead of starting one.
+    started.then(
+      ({ done }) => done.finally(() => this.#downloads.delete(key)),
+      () => this.#downloads.delete(key),
+    );
+    return download;
+  }
+
   /** Starts the upstream download into the store; resolves once the upstream answered. */
   async #download(repository: string, digest: Digest, admittedSize: number | undefined, namedBy: Digest | undefined): Promise<{ download: Download; done: Promise<unknown> }> {
     const catalog = this.#catalog!;
@@ -171,7 +212,12 @@ export class CachingRegistry implements UpstreamRegistry {
       // Stored for another repository (or by another process): confirm this repository has it upstream.
       const head = await this.#up.openBlob(repository, digest, { method: 'HEAD' });
       head.body?.destroy();
-      await catalog.noteBlob(this.name, repository, digest, namedBy);
+      try {
+        await catalog.noteBlob(this.name, repository, digest, namedBy);
+      } catch (err) {
+        this.#log.warn({ digest, repository, err: String(err) }, 'blob stored but not recorded');
+        return { download: { kind: 'passthrough' }, done: settled };
+      }
       return { download: { kind: 'stored' }, done: settled };
     }
     // The store's writer hashes the bytes and commits (and lets readers finish) only on a match.
@@ -184,12 +230,24 @@ export class CachingRegistry implements UpstreamRegistry {
       return { download: { kind: 'passthrough' }, done: settled };
     }
     const size = admittedSize ?? announced;
+    if (admittedSize === undefined && announced !== undefined && !(await store.admitWrite(announced))) {
+      res.body?.destroy();
+      return { download: { kind: 'passthrough' }, done: settled };
+    }
     const w = store.beginWrite(digest, size);
     if (w.kind === 'follower') {
       // Another download of this digest (another repository or upstream) is writing it: do not
       // depend on it (it may be slow on purpose); these requests pass through instead.
       res.body?.destroy();
       w.stream.destroy();
+      return { download: { kind: 'passthrough' }, done: settled };
+    }
+    try {
+      await w.opened;
+    } catch {
+      // The disk refused the temp file (the store counted and logged it, and stops writing): nothing
+      // was written, nobody reads behind it; these requests pass through instead.
+      res.body?.destroy();
       return { download: { kind: 'passthrough' }, done: settled };
     }
     pipeline(res.body!, w.writer).catch(() => {
@@ -205,19 +263,37 @@ export class CachingRegistry implements UpstreamRegistry {
   }
 
   async listTags(repository: string, q: { n?: number; last?: string }): Promise<TagList & { upstreamPaginated: boolean }> {
-    try {
-      return await this.#deadline(this.#up.listTags(repository, q), `tags of ${repository}`);
-    } catch (e) {
-      return this.#staleOr(e, () => this.#stored!.listTags(repository));
-    }
+    const stored = (): Promise<TagList & { upstreamPaginated: boolean }> => this.#stored!.listTags(repository);
+    return this.#upstreamOrStored(async () => {
+      try {
+        return await this.#deadline(this.#up.listTags(repository, q), `tags of ${repository}`);
+      } catch (e) {
+        return this.#staleOr(e, stored);
+      }
+    }, stored);
   }
 
   async referrers(repository: string, digest: Digest, artifactType?: string): Promise<ReferrersAnswer> {
-    try {
-      return await this.#deadline(this.#up.referrers(repository, digest, artifactType), `referrers of ${repository}@${digest}`);
-    } catch (e) {
-      return this.#staleOr(e, () => this.#stored!.referrers(repository, digest));
-    }
+    const stored = (): Promise<ReferrersAnswer> => this.#storedReferrers(repository, digest);
+    return this.#upstreamOrStored(async () => {
+      try {
+        return await this.#deadline(this.#up.referrers(repository, digest, artifactType), `referrers of ${repository}@${digest}`);
+      } catch (e) {
+        return this.#staleOr(e, stored);
+      }
+    }, stored);
+  }
+
+  /**
+   * The stored referrers of `digest`: the recorded list, or — recorded from an upstream without
+   * the API — `unsupported` when the referrers tag is stored (read next, from the store). With
+   * neither, nothing is stored (MANIFEST_UNKNOWN): the upstream's answer or failure is the answer,
+   * and no lookup of the referrers tag follows on an upstream known to be failing.
+   */
+  async #storedReferrers(repository: string, digest: Digest): Promise<ReferrersAnswer> {
+    const r = await this.#stored!.referrers(repository, digest);
+    if (r.kind === 'unsupported') await this.#stored!.fetchManifest(repository, referrersTag(digest));
+    return r;
   }
 
   ping(): Promise<void> {
@@ -228,13 +304,43 @@ export class CachingRegistry implements UpstreamRegistry {
     return this.#up.close();
   }
 
+  /**
+   * `ask()` (the upstream, stale-if-error included) — unless the upstream is treated as failing
+   * and the store has the answer: then that at once, marked stale and counted. With nothing
+   * stored the upstream is asked anyway. Once the interval is over, one request at a time asks
+   * the upstream whatever is stored (the probe): its answer closes the breaker, its failure
+   * starts the interval again.
+   */
+  async #upstreamOrStored<T>(ask: () => Promise<T>, stored: () => Promise<T>): Promise<T> {
+    const breaker = this.#breaker;
+    const turn = breaker?.turn() ?? 'ask';
+    if (turn === 'probe') {
+      try {
+        return await ask();
+      } finally {
+        breaker!.probed();
+      }
+    }
+    if (turn === 'stored') {
+      let r: T;
+      try {
+        r = await stored();
+      } catch (miss) {
+        if (isSigilError(miss) && /UNKNOWN$/.test(miss.code)) return ask(); // not stored: the upstream it is
+        throw miss;
+      }
+      this.#metrics.staleResponses.inc({ upstream: this.name });
+      return r;
+    }
+    return ask();
+  }
+
   /** The stored answer when the upstream failed in a way stale-if-error covers; else the failure. */
   async #staleOr<T>(e: unknown, stored: () => Promise<T>): Promise<T> {
     if (!this.#stored || !this.#opts.staleIfError || !isSigilError(e) || !STALE_CODES.has(e.code)) throw e;
     try {
       const r = await stored();
       this.#metrics.staleResponses.inc({ upstream: this.name });
-      this.#log.warn({ upstream: this.name, cause: e.message }, 'upstream failing: serving stored content');
       return r;
     } catch (miss) {
       if (isSigilError(miss) && /UNKNOWN$/.test(miss.code)) throw e; // not stored: the upstream's failure is the answer
@@ -242,9 +348,14 @@ export class CachingRegistry implements UpstreamRegistry {
     }
   }
 
-  /** With a store to fall back on, no metadata request waits longer than STALE_DEADLINE_MS. */
+  /**
+   * With a store to fall back on, no metadata request waits longer than STALE_DEADLINE_MS; its
+   * outcome tells the breaker whether the upstream is failing (logged when that changes, not per
+   * request).
+   */
   #deadline<T>(p: Promise<T>, what: string): Promise<T> {
-    if (!this.#stored || !this.#opts.staleIfError) return p;
+    const breaker = this.#breaker;
+    if (!breaker) return p;
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<never>((_, reject) => {
       timer = setTimeout(
@@ -253,6 +364,30 @@ export class CachingRegistry implements UpstreamRegistry {
       );
     });
     p.catch(() => undefined);
-    return Promise.race([p, late]).finally(() => clearTimeout(timer));
+    return Promise.race([p, late])
+      .then(
+        (v) => {
+          this.#answered(breaker);
+          return v;
+        },
+        (e: unknown) => {
+          if (isSigilError(e) && STALE_CODES.has(e.code)) {
+            if (breaker.failed()) {
+              this.#log.warn(
+                { upstream: this.name, cause: e.message, forMs: STALE_BREAKER_MS },
+                'upstream failing: stored content is served without asking it first',
+              );
+            }
+          } else if (isSigilError(e)) {
+            this.#answered(breaker); // an answer ("not found", "denied"): the upstream is there
+          }
+          throw e;
+        },
+      )
+      .finally(() => clearTimeout(timer));
+  }
+
+  #answered(breaker: UpstreamBreaker): void {
+    if (breaker.answered()) this.#log.info({ upstream: this.name }, 'upstream answering again: asked first again');
   }
 }

@@ -2,10 +2,8 @@ import { SigilError } from '../errors.js';
 import { isDigest, type Digest } from '../oci/digest.js';
 import { MT } from '../oci/media-types.js';
 import type { Catalog } from '../store/catalog.js';
+import { resolveRange } from '../upstream/ranges.js';
 import type { BlobRequest, BlobResponse, FetchedManifest, ReferrersAnswer, TagList, UpstreamRegistry } from '../upstream/types.js';
-
-/** RFC 9110 single byte range: bytes=a-b, bytes=a- or bytes=-n. */
-const RANGE_RE = /^bytes=(\d*)-(\d*)$/;
 
 /**
  * One upstream's content as the content store holds it, read without contacting anything:
@@ -40,21 +38,17 @@ export class StoredRegistry implements UpstreamRegistry {
     if (!stat) throw this.#missing(`blob ${digest} of ${repository}`, 'BLOB_UNKNOWN');
     const size = stat.size;
     const base = { 'content-type': 'application/octet-stream', 'accept-ranges': 'bytes' };
-    let range: { start: number; end: number } | undefined;
-    if (req.range !== undefined) {
-      const m = RANGE_RE.exec(req.range.trim());
-      const [a, b] = m ? [m[1], m[2]] : ['', ''];
-      if (m && a !== '') range = { start: Number(a), end: b === '' ? size - 1 : Math.min(Number(b), size - 1) };
-      else if (m && b !== '') range = { start: Math.max(0, size - Number(b)), end: size - 1 };
-      if (!range || range.start > range.end || range.start >= size) {
-        throw new SigilError({ code: 'RANGE_INVALID', message: `range ${req.range} not satisfiable for ${size} bytes`, headers: { 'content-range': `bytes */${size}` } });
-      }
+    const range = req.range !== undefined ? resolveRange(req.range, size) : undefined;
+    if (req.range !== undefined && range === undefined) {
+      throw new SigilError({ code: 'RANGE_INVALID', message: `range ${req.range} not satisfiable for ${size} bytes`, headers: { 'content-range': `bytes */${size}` } });
     }
     const headers: Record<string, string> = range
       ? { ...base, 'content-length': String(range.end - range.start + 1), 'content-range': `bytes ${range.start}-${range.end}/${size}` }
       : { ...base, 'content-length': String(size) };
     const status = range ? 206 : 200;
     if (req.method === 'HEAD') return { status, headers, body: null };
+    // A whole blob (or a range that is all of it) is checked against its digest (a damaged one is
+    // absent when found before this returns, else cut off before its last chunk); a part is served as stored.
     const body = await store.openRead(digest, range);
     if (!body) throw this.#missing(`blob ${digest} of ${repository}`, 'BLOB_UNKNOWN');
     return { status, headers, body };

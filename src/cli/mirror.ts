@@ -29,7 +29,8 @@ export const MIRROR_USAGE = `Usage:
                     OCI layout (ref names <upstream>/<repo>:<tag>, e.g. skopeo copy oci:DIR:ghcr.io/acme/app:1.2.3 …)
   sigil mirror --import DIR [--config F] [--json]
                     read such a layout into the content store (every digest checked), each tag
-                    verified as serve --offline verifies it before it is stored
+                    verified as serve --offline verifies it before it is stored; signature data
+                    only when its content is signature data and the image it signs is kept
 
 FILE:
   images:

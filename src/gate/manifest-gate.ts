@@ -16,6 +16,7 @@ import type { SignatureVerifier } from './verifier.js';
 import type { Keeper, Recording } from './keeper.js';
 import { tryParseJson } from '../oci/json.js';
 import { VerificationSlots } from './verification-slots.js';
+import { DecisionDeadline } from './decision-deadline.js';
 
 export type Verification = 'verified' | 'unverified' | 'skipped';
 
@@ -46,18 +47,20 @@ export const MAX_CONCURRENT_VERIFICATIONS = 16;
 export const MAX_CONCURRENT_VERIFICATIONS_PER_UPSTREAM = MAX_CONCURRENT_VERIFICATIONS / 2;
 
 /**
- * Signature discovery and verification of one digest, waiting for a slot included, end within
- * this long; past it the outcome is `indeterminate` (denied under enforce, marked under warn) and
- * the reads still under way are destroyed. A healthy upstream needs well under a second: a
- * verification is 5-8 small requests (token, referrers or the referrers tag, the `.sig` tag, its
- * payloads) and ~10-20 ms of CPU. The per-request timeouts (connect 5 s, headers 15 s, whole
- * metadata answer 20 s, idle body 30 s) bound one request each, and a body that drips a byte now
- * and then trips none of them: without this, a decision could hold its slot for hours. 13 s, not
- * less: with a content store, a silent upstream's lookups are each cut at STALE_DEADLINE_MS (4 s)
- * and answered from the store, and a stored image re-verifies through up to three of them in a
- * row (referrers, referrers tag, `.sig` tag) — a shorter deadline would deny it.
+ * The upstream reads of one decision — a signature artifact's blobs, signature discovery and
+ * verification, waiting for slots included — end within this long; past it the outcome is
+ * `indeterminate` (denied under enforce, marked under warn) and the reads still under way are
+ * destroyed. The per-request timeouts (connect 5 s, headers 15 s, whole metadata answer 20 s,
+ * idle body 30 s) bound one request each, and a body that drips a byte now and then trips none
+ * of them: without this, a decision could hold its slot for hours. A healthy upstream needs well
+ * under a second: a verification is 5-8 small requests (token, referrers or the referrers tag,
+ * the `.sig` tag — asked beside the referrers —, its payloads) and ~10-20 ms of CPU. 6 s, not
+ * less: with a content store, a stored image whose upstream has gone silent re-verifies from the
+ * store, and that costs at most one STALE_DEADLINE_MS (4 s) cut-off — the lookup that finds the
+ * upstream failing (or a lookup of something not stored, side by side with it); for
+ * STALE_BREAKER_MS after it the stored answers come at once — which leaves 2 s for the rest.
  */
-export const VERIFICATION_DEADLINE_MS = 13_000;
+export const VERIFICATION_DEADLINE_MS = 6_000;
 
 /** How a manifest's verdict was reached, for logs and `sigil verify`. */
 export type Basis = 'no-policy' | 'mode-off' | 'signature-artifact' | 'signature' | 'index';
@@ -255,16 +258,29 @@ export class ManifestGate {
     const manifest = await client.fetchManifest(target.repository, target.reference, { accept: target.accept });
     if (!policy) return { manifest, basis: 'no-policy', cached: false };
     if (policy.mode === 'off') return { manifest, policy, basis: 'mode-off', cached: false };
-    let notArtifact: string | undefined;
-    if (isSignatureArtifact(manifest.mediaType, manifest.bytes)) {
-      // Shaped like one: it passes unverified only if its bytes prove it is signature data.
-      const judged = await this.#judgeArtifact(client, target, manifest);
-      if (judged.ok) {
-        for (const b of judged.blobs) this.#signatureBlobs.set(`${target.upstream}|${target.repository}|${b.digest}`, true);
-        return { manifest, policy, basis: 'signature-artifact', signatureBlobs: judged.blobs, cached: false };
+    // One deadline for the decision's reads: an artifact check that used it up leaves the
+    // verification that follows none (a dripping upstream holds a request no longer either way).
+    let deadline: DecisionDeadline | undefined;
+    try {
+      let notArtifact: string | undefined;
+      if (isSignatureArtifact(manifest.mediaType, manifest.bytes)) {
+        // Shaped like one: it passes unverified only if its bytes prove it is signature data.
+        deadline = new DecisionDeadline(this.#deadlineMs, `the blobs of ${manifest.digest} (upstream ${target.upstream}), shaped like a signature artifact, not read`);
+        const judged = await this.#judgeArtifact(client, target, manifest, deadline);
+        if (judged.ok) {
+          for (const b of judged.blobs) this.#signatureBlobs.set(`${target.upstream}|${target.repository}|${b.digest}`, true);
+          return { manifest, policy, basis: 'signature-artifact', signatureBlobs: judged.blobs, cached: false };
+        }
+        notArtifact = judged.reason;
       }
-      notArtifact = judged.reason;
+      return await this.#verified(target, manifest, policy, notArtifact, deadline);
+    } finally {
+      deadline?.clear();
     }
+  }
+
+  /** The verdict on a manifest judged as an image: remembered through an index, cached, or verified now. */
+  async #verified(target: ManifestTarget, manifest: FetchedManifest, policy: Policy, notArtifact: string | undefined, deadline: DecisionDeadline | undefined): Promise<Evaluation> {
     const keyParts = {
       upstream: target.upstream,
       repository: target.repository,
@@ -276,7 +292,7 @@ export class ManifestGate {
     const viaIndex = this.#children.lookup(key);
     if (viaIndex) return { manifest, policy, outcome: viaIndex.outcome, basis: 'index', index: viaIndex.index, cached: true, notArtifact };
 
-    const { outcome, cached } = await this.#verdicts.get(key, () => this.#verify(target, manifest.digest, policy));
+    const { outcome, cached } = await this.#verdicts.get(key, () => this.#verify(target, manifest.digest, policy, deadline));
     this.#metrics.verdictCache.inc({ result: cached ? 'hit' : 'miss' });
     if (outcome.kind === 'verified' && INDEX_MEDIA_TYPES.has(manifest.mediaType)) {
       for (const child of childDigests(manifest.bytes)) {
@@ -286,20 +302,34 @@ export class ManifestGate {
     return { manifest, policy, outcome, basis: 'signature', cached, notArtifact };
   }
 
-  /** Reads and judges the blobs of a manifest shaped like a signature artifact (memoised by digest). */
-  async #judgeArtifact(client: UpstreamRegistry, target: ManifestTarget, manifest: FetchedManifest): Promise<{ ok: true; blobs: readonly SignatureBlob[] } | { ok: false; reason: string }> {
+  /**
+   * Reads and judges the blobs of a manifest shaped like a signature artifact (memoised by
+   * digest), holding a verification slot of the upstream it reads from, under the decision's
+   * deadline: past it, not shown to be signature data (judged as an image: fail closed).
+   */
+  async #judgeArtifact(
+    client: UpstreamRegistry,
+    target: ManifestTarget,
+    manifest: FetchedManifest,
+    deadline: DecisionDeadline,
+  ): Promise<{ ok: true; blobs: readonly SignatureBlob[] } | { ok: false; reason: string }> {
     const memoKey = `${manifest.mediaType}|${manifest.digest}`;
     const known = this.#artifactMemo.get(memoKey);
     if (known) return known;
+    let release: () => void;
+    try {
+      release = await this.#slots.acquire(target.upstream, deadline.signal);
+    } catch (e) {
+      return { ok: false, reason: `its blobs were not read: ${causeOf(e)}, waiting for a verification slot` };
+    }
     let content: ArtifactContent;
     try {
-      // Reading its blobs is part of the decision: under a slot of this upstream and the deadline.
-      content = await this.#bounded(target.upstream, `the blobs of ${manifest.digest} not read`, (signal) =>
-        checkSignatureArtifact(client, target.repository, manifest.bytes, signal),
-      );
+      content = await checkSignatureArtifact(client, target.repository, manifest.bytes, { signal: deadline.signal });
     } catch (e) {
-      // Could not read its blobs: not shown to be signature data, so judged as an image (not remembered).
-      return { ok: false, reason: `its blobs could not be read: ${isSigilError(e) ? `${e.code}: ${e.message}` : String(e)}` };
+      // Could not read its blobs (in time): not shown to be signature data, so judged as an image (not remembered).
+      return { ok: false, reason: `its blobs could not be read: ${causeOf(e)}` };
+    } finally {
+      release();
     }
     const judged = content.ok
       ? { ok: true as const, blobs: content.blobs.map((b) => ({ digest: b.digest, size: b.bytes.length, bytes: b.bytes })) }
@@ -313,7 +343,7 @@ export class ManifestGate {
    * One verification under the deadline: a slot of the signatures' upstream first (waiting counts
    * against the deadline), then discovery and verification; past the deadline, `indeterminate`.
    */
-  async #verify(target: ManifestTarget, digest: Digest, policy: Policy): Promise<Outcome> {
+  async #verify(target: ManifestTarget, digest: Digest, policy: Policy, started: DecisionDeadline | undefined): Promise<Outcome> {
     const t0 = performance.now();
     let upstream = target.upstream;
     try {
@@ -321,35 +351,29 @@ export class ManifestGate {
     } catch {
       // #verifyNow reports it
     }
-    try {
-      // #verifyNow never throws: what does is the wait for a slot.
-      return await this.#bounded(upstream, `signatures of ${digest} not verified`, (signal) => this.#verifyNow(target, digest, policy, signal));
-    } catch (e) {
-      const reason = isSigilError(e) ? `${e.code}: ${e.message}` : String(e);
-      const outcome: Outcome = { kind: 'indeterminate', cause: `${reason}, waiting for a verification slot`, checks: [] };
+    const deadline = started ?? new DecisionDeadline(this.#deadlineMs, '');
+    const indeterminate = (cause: string): Outcome => {
+      const outcome: Outcome = { kind: 'indeterminate', cause, checks: [] };
       this.#counted(outcome, policy, t0);
       return outcome;
-    }
-  }
-
-  /**
-   * Runs `work` holding a verification slot of `upstream`, all of it (the wait for the slot
-   * included) within the deadline: its signal aborts then, with UPSTREAM_TIMEOUT "<what> within
-   * the … deadline". Rejects with that reason when no slot came in time.
-   */
-  async #bounded<T>(upstream: string, what: string, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
-    const ms = this.#deadlineMs;
-    const deadline = new AbortController();
-    const timer = setTimeout(() => {
-      deadline.abort(new SigilError({ code: 'UPSTREAM_TIMEOUT', message: `${what} within the ${ms} ms deadline (upstream ${upstream})` }));
-    }, ms);
-    let release: (() => void) | undefined;
+    };
     try {
-      release = await this.#slots.acquire(upstream, deadline.signal);
-      return await work(deadline.signal);
+      // The decision's deadline passed before it came to its signatures (reading an artifact's blobs).
+      if (deadline.signal.aborted) return indeterminate(causeOf(deadline.signal.reason));
+      deadline.doing = `signatures of ${digest} (upstream ${upstream}) not verified`;
+      let release: () => void;
+      try {
+        release = await this.#slots.acquire(upstream, deadline.signal);
+      } catch (e) {
+        return indeterminate(`${causeOf(e)}, waiting for a verification slot`);
+      }
+      try {
+        return await this.#verifyNow(target, digest, policy, deadline.signal);
+      } finally {
+        release();
+      }
     } finally {
-      clearTimeout(timer);
-      release?.();
+      if (started === undefined) deadline.clear();
     }
   }
 
@@ -422,6 +446,11 @@ export class ManifestGate {
       }
     }
   }
+}
+
+/** An error as a cause: `CODE: message` for sigil's own. */
+function causeOf(e: unknown): string {
+  return isSigilError(e) ? `${e.code}: ${e.message}` : String(e);
 }
 
 function childDigests(bytes: Buffer): Digest[] {

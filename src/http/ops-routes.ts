@@ -1,9 +1,15 @@
 import type { FastifyInstance } from 'fastify';
 import type { Metrics } from '../audit/metrics.js';
+import type { ContentStore } from '../store/content-store.js';
 
 export interface Readiness {
-  /** Each check's name → null when fine, else what is wrong. */
+  /** Each check's name → null when fine, else what is wrong: any failing check answers 503. */
   checks(): Record<string, string | null>;
+  /**
+   * Parts that run degraded but do not stop sigil from serving (the content store cannot write:
+   * blobs pass through unstored), name → what is wrong; reported with 200, never 503.
+   */
+  degraded?(): Record<string, string>;
 }
 
 /** Operational endpoints outside /v2/: never behind client auth, never contact an upstream. */
@@ -15,11 +21,21 @@ export function registerOpsRoutes(app: FastifyInstance, metrics: Metrics, readin
   app.get('/readyz', async (_req, reply) => {
     const checks = readiness.checks();
     const ok = Object.values(checks).every((v) => v === null);
+    const degraded = readiness.degraded?.() ?? {};
     reply.code(ok ? 200 : 503).type('application/json');
-    return JSON.stringify({ status: ok ? 'ready' : 'not ready', checks });
+    return JSON.stringify({ status: ok ? 'ready' : 'not ready', checks, ...(Object.keys(degraded).length > 0 ? { degraded } : {}) });
   });
   app.get('/metrics', async (_req, reply) => {
     reply.type(metrics.registry.contentType);
     return metrics.registry.metrics();
   });
+}
+
+/** The content store's fault for /readyz: it serves on, passing blobs through unstored, until it can write again. */
+export function storeDegraded(store: ContentStore | undefined): Record<string, string> {
+  const f = store?.fault;
+  if (f === undefined) return {};
+  const since = new Date(f.since).toISOString();
+  const retry = new Date(f.retryAt).toISOString();
+  return { store: `not writing since ${since}: ${f.code} (${f.message}); blobs pass through unstored; next try after ${retry}` };
 }

@@ -24,14 +24,13 @@ const PATH_RE = /^(.+)\/(manifests|blobs|referrers)\/([^/]+)$/;
 const TAGS_RE = /^(.+)\/tags\/list$/;
 const UPLOAD_RE = /^(.+)\/blobs\/uploads(?:\/.*)?$/;
 
-/** Splits the part of a /v2/ path after "/v2/" into a name and an endpoint. */
-export function parseV2Path(rest: string): { name: string; endpoint: Endpoint } {
-  let path: string;
-  try {
-    path = decodeURIComponent(rest);
-  } catch {
-    throw new SigilError({ code: 'NAME_INVALID', message: `malformed percent-encoding in path /v2/${rest}` });
-  }
+/**
+ * Splits the part of a /v2/ path after "/v2/" into a name and an endpoint. `path` is the router's
+ * `*` parameter, already percent-decoded once (find-my-way): it is not decoded again, so that one
+ * image has one name. A `%` left in it (`sec%252fapp` arrives as `sec%2fapp`) is a character no
+ * name, tag or digest may hold: refused below, never another spelling of `sec/app`.
+ */
+export function parseV2Path(path: string): { name: string; endpoint: Endpoint } {
   let m = UPLOAD_RE.exec(path);
   if (m) return { name: m[1], endpoint: { kind: 'upload' } };
   m = TAGS_RE.exec(path);

@@ -11,16 +11,17 @@ import { digestOf, type Digest } from '../oci/digest.js';
 import type { Catalog } from '../store/catalog.js';
 import { MANIFEST_MAX_BYTES } from '../upstream/limits.js';
 import type { UpstreamRegistry } from '../upstream/types.js';
-import { signatureSubject } from './inventory.js';
 import { MAX_INDEX_DEPTH } from './limits.js';
 import { descriptor, parseManifest, referrerDescriptor, type Descriptor } from './manifest.js';
 import { NOFOLLOW_READ, REF_NAME, blobPath, checkLayoutFile, parseRefName, readIndex, type IndexDescriptor, type RefName } from './oci-layout.js';
 import { judge } from './run.js';
+import { SignatureHomes, referrersIndexProblem, signatureTagOf, type SignatureTag } from './signature-data.js';
 
 /**
  * verified / unverified / skipped / failed as `sigil mirror` reports them (run.ts MirrorStatus);
- * signature data (cosign and referrers tags, bundle referrers) is `unverified` and follows the
- * image it signs: skipped when that image is skipped or failed.
+ * signature data (cosign and referrers tags, bundle referrers) is `unverified` when its content
+ * proves it is signature data, and follows the image it signs: skipped when that image is
+ * neither imported nor stored and passing (signature-data.ts).
  */
 export type ImportStatus = 'verified' | 'unverified' | 'skipped' | 'failed';
 
@@ -75,7 +76,9 @@ interface Entry {
   readonly ref: RefName;
   readonly desc: Descriptor;
   readonly tally: Tally;
-  /** The digest this entry is signature data of (its tag names it, or it is a referrer). */
+  /** What its tag claims it is: a cosign signature or a referrers fallback index, of that digest. */
+  readonly tagged?: SignatureTag;
+  /** Kept as signature data of this digest (its tag names it, or it is a referrer): only with it. */
   sigOf?: Digest;
   decision?: Decision;
 }
@@ -90,8 +93,12 @@ const isKept = (e: Entry): boolean => e.decision?.status === 'verified' || e.dec
  * 1. every manifest and blob checked against its digest (and size) before it is stored, with
  *    its catalog records; cosign `.sig` and referrers fallback tags, and referrers records
  *    (from the `subject` of the imported manifests), so that verification can find them;
- * 2. each other entry evaluated by digest (ManifestGate over StoredRegistry) and judged as
- *    `mirror` judges (enforce and warn: only what verifies); signature data follows its image;
+ * 2. each entry evaluated by digest (ManifestGate over StoredRegistry) and judged as `mirror`
+ *    judges (enforce and warn: only what verifies). What its tag or `subject` calls signature
+ *    data passes unverified only when its content proves it (the gate's signature-artifact
+ *    basis; a referrers fallback index: an index whose imported entries are such referrers of
+ *    its subject), else it is judged like any image; and it is kept only while the image it
+ *    signs is kept by this import or already stored and passing where its signatures are read;
  * 3. the tags of what passed, last, so that a tag never names an unverified or incomplete
  *    image; what did not pass is taken out again: the records and objects this import wrote
  *    for it that nothing imported and kept reaches (what the store held before stays).
@@ -131,13 +138,13 @@ export async function importLayout(deps: ImportDeps, dir: string, onResult: (r: 
       fail(`the ref name names ${parsed.digest}, the descriptor ${desc.digest}`, desc.digest);
       continue;
     }
-    const sigOf = 'tag' in parsed ? signatureSubject(parsed.tag) : undefined;
+    const tagged = 'tag' in parsed ? signatureTagOf(parsed.tag) : undefined;
     const tally: Tally = { id: i, objects: new Set(), manifests: new Set(), records: new Set(), created: new Set(), newBytes: 0 };
-    const entry: Entry = { label, ref: parsed, desc, tally, ...(sigOf ? { sigOf } : {}) };
+    const entry: Entry = { label, ref: parsed, desc, tally, ...(tagged ? { tagged } : {}) };
     try {
       await importer.manifest(parsed.upstream, parsed.repository, desc, tally, 0);
-      // Signature data's tags now: verification looks them up. An image's tag only once it passed.
-      if (sigOf && 'tag' in parsed) await importer.putTag(parsed.upstream, parsed.repository, parsed.tag, desc, tally);
+      // Signature data's tags now: verification looks them up (taken out again unless kept). An image's tag only once it passed.
+      if (tagged && 'tag' in parsed) await importer.putTag(parsed.upstream, parsed.repository, parsed.tag, desc, tally);
     } catch (e) {
       entry.decision = { status: 'failed', reason: messageOf(e) };
     }
@@ -146,14 +153,16 @@ export async function importLayout(deps: ImportDeps, dir: string, onResult: (r: 
   }
   await importer.writeReferrers(() => true);
 
-  await judgeEntries(deps, entries);
-  dropSignaturesOfDropped(entries);
+  const gate = storeGate(deps, entries);
+  await judgeEntries(gate, entries);
+  const subjects = new Subjects(deps, gate, importer, entries);
+  await keepSignatureDataWithSubjects(entries, subjects);
   for (const e of entries) {
     if (!isKept(e)) continue;
     try {
-      if ('tag' in e.ref && e.sigOf === undefined) await deps.catalog.putTag(e.ref.upstream, e.ref.repository, e.ref.tag, { digest: e.desc.digest, mediaType: e.desc.mediaType });
+      if ('tag' in e.ref && e.tagged === undefined) await deps.catalog.putTag(e.ref.upstream, e.ref.repository, e.ref.tag, { digest: e.desc.digest, mediaType: e.desc.mediaType });
       const ev = e.decision?.ev;
-      if (ev?.policy && ev.outcome) {
+      if (ev?.policy && ev.outcome && e.sigOf === undefined) {
         // The key serve's Keeper writes verdicts under (gate/keeper.ts), for inspection.
         const key = `${e.ref.upstream}/${e.ref.repository}@${e.desc.digest}|${ev.policy.fingerprint}`;
         await deps.catalog.putVerdict(key, { outcome: ev.outcome, decidedAt: (deps.now ?? Date.now)() });
@@ -162,6 +171,7 @@ export async function importLayout(deps: ImportDeps, dir: string, onResult: (r: 
       e.decision = { status: 'failed', reason: messageOf(err) };
     }
   }
+  await keepSignatureDataWithSubjects(entries, subjects); // again, should a tag above have failed
   await importer.takeOut(entries.filter((e) => !isKept(e)), entries.filter(isKept));
   const kept = new Set(entries.filter(isKept).map((e) => e.tally.id));
   await importer.writeReferrers((owners) => [...owners].some((id) => kept.has(id)));
@@ -180,12 +190,12 @@ export async function importLayout(deps: ImportDeps, dir: string, onResult: (r: 
 }
 
 /** The serve gate over the store alone: every configured upstream, and any other the layout names. */
-async function judgeEntries(deps: ImportDeps, entries: readonly Entry[]): Promise<void> {
+function storeGate(deps: ImportDeps, entries: readonly Entry[]): ManifestGate {
   const clients = new Map<string, UpstreamRegistry>();
   for (const name of new Set([...deps.config.upstreams.map((u) => u.name), ...entries.map((e) => e.ref.upstream)])) {
     clients.set(name, new StoredRegistry(name, deps.catalog));
   }
-  const gate = new ManifestGate({
+  return new ManifestGate({
     config: deps.config,
     clients,
     metrics: new Metrics(),
@@ -193,20 +203,41 @@ async function judgeEntries(deps: ImportDeps, entries: readonly Entry[]): Promis
     verifier: deps.verifier,
     ...(deps.now ? { now: deps.now } : {}),
   });
+}
+
+/**
+ * Each entry as serve would judge its bytes. What is tagged as signature data and does not pass
+ * as an image passes unverified only as what its content proves: a signature artifact (the
+ * gate's basis), or for a referrers fallback tag an index whose imported entries are referrers
+ * of its subject that are such artifacts or verified. What passes unverified with a subject (its
+ * tag's, or a referrer's `subject`) is that subject's signature data.
+ */
+async function judgeEntries(gate: ManifestGate, entries: readonly Entry[]): Promise<void> {
   for (const e of entries) {
     if (e.decision !== undefined) continue; // failed while reading
-    if (e.sigOf !== undefined) {
-      // A cosign `.sig` or referrers fallback tag: signature data, kept with the image it signs.
-      e.decision = { status: 'unverified', reason: `signature data of ${e.sigOf}` };
-      continue;
-    }
     try {
       // By digest: the very bytes imported, whatever tag will name them.
-      const ev = await gate.evaluate({ upstream: e.ref.upstream, repository: e.ref.repository, reference: e.desc.digest });
-      const j = judge(ev);
+      const target = { upstream: e.ref.upstream, repository: e.ref.repository, reference: e.desc.digest };
+      const ev = await gate.evaluate(target);
+      let j: Decision = judge(ev);
+      let asReferrersIndex = false;
+      const t = e.tagged;
+      if (t !== undefined && j.status === 'skipped') {
+        if (t.as === 'referrers') {
+          const problem = await referrersIndexProblem(gate, target, ev, t.subject, e.tally.manifests);
+          asReferrersIndex = problem === undefined;
+          if (problem !== undefined) j = { status: 'skipped', reason: `tagged as the referrers index of ${t.subject}, but ${problem}` };
+        } else {
+          j = { status: 'skipped', reason: `tagged as signature data of ${t.subject}, but not signature data${ev.notArtifact ? ` (${ev.notArtifact})` : ''}: ${j.reason}` };
+        }
+      }
+      const subject = t?.subject ?? e.tally.subject;
+      if (subject !== undefined && (j.status === 'unverified' || asReferrersIndex)) {
+        e.sigOf = subject;
+        const why = ev.basis === 'signature-artifact' || asReferrersIndex ? '' : ` (${j.reason})`;
+        j = { status: 'unverified', reason: `signature data of ${subject}${why}` };
+      }
       e.decision = { ...j, ev, ...(ev.policy ? { policy: ev.policy.name } : {}) };
-      // A referrer that is not itself verified (a Sigstore bundle) is its subject's signature data.
-      if (e.tally.subject !== undefined && j.status === 'unverified') e.sigOf = e.tally.subject;
     } catch (err) {
       e.decision = { status: 'failed', reason: messageOf(err) };
     }
@@ -214,20 +245,86 @@ async function judgeEntries(deps: ImportDeps, entries: readonly Entry[]): Promis
 }
 
 /**
- * Signature data of a manifest that is not imported (skipped or failed) is not imported either,
- * unless a kept entry reaches that manifest too. Repeated: signature data may sign signature data.
+ * Signature data is kept only with the image it signs, where verification reads it: an image
+ * kept by this import, or stored before it and passing now. Repeated: signature data may sign
+ * signature data.
  */
-function dropSignaturesOfDropped(entries: readonly Entry[]): void {
-  const reached = (e: Entry): Digest[] => [e.desc.digest, ...e.tally.manifests];
+async function keepSignatureDataWithSubjects(entries: readonly Entry[], subjects: Subjects): Promise<void> {
   for (let changed = true; changed; ) {
     changed = false;
-    const kept = new Set(entries.filter(isKept).flatMap(reached));
-    const dropped = new Set(entries.filter((e) => !isKept(e)).flatMap(reached));
+    const reachedBy = new Map<Digest, Entry[]>();
+    for (const k of entries.filter(isKept)) {
+      for (const d of new Set([k.desc.digest, ...k.tally.manifests])) reachedBy.set(d, [...(reachedBy.get(d) ?? []), k]);
+    }
     for (const e of entries) {
-      if (e.sigOf === undefined || !isKept(e) || !dropped.has(e.sigOf) || kept.has(e.sigOf)) continue;
-      e.decision = { status: 'skipped', reason: `signature data of ${e.sigOf}, which is not imported` };
+      if (e.sigOf === undefined || !isKept(e)) continue;
+      if (subjects.keptByImport(e, reachedBy.get(e.sigOf) ?? []) || (await subjects.storedAndPassing(e))) continue;
+      e.decision = { status: 'skipped', reason: `signature data of ${e.sigOf}, which is not imported, nor stored and passing, for ${e.ref.upstream}/${e.ref.repository}` };
       changed = true;
     }
+  }
+}
+
+/** Where the subject of signature data is: among the kept entries, or stored before this import. */
+class Subjects {
+  readonly #gate: ManifestGate;
+  readonly #importer: Importer;
+  readonly #homes: SignatureHomes;
+  readonly #catalog: Catalog;
+  /** Objects this import stored: not stored before it, whatever records say. */
+  readonly #created: ReadonlySet<Digest>;
+  readonly #passing = new Map<string, Promise<boolean>>();
+  #manifestKeys: Promise<string[]> | undefined;
+
+  constructor(deps: ImportDeps, gate: ManifestGate, importer: Importer, entries: readonly Entry[]) {
+    this.#gate = gate;
+    this.#importer = importer;
+    this.#catalog = deps.catalog;
+    this.#homes = new SignatureHomes(deps.config, new Set([...deps.config.upstreams.map((u) => u.name), ...entries.map((e) => e.ref.upstream)]));
+    this.#created = new Set(entries.flatMap((e) => [...e.tally.created]));
+  }
+
+  /** One of the kept entries that reach the subject is where signature data of it is read from `sig`'s repository. */
+  keptByImport(sig: Entry, keptReaching: readonly Entry[]): boolean {
+    const at = `${sig.ref.upstream}/${sig.ref.repository}`;
+    return keptReaching.some((k) => k !== sig && this.#homes.readFrom(k.ref.upstream, k.ref.repository).has(at));
+  }
+
+  /** The subject was stored before this import in a repository whose signatures `sig` holds, and passes the gate there now. */
+  storedAndPassing(sig: Entry): Promise<boolean> {
+    const subject = sig.sigOf as Digest;
+    const at = `${sig.ref.upstream}/${sig.ref.repository}`;
+    const key = `${at}\0${subject}`;
+    let p = this.#passing.get(key);
+    if (p === undefined) {
+      p = this.#check(at, subject);
+      this.#passing.set(key, p);
+    }
+    return p;
+  }
+
+  async #check(at: string, subject: Digest): Promise<boolean> {
+    if (this.#created.has(subject)) return false;
+    for (const where of [at, ...(await this.#holding(subject)).filter((w) => w !== at)]) {
+      const slash = where.indexOf('/');
+      const [upstream, repository] = [where.slice(0, slash), where.slice(slash + 1)];
+      if (!this.#homes.readFrom(upstream, repository).has(at)) continue;
+      if (!(await this.#importer.storedBefore(upstream, repository, subject))) continue;
+      try {
+        const ev = await this.#gate.evaluate({ upstream, repository, reference: subject });
+        if (judge(ev).status !== 'skipped') return true;
+      } catch {
+        // cannot be judged from the store: it does not hold this signature data
+      }
+    }
+    return false;
+  }
+
+  /** `<upstream>/<repository>` of every manifest record of `digest` (read once, only when needed). */
+  async #holding(digest: Digest): Promise<string[]> {
+    this.#manifestKeys ??= this.#catalog.store.listMeta('manifest').then((all) => all.map((r) => r.key));
+    const suffix = `@${digest}`;
+    return (await this.#manifestKeys).filter((k) => k.endsWith(suffix)).map((k) => k.slice(0, -suffix.length));
   }
 }
 
@@ -290,6 +387,13 @@ class Importer {
     tally.manifests.add(desc.digest);
     await this.#remember('manifest', `${upstream}/${repository}@${desc.digest}`, tally);
     await this.#catalog.putManifest(upstream, repository, desc.digest, desc.mediaType, bytes);
+  }
+
+  /** Did the store hold `digest` for this repository before this import (its manifest record, then)? */
+  async storedBefore(upstream: string, repository: string, digest: Digest): Promise<boolean> {
+    const prior = this.#prior.get(`manifest\0${upstream}/${repository}@${digest}`);
+    if (prior !== undefined) return prior !== null && (await this.#catalog.store.has(digest));
+    return (await this.#catalog.hasManifestRecord(upstream, repository, digest)) && (await this.#catalog.store.has(digest));
   }
 
   async putTag(upstream: string, repository: string, tag: string, desc: Descriptor, tally: Tally): Promise<void> {

@@ -3,8 +3,8 @@ import { isDigest, type Digest } from '../oci/digest.js';
 import { repeatedKey, tryParseJson } from '../oci/json.js';
 import { MT } from '../oci/media-types.js';
 import type { UpstreamRegistry } from '../upstream/types.js';
-import { abortable } from './abortable.js';
 import { DSSE_ENVELOPE } from './artifact.js';
+import { abortable } from './abortable.js';
 import { MAX_DISCOVERY_BYTES, MAX_SIGNATURE_BLOB_BYTES } from './limits.js';
 
 /**
@@ -134,10 +134,16 @@ function descriptor(v: unknown): Descriptor | undefined {
  * judges it on its bytes: each layer must be the signature data its media type names, the config
  * must configure nothing. The bytes are digest-checked as they are read, whatever the upstream's
  * `verifyBlobDigests`, so the blobs served afterwards under these digests are these bytes.
- * Upstream failures, and the signal's abort (the decision's deadline), propagate (the caller
- * treats the manifest as an image then: fail closed).
+ * Upstream failures propagate (the caller treats the manifest as an image then: fail closed).
+ * When `signal` aborts (the decision's deadline), the check rejects with its reason at once and
+ * the blob being read is destroyed: a blob that drips holds nothing past it.
  */
-export async function checkSignatureArtifact(registry: UpstreamRegistry, repository: string, manifest: Buffer, signal?: AbortSignal): Promise<ArtifactContent> {
+export async function checkSignatureArtifact(
+  registry: UpstreamRegistry,
+  repository: string,
+  manifest: Buffer,
+  opts: { signal?: AbortSignal } = {},
+): Promise<ArtifactContent> {
   const doc = tryParseJson(manifest);
   if (!isObject(doc) || !Array.isArray(doc.layers)) return { ok: false, reason: 'not an image manifest with layers' };
   const config = descriptor(doc.config);
@@ -151,7 +157,7 @@ export async function checkSignatureArtifact(registry: UpstreamRegistry, reposit
     const what = i === 0 ? 'config' : `layer ${i - 1}`;
     const cap = i === 0 ? MAX_ARTIFACT_CONFIG_BYTES : MAX_SIGNATURE_BLOB_BYTES;
     if (d.size > cap) return { ok: false, reason: `${what}: ${d.size} bytes, more than ${cap}` };
-    const bytes = await readBlob(registry, repository, d, what, signal);
+    const bytes = await readBlob(registry, repository, d, what, opts.signal);
     if (bytes === undefined) return { ok: false, reason: `${what}: not the bytes of ${d.digest} (${d.size} bytes)` };
     const problem = i === 0 ? signatureConfigProblem(d.mediaType, bytes) : signatureLayerProblem(d.mediaType, bytes);
     if (problem !== undefined) return { ok: false, reason: `${what}: ${problem}` };
@@ -160,22 +166,21 @@ export async function checkSignatureArtifact(registry: UpstreamRegistry, reposit
   return { ok: true, blobs };
 }
 
-/**
- * The blob's bytes when they hash to its digest and have its size; undefined otherwise. When
- * `signal` aborts, the read is destroyed and this rejects with the signal's reason.
- */
+/** The blob's bytes when they hash to its digest and have its size; undefined otherwise. */
 async function readBlob(registry: UpstreamRegistry, repository: string, d: Descriptor, what: string, signal: AbortSignal | undefined): Promise<Buffer | undefined> {
-  const res = await abortable(registry.openBlob(repository, d.digest, { method: 'GET', verifyDigest: true }), signal, (late) => late.body?.destroy());
+  signal?.throwIfAborted();
+  const opened = registry.openBlob(repository, d.digest, { method: 'GET', verifyDigest: true });
+  const res = await abortable(opened, signal, (late) => late.body?.destroy());
   if (res.body === null) throw new SigilError({ code: 'UPSTREAM_BAD_RESPONSE', message: `${what} ${d.digest}: blob without a body` });
   const body = res.body;
+  const chunks: Buffer[] = [];
+  let total = 0;
   // A body that drips stays under every per-request timeout: the deadline destroys it.
   const onAbort = (): void => {
     body.destroy(signal?.reason as Error);
   };
   signal?.addEventListener('abort', onAbort, { once: true });
   if (signal?.aborted === true) onAbort();
-  const chunks: Buffer[] = [];
-  let total = 0;
   try {
     for await (const chunk of body) {
       total += (chunk as Buffer).length;

@@ -1,7 +1,7 @@
 import { SigilError, isSigilError } from '../errors.js';
 import { isDigest, signatureTag, type Digest } from '../oci/digest.js';
 import { MT } from '../oci/media-types.js';
-import type { UpstreamRegistry } from '../upstream/types.js';
+import type { FetchedManifest, UpstreamRegistry } from '../upstream/types.js';
 import type { CandidateSignature } from '../verify/types.js';
 import {
   MAX_BUNDLE_REFERRERS,
@@ -41,23 +41,31 @@ const SIG_ACCEPT = [MT.OCI_MANIFEST, MT.DOCKER_MANIFEST].join(', ');
 
 /**
  * Finds the signatures of manifest `digest`: Sigstore bundles among its OCI 1.1 referrers
- * (or the referrers fallback tag), then cosign's legacy `sha256-<hex>.sig` tag. Only what
+ * (or the referrers fallback tag), then cosign's legacy `sha256-<hex>.sig` tag (asked for at
+ * the same time as the referrers). Only what
  * names the digest is returned; verification decides whether it counts. Upstream failures
  * (other than "no such tag") propagate: the caller turns them into an indeterminate outcome.
  * When `signal` aborts (the decision's deadline), discovery rejects with its reason at once:
  * the blob being read is destroyed and answers still on their way are closed when they come.
  */
 export async function discoverSignatures(where: SignatureLocation, digest: Digest, opts: { signal?: AbortSignal } = {}): Promise<Discovery> {
+  opts.signal?.throwIfAborted();
   const found: Found = { candidates: [], rejected: [], bytes: 0, signal: opts.signal };
   const failures: string[] = [];
+  // The `.sig` tag is asked for at once, beside the referrers: the two first lookups wait for
+  // the upstream side by side, not one after the other (with a content store, a failing
+  // upstream then costs a decision one STALE_DEADLINE_MS cut-off, not two). What they lead to
+  // is read in order: bundles first, then the legacy layers.
+  const sigTag = where.registry.fetchManifest(where.repository, signatureTag(digest), { accept: SIG_ACCEPT });
+  sigTag.catch(() => undefined); // its failure is discoverLegacy's, or nobody's past the deadline
   // Each source is looked at even when the other failed: a signature found in one can still
   // verify. A failed lookup is reported, so that "nothing verified" becomes "could not verify".
   for (const [what, step] of [
-    ['referrers', discoverBundles],
-    ['.sig tag', discoverLegacy],
+    ['referrers', () => discoverBundles(where, digest, found)],
+    ['.sig tag', () => discoverLegacy(where, digest, found, sigTag)],
   ] as const) {
     try {
-      await step(where, digest, found);
+      await step();
     } catch (e) {
       // Past the deadline nothing more is looked at: the whole decision is indeterminate.
       if (found.signal?.aborted === true) throw found.signal.reason;
@@ -118,12 +126,13 @@ async function discoverBundles(where: SignatureLocation, digest: Digest, found: 
   }
 }
 
-async function discoverLegacy(where: SignatureLocation, digest: Digest, found: Found): Promise<void> {
+/** `sigTag`: the lookup of the `.sig` tag, started by discoverSignatures. */
+async function discoverLegacy(where: SignatureLocation, digest: Digest, found: Found, sigTag: Promise<FetchedManifest>): Promise<void> {
   const { rejected } = found;
   const tag = signatureTag(digest);
   let bytes: Buffer;
   try {
-    bytes = (await abortable(where.registry.fetchManifest(where.repository, tag, { accept: SIG_ACCEPT }), found.signal)).bytes;
+    bytes = (await abortable(sigTag, found.signal)).bytes;
   } catch (e) {
     if (isSigilError(e) && (e.code === 'MANIFEST_UNKNOWN' || e.code === 'NAME_UNKNOWN')) return;
     throw e;

@@ -1,27 +1,36 @@
 import { lstat, rename, rm, utimes } from 'node:fs/promises';
-import type { Readable, Writable } from 'node:stream';
+import type { FileHandle } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import type { Writable } from 'node:stream';
 import type { Logger } from 'pino';
+import type { Metrics } from '../audit/metrics.js';
 import { SigilError } from '../errors.js';
-import { digestOf } from '../oci/digest.js';
+import { digestAlgorithm, digestOf } from '../oci/digest.js';
 import type { Digest } from '../oci/digest.js';
+import { DigestCheck } from '../hash/checked-stream.js';
+import { startHash } from '../hash/hash-pool.js';
 import { evictLru, pruneOlderThan } from './eviction.js';
 import type { EvictResult } from './eviction.js';
 import { streamOf } from './follower.js';
 import { InFlightWrite } from './inflight.js';
 import type { HashPool } from '../hash/hash-pool.js';
+import { StoreHealth, ioErrorCode } from './health.js';
+import type { StoreFault } from './health.js';
 import { Layout, cleanStaleTemps, isErrno, objectLabel, syncDir, writeFileAtomic } from './layout.js';
-import { LAST_USED_PERSIST_MS, READ_CHUNK_BYTES, TMP_STALE_MS, WRITE_IDLE_TIMEOUT_MS } from './limits.js';
+import {
+  LAST_USED_PERSIST_MS, READ_CHUNK_BYTES, SCAN_CONCURRENCY, STORE_RETRY_MS, TMP_STALE_MS, VERIFY_AHEAD_MAX_BYTES, WRITE_IDLE_TIMEOUT_MS,
+} from './limits.js';
 import { MetaStore } from './meta.js';
 import { SweepSchedule } from './sweeps.js';
 import type { MetaSweepResult } from './meta.js';
 import { lookupObject, openObject, scanObjects } from './object-index.js';
-import type { Entry, ObjectIndex } from './object-index.js';
+import type { Entry, ObjectIndex, OpenedObject } from './object-index.js';
 
 export interface ContentStoreOptions {
   readonly dir: string;
   /** Eviction keeps the objects' total size at or below this. */
   readonly maxBytes: number;
-  /** Clock (ms since epoch) for last use, metadata times and temp age; default Date.now. */
+  /** Clock (ms since epoch) for last use, metadata times, temp age and the retry after a fault; default Date.now. */
   readonly now?: () => number;
   readonly logger?: Logger;
   /** Overrides WRITE_IDLE_TIMEOUT_MS. */
@@ -34,12 +43,17 @@ export interface ContentStoreOptions {
    * `sigil cache` turns it off: `ls` lists what is there, `prune` sweeps after pruning.
    */
   readonly sweepMetaAtOpen?: boolean;
-  /** Where written blobs are hashed (the app's hash workers); default inline. */
+  /** Where written and read blobs are hashed (the app's hash workers); default inline. */
   readonly hashes?: HashPool;
+  /** Where damaged objects and failed file operations are counted. */
+  readonly metrics?: Metrics;
+  /** Overrides STORE_RETRY_MS. */
+  readonly retryMs?: number;
 }
 
 export type BeginWrite =
-  | { readonly kind: 'writer'; readonly writer: Writable; readonly done: Promise<void> }
+  /** `opened`: the temp file is open (rejects when the disk refused it: nothing was written, nothing to follow). */
+  | { readonly kind: 'writer'; readonly writer: Writable; readonly done: Promise<void>; readonly opened: Promise<void> }
   | { readonly kind: 'follower'; readonly stream: Readable };
 
 export type { EvictResult } from './eviction.js';
@@ -55,6 +69,10 @@ export type { MetaSweepResult } from './meta.js';
  * LAST_USED_PERSIST_MS per object): atime is unreliable under noatime/relatime,
  * objects are immutable so their mtime means nothing else, and a scan at open
  * rebuilds the index with no second file to keep consistent across processes.
+ *
+ * Faults of the file system (StoreHealth): an object that cannot be read is absent; a write that
+ * fails stops writes until a probe succeeds; an object that does not hash to its digest when read
+ * is removed and never served complete.
  */
 export class ContentStore {
   readonly #layout: Layout;
@@ -63,9 +81,13 @@ export class ContentStore {
   readonly #logger: Logger | undefined;
   readonly #idleMs: number;
   readonly #hashes: HashPool | undefined;
+  readonly #metrics: Metrics | undefined;
+  readonly #health: StoreHealth;
   readonly #index: ObjectIndex;
   readonly #meta: MetaStore;
   readonly #inflight = new Map<Digest, InFlightWrite>();
+  /** Bytes the writes under way expect to add (their announced sizes). */
+  #reserved = 0;
   readonly #background = new Set<Promise<unknown>>();
   #chain: Promise<unknown> = Promise.resolve();
   #closed = false;
@@ -78,8 +100,20 @@ export class ContentStore {
     this.#logger = opts.logger;
     this.#idleMs = opts.writeIdleTimeoutMs ?? WRITE_IDLE_TIMEOUT_MS;
     this.#hashes = opts.hashes;
+    this.#metrics = opts.metrics;
     this.#index = index;
     this.#meta = new MetaStore(layout, now, opts.logger);
+    this.#health = new StoreHealth({
+      layout,
+      now,
+      retryMs: opts.retryMs ?? STORE_RETRY_MS,
+      ...(opts.logger !== undefined ? { logger: opts.logger } : {}),
+      ...(opts.metrics !== undefined ? { metrics: opts.metrics } : {}),
+      recovered: () => {
+        this.#meta.forgetDirs();
+        this.#track(this.#reconcile(), 'checking the objects after a fault');
+      },
+    });
     this.#sweeps = new SweepSchedule({
       meta: this.#meta,
       now,
@@ -111,7 +145,7 @@ export class ContentStore {
   }
 
   async has(digest: Digest): Promise<boolean> {
-    return (await lookupObject(this.#layout, this.#index, digest)) !== undefined;
+    return (await this.#lookup(digest)) !== undefined;
   }
 
   /** Whether the object is on disk now (a stat, not the index: another process may have evicted it). */
@@ -124,28 +158,78 @@ export class ContentStore {
   }
 
   async stat(digest: Digest): Promise<{ size: number; lastUsed: number } | null> {
-    const e = await lookupObject(this.#layout, this.#index, digest);
+    const e = await this.#lookup(digest);
     return e ? { size: e.size, lastUsed: e.lastUsed } : null;
   }
 
   /**
-   * A stream of the object, or of bytes [start, end] inclusive (else RANGE_INVALID);
-   * null when absent. Marks it used. The stream holds the file open, so eviction
-   * (even by another process) does not cut it short.
+   * A stream of the object, or of bytes [start, end] inclusive (else RANGE_INVALID); null when
+   * absent, unreadable, or found damaged before anything of it was returned. Marks it used. The
+   * stream holds the file open, so eviction (even by another process) does not cut it short.
+   *
+   * Nothing but the digest's bytes is ever served complete. A whole object (or a range that is
+   * every byte of it) is hashed on the way: up to VERIFY_AHEAD_MAX_BYTES before it is returned,
+   * a larger one as it streams, its last chunk held back until the digest matched (a mismatch
+   * errors the stream first). A damaged object is removed, logged and counted. A partial range is
+   * served as stored, unchecked: a part has nothing to be checked against, and a client that puts
+   * a blob together from parts checks its digest itself (containerd, CRI-O, skopeo do).
    */
   async openRead(digest: Digest, range?: { start: number; end: number }): Promise<Readable | null> {
-    const opened = await openObject(this.#layout, this.#index, digest);
+    const opened = await this.#openChecked(digest);
     if (!opened) return null;
-    const { fh, entry } = opened;
+    const { fh, entry, ino } = opened;
+    const size = entry.size;
     if (range) {
       const { start, end } = range;
-      if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || start > end || end >= entry.size) {
+      if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || start > end || end >= size) {
         await fh.close();
-        throw new SigilError({ code: 'RANGE_INVALID', message: `content store: bytes ${start}-${end} of a ${entry.size}-byte object` });
+        throw new SigilError({ code: 'RANGE_INVALID', message: `content store: bytes ${start}-${end} of a ${size}-byte object` });
+      }
+      if (start !== 0 || end !== size - 1) {
+        this.#touch(digest, entry);
+        return this.#fileStream(digest, fh, start, end);
       }
     }
+    if (size <= VERIFY_AHEAD_MAX_BYTES) {
+      let bytes: Buffer;
+      try {
+        bytes = await readExactly(fh, size);
+      } catch (err) {
+        this.#health.failed('read', err, { digest, path: this.#layout.objectPath(digest) });
+        return null;
+      } finally {
+        await fh.close();
+      }
+      let got: Digest;
+      try {
+        got = await this.#hashOf(digest, bytes);
+      } catch (err) {
+        // the hash workers failed (stalled, gone): unchecked bytes are not served; the caller fetches them again
+        this.#logger?.warn({ digest, err: String(err) }, 'content store: could not hash a stored object; treated as absent');
+        return null;
+      }
+      if (got !== digest) {
+        await this.#damaged(digest, ino, `bytes that hash to ${got}`);
+        return null;
+      }
+      this.#touch(digest, entry);
+      return bufferStream(bytes);
+    }
     this.#touch(digest, entry);
-    return fh.createReadStream({ highWaterMark: READ_CHUNK_BYTES, ...(range ? { start: range.start, end: range.end } : {}) });
+    const source = this.#fileStream(digest, fh, 0, size - 1);
+    const checked = new DigestCheck({
+      digest,
+      expectedLength: size,
+      ...(this.#hashes !== undefined ? { hashes: this.#hashes } : {}),
+      mismatch: (got) => this.#damaged(digest, ino, `bytes that hash to ${got}`).then(() => this.#damageError(digest)),
+      wrongLength: (count) => this.#damaged(digest, ino, `${count} of ${size} bytes`).then(() => this.#damageError(digest)),
+    });
+    source.on('error', (err) => checked.destroy(err));
+    checked.on('close', () => {
+      if (!source.destroyed) source.destroy();
+    });
+    source.pipe(checked);
+    return checked;
   }
 
   /**
@@ -155,22 +239,25 @@ export class ContentStore {
    * and size images: looking must not change the LRU order they report and act on).
    */
   async readAll(digest: Digest, maxBytes: number, opts: { readonly touch?: boolean } = {}): Promise<Buffer | null> {
-    const opened = await openObject(this.#layout, this.#index, digest);
+    const opened = await this.#openChecked(digest);
     if (!opened) return null;
-    const { fh, entry } = opened;
+    const { fh, entry, ino } = opened;
     let bytes: Buffer;
     try {
       if (entry.size > maxBytes) {
         throw new SigilError({ code: 'INTERNAL', message: `content store: ${digest} has ${entry.size} bytes, over ${maxBytes}`, detail: { size: entry.size, maxBytes } });
       }
-      bytes = await fh.readFile();
+      bytes = await readExactly(fh, entry.size);
+    } catch (err) {
+      if (ioErrorCode(err) === undefined) throw err;
+      this.#health.failed('read', err, { digest, path: this.#layout.objectPath(digest) });
+      return null;
     } finally {
       await fh.close();
     }
     const got = digestOf(bytes, digest);
     if (got !== digest) {
-      this.#logger?.error({ digest, got }, 'content store: damaged object removed');
-      await this.remove(digest);
+      await this.#damaged(digest, ino, `bytes that hash to ${got}`);
       return null;
     }
     if (opts.touch !== false) this.#touch(digest, entry);
@@ -180,6 +267,7 @@ export class ContentStore {
   /** Stores bytes whose digest is checked first (else DIGEST_MISMATCH). Idempotent. */
   async putBytes(digest: Digest, bytes: Buffer): Promise<void> {
     this.#checkOpen();
+    await this.#whenWritable();
     const path = this.#layout.objectPath(digest);
     const got = digestOf(bytes, digest);
     if (got !== digest) {
@@ -193,7 +281,12 @@ export class ContentStore {
       return;
     }
     const t = this.#now();
-    await writeFileAtomic(this.#layout, objectLabel(digest), path, bytes, t);
+    try {
+      await writeFileAtomic(this.#layout, objectLabel(digest), path, bytes, t);
+    } catch (err) {
+      if (ioErrorCode(err) !== undefined) this.#health.failed('write', err, { digest, path });
+      throw err;
+    }
     await syncDir(this.#layout.objectDir(digest));
     this.#index.set(digest, bytes.length, t, t);
     this.#afterWrite();
@@ -219,13 +312,18 @@ export class ContentStore {
         ),
       };
     }
+    const tmpPath = this.#layout.tmpPath(objectLabel(digest));
+    const reserve = expectedSize ?? 0;
+    this.#reserved += reserve;
+    let settled = false;
     const flight = new InFlightWrite({
       digest,
       ...(expectedSize !== undefined ? { expectedSize } : {}),
       maxSize: this.#maxBytes,
-      tmpPath: this.#layout.tmpPath(objectLabel(digest)),
+      tmpPath,
       idleTimeoutMs: this.#idleMs,
       ...(this.#hashes !== undefined ? { hashes: this.#hashes } : {}),
+      ioFailed: (err) => this.#health.failed('write', err, { digest, path: tmpPath }),
       commit: async (tmp, size) => {
         const t = this.#now();
         await utimes(tmp, t / 1000, t / 1000);
@@ -234,12 +332,29 @@ export class ContentStore {
         await syncDir(this.#layout.objectDir(digest));
       },
       settled: () => {
+        if (!settled) this.#reserved -= reserve;
+        settled = true;
         if (this.#inflight.get(digest) === flight) this.#inflight.delete(digest);
       },
     });
     this.#inflight.set(digest, flight);
     flight.done.then(() => this.#afterWrite(), () => {});
-    return { kind: 'writer', writer: flight.writer, done: flight.done };
+    return { kind: 'writer', writer: flight.writer, done: flight.done, opened: flight.opened };
+  }
+
+  /**
+   * Whether a blob write of `size` bytes (undefined: not known) should start now: the store is
+   * writing (after a fault, a probe decides once its retry is due) and the file system has room
+   * for it, the writes under way and a margin. False: the blob passes through unstored.
+   */
+  async admitWrite(size?: number): Promise<boolean> {
+    if (this.#closed || !(await this.#health.writable())) return false;
+    return this.#health.room(size, this.#reserved);
+  }
+
+  /** Why the store does not write now (disk full, read-only, removed, …), or undefined while it does. */
+  get fault(): StoreFault | undefined {
+    return this.#health.fault;
   }
 
   /** The store's size limit: a larger object is never written. */
@@ -266,17 +381,36 @@ export class ContentStore {
     }
   }
 
-  putMeta(ns: string, key: string, value: unknown): Promise<void> {
+  async putMeta(ns: string, key: string, value: unknown): Promise<void> {
     this.#checkOpen();
-    return this.#meta.put(ns, key, value);
+    await this.#whenWritable();
+    try {
+      await this.#meta.put(ns, key, value);
+    } catch (err) {
+      if (ioErrorCode(err) !== undefined) this.#health.failed('write', err, { path: `meta/${ns}` });
+      throw err;
+    }
   }
 
-  getMeta<T>(ns: string, key: string): Promise<{ value: T; updated: number } | null> {
-    return this.#meta.get<T>(ns, key);
+  /** The document, or null when absent or unreadable (a read fault is counted and logged). */
+  async getMeta<T>(ns: string, key: string): Promise<{ value: T; updated: number } | null> {
+    try {
+      return await this.#meta.get<T>(ns, key);
+    } catch (err) {
+      if (ioErrorCode(err) === undefined) throw err;
+      this.#health.failed('read', err, { path: `meta/${ns}` });
+      return null;
+    }
   }
 
-  listMeta<T>(ns: string): Promise<Array<{ key: string; value: T; updated: number }>> {
-    return this.#meta.list<T>(ns);
+  async listMeta<T>(ns: string): Promise<Array<{ key: string; value: T; updated: number }>> {
+    try {
+      return await this.#meta.list<T>(ns);
+    } catch (err) {
+      if (ioErrorCode(err) === undefined) throw err;
+      this.#health.failed('read', err, { path: `meta/${ns}` });
+      return [];
+    }
   }
 
   deleteMeta(ns: string, key: string): Promise<boolean> {
@@ -348,6 +482,91 @@ export class ContentStore {
     if (this.#closed) throw new SigilError({ code: 'INTERNAL', message: 'content store: closed' });
   }
 
+  /** Throws while writes are stopped by a fault (a due probe runs first). */
+  async #whenWritable(): Promise<void> {
+    if (await this.#health.writable()) return;
+    const f = this.#health.fault;
+    throw new SigilError({
+      code: 'INTERNAL',
+      message: `content store: not writing since ${f ? new Date(f.since).toISOString() : '?'} (${f?.code ?? '?'}: ${f?.message ?? ''}); retrying after ${f ? new Date(f.retryAt).toISOString() : '?'}`,
+    });
+  }
+
+  /** The index entry (or one adopted from disk); undefined when absent or unreadable. */
+  async #lookup(digest: Digest): Promise<Entry | undefined> {
+    try {
+      return await lookupObject(this.#layout, this.#index, digest);
+    } catch (err) {
+      this.#health.failed('read', err, { digest, path: this.#layout.objectPath(digest) });
+      return undefined;
+    }
+  }
+
+  /** The object opened for reading; null when absent, unreadable, or of another size than recorded (damaged). */
+  async #openChecked(digest: Digest): Promise<OpenedObject | null> {
+    let opened: OpenedObject | null;
+    try {
+      opened = await openObject(this.#layout, this.#index, digest);
+    } catch (err) {
+      this.#health.failed('read', err, { digest, path: this.#layout.objectPath(digest) });
+      return null;
+    }
+    if (opened?.recordedSize !== undefined) {
+      await opened.fh.close();
+      await this.#damaged(digest, opened.ino, `${opened.entry.size} bytes, stored as ${opened.recordedSize}`);
+      return null;
+    }
+    return opened;
+  }
+
+  /** A stream of bytes [start, end] of an open object; a read error is counted (the consumer sees it). */
+  #fileStream(digest: Digest, fh: FileHandle, start: number, end: number): Readable {
+    const stream = fh.createReadStream({ highWaterMark: READ_CHUNK_BYTES, start, end });
+    stream.once('error', (err) => this.#health.failed('read', err, { digest, path: this.#layout.objectPath(digest) }));
+    return stream;
+  }
+
+  async #hashOf(digest: Digest, bytes: Buffer): Promise<Digest> {
+    const hash = startHash(this.#hashes, digestAlgorithm(digest), bytes.length);
+    const room = hash.update(bytes);
+    if (room !== undefined) await room;
+    return `${digestAlgorithm(digest)}:${await hash.digest()}` as Digest;
+  }
+
+  /**
+   * A stored object is not its digest's bytes (changed on disk): counted, logged, and removed
+   * unless the file was replaced meanwhile (by a write of the right bytes).
+   */
+  async #damaged(digest: Digest, ino: number, found: string): Promise<void> {
+    const path = this.#layout.objectPath(digest);
+    this.#metrics?.storeDamaged.inc();
+    this.#logger?.warn({ digest, path, found }, 'content store: a stored object does not match its digest; removed, not served');
+    try {
+      if ((await lstat(path)).ino !== ino) return;
+      await this.remove(digest);
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return;
+      this.#index.delete(digest);
+      this.#health.failed('write', err, { digest, path });
+    }
+  }
+
+  #damageError(digest: Digest): SigilError {
+    return new SigilError({ code: 'INTERNAL', message: `content store: ${digest} does not match its digest on disk; cut off before its last bytes` });
+  }
+
+  /** After a fault: drops index entries whose files are gone (the directory was removed, say). */
+  async #reconcile(): Promise<void> {
+    const all = this.#index.byLastUsed();
+    for (let i = 0; i < all.length; i += SCAN_CONCURRENCY) {
+      await Promise.all(
+        all.slice(i, i + SCAN_CONCURRENCY).map(async ({ digest }) => {
+          if (!(await this.onDisk(digest))) this.#index.delete(digest);
+        }),
+      );
+    }
+  }
+
   #serial<T>(fn: () => Promise<T>): Promise<T> {
     const p = this.#chain.then(fn);
     this.#chain = p.catch(() => {});
@@ -386,4 +605,24 @@ export class ContentStore {
     this.#background.add(tracked);
     void tracked.finally(() => this.#background.delete(tracked));
   }
+}
+
+/** `size` bytes from the start of the file: a file that grew is read only that far, a shorter one gives fewer (a mismatch then). */
+async function readExactly(fh: FileHandle, size: number): Promise<Buffer> {
+  const buf = Buffer.allocUnsafe(size);
+  let off = 0;
+  while (off < size) {
+    const { bytesRead } = await fh.read(buf, off, size - off, off);
+    if (bytesRead === 0) break;
+    off += bytesRead;
+  }
+  return off === size ? buf : buf.subarray(0, off);
+}
+
+/** A stream of one buffer (a verified small object). */
+function bufferStream(bytes: Buffer): Readable {
+  const out = new Readable({ read() {} });
+  if (bytes.length > 0) out.push(bytes);
+  out.push(null);
+  return out;
 }

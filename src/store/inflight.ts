@@ -23,6 +23,12 @@ export interface InFlightOptions {
   readonly settled: () => void;
   /** Where the bytes are hashed (big blobs off the event loop); default inline. */
   readonly hashes?: HashPool;
+  /**
+   * A file operation of the write failed (open, write, fsync, commit: disk full, read-only,
+   * directory removed, I/O error), as opposed to the data (wrong digest or size, a source error).
+   * Called once, before `done` rejects.
+   */
+  readonly ioFailed?: (err: unknown) => void;
 }
 
 const noop = (): void => {};
@@ -58,6 +64,8 @@ export function rest(bufs: readonly Buffer[], n: number): Buffer[] {
 export class InFlightWrite implements Followed {
   readonly writer: Writable;
   readonly done: Promise<void>;
+  /** Resolves once the temp file is open (the disk took the write so far), rejects when it could not be. */
+  readonly opened: Promise<void>;
   readonly #opts: InFlightOptions;
   readonly #hash: StreamHash;
   readonly #opened: Promise<FileHandle>;
@@ -69,6 +77,7 @@ export class InFlightWrite implements Followed {
   #refs = 1; // the writer's
   #waiters: Array<() => void> = [];
   #idle: NodeJS.Timeout | undefined;
+  #ioReported = false;
 
   constructor(opts: InFlightOptions) {
     this.#opts = opts;
@@ -78,6 +87,8 @@ export class InFlightWrite implements Followed {
       this.#rejectOpened = reject;
     });
     this.#opened.catch(noop);
+    this.opened = this.#opened.then(noop);
+    this.opened.catch(noop);
     this.done = new Promise<void>((resolve, reject) => {
       this.#resolveDone = resolve;
       this.#rejectDone = reject;
@@ -92,6 +103,7 @@ export class InFlightWrite implements Followed {
             cb();
           },
           (err: unknown) => {
+            this.#ioFailed(err);
             this.#rejectOpened(err);
             cb(err as Error);
           },
@@ -182,8 +194,8 @@ export class InFlightWrite implements Followed {
     let pending = chunks.filter((c) => c.length > 0);
     let pos = at;
     while (pending.length > 0) {
-      const { bytesWritten } = await fh.writev(pending, pos);
-      if (bytesWritten === 0) throw new SigilError({ code: 'INTERNAL', message: `content store: the disk took no bytes of ${this.#opts.digest}` });
+      const { bytesWritten } = await this.#io(fh.writev(pending, pos));
+      if (bytesWritten === 0) throw this.#ioFailed(new SigilError({ code: 'INTERNAL', message: `content store: the disk took no bytes of ${this.#opts.digest}` }));
       pos += bytesWritten;
       pending = rest(pending, bytesWritten);
     }
@@ -212,9 +224,9 @@ export class InFlightWrite implements Followed {
     this.#state = { kind: 'verified', size };
     this.#notify();
     const fh = await this.#opened;
-    await fh.sync();
+    await this.#io(fh.sync());
     if (this.#state.kind !== 'verified') return; // aborted during the fsync: the temp is gone, nothing to commit
-    await this.#opts.commit(this.#opts.tmpPath, size);
+    await this.#io(this.#opts.commit(this.#opts.tmpPath, size));
     if (this.#state.kind !== 'verified') return; // aborted during the rename: the object is valid all the same
     this.#state = { kind: 'committed', size };
     this.#opts.settled();
@@ -240,6 +252,23 @@ export class InFlightWrite implements Followed {
       this.#rejectDone(error);
     }
     this.release();
+  }
+
+  /** A file operation's outcome: its failure is reported as the disk's (ioFailed), then passed on. */
+  async #io<T>(p: Promise<T>): Promise<T> {
+    try {
+      return await p;
+    } catch (err) {
+      throw this.#ioFailed(err);
+    }
+  }
+
+  #ioFailed<E>(err: E): E {
+    if (!this.#ioReported && (this.#state.kind === 'writing' || this.#state.kind === 'verified')) {
+      this.#ioReported = true;
+      this.#opts.ioFailed?.(err);
+    }
+    return err;
   }
 
   #sizeError(size: number): SigilError {

@@ -24,8 +24,12 @@ export const ALGORITHMS = ['sha256', 'sha512'] as const;
 export const DIR_MODE = 0o700;
 export const FILE_MODE = 0o600;
 
-/** Open flags for reading an object: never follow a symlink planted in the cache dir. */
-export const READ_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW;
+/**
+ * Open flags for reading an object or a document: never follow a symlink planted in the cache dir,
+ * never block on a FIFO planted there (O_NONBLOCK does nothing to regular files); readers then
+ * refuse anything that is not a regular file.
+ */
+export const READ_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
 
 export class Layout {
   readonly dir: string;

@@ -78,3 +78,30 @@ export const META_SWEEP_MIN_INTERVAL_MS = 10 * 60 * 1000;
  * holds eviction back for tens of milliseconds, not for the whole directory.
  */
 export const META_SWEEP_BATCH_FILES = 256;
+
+/**
+ * A whole object up to this size is read and hashed before anything of it is served: a damaged
+ * one is then found before the answer's headers (removed, and reported absent, so the caller
+ * fetches it again) rather than cut off mid-answer. One read chunk: a stream would buffer as
+ * much anyway. Larger objects are hashed as they stream, the last chunk held back until the
+ * digest matched.
+ */
+export const VERIFY_AHEAD_MAX_BYTES = READ_CHUNK_BYTES;
+
+/**
+ * After a write failed for a reason of the file system (disk full, read-only, directory removed,
+ * I/O error), the store stops writing (blobs pass through unstored) and tries again, with a small
+ * probe write, at most this often: soon enough that a freed disk is used again within a minute,
+ * seldom enough that a broken disk costs a probe, not a failed write per request.
+ */
+export const STORE_RETRY_MS = 30 * 1000;
+
+/** What the probe writes (and syncs, then removes): one page, which a full file system refuses. */
+export const PROBE_BYTES = 4096;
+
+/**
+ * A blob write starts only when the file system has room for it, the writes already under way
+ * and this much more (metadata documents, the file system's own blocks): a write the disk runs
+ * out of midway cuts off the pulls reading behind it, a write not started cuts off nothing.
+ */
+export const WRITE_ROOM_MARGIN_BYTES = 1024 * 1024;

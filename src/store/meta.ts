@@ -90,13 +90,23 @@ export class MetaStore {
     await writeFileAtomic(this.#layout, `meta-${ns}`, path, bytes);
   }
 
+  /** The namespace directories may be gone (the store's directory was removed): create them again before the next write. */
+  forgetDirs(): void {
+    this.#madeDirs.clear();
+  }
+
   async get<T>(ns: string, key: string): Promise<{ value: T; updated: number } | null> {
     const path = this.#path(ns, key);
     let text: string;
     try {
       const fh = await open(path, READ_FLAGS);
       try {
-        const { size } = await fh.stat();
+        const st = await fh.stat();
+        const { size } = st;
+        if (!st.isFile()) {
+          this.#logger?.warn({ ns, path }, 'content store: metadata path is not a regular file; ignored');
+          return null;
+        }
         if (size > META_MAX_BYTES) {
           this.#logger?.warn({ ns, path, size }, 'content store: oversized metadata file ignored');
           return null;

@@ -114,11 +114,20 @@ export async function lookupObject(layout: Layout, index: ObjectIndex, digest: D
   }
 }
 
+/** An object opened for reading: its entry (size from the open file), inode, and the size the index knew if it was another. */
+export interface OpenedObject {
+  readonly fh: FileHandle;
+  readonly entry: Entry;
+  readonly ino: number;
+  /** Set when the index recorded another size: objects never change, so the file was damaged. */
+  readonly recordedSize?: number;
+}
+
 /**
  * Opens the object (never through a symlink) and refreshes its entry from the open
  * file; null when absent (then it is dropped: another process removed it).
  */
-export async function openObject(layout: Layout, index: ObjectIndex, digest: Digest): Promise<{ fh: FileHandle; entry: Entry } | null> {
+export async function openObject(layout: Layout, index: ObjectIndex, digest: Digest): Promise<OpenedObject | null> {
   const path = layout.objectPath(digest);
   let fh: FileHandle;
   try {
@@ -130,13 +139,15 @@ export async function openObject(layout: Layout, index: ObjectIndex, digest: Dig
   }
   try {
     const st = await fh.stat();
+    if (!st.isFile()) throw Object.assign(new Error(`${path} is not a regular file`), { code: 'EFTYPE', syscall: 'open', path });
     let entry = index.get(digest);
+    const recorded = entry?.size;
     if (!entry || entry.size !== st.size) {
       const t = Math.round(st.mtimeMs);
       index.set(digest, st.size, t, t);
       entry = index.get(digest) as Entry;
     }
-    return { fh, entry };
+    return { fh, entry, ino: st.ino, ...(recorded !== undefined && recorded !== st.size ? { recordedSize: recorded } : {}) };
   } catch (err) {
     await fh.close();
     throw err;

@@ -14,6 +14,7 @@ import { pullScope } from './challenge.js';
 import type { SentCredential } from './auth.js';
 import { bodyMediaType, checkDigest, checkReference, checkRepository, contentLength, mediaTypeOf, parseTagList } from './answers.js';
 import { checkedBlobStream } from './blob-verify.js';
+import { checkPartialAnswer } from './ranges.js';
 import type { HashPool } from '../hash/hash-pool.js';
 import { headerValue, parseDistributionError, statusError } from './error-map.js';
 import type { StatusContext } from './error-map.js';
@@ -218,7 +219,8 @@ export class UpstreamClient implements UpstreamRegistry {
   /**
    * A blob, streamed. Range is passed on; redirects are followed (at most
    * MAX_REDIRECTS) without the upstream's Authorization unless the target is the
-   * upstream itself. A whole-blob GET is digest checked while it streams.
+   * upstream itself. An answer with the whole blob (a 200, or a 206 whose range is every byte) is
+   * digest checked while it streams; a 206 that is not the range asked for is UPSTREAM_BAD_RESPONSE.
    */
   async openBlob(repository: string, digest: Digest, req: BlobRequest): Promise<BlobResponse> {
     return this.#track('blob', async () => {
@@ -249,6 +251,18 @@ export class UpstreamClient implements UpstreamRegistry {
       if (res.status !== 200 && res.status !== 206) {
         throw await this.#fail(res, { upstream: this.name, what, notFound: 'BLOB_UNKNOWN' });
       }
+      // A 200 claims the whole blob; a 206 must be exactly the range asked for, and is the whole
+      // blob when that range covers it: either way a whole blob is hashed below.
+      let whole = res.status === 200;
+      let expectedLength = contentLength(res.headers);
+      if (res.status === 206) {
+        try {
+          ({ whole, length: expectedLength } = checkPartialAnswer(req.range, headerValue(res.headers, 'content-range'), expectedLength, `upstream ${this.name}: ${what}`));
+        } catch (err) {
+          await this.#http.discard(res.body);
+          throw err;
+        }
+      }
       const headers: Record<string, string> = {};
       for (const h of SAFE_BLOB_HEADERS) {
         const v = headerValue(res.headers, h);
@@ -261,9 +275,9 @@ export class UpstreamClient implements UpstreamRegistry {
       const bytes = this.#metrics.bytesStreamed.labels(this.name, 'in');
       const from = url;
       const body = checkedBlobStream(res.body, {
-        // 206 is a part: nothing to hash it against
-        digest: res.status === 200 && (req.verifyDigest ?? this.#verifyBlobs) ? digest : undefined,
-        expectedLength: contentLength(res.headers),
+        // a part of the blob: nothing to hash it against
+        digest: whole && (req.verifyDigest ?? this.#verifyBlobs) ? digest : undefined,
+        expectedLength,
         onBytes: (n) => bytes.inc(n),
         mapSourceError: (err) => this.#http.map(err, from),
         ...(this.#hashes !== undefined ? { hashes: this.#hashes } : {}),

@@ -460,6 +460,202 @@ describe('--import verifies each tag as serve --offline would', () => {
   });
 });
 
+describe('--import keeps signature data only when its content is signature data and its subject is kept', () => {
+  // The export plus what a hostile layout may carry: a runnable unsigned image tagged as the
+  // cosign signature of an image that is not there; one shaped like a signature artifact (its
+  // layer labelled a cosign payload, its config running a shell) tagged as the signature of an
+  // image that is (prod/multi's amd64 child); a referrers fallback tag of prod/app whose index
+  // lists a runnable image (it names prod/app as its subject); and prod/app's genuine signature
+  // manifest tagged again as the signature of an image that is not there.
+  let hostileLayout: string;
+  let hostileStore: string;
+  let run: { code: number; err: string; results: Array<{ ref: string; status: string; reason?: string; digest?: string }> };
+  let evil: { manifest: string; blobs: string[]; tag: string };
+  let disguised: { manifest: string; blobs: string[]; tag: string };
+  let referrer: { manifest: string; blobs: string[] };
+  let fallbackRef: string;
+  let orphanSigRef: string;
+  let absent: string;
+  const byRef = (ref: string) => run.results.find((r) => r.ref === ref);
+
+  async function writeBlob(layout: string, bytes: Buffer): Promise<string> {
+    const digest = sha(bytes);
+    await writeFile(join(layout, 'blobs', 'sha256', digest.slice(7)), bytes);
+    return digest;
+  }
+
+  /** A runnable image (a gzipped tar with a shell script, a config that runs it) written into the layout. */
+  async function runnableImage(
+    layout: string,
+    script: string,
+    opts: { subject?: { mediaType: string; digest: string; size: number }; layerType?: string } = {},
+  ): Promise<{ manifest: Buffer; digest: string; blobs: string[] }> {
+    const layer = makeLayer(Buffer.from(script), 'bin/run.sh');
+    const subject = opts.subject;
+    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Cmd: ['/bin/sh', '/bin/run.sh'] }, rootfs: { type: 'layers', diff_ids: [layer.diffId] } }));
+    const manifest = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: await writeBlob(layout, config), size: config.length },
+        layers: [{ mediaType: opts.layerType ?? 'application/vnd.oci.image.layer.v1.tar+gzip', digest: await writeBlob(layout, layer.blob), size: layer.blob.length }],
+        ...(subject ? { subject } : {}),
+      }),
+    );
+    return { manifest, digest: await writeBlob(layout, manifest), blobs: [sha(config), layer.digest] };
+  }
+
+  async function addRefs(layout: string, refs: Array<{ ref: string; mediaType: string; digest: string; size: number }>): Promise<void> {
+    const path = join(layout, 'index.json');
+    const index = JSON.parse(await readFile(path, 'utf8')) as { manifests: unknown[] };
+    for (const r of refs) index.manifests.push({ mediaType: r.mediaType, digest: r.digest, size: r.size, annotations: { 'org.opencontainers.image.ref.name': r.ref } });
+    await writeFile(path, JSON.stringify(index));
+  }
+
+  async function importLayout(layout: string, store: string): Promise<typeof run> {
+    const cfg = join(dir, `sigil-${store.split('/').pop()}.yaml`);
+    await writeFile(cfg, configFor(store));
+    const c = capture();
+    const code = await mirrorCommand(c.io, ['--import', layout, '--config', cfg, '--json']);
+    return { code, err: c.err(), results: (JSON.parse(c.out() || '{"results":[]}') as { results: typeof run.results }).results };
+  }
+
+  before(async () => {
+    hostileLayout = join(dir, 'layout-hostile');
+    await cp(layoutDir, hostileLayout, { recursive: true });
+    absent = sha(Buffer.from('an image that is in no layout and no store'));
+    const image = await runnableImage(hostileLayout, '#!/bin/sh\necho unsigned and runnable\n');
+    evil = { manifest: image.digest, blobs: image.blobs, tag: sigTag(absent) };
+    const shaped = await runnableImage(hostileLayout, '#!/bin/sh\necho shaped like a signature\n', { layerType: 'application/vnd.dev.cosign.simplesigning.v1+json' });
+    disguised = { manifest: shaped.digest, blobs: shaped.blobs, tag: sigTag(multi.children[0].digest) };
+    const ref = await runnableImage(hostileLayout, '#!/bin/sh\necho a runnable referrer\n', { subject: { mediaType: app.mediaType, digest: app.digest, size: app.manifest.length } });
+    referrer = { manifest: ref.digest, blobs: ref.blobs };
+    const fallback = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.index.v1+json',
+        manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: ref.digest, size: ref.manifest.length, artifactType: 'application/vnd.oci.image.config.v1+json' }],
+      }),
+    );
+    fallbackRef = `reg.test/prod/app:${app.digest.replace(':', '-')}`;
+    const genuineSig = await withStore(storeDir, async (catalog) => (await catalog.getTag('reg.test', 'prod/app', sigTag(app.digest)))!.value);
+    const genuineSigSize = (await readFile(join(hostileLayout, 'blobs', 'sha256', genuineSig.digest.slice(7)))).length;
+    orphanSigRef = `reg.test/prod/app:${sigTag(sha(Buffer.from('another image that is nowhere')))}`;
+    await addRefs(hostileLayout, [
+      { ref: `reg.test/prod/evil:${evil.tag}`, mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: image.digest, size: image.manifest.length },
+      { ref: `reg.test/prod/multi:${disguised.tag}`, mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: shaped.digest, size: shaped.manifest.length },
+      { ref: fallbackRef, mediaType: 'application/vnd.oci.image.index.v1+json', digest: await writeBlob(hostileLayout, fallback), size: fallback.length },
+      { ref: orphanSigRef, mediaType: genuineSig.mediaType, digest: genuineSig.digest, size: genuineSigSize },
+    ]);
+    hostileStore = join(dir, 'store-hostile');
+    run = await importLayout(hostileLayout, hostileStore);
+  });
+
+  test('a runnable image tagged as the signature of an absent image is not imported, with its reason, and the import exits 1', async () => {
+    assert.equal(run.code, 1, run.err);
+    const r = byRef(`reg.test/prod/evil:${evil.tag}`);
+    assert.equal(r?.status, 'skipped', JSON.stringify(r));
+    assert.equal(r?.digest, evil.manifest);
+    assert.match(r?.reason ?? '', /not signature data/);
+    assert.match(r?.reason ?? '', /no signature found \(policy prod, enforce\)/);
+    assert.match(run.err, new RegExp(`^skipped reg\\.test/prod/evil:${evil.tag.replace('.', '\\.')} ${evil.manifest}: `, 'm'));
+    // the export's own entries are imported as before
+    const own = run.results.filter((x) => ![`reg.test/prod/evil:${evil.tag}`, `reg.test/prod/multi:${disguised.tag}`, fallbackRef, orphanSigRef].includes(x.ref));
+    assert.equal(own.length, 8);
+    assert.ok(own.every((x) => x.status === 'verified' || x.status === 'unverified'), JSON.stringify(own));
+    await withStore(hostileStore, async (catalog, store) => {
+      assert.equal(await catalog.getTag('reg.test', 'prod/evil', evil.tag), null);
+      assert.equal(await store.getMeta('manifest', `reg.test/prod/evil@${evil.manifest}`), null);
+      for (const d of [evil.manifest, ...evil.blobs]) assert.equal(await store.has(d as Digest), false, d);
+      assert.deepEqual((await store.listMeta('blob')).filter((b) => b.key.startsWith('reg.test/prod/evil@')), []);
+    });
+  });
+
+  test('one shaped like a signature artifact whose content is not signature data is judged like any image, its subject there or not', async () => {
+    const r = byRef(`reg.test/prod/multi:${disguised.tag}`);
+    assert.equal(r?.status, 'skipped', JSON.stringify(r));
+    assert.match(r?.reason ?? '', /not signature data \((config|layer 0): /);
+    assert.match(r?.reason ?? '', /no signature found \(policy prod, enforce\)/);
+    await withStore(hostileStore, async (catalog, store) => {
+      assert.equal(await catalog.getTag('reg.test', 'prod/multi', disguised.tag), null);
+      for (const d of [disguised.manifest, ...disguised.blobs]) assert.equal(await store.has(d as Digest), false, d);
+      // its subject, imported and verified, is there
+      assert.ok(await catalog.getManifest('reg.test', 'prod/multi', multi.children[0].digest as Digest));
+    });
+  });
+
+  test('a referrers fallback tag whose index lists a runnable image is not imported, nor is that image', async () => {
+    const r = byRef(fallbackRef);
+    assert.equal(r?.status, 'skipped', JSON.stringify(r));
+    assert.match(r?.reason ?? '', new RegExp(`${referrer.manifest}.*not signature data`));
+    await withStore(hostileStore, async (catalog, store) => {
+      assert.equal(await catalog.getTag('reg.test', 'prod/app', app.digest.replace(':', '-')), null);
+      assert.equal(await catalog.getReferrers('reg.test', 'prod/app', app.digest as Digest), null);
+      for (const d of [referrer.manifest, ...referrer.blobs]) assert.equal(await store.has(d as Digest), false, d);
+    });
+  });
+
+  test('signature data whose subject is neither imported nor stored is not imported', async () => {
+    const r = byRef(orphanSigRef);
+    assert.equal(r?.status, 'skipped', JSON.stringify(r));
+    assert.match(r?.reason ?? '', /signature data of sha256:[a-f0-9]{64}, which is not imported/);
+    await withStore(hostileStore, async (catalog) => {
+      assert.equal(await catalog.getTag('reg.test', 'prod/app', orphanSigRef.slice('reg.test/prod/app:'.length)), null);
+      // the same manifest stays as prod/app's own signature
+      assert.ok(await catalog.getTag('reg.test', 'prod/app', sigTag(app.digest)));
+    });
+  });
+
+  test('serve --offline serves none of what was not imported; the signed images still verify from the store', async () => {
+    const s = await startSigil(configFor(hostileStore), { offline: true });
+    try {
+      for (const [repo, ref] of [
+        ['prod/evil', evil.tag],
+        ['prod/evil', evil.manifest],
+        ['prod/multi', disguised.tag],
+        ['prod/multi', disguised.manifest],
+        ['prod/app', referrer.manifest],
+        ['prod/app', fallbackRef.slice('reg.test/prod/app:'.length)],
+      ]) {
+        const m = await pull(s, repo, ref);
+        assert.ok(m.status === 404 || m.status === 403, `${repo} ${ref}: ${m.status}`);
+      }
+      for (const [repo, d] of [...evil.blobs.map((b) => ['prod/evil', b]), ...disguised.blobs.map((b) => ['prod/multi', b]), ...referrer.blobs.map((b) => ['prod/app', b])]) {
+        const blob = await request(`${s.url}/v2/${repo}/blobs/${d}`);
+        await blob.body.dump();
+        assert.ok(blob.statusCode === 404 || blob.statusCode === 403, `${repo} blob ${d}: ${blob.statusCode}`);
+      }
+      for (const repo of ['prod/app', 'prod/keyless']) {
+        const ok = await pull(s, repo, '1.0');
+        assert.equal(ok.status, 200, `${repo}: ${ok.body.toString()}`);
+        assert.equal(ok.headers['sigil-verification'], 'verified', repo);
+      }
+    } finally {
+      await s.stop();
+    }
+  });
+
+  test('signature data of an image already stored and passing is imported on its own; into an empty store it is not', async () => {
+    const sigOnly = join(dir, 'layout-sig-only');
+    await cp(hostileLayout, sigOnly, { recursive: true });
+    const index = JSON.parse(await readFile(join(sigOnly, 'index.json'), 'utf8')) as { manifests: Array<{ annotations: Record<string, string> }> };
+    index.manifests = index.manifests.filter((m) => m.annotations['org.opencontainers.image.ref.name'] === `reg.test/prod/app:${sigTag(app.digest)}`);
+    assert.equal(index.manifests.length, 1);
+    await writeFile(join(sigOnly, 'index.json'), JSON.stringify(index));
+    const onto = await importLayout(sigOnly, hostileStore);
+    assert.equal(onto.code, 0, onto.err);
+    assert.deepEqual(onto.results.map((r) => r.status), ['unverified']);
+    const empty = await importLayout(sigOnly, join(dir, 'store-sig-only'));
+    assert.equal(empty.code, 1, empty.err);
+    assert.equal(empty.results[0]?.status, 'skipped');
+    assert.match(empty.results[0]?.reason ?? '', /signature data of sha256:[a-f0-9]{64}, which is not imported/);
+    await withStore(join(dir, 'store-sig-only'), async (catalog, store) => {
+      assert.equal(await catalog.getTag('reg.test', 'prod/app', sigTag(app.digest)), null);
+      assert.deepEqual((await store.list()).length, 0);
+    });
+  });
+});
+
 describe('with the registry gone', () => {
   before(async () => {
     await env.registry.stop();

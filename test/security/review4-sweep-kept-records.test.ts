@@ -35,7 +35,7 @@ test('Review 4 (fixed): a tag kept before an eviction + sweep is recorded again 
   const store = await ContentStore.open({ dir, maxBytes: 1 << 20, now, sweepMetaAtOpen: false });
   try {
     const catalog = new Catalog(store);
-    const keeper = new Keeper(catalog, { policies: [] } as unknown as Config, pino({ level: 'silent' }));
+    const keeper = new Keeper(catalog, { policies: [], cache: { verifications: { maxEntries: 1000, ttlMs: 600_000 } } } as unknown as Config, pino({ level: 'silent' }));
     const bytes = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MT_MANIFEST, config: null, layers: [] }));
     const digest: Digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
     const ev: Evaluation = { manifest: { bytes, digest, mediaType: MT_MANIFEST }, basis: 'no-policy', cached: false };

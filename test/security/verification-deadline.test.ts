@@ -5,11 +5,12 @@ import { defaultDeps, type AppDeps } from '../../src/app.js';
 import { createLogger } from '../../src/audit/logger.js';
 import { FAILURE_TTL_MS } from '../../src/cache/verdicts.js';
 import { isSigilError } from '../../src/errors.js';
-import { MAX_CONCURRENT_VERIFICATIONS, ManifestGate, type ManifestDecision } from '../../src/gate/manifest-gate.js';
+import { MAX_CONCURRENT_VERIFICATIONS, MAX_CONCURRENT_VERIFICATIONS_PER_UPSTREAM, ManifestGate, type ManifestDecision } from '../../src/gate/manifest-gate.js';
 import { startFaultServer, type FaultServer } from '../helpers/fault-server.js';
 import { tempDir } from '../helpers/net.js';
-import { pushLegacySignature } from '../helpers/publish.js';
-import { legacyLayer } from '../helpers/signer.js';
+import { pushBundleReferrer, pushLegacySignature } from '../helpers/publish.js';
+import { pushBlob, pushManifest } from '../helpers/push.js';
+import { bundleFor, legacyLayer, sigManifest } from '../helpers/signer.js';
 import { compileConfig } from '../helpers/sigil.js';
 import { pull, startVerifyEnv, type VerifyEnv } from '../helpers/verify-env.js';
 
@@ -17,7 +18,8 @@ import { pull, startVerifyEnv, type VerifyEnv } from '../helpers/verify-env.js';
 // signature payloads (one byte per 10 s: under every per-request timeout) held every global
 // verification slot, so a validly signed image on another, healthy upstream was never answered.
 // Now every decision has a deadline (waiting for a slot included) after which it is indeterminate
-// and its reads are destroyed, and one upstream can hold only its share of the slots.
+// and its reads are destroyed, and one upstream can hold only its share of the slots. The same
+// holds for the blobs of a manifest shaped like a signature artifact, read to judge it.
 //
 // The hostile upstream is an in-process proxy in front of the real registry (a real registry cannot
 // drip); the images and their signatures are real, pushed and signed as cosign does. The gate runs
@@ -32,8 +34,8 @@ let hostile: FaultServer;
 let deps: AppDeps;
 let gate: ManifestGate;
 let clockOffset = 0;
-/** Blob answers the hostile upstream is dripping right now. */
-const dripping = new Set<ServerResponse>();
+/** Blob answers the hostile upstream is dripping right now, and their URLs. */
+const dripping = new Map<ServerResponse, string>();
 let dripsStarted = 0;
 /** Repositories the hostile upstream serves normally again. */
 const healed = new Set<string>();
@@ -47,7 +49,7 @@ before(async () => {
     if (repo !== undefined && req.method === 'GET' && !healed.has(repo)) {
       res.writeHead(200, { 'content-type': 'application/octet-stream' });
       dripsStarted++;
-      dripping.add(res);
+      dripping.set(res, url);
       const drip = setInterval(() => res.write(Buffer.from('{')), 10_000);
       res.write(Buffer.from('{'));
       res.once('close', () => {
@@ -192,7 +194,7 @@ test('a validly signed image on a healthy upstream is verified while a dripping 
 
   // Nothing is left behind: no slot held or waited for, no upstream body still open.
   assert.deepEqual(gate.verificationSlots, { running: 0, waiting: 0 });
-  assert.ok(await eventually(() => dripping.size === 0, 5_000), `${dripping.size} dripping blob reads were left open`);
+  assert.ok(await eventually(() => dripping.size === 0, 5_000), `dripping blob reads left open: ${[...dripping.values()].join(', ')}`);
 
   // The indeterminate verdict is kept only FAILURE_TTL_MS: once the upstream behaves, the image verifies.
   healed.add('drip/r0');
@@ -219,11 +221,8 @@ test('warn: a decision past its deadline is served marked unverified, never veri
   assert.deepEqual(gate.verificationSlots, { running: 0, waiting: 0 });
 });
 
-// The deadline is not shorter than it is for this: with a content store, each lookup on a silent
-// upstream is cut at STALE_DEADLINE_MS and answered from the store, and the stored signatures of
-// an image are reached through three such lookups in a row (referrers, referrers tag, `.sig` tag).
-// With the default deadline, not a test one.
-test('a stored signed image still re-verifies from the store within the deadline while its upstream is silent', async () => {
+/** Sigil through a fake upstream that forwards to the real registry until told to go silent (accept, never answer). */
+async function silenceable(): Promise<{ up: FaultServer; silence(): void }> {
   const target = new URL(env.registry.url);
   let silent = false;
   const up = await startFaultServer((req, res) => {
@@ -235,24 +234,125 @@ test('a stored signed image still re-verifies from the store within the deadline
     fwd.on('error', () => res.destroy());
     req.pipe(fwd);
   });
+  return {
+    up,
+    silence: () => {
+      silent = true;
+    },
+  };
+}
+
+const storedSigil = async (upstreamUrl: string): Promise<Awaited<ReturnType<VerifyEnv['sigil']>>> =>
+  env.sigil(`  - name: signed\n    match: ["**"]\n    mode: enforce\n    authorities:\n      - { key: ${env.keys.p256.path}, tlog: ignore }`, {
+    upstreamUrl,
+    extra: `cache:\n  store:\n    dir: ${await tempDir('sigil-verify-deadline-stale-')}\n    maxBytes: 104857600\n  tags:\n    ttl: 1s\n  verifications:\n    ttl: 1s`,
+  });
+
+// With a content store, each lookup on a silent upstream is cut at STALE_DEADLINE_MS (4 s) and
+// answered from the store; the stored signatures of an image are reached through up to three
+// lookups (referrers, referrers tag, `.sig` tag). Once one lookup found the upstream failing, the
+// others are answered from the store at once, so a stored image re-verifies within the deadline.
+// With the default deadline, not a test one.
+test('a stored signed image still re-verifies from the store within the deadline while its upstream is silent', async () => {
+  const { up, silence } = await silenceable();
   try {
     await pushSigned('stored/app');
-    const storeDir = await tempDir('sigil-verify-deadline-stale-');
-    const sigil = await env.sigil(`  - name: signed\n    match: ["**"]\n    mode: enforce\n    authorities:\n      - { key: ${env.keys.p256.path}, tlog: ignore }`, {
-      upstreamUrl: up.url,
-      extra: `cache:\n  store:\n    dir: ${storeDir}\n    maxBytes: 104857600\n  tags:\n    ttl: 1s\n  verifications:\n    ttl: 1s`,
-    });
+    const sigil = await storedSigil(up.url);
     const first = await pull(sigil, 'stored/app', 'v1');
     assert.equal(first.headers['sigil-verification'], 'verified');
     await sleep(1500); // past the tag and verdict lifetimes: both are asked of the upstream again
-    silent = true;
+    silence();
     const asked = up.requests.length;
     const r = await pull(sigil, 'stored/app', 'v1');
     assert.equal(r.status, 200, r.body.toString());
     assert.equal(r.headers['sigil-stale'], 'true');
     assert.equal(r.headers['sigil-verification'], 'verified');
-    assert.ok(up.requests.length - asked >= 3, 'the signature lookups went to the silent upstream first');
+    const since = up.requests.slice(asked).map((q) => `${q.method} ${q.url}`);
+    assert.ok(since.some((u) => u.includes('/manifests/v1')), `the tag lookup went to the silent upstream first: ${since.join(', ')}`);
+    // The stored `.sig` tag was then answered from the store, without waiting for the upstream.
+    assert.ok(!since.some((u) => u.endsWith('.sig')), `asked of the silent upstream: ${since.join(', ')}`);
   } finally {
     await up.stop();
   }
+});
+
+// Pulled by digest, nothing asks the upstream before the signature lookups: they are the first to
+// find it silent, side by side (referrers, `.sig` tag), and the referrers tag that holds the bundle
+// then comes from the store at once. A cosign v3 bundle (no `.sig` tag at all) on a registry
+// without the referrers API.
+test('a stored image signed with a bundle re-verifies by digest from the store within the deadline while its upstream is silent', async () => {
+  const { up, silence } = await silenceable();
+  try {
+    const img = await env.push('stored/bundled', 'v1');
+    const bundle = bundleFor(env.keys.p256, img.digest);
+    await pushBundleReferrer(env.target, 'stored/bundled', { digest: img.digest, size: img.manifest.length, mediaType: img.mediaType }, bundle);
+    const sigil = await storedSigil(up.url);
+    const first = await pull(sigil, 'stored/bundled', img.digest);
+    assert.equal(first.headers['sigil-verification'], 'verified', first.body.toString());
+    await sleep(1500); // past the verdict lifetime
+    silence();
+    const asked = up.requests.length;
+    const r = await pull(sigil, 'stored/bundled', img.digest);
+    assert.equal(r.status, 200, r.body.toString());
+    assert.equal(r.headers['sigil-verification'], 'verified');
+    const since = up.requests.slice(asked).map((q) => `${q.method} ${q.url}`);
+    assert.ok(since.some((u) => u.includes('/referrers/')), `the referrers lookup went to the silent upstream: ${since.join(', ')}`);
+    // The stored referrers tag (the bundle's index) then came from the store, without waiting for the upstream.
+    const referrersTag = `/manifests/${img.digest.replace(':', '-')}`;
+    assert.ok(!since.some((u) => u.endsWith(referrersTag)), `asked of the silent upstream: ${since.join(', ')}`);
+  } finally {
+    await up.stop();
+  }
+});
+
+// Prevents: the blobs of a manifest shaped like a signature artifact (read to judge whether it is
+// one) being read outside the deadline and the slots: a hostile upstream that drips them held the
+// manifest request open for as long as it liked.
+test('a manifest shaped like a signature artifact whose blobs drip is denied within the deadline, without starving a healthy upstream', async () => {
+  const repos = Array.from({ length: HOSTILE }, (_, i) => `drip/art${i}`);
+  for (const [i, r] of repos.entries()) {
+    // Signature data (a simple signing payload of some digest), pushed as an artifact under `v1`.
+    const sig = sigManifest([legacyLayer(env.keys.p256, `sha256:${String(i).padStart(64, 'a')}`)]);
+    for (const b of sig.blobs) await pushBlob(env.target, r, b);
+    await pushManifest(env.target, r, 'v1', sig.manifest, sig.mediaType);
+  }
+  await pushSigned('good/other');
+  const started = dripsStarted;
+
+  const settled: string[] = [];
+  const firedAt = Date.now();
+  let lastEnded = 0;
+  const hostileDecisions = repos.map((r) =>
+    decide('hostile.test', r).finally(() => {
+      settled.push(r);
+      lastEnded = Date.now();
+    }),
+  );
+  for (const p of hostileDecisions) p.catch(() => undefined);
+  assert.ok(await eventually(() => dripsStarted > started, 20_000), 'the hostile upstream started dripping');
+  // Their checks hold at most the hostile upstream's share of the slots; the rest wait.
+  const all = (): number => gate.verificationSlots.running + gate.verificationSlots.waiting;
+  assert.ok(await eventually(() => all() === HOSTILE, 20_000), `checks holding or waiting for a slot: ${all()}`);
+  const slots = gate.verificationSlots;
+  assert.ok(slots.running <= MAX_CONCURRENT_VERIFICATIONS_PER_UPSTREAM && slots.waiting > 0, JSON.stringify(slots));
+
+  const healthy = decide('reg.test', 'good/other').finally(() => settled.push('good/other'));
+  const first = await Promise.race([healthy.then(() => 'good/other', () => 'good/other'), sleep(DEADLINE_MS + 10_000)]);
+  assert.equal(first, 'good/other', 'the healthy decision did not end while the artifact checks dripped');
+  assert.equal(settled[0], 'good/other', `decisions in the order they ended: ${settled.join(', ')}`);
+  assert.equal((await healthy).verification, 'verified');
+
+  const done = await Promise.race([Promise.allSettled(hostileDecisions), sleep(2 * DEADLINE_MS + 10_000)]);
+  assert.notEqual(done, 'late', `hostile decisions still pending: ${repos.filter((r) => !settled.includes(r)).join(', ')}`);
+  for (const e of (done as PromiseSettledResult<ManifestDecision>[]).map(ending)) assert.match(e, /^POLICY_DENIED indeterminate: .*deadline/, e);
+  assert.ok(lastEnded - firedAt < 1.5 * DEADLINE_MS, `the last hostile decision ended ${lastEnded - firedAt} ms after they were asked`);
+  assert.deepEqual(gate.verificationSlots, { running: 0, waiting: 0 });
+  const open = (): string[] => [...dripping.values()].filter((u) => u.startsWith('/v2/drip/art'));
+  assert.ok(await eventually(() => open().length === 0, 5_000), `dripping blob reads left open: ${open().join(', ')}`);
+
+  // Running out of time did not judge it: once its blobs come, it is the signature artifact it is.
+  healed.add('drip/art0');
+  const again = await decide('hostile.test', 'drip/art0');
+  assert.equal(again.basis, 'signature-artifact', again.notArtifact);
+  assert.equal(again.verification, 'skipped');
 });

@@ -58,7 +58,8 @@ test('a first path segment equal to an upstream name selects it and is stripped'
   assert.equal(r.upstream.name, 'ghcr.io');
   assert.equal(r.repository, 'acme/app');
   assert.equal(r.clientName, 'ghcr.io/acme/app');
-  const p = route(config(), 'registry.test%3A5000/a/b/manifests/latest', undefined);
+  // the router hands over the path decoded (`registry.test%3A5000/…` arrives as `registry.test:5000/…`)
+  const p = route(config(), 'registry.test:5000/a/b/manifests/latest', undefined);
   assert.equal(p.upstream.name, 'registry.test:5000');
   assert.equal(p.repository, 'a/b');
 });
@@ -85,7 +86,7 @@ test('a host-looking first segment that is not configured is just a repository n
 });
 
 test('bad references, digests and names are refused before anything is contacted', () => {
-  assert.equal(code(() => route(config('docker.io'), 'a/manifests/..%2F..%2Fx', undefined)), 'NAME_UNKNOWN');
+  assert.equal(code(() => route(config('docker.io'), 'a/manifests/../../x', undefined)), 'NAME_UNKNOWN');
   assert.equal(code(() => route(config('docker.io'), 'a/manifests/-bad', undefined)), 'TAG_INVALID');
   assert.equal(code(() => route(config('docker.io'), 'a/blobs/sha256:zz', undefined)), 'DIGEST_INVALID');
   assert.equal(code(() => route(config('docker.io'), 'a/referrers/latest', undefined)), 'DIGEST_INVALID');
@@ -98,4 +99,14 @@ test('bad references, digests and names are refused before anything is contacted
 test('upload paths are recognised so they can be refused as push', () => {
   assert.equal(route(config('docker.io'), 'a/b/blobs/uploads/', undefined).endpoint.kind, 'upload');
   assert.equal(route(config('docker.io'), 'a/b/blobs/uploads/1234-5678', undefined).endpoint.kind, 'upload');
+});
+
+test('the path is not decoded again: a % left by the router is refused, never another spelling of a name', () => {
+  assert.equal(route(config('ghcr.io'), 'sec/app/manifests/v1', undefined).repository, 'sec/app');
+  // `/v2/sec%252fapp/manifests/v1` after the router's one decoding
+  assert.equal(code(() => route(config('ghcr.io'), 'sec%2fapp/manifests/v1', undefined)), 'NAME_INVALID');
+  assert.equal(code(() => route(config('ghcr.io'), 'sec%2fapp%2fmanifests%2fv1', undefined)), 'NAME_UNKNOWN');
+  assert.equal(code(() => route(config('ghcr.io'), 'sec/app/manifests/v%31', undefined)), 'TAG_INVALID');
+  assert.equal(code(() => route(config('ghcr.io'), `sec/app/blobs/sha256%3A${'a'.repeat(64)}`, undefined)), 'DIGEST_INVALID');
+  assert.equal(code(() => route(config(), 'registry.test%3A5000/a/b/manifests/latest', undefined)), 'NAME_UNKNOWN');
 });

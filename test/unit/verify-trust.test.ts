@@ -59,7 +59,7 @@ describe('loadTrust', () => {
     assert.throws(() => loadTrust([missing], opts), (e: Error) => e.message.startsWith(`trusted root ${missing}: cannot read: `));
     const bad = join(dir, 'bad.json');
     await writeFile(bad, '{"mediaType": ');
-    assert.throws(() => loadTrust([PUBLIC_GOOD, bad], opts), (e: Error) => e.message.startsWith(`trusted root ${bad}: not valid JSON: `));
+    assert.throws(() => loadTrust([PUBLIC_GOOD, bad], opts), (e: Error) => e.message.startsWith(`trusted root ${bad} is not JSON: `));
     const other = join(dir, 'other.json');
     await writeFile(other, JSON.stringify({ mediaType: 'application/vnd.oci.image.manifest.v1+json' }));
     assert.throws(() => loadTrust([other], opts), { message: `trusted root ${other}: mediaType "application/vnd.oci.image.manifest.v1+json" is not a Sigstore trusted root` });
