@@ -74,3 +74,48 @@ export function tryParseJson(input: Uint8Array | string): unknown {
     return undefined;
   }
 }
+
+/**
+ * The first key that an object of this JSON text repeats, as Go's encoding/json matches keys
+ * (case-insensitively, with its Unicode folding: "Config" and "config", "ſ" and "s", "K" and
+ * "k" are one key), or undefined. JSON.parse keeps only the last of them; Go decodes each in
+ * turn into the same field, and decoding `{}` or `null` into a struct leaves what the first one
+ * set: `"config":{"Cmd":["sh"]},"config":{}` runs `sh` for containerd and podman. So a document
+ * whose meaning sigil vouches for by reading it with JSON.parse must not repeat a key.
+ * Expects a text JSON.parse accepts (call it after parsing).
+ */
+export function repeatedKey(input: Uint8Array | string): string | undefined {
+  const text = typeof input === 'string' ? input : Buffer.from(input.buffer, input.byteOffset, input.byteLength).toString('utf8');
+  // One entry per open array (null) or object (the keys seen so far, folded).
+  const open: Array<Set<string> | null> = [];
+  let expectKey = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"') {
+      let j = i + 1;
+      while (j < text.length && text[j] !== '"') j += text[j] === '\\' ? 2 : 1;
+      if (j >= text.length) return undefined; // unterminated: not JSON, refused by the parse
+      const keys = open.at(-1);
+      if (expectKey && keys) {
+        const key = JSON.parse(text.slice(i, j + 1)) as string;
+        const folded = key.toUpperCase().toLowerCase();
+        if (keys.has(folded)) return key;
+        keys.add(folded);
+        expectKey = false;
+      }
+      i = j;
+    } else if (c === '{') {
+      open.push(new Set());
+      expectKey = true;
+    } else if (c === '[') {
+      open.push(null);
+      expectKey = false;
+    } else if (c === '}' || c === ']') {
+      open.pop();
+      expectKey = false;
+    } else if (c === ',') {
+      expectKey = open.at(-1) instanceof Set;
+    }
+  }
+  return undefined;
+}

@@ -1,6 +1,6 @@
 import { SigilError, isSigilError } from '../errors.js';
 import { isDigest, type Digest } from '../oci/digest.js';
-import { tryParseJson } from '../oci/json.js';
+import { repeatedKey, tryParseJson } from '../oci/json.js';
 import { MT } from '../oci/media-types.js';
 import type { UpstreamRegistry } from '../upstream/types.js';
 import { DSSE_ENVELOPE } from './artifact.js';
@@ -40,17 +40,26 @@ function onlyKeys(v: Record<string, unknown>, allowed: ReadonlySet<string>): boo
 }
 
 /**
- * Does the first 512-byte block carry a valid tar header checksum? A JSON document can be
- * crafted to be both; no signature payload, envelope or bundle ever is, so such bytes are not
- * signature data whatever else they parse as.
+ * Does the first 512-byte block carry a valid tar header checksum, as the clients' readers
+ * judge it? A JSON document can be crafted to be both; no signature payload, envelope or bundle
+ * ever is, so such bytes are not signature data whatever else they parse as. Go's archive/tar
+ * (containers/image, containerd) and GNU tar accept the sum of the bytes taken as signed (old
+ * Sun tar's) as well as unsigned, and read the field as octal once spaces and NULs are trimmed
+ * from both ends and it is cut at its first NUL (an empty field is 0).
  */
 export function hasTarHeader(bytes: Buffer): boolean {
   if (bytes.length < 512) return false;
-  const field = bytes.subarray(148, 156).toString('latin1').replace(/[\0 ]+$/, '').replace(/^ +/, '');
-  if (!/^[0-7]{1,8}$/.test(field)) return false;
-  let sum = 0;
-  for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 0x20 : bytes[i];
-  return sum === parseInt(field, 8);
+  const field = bytes.subarray(148, 156).toString('latin1').replace(/^[\0 ]+|[\0 ]+$/g, '').split('\0')[0];
+  if (!/^[0-7]*$/.test(field)) return false;
+  const stored = field === '' ? 0 : parseInt(field, 8);
+  let unsigned = 0;
+  let signed = 0;
+  for (let i = 0; i < 512; i++) {
+    const b = i >= 148 && i < 156 ? 0x20 : bytes[i];
+    unsigned += b;
+    signed += b >= 0x80 ? b - 0x100 : b;
+  }
+  return stored === unsigned || stored === signed;
 }
 
 /**
@@ -96,6 +105,8 @@ export function signatureConfigProblem(mediaType: string, bytes: Buffer): string
   if (bytes.length > MAX_ARTIFACT_CONFIG_BYTES) return `config of ${bytes.length} bytes, more than a signature artifact's may have (${MAX_ARTIFACT_CONFIG_BYTES})`;
   const doc = tryParseJson(bytes);
   if (!isObject(doc)) return 'config is not a JSON object';
+  const repeated = repeatedKey(bytes);
+  if (repeated !== undefined) return `config repeats the key "${repeated}" (Go clients decode every occurrence)`;
   if (mediaType === MT.OCI_EMPTY) return Object.keys(doc).length === 0 ? undefined : 'an empty config (application/vnd.oci.empty.v1+json) that is not {}';
   if (!onlyKeys(doc, COSIGN_CONFIG_KEYS)) return 'config has keys a signature artifact does not write';
   const run = doc.config;

@@ -1,5 +1,5 @@
 import { MT } from '../oci/media-types.js';
-import { tryParseJson } from '../oci/json.js';
+import { repeatedKey, tryParseJson } from '../oci/json.js';
 
 /** cosign's attestation layers (`.att` tags): DSSE envelopes. */
 export const DSSE_ENVELOPE = 'application/vnd.dsse.envelope.v1+json';
@@ -35,8 +35,8 @@ function isDescriptor(v: unknown, types: ReadonlySet<string>): boolean {
  * which is served unverified so that cosign, Kyverno or policy-controller behind sigil keep
  * working? Decided strictly from the bytes and the upstream's Content-Type, never from the tag:
  * an OCI or Docker v2 image manifest (served as such), no key the spec does not define, at least
- * one layer, EVERY layer of a signature media type (nothing a runtime could unpack), and a config
- * that is cosign's or OCI's empty one. Anything else is verified like an image.
+ * one layer, EVERY layer of a signature media type (nothing a runtime could unpack), a config
+ * that is cosign's or OCI's empty one, and no key repeated (json.ts repeatedKey). Anything else is verified like an image.
  */
 export function isSignatureArtifact(contentType: string, bytes: Buffer): boolean {
   if (!MANIFEST_TYPES.has(contentType)) return false;
@@ -45,5 +45,5 @@ export function isSignatureArtifact(contentType: string, bytes: Buffer): boolean
   if (doc.mediaType !== undefined && doc.mediaType !== contentType) return false;
   if (!isDescriptor(doc.config, SIGNATURE_CONFIG_TYPES)) return false;
   if (!Array.isArray(doc.layers) || doc.layers.length === 0) return false;
-  return doc.layers.every((l) => isDescriptor(l, SIGNATURE_LAYER_TYPES));
+  return doc.layers.every((l) => isDescriptor(l, SIGNATURE_LAYER_TYPES)) && repeatedKey(bytes) === undefined;
 }
