@@ -14,18 +14,12 @@ import type { FetchedManifest, UpstreamRegistry } from '../upstream/types.js';
 import { signerHeader, type Outcome, type SignatureCheck } from '../verify/types.js';
 import type { SignatureVerifier } from './verifier.js';
 import type { Keeper, Recording } from './keeper.js';
+import type { Evaluation, ManifestDecision, ManifestTarget, SignatureBlob } from './evaluation.js';
 import { tryParseJson } from '../oci/json.js';
 import { VerificationSlots } from './verification-slots.js';
 import { DecisionDeadline } from './decision-deadline.js';
 
-export type Verification = 'verified' | 'unverified' | 'skipped';
-
-/** A blob of a signature artifact whose bytes were checked to be signature data. */
-export interface SignatureBlob {
-  readonly digest: Digest;
-  readonly size: number;
-  readonly bytes?: Buffer;
-}
+export type { Basis, Evaluation, ManifestDecision, ManifestTarget, SignatureBlob, Verification } from './evaluation.js';
 
 /** Signature-artifact verdicts remembered by manifest digest (content-addressed: the answer never changes). */
 const ARTIFACT_MEMO_MAX = 10_000;
@@ -62,41 +56,6 @@ export const MAX_CONCURRENT_VERIFICATIONS_PER_UPSTREAM = MAX_CONCURRENT_VERIFICA
  */
 export const VERIFICATION_DEADLINE_MS = 6_000;
 
-/** How a manifest's verdict was reached, for logs and `sigil verify`. */
-export type Basis = 'no-policy' | 'mode-off' | 'signature-artifact' | 'signature' | 'index';
-
-/** Everything known about one manifest: the bytes, the policy, and the outcome of verifying them. */
-export interface Evaluation {
-  readonly manifest: FetchedManifest;
-  readonly policy?: Policy;
-  readonly outcome?: Outcome;
-  readonly basis: Basis;
-  /** The verified index through which a child passed. */
-  readonly index?: string;
-  /**
-   * basis 'signature-artifact': its config and layers, judged on their bytes (the bytes only the
-   * first time; a memoised verdict gives digests and sizes).
-   */
-  readonly signatureBlobs?: readonly SignatureBlob[];
-  /** Shaped like a signature artifact but its content is not signature data: why (verified as an image instead). */
-  readonly notArtifact?: string;
-  readonly cached: boolean;
-}
-
-/** What the gate decided: the bytes to serve and how they were judged. */
-export interface ManifestDecision extends Evaluation {
-  readonly verification: Verification;
-  readonly signer?: string;
-  /** A `Warning: 299` text for warn mode. */
-  readonly warning?: string;
-}
-
-export interface ManifestTarget {
-  readonly upstream: string;
-  readonly repository: string;
-  readonly reference: string;
-  readonly accept?: string;
-}
 
 /**
  * The one module that knows a manifest's whole path: fetch (buffered, hashed, digest-checked
