@@ -103,7 +103,7 @@ export async function defaultDeps(config: Config, opts: DepsOptions = {}): Promi
       up,
       store?.catalog ?? null,
       { tagTtlMs: config.cache.tags.ttlMs, manifestCacheBytes: config.cache.manifests.maxBytes, staleIfError: u.staleIfError },
-      { metrics, logger },
+      { metrics, logger, hashes },
     );
     if (store) caching.setBlobAdmission((up2, repo, digest) => store.keeper.admitBlob(up2, repo, digest));
     clients.set(u.name, caching);

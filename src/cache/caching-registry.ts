@@ -1,10 +1,14 @@
+import { Readable, pipeline as pipeStreams } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import type { Metrics } from '../audit/metrics.js';
 import { SigilError, isSigilError, type SigilErrorCode } from '../errors.js';
 import { isDigest, referrersTag, type Digest } from '../oci/digest.js';
+import { DigestCheck } from '../hash/checked-stream.js';
+import type { HashPool } from '../hash/hash-pool.js';
 import type { Catalog } from '../store/catalog.js';
+import { ioErrorCode } from '../store/health.js';
 import type { UpstreamClient } from '../upstream/client.js';
 import type { BlobRequest, BlobResponse, FetchedManifest, ReferrersAnswer, TagList, UpstreamRegistry } from '../upstream/types.js';
 import { StoredRegistry } from './stored-registry.js';
@@ -62,8 +66,9 @@ export class CachingRegistry implements UpstreamRegistry {
   #admit: BlobAdmission = () => ({});
   /** With a store to fall back on: whether the upstream is treated as failing (metadata requests). */
   readonly #breaker: UpstreamBreaker | null;
+  readonly #hashes: HashPool | undefined;
 
-  constructor(up: UpstreamClient, catalog: Catalog | null, opts: CachingOptions, deps: { metrics: Metrics; logger: Logger }) {
+  constructor(up: UpstreamClient, catalog: Catalog | null, opts: CachingOptions, deps: { metrics: Metrics; logger: Logger; hashes?: HashPool }) {
     this.name = up.name;
     this.#up = up;
     this.#catalog = catalog;
@@ -71,6 +76,7 @@ export class CachingRegistry implements UpstreamRegistry {
     this.#opts = opts;
     this.#metrics = deps.metrics;
     this.#log = deps.logger;
+    this.#hashes = deps.hashes;
     const perf = opts.now ? { perf: { now: opts.now } } : {};
     this.#tags = new LRUCache({ max: 10_000, ttl: Math.max(1, opts.tagTtlMs), ...perf });
     this.#manifests = new LRUCache({ maxSize: opts.manifestCacheBytes, sizeCalculation: (m) => Math.max(1, m.bytes.length), ...perf });
@@ -173,7 +179,55 @@ export class CachingRegistry implements UpstreamRegistry {
     }
     const headers: Record<string, string> = { 'content-type': 'application/octet-stream' };
     if (d.size !== undefined) headers['content-length'] = String(d.size);
-    return { status: 200, headers, body: w.stream };
+    return { status: 200, headers, body: this.#behindDownload(repository, digest, w.stream, d.size) };
+  }
+
+  /**
+   * A request reading behind the store's download of a blob. When the store fails under it (a
+   * disk fault: full, removed, an I/O error — not the upstream's bytes, not a wrong digest), the
+   * rest comes from the upstream, from the first byte this request has not had yet: a store
+   * fault degrades to pass-through, it does not cut downloads off. The bytes are hashed on the
+   * way (hash/checked-stream.ts: the last chunk is held back until they match): those before the
+   * fault came from the store's unfinished file, the rest from another answer, so only the
+   * whole, checked, may complete.
+   */
+  #behindDownload(repository: string, digest: Digest, follower: Readable, size: number | undefined): Readable {
+    const what = `upstream ${this.name}: blob ${digest} of ${repository}`;
+    const resume = async function* (this: CachingRegistry): AsyncGenerator<Buffer> {
+      let delivered = 0;
+      try {
+        for await (const chunk of follower as AsyncIterable<Buffer>) {
+          delivered += chunk.length;
+          yield chunk;
+        }
+        return;
+      } catch (err) {
+        if (ioErrorCode(err) === undefined) throw err;
+        this.#log.warn({ upstream: this.name, repository, digest, delivered, err: String(err) }, 'store failed under a download: the rest comes from the upstream');
+      }
+      const res = await this.#up.openBlob(repository, digest, delivered > 0 ? { method: 'GET', range: `bytes=${delivered}-` } : { method: 'GET' });
+      // a 206 starts where it was asked to (upstream/ranges.ts); a 200 is the whole blob again
+      let skip = res.status === 200 ? delivered : 0;
+      for await (const chunk of res.body as AsyncIterable<Buffer>) {
+        if (skip >= chunk.length) {
+          skip -= chunk.length;
+          continue;
+        }
+        yield skip > 0 ? chunk.subarray(skip) : chunk;
+        skip = 0;
+      }
+    };
+    const checked = new DigestCheck({
+      digest,
+      ...(size !== undefined ? { expectedLength: size } : {}),
+      ...(this.#hashes !== undefined ? { hashes: this.#hashes } : {}),
+      mismatch: (got) => new SigilError({ code: 'DIGEST_MISMATCH', message: `${what}: the bytes hash to ${got}`, detail: { expected: digest, got } }),
+      wrongLength: (count) => new SigilError({ code: 'UPSTREAM_BAD_RESPONSE', message: `${what}: ${count} bytes, announced ${size}` }),
+    });
+    pipeStreams(Readable.from(resume.call(this)), checked, () => {
+      /* an error is the consumer's (pipeline destroyed `checked` with it) */
+    });
+    return checked;
   }
 
   /**
