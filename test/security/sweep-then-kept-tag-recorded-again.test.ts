@@ -12,12 +12,12 @@ import { Catalog } from '../../src/store/catalog.js';
 import { ContentStore } from '../../src/store/content-store.js';
 import { tempDir } from '../helpers/net.js';
 
-// Review 4 found (fixed since; this test failed before the fix): the metadata sweep removes the tag and manifest records of an
+// Guards: the metadata sweep removes the tag and manifest records of an
 // evicted manifest; Keeper's shortcut ("kept already for this tag, and the object is on disk")
 // then never writes them again once the same digest is stored again by another key (a second
 // tag of the same image, a pull by digest, another repository, another process). The image is
 // wholly stored, yet stale-if-error and --offline answer MANIFEST_UNKNOWN for that tag for as
-// long as the process runs. (Review 2 added the on-disk check for eviction alone; the sweep
+// long as the process runs. (The on-disk check covers eviction alone; the sweep
 // takes away the records that check assumed.)
 
 const dirs: string[] = [];
@@ -27,7 +27,7 @@ after(async () => {
 
 const MT_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 
-test('Review 4 (fixed): a tag kept before an eviction + sweep is recorded again when its image is stored again', async () => {
+test('a tag kept before an eviction + sweep is recorded again when its image is stored again', async () => {
   const dir = await tempDir('sigil-r4-kept-');
   dirs.push(dir);
   let t = Date.UTC(2030, 0, 1);

@@ -3,7 +3,7 @@ import { after, test } from 'node:test';
 import { HashPool } from '../../src/hash/hash-pool.js';
 import { RING_BYTES } from '../../src/hash/ring.js';
 
-// Review 3 found (fixed since; this test failed before the fix): RingHash.abort() moves STATE to ABORTED and rings the worker, but
+// Guards: RingHash.abort() moves STATE to ABORTED and rings the worker, but
 // does not notify the producer's own Atomics.waitAsync on READ (ring full) or STATE
 // (digest() waiting for DONE). A worker drops an ABORTED job without touching READ or
 // STATE, so the pending wait only ends at the stall timeout (30 s in production): every

@@ -1,4 +1,4 @@
-// Review finding (critical): signature-artifact detection (src/signatures/artifact.ts) reads the
+// Signature-artifact detection (src/signatures/artifact.ts) reads the
 // manifest with JSON.parse, which is case-sensitive, while every Go client (containerd, Docker,
 // CRI-O, skopeo, and distribution itself) decodes it with encoding/json, which matches object
 // keys to struct fields CASE-INSENSITIVELY (also folding U+017F "ſ" to "s" and U+212A "K" to

@@ -1,4 +1,4 @@
-// Review finding (low): in warn mode, an indeterminate outcome's cause goes into the `Warning`
+// in warn mode, an indeterminate outcome's cause goes into the `Warning`
 // header (ManifestGate.#decision → v2-routes manifest()). The cause may contain an upstream's
 // error message (error-map.ts cleanMessage strips control characters but keeps anything above
 // U+00FF, and itself appends "…" when it truncates). Node refuses such header values
@@ -40,7 +40,7 @@ before(async () => {
     res.writeHead(req.url === '/v2/' ? 200 : 404, { 'content-type': 'application/json' });
     res.end('{}');
   });
-  const dir = await tempDir('sigil-review-warning-');
+  const dir = await tempDir('sigil-warning-');
   const keyPath = join(dir, 'k.pub');
   await writeFile(keyPath, generateKey('p256').publicPem);
   sigil = await startSigil(`server:

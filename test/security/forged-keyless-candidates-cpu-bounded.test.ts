@@ -1,4 +1,4 @@
-// Review finding (medium, DoS): a forged keyless candidate costs the full @sigstore/verify run
+// A forged keyless candidate costs the full @sigstore/verify run
 // (SET, certificate chain, SCT, Rekor body) before its signature is found not to match, because
 // Verifier.verify() checks the signature last. Whoever can push to the upstream can attach
 // MAX_CANDIDATES (48) such candidates — a genuine public certificate, SET and signature of the

@@ -7,7 +7,7 @@ import { RING_BYTES } from '../../src/hash/ring.js';
 import { startFaultServer } from '../helpers/fault-server.js';
 import { startSigil, simpleConfig } from '../helpers/sigil.js';
 
-// Review 3 found (fixed since; this test failed before the fix): every off-thread stream takes a RING_BYTES (2 MiB) SharedArrayBuffer
+// Guards: every off-thread stream takes a RING_BYTES (2 MiB) SharedArrayBuffer
 // for its whole life, and nothing bounds how many are in flight (FREE_RINGS_MAX only bounds
 // the rings kept idle). A client that reads a big uncached blob slowly (past the first
 // 2 MiB, then a trickle to keep the upstream's body alive) pins 2 MiB per connection, where

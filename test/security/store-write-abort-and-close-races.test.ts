@@ -12,7 +12,7 @@ import { ContentStore } from '../../src/store/content-store.js';
 import { InFlightWrite } from '../../src/store/inflight.js';
 import { tempDir } from '../helpers/net.js';
 
-// Races of the store's streaming write (review 4): the 'verified' state, the hash on a worker
+// Races of the store's streaming write: the 'verified' state, the hash on a worker
 // thread, short pwritev, and close() while the fsync and rename run behind the readers.
 
 const sha256 = (b: Uint8Array): Digest => `sha256:${createHash('sha256').update(b).digest('hex')}`;
@@ -39,7 +39,7 @@ function collect(s: Readable): Promise<{ bytes: Buffer; error?: unknown }> {
   });
 }
 
-test('Review 4 (fixed): an abort that lands while the worker has the digest ready is final (no commit, settled once, state failed)', async () => {
+test('an abort that lands while the worker has the digest ready is final (no commit, settled once, state failed)', async () => {
   // The hash worker finished the job (DONE) but the event loop has not yet resumed digest() when
   // close() (or the idle timer) aborts the write: RingHash.abort() cannot cancel a DONE job and
   // digest() still resolves. #final does not look at the state again: it turns 'failed' back into
@@ -93,7 +93,7 @@ test('Review 4 (fixed): an abort that lands while the worker has the digest read
   assert.deepEqual(pool.load(), [0]);
 });
 
-test('Pins: short pwritev results are continued where they stopped (file and followers byte-exact)', async () => {
+test('short pwritev results are continued where they stopped (file and followers byte-exact)', async () => {
   const dir = await freshDir();
   const probe = await open(join(dir, 'probe'), 'w');
   const proto = Object.getPrototypeOf(probe) as { writev: FileHandle['writev'] };
@@ -139,7 +139,7 @@ test('Pins: short pwritev results are continued where they stopped (file and fol
   }
 });
 
-test('Pins: close() while fsync/rename run behind the readers: readers with every byte are right; the object is whole or absent; no temp; nothing appears later', async () => {
+test('close() while fsync/rename run behind the readers: readers with every byte are right; the object is whole or absent; no temp; nothing appears later', async () => {
   for (let i = 0; i < 25; i++) {
     const dir = await freshDir();
     const store = await ContentStore.open({ dir, maxBytes: 1 << 30, sweepMetaAtOpen: false, hashes: pool });

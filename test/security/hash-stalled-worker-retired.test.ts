@@ -5,7 +5,7 @@ import { HashPool } from '../../src/hash/hash-pool.js';
 import type { StreamHash } from '../../src/hash/hash-pool.js';
 import { isSigilError } from '../../src/errors.js';
 
-// Review 3 found (fixed since; this test failed before the fix): a worker that made no progress for the stall timeout is left in the
+// Guards: a worker that made no progress for the stall timeout is left in the
 // pool. Its stalled jobs are dropped, so it has 0 jobs and #pick() prefers it: every later
 // big blob is handed to the same wedged thread, waits HASH_STALL_TIMEOUT_MS (30 s) and
 // fails. Nothing retires it (no terminate, no death counted), so the pool never falls back

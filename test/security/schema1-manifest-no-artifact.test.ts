@@ -1,4 +1,4 @@
-// Review finding (high, subsumed by the fix for review-casefold-artifact): isSignatureArtifact()
+// (Also covered by the Go case-folding rule of go-case-folded-keys-no-artifact.) isSignatureArtifact()
 // only refuses INDEX media types; it never checks that the Content-Type the upstream sent (which
 // sigil passes on to the client, and which the client parses the body by) is an image manifest.
 // An upstream can answer with Docker schema 1 (`application/vnd.docker.distribution.manifest.v1+prettyjws`),
@@ -46,7 +46,7 @@ before(async () => {
     res.writeHead(req.url === '/v2/' ? 200 : 404, { 'content-type': 'application/json' });
     res.end('{}');
   });
-  const dir = await tempDir('sigil-review-schema1-');
+  const dir = await tempDir('sigil-schema1-');
   const keyPath = join(dir, 'k.pub');
   await writeFile(keyPath, generateKey('p256').publicPem);
   sigil = await startSigil(`server:

@@ -9,7 +9,7 @@ import { ContentStore } from '../../src/store/content-store.js';
 import { META_SWEEP_BATCH_FILES } from '../../src/store/limits.js';
 import { tempDir } from '../helpers/net.js';
 
-// Pins (review 4): two stores sharing one directory (two sigil processes: the file system is all
+// Two stores sharing one directory (two sigil processes: the file system is all
 // they share) sweep the same metadata at once while one of them stores objects and writes
 // records. Each stale document is removed once; nothing about a stored object, and nothing
 // written since the sweeps began, is lost; no claimed file is left in tmp/.
@@ -22,7 +22,7 @@ after(async () => {
   for (const d of dirs) await rm(d, { recursive: true, force: true });
 });
 
-test('Pins: two stores on one directory sweeping at once while one of them writes', async () => {
+test('two stores on one directory sweeping at once while one of them writes', async () => {
   const dir = await tempDir('sigil-r4-sweep');
   dirs.push(dir);
   let t = Date.UTC(2030, 0, 1);

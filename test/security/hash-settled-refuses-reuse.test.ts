@@ -4,7 +4,7 @@ import { after, test } from 'node:test';
 import { HashPool } from '../../src/hash/hash-pool.js';
 import { RING_BYTES } from '../../src/hash/ring.js';
 
-// Review 3 found a latent defect (fixed since; this test failed before the fix; BlobCheck itself calls digest() once and never update() after
+// Guards a latent defect (BlobCheck itself calls digest() once and never update() after
 // it, so no HTTP path reaches it today): a RingHash keeps its SharedArrayBuffer after
 // digest() has released it to the pool's free list. A second digest() (or an update())
 // on the settled hash acts on whichever stream reuses that ring next: here it finalizes
