@@ -1,10 +1,9 @@
-import { SigilError, isSigilError } from '../errors.js';
 import { isDigest, type Digest } from '../oci/digest.js';
 import { repeatedKey, tryParseJson } from '../oci/json.js';
 import { MT } from '../oci/media-types.js';
 import type { UpstreamRegistry } from '../upstream/types.js';
 import { DSSE_ENVELOPE } from './artifact.js';
-import { abortable } from './abortable.js';
+import { readSignatureBlob } from './read-blob.js';
 import { MAX_DISCOVERY_BYTES, MAX_SIGNATURE_BLOB_BYTES } from './limits.js';
 
 /**
@@ -157,45 +156,12 @@ export async function checkSignatureArtifact(
     const what = i === 0 ? 'config' : `layer ${i - 1}`;
     const cap = i === 0 ? MAX_ARTIFACT_CONFIG_BYTES : MAX_SIGNATURE_BLOB_BYTES;
     if (d.size > cap) return { ok: false, reason: `${what}: ${d.size} bytes, more than ${cap}` };
-    const bytes = await readBlob(registry, repository, d, what, opts.signal);
+    const read = await readSignatureBlob(registry, repository, d.digest, d.size, what, opts.signal);
+    const bytes = 'bytes' in read && read.bytes.length === d.size ? read.bytes : undefined;
     if (bytes === undefined) return { ok: false, reason: `${what}: not the bytes of ${d.digest} (${d.size} bytes)` };
     const problem = i === 0 ? signatureConfigProblem(d.mediaType, bytes) : signatureLayerProblem(d.mediaType, bytes);
     if (problem !== undefined) return { ok: false, reason: `${what}: ${problem}` };
     blobs.push({ digest: d.digest, mediaType: d.mediaType, bytes });
   }
   return { ok: true, blobs };
-}
-
-/** The blob's bytes when they hash to its digest and have its size; undefined otherwise. */
-async function readBlob(registry: UpstreamRegistry, repository: string, d: Descriptor, what: string, signal: AbortSignal | undefined): Promise<Buffer | undefined> {
-  signal?.throwIfAborted();
-  const opened = registry.openBlob(repository, d.digest, { method: 'GET', verifyDigest: true });
-  const res = await abortable(opened, signal, (late) => late.body?.destroy());
-  if (res.body === null) throw new SigilError({ code: 'UPSTREAM_BAD_RESPONSE', message: `${what} ${d.digest}: blob without a body` });
-  const body = res.body;
-  const chunks: Buffer[] = [];
-  let total = 0;
-  // A body that drips stays under every per-request timeout: the deadline destroys it.
-  const onAbort = (): void => {
-    body.destroy(signal?.reason as Error);
-  };
-  signal?.addEventListener('abort', onAbort, { once: true });
-  if (signal?.aborted === true) onAbort();
-  try {
-    for await (const chunk of body) {
-      total += (chunk as Buffer).length;
-      if (total > d.size) {
-        body.destroy();
-        return undefined;
-      }
-      chunks.push(chunk as Buffer);
-    }
-  } catch (e) {
-    if (signal?.aborted === true) throw signal.reason;
-    if (isSigilError(e) && e.code === 'DIGEST_MISMATCH') return undefined;
-    throw e;
-  } finally {
-    signal?.removeEventListener('abort', onAbort);
-  }
-  return total === d.size ? Buffer.concat(chunks) : undefined;
 }

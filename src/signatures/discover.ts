@@ -1,4 +1,4 @@
-import { SigilError, isSigilError } from '../errors.js';
+import { isSigilError } from '../errors.js';
 import { isDigest, signatureTag, type Digest } from '../oci/digest.js';
 import { MT } from '../oci/media-types.js';
 import type { FetchedManifest, UpstreamRegistry } from '../upstream/types.js';
@@ -14,6 +14,7 @@ import {
 import { listReferrers } from './referrers.js';
 import { tryParseJson } from '../oci/json.js';
 import { abortable } from './abortable.js';
+import { readSignatureBlob } from './read-blob.js';
 
 /** Where to look: the image's repository, or a policy's signatureRepository (same or another upstream). */
 export interface SignatureLocation {
@@ -184,41 +185,13 @@ async function readSmallBlob(where: SignatureLocation, d: Descriptor, source: st
     return undefined;
   }
   found.bytes += d.size;
-  const { signal } = found;
-  const res = await abortable(where.registry.openBlob(where.repository, d.digest, { method: 'GET' }), signal, (late) => late.body?.destroy());
-  if (res.body === null) throw new SigilError({ code: 'UPSTREAM_BAD_RESPONSE', message: `${source}: blob without a body` });
-  const body = res.body;
-  const chunks: Buffer[] = [];
-  let total = 0;
-  // A body that drips stays under every per-request timeout: the deadline destroys it.
-  const onAbort = (): void => {
-    body.destroy(signal?.reason as Error);
-  };
-  signal?.addEventListener('abort', onAbort, { once: true });
-  if (signal?.aborted === true) onAbort();
-  try {
-    // The stream checks the digest as it ends (upstream/blob-verify); the size cap is checked here.
-    for await (const chunk of res.body) {
-      total += (chunk as Buffer).length;
-      if (total > d.size) {
-        res.body.destroy();
-        rejected.push({ source, reason: `blob longer than its descriptor's ${d.size} bytes` });
-        return undefined;
-      }
-      chunks.push(chunk as Buffer);
-    }
-  } catch (e) {
-    if (signal?.aborted === true) throw signal.reason;
-    // Bytes that do not hash to their digest are this signature's failure, not the upstream's outage.
-    if (isSigilError(e) && e.code === 'DIGEST_MISMATCH') {
-      rejected.push({ source, reason: e.message });
-      return undefined;
-    }
-    throw e;
-  } finally {
-    signal?.removeEventListener('abort', onAbort);
+  const read = await readSignatureBlob(where.registry, where.repository, d.digest, d.size, source, found.signal);
+  if ('problem' in read) {
+    // Bytes that are not the descriptor's are this signature's failure, not the upstream's outage.
+    rejected.push({ source, reason: read.problem });
+    return undefined;
   }
-  return Buffer.concat(chunks);
+  return read.bytes;
 }
 
 function stringRecord(v: unknown): Record<string, string> | undefined {
