@@ -13,7 +13,7 @@ import {
 } from './limits.js';
 import { listReferrers } from './referrers.js';
 import { tryParseJson } from '../oci/json.js';
-import { abortable } from './abortable.js';
+import { abortable } from '../upstream/abortable.js';
 import { readSignatureBlob } from './read-blob.js';
 
 /** Where to look: the image's repository, or a policy's signatureRepository (same or another upstream). */

@@ -1,7 +1,7 @@
 import { SigilError, isSigilError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import type { UpstreamRegistry } from '../upstream/types.js';
-import { abortable } from './abortable.js';
+import { abortable } from '../upstream/abortable.js';
 
 /** A small blob of signature data, read whole: its bytes, or why they are not its bytes. */
 export type SignatureBlobRead = { readonly bytes: Buffer } | { readonly problem: string };

@@ -3,6 +3,7 @@ import { TOKEN_CACHE_MAX_ENTRIES, TOKEN_RESPONSE_MAX_BYTES } from './limits.js';
 import { headerValue } from './error-map.js';
 import type { UpstreamHttp } from './http.js';
 import { bearerChallenge, parseTokenAnswer, parseWwwAuthenticate, tokenTtlMs, type TokenAnswer } from './challenge.js';
+import { abortable } from './abortable.js';
 
 /**
  * Registry authentication (https://distribution.github.io/distribution/spec/auth/token/):
@@ -101,26 +102,6 @@ function basicHeader(c: Credentials): string {
   return `Basic ${Buffer.from(`${c.username}:${c.password}`, 'utf8').toString('base64')}`;
 }
 
-/** Waits for `p`, or rejects with the signal's reason when it aborts first. */
-function raceSignal<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (signal === undefined) return p;
-  if (signal.aborted) return Promise.reject(signal.reason as Error);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason as Error);
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e as Error);
-      },
-    );
-  });
-}
-
 /**
  * The auth state of one upstream: which challenge it answered with last (so
  * later requests send a token up front), the token cache, and the token flow.
@@ -213,7 +194,7 @@ export class Authenticator {
   ): Promise<SentCredential> {
     const key = TokenCache.key(want.realm, want.service, want.scope);
     // the shared fetch runs on its own deadline: one caller giving up does not fail the others
-    const got = await raceSignal(
+    const got = await abortable(
       this.#tokens.get(key, () => this.#fetchToken(want), rejected),
       signal,
     );
