@@ -270,7 +270,7 @@ describe('Dockerfile', () => {
       assert.ok(!dockerIgnored(dockerignoreText, kept), `${kept} is needed`);
     }
     for (const out of ['node_modules/yaml/package.json', 'dist/src/main.js', '.git/HEAD', '.tools/node24/x', 'test/unit/config.test.ts', 'bench/run.ts',
-      'config/compose/sigil.yaml', 'config/kubernetes/20-secret-keys.yaml', 'scripts/setup.sh', 'README.md', 'docs/DEPLOY.md', 'src/some.key', 'src/.env', '.notes/COMMON.md']) {
+      'config/compose/sigil.yaml', 'config/kubernetes/20-secret-keys.yaml', 'scripts/setup.sh', 'README.md', 'docs/DEPLOY.md', 'src/some.key', 'src/.env', 'src/registry/memory-cache.test.ts', '.notes/COMMON.md']) {
       assert.ok(dockerIgnored(dockerignoreText, out), `${out} must not be in the build context`);
     }
     // the matcher itself: last match wins, parents count, ** spans directories
