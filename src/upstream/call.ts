@@ -51,6 +51,14 @@ export interface CallContext {
   countError(err: unknown): void;
 }
 
+/** Arms a timer that calls `fire` after `ms`; returns its cancel. Tests inject one they fire by hand. */
+export type Schedule = (fire: () => void, ms: number) => () => void;
+
+const realTimer: Schedule = (fire, ms) => {
+  const timer = setTimeout(fire, ms);
+  return () => clearTimeout(timer);
+};
+
 /** Codes that are ordinary answers, not upstream failures, for the error counter. */
 const NOT_FAILURES: ReadonlySet<SigilErrorCode> = new Set([
   'NAME_UNKNOWN',
@@ -76,14 +84,25 @@ export class Caller {
   readonly #auth: Authenticator;
   readonly #metrics: Metrics;
   readonly #deadlineMs: number;
+  readonly #schedule: Schedule;
 
-  constructor(opts: { upstream: string; origin: URL; http: UpstreamHttp; auth: Authenticator; metrics: Metrics; deadlineMs: number }) {
+  constructor(opts: {
+    upstream: string;
+    origin: URL;
+    http: UpstreamHttp;
+    auth: Authenticator;
+    metrics: Metrics;
+    deadlineMs: number;
+    /** Arms the metadata deadline (default: a real timer). */
+    schedule?: Schedule;
+  }) {
     this.#upstream = opts.upstream;
     this.#origin = opts.origin;
     this.#http = opts.http;
     this.#auth = opts.auth;
     this.#metrics = opts.metrics;
     this.#deadlineMs = opts.deadlineMs;
+    this.#schedule = opts.schedule ?? realTimer;
   }
 
   /** Calls `ep`; whatever fails is a SigilError (anything else is a bug, reported as INTERNAL) and is counted. */
@@ -133,13 +152,13 @@ export class Caller {
   async #withDeadline<T>(what: string, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
     const ms = this.#deadlineMs;
     const controller = new AbortController();
-    const timer = setTimeout(() => {
+    const cancel = this.#schedule(() => {
       controller.abort(new SigilError({ code: 'UPSTREAM_TIMEOUT', message: `upstream ${this.#upstream}: ${what}: no answer within ${ms} ms` }));
     }, ms);
     try {
       return await fn(controller.signal);
     } finally {
-      clearTimeout(timer);
+      cancel();
     }
   }
 
