@@ -165,7 +165,7 @@ export async function importLayout(deps: ImportDeps, dir: string, onResult: (r: 
       if ('tag' in e.ref && e.tagged === undefined) await deps.catalog.putTag(e.ref.upstream, e.ref.repository, e.ref.tag, { digest: e.desc.digest, mediaType: e.desc.mediaType });
       const ev = e.decision?.ev;
       if (ev?.policy && ev.outcome && e.sigOf === undefined) {
-        // The key serve's Keeper writes verdicts under (gate/keeper.ts), for inspection.
+        // The key serve's keeper writes verdicts under (registry/keep.ts), for inspection.
         const key = `${e.ref.upstream}/${e.ref.repository}@${e.desc.digest}|${ev.policy.fingerprint}`;
         await deps.catalog.putVerdict(key, { outcome: ev.outcome, decidedAt: (deps.now ?? Date.now)() });
       }

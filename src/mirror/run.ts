@@ -142,7 +142,7 @@ async function mirrorTag(deps: MirrorDeps, copier: Copier, entry: MirrorImage, t
     const sigLoc = signatureLocation(deps, loc, ev.policy);
     await copier.copySignatures(sigLoc, digest, rec);
     if (ev.policy && ev.outcome) {
-      // The key serve's Keeper writes verdicts under (gate/keeper.ts).
+      // The key serve's keeper writes verdicts under (registry/keep.ts).
       const key = `${entry.upstream}/${entry.repository}@${digest}|${ev.policy.fingerprint}`;
       await deps.catalog.putVerdict(key, { outcome: ev.outcome, decidedAt: (deps.now ?? Date.now)() });
     }
