@@ -9,11 +9,10 @@ import { BasicAuthChecker } from './http/client-auth.js';
 import { registerErrorHandling } from './http/errors.js';
 import { registerOpsRoutes, storeDegraded, type Readiness } from './http/ops-routes.js';
 import { registerV2Routes } from './http/v2-routes.js';
-import { UpstreamClient } from './upstream/client.js';
-import type { UpstreamRegistry } from './upstream/types.js';
-import { CachingRegistry } from './cache/caching-registry.js';
-import { StoredRegistry } from './cache/stored-registry.js';
-import { Keeper } from './gate/keeper.js';
+import type { Registry } from './oci/registry.js';
+import { composeServe } from './registry/compose.js';
+import type { StoreKeeper } from './registry/keep.js';
+import type { Timer } from './registry/stale-deadline.js';
 import { Catalog, ContentStore } from './store/index.js';
 import type { Timeouts } from './upstream/limits.js';
 import { TrustedVerifier } from './gate/sigstore-verifier.js';
@@ -38,10 +37,10 @@ export const MAX_HEADER_BYTES = 16 * 1024;
 export interface AppDeps {
   readonly logger: Logger;
   readonly metrics: Metrics;
-  readonly clients: ReadonlyMap<string, UpstreamRegistry>;
+  readonly clients: ReadonlyMap<string, Registry>;
   readonly verifier: SignatureVerifier & { readonly sources: readonly string[] };
-  /** With `cache.store`: the store, its catalog and what decides what goes in. */
-  readonly store?: { readonly content: ContentStore; readonly catalog: Catalog; readonly keeper: Keeper };
+  /** With `cache.store`: the store, its catalog and what keeps what the gate lets through. */
+  readonly store?: { readonly content: ContentStore; readonly catalog: Catalog; readonly keeper: StoreKeeper };
   readonly offline: boolean;
   readonly timeouts?: Partial<Timeouts>;
   /** Hash workers for blob digests, shared by the upstream clients; closed with the app. */
@@ -55,11 +54,14 @@ export interface DepsOptions {
   offline?: boolean;
   /** The content store's clock (tests: its retry after a fault); default Date.now. */
   storeClock?: () => number;
+  /** Stale-if-error's deadline and its timer (tests); default STALE_DEADLINE_MS on real timers. */
+  staleDeadlineMs?: number;
+  staleTimer?: Timer;
 }
 
 /**
  * The collaborators of an app: trust material, the content store when configured, and one
- * registry per upstream — an upstream client behind the caches, or (offline) the store alone.
+ * registry per upstream as registry/compose.ts builds it (offline: the store alone).
  */
 export async function defaultDeps(config: Config, opts: DepsOptions = {}): Promise<AppDeps> {
   const logger = opts.logger ?? createLogger(config.server.logLevel);
@@ -72,7 +74,7 @@ export async function defaultDeps(config: Config, opts: DepsOptions = {}): Promi
   }
   const offline = opts.offline ?? false;
   const hashes = new HashPool({ logger });
-  let store: AppDeps['store'];
+  let parts: { content: ContentStore; catalog: Catalog } | undefined;
   if (config.cache.store) {
     let content: ContentStore;
     try {
@@ -87,27 +89,21 @@ export async function defaultDeps(config: Config, opts: DepsOptions = {}): Promi
     } catch (err) {
       throw new Error(`cache.store.dir: cannot open ${config.cache.store.dir}: ${(err as Error).message}`, { cause: err });
     }
-    const catalog = new Catalog(content);
-    store = { content, catalog, keeper: new Keeper(catalog, config, logger) };
+    parts = { content, catalog: new Catalog(content) };
   } else if (offline) {
     throw new Error('cache.store: --offline serves from the content store, and the config has none');
   }
-  const clients = new Map<string, UpstreamRegistry>();
-  for (const u of config.upstreams) {
-    if (offline && store) {
-      clients.set(u.name, new StoredRegistry(u.name, store.catalog));
-      continue;
-    }
-    const up = new UpstreamClient(u, { metrics, logger, timeouts: opts.timeouts, hashes });
-    const caching = new CachingRegistry(
-      up,
-      store?.catalog ?? null,
-      { tagTtlMs: config.cache.tags.ttlMs, manifestCacheBytes: config.cache.manifests.maxBytes, staleIfError: u.staleIfError },
-      { metrics, logger, hashes },
-    );
-    if (store) caching.setBlobAdmission((up2, repo, digest) => store.keeper.admitBlob(up2, repo, digest));
-    clients.set(u.name, caching);
-  }
+  const { registries: clients, keeper } = composeServe(config, {
+    metrics,
+    logger,
+    hashes,
+    timeouts: opts.timeouts,
+    offline,
+    store: parts,
+    staleDeadlineMs: opts.staleDeadlineMs,
+    timer: opts.staleTimer,
+  });
+  const store = parts && keeper ? { ...parts, keeper } : undefined;
   return { logger, metrics, clients, verifier, store, offline, timeouts: opts.timeouts, hashes };
 }
 

@@ -14,9 +14,9 @@ import { importLayout, type ImportResult } from '../mirror/import.js';
 import { exportLayout, parseRefName } from '../mirror/oci-layout.js';
 import { runMirror, type MirrorProgress, type MirrorResult } from '../mirror/run.js';
 import { parseMirrorSpec } from '../mirror/spec.js';
+import { mirrorRegistry } from '../registry/compose.js';
 import { Catalog, ContentStore } from '../store/index.js';
-import { UpstreamClient } from '../upstream/client.js';
-import type { UpstreamRegistry } from '../upstream/types.js';
+import type { Registry } from '../oci/registry.js';
 import { parseArgs, UsageError } from './args.js';
 import type { CliIo } from './io.js';
 import { HashPool } from '../hash/hash-pool.js';
@@ -101,10 +101,9 @@ export async function mirrorCommand(io: CliIo, argv: readonly string[], opts: Mi
   if (!verifier) return 2;
   const logger = createLogger('silent');
   const metrics = new Metrics();
-  // Straight to the upstreams: no tag cache, no stale answers from the store being filled.
   // blobs are hashed as they are written into the store: on worker threads
   const hashes = new HashPool({ logger });
-  const clients = new Map<string, UpstreamRegistry>(config.upstreams.map((u) => [u.name, new UpstreamClient(u, { metrics, logger, hashes })]));
+  const clients = new Map<string, Registry>(config.upstreams.map((u) => [u.name, mirrorRegistry(u, { metrics, logger, hashes })]));
   let store: ContentStore;
   try {
     store = await ContentStore.open({ dir: config.cache.store.dir, maxBytes: config.cache.store.maxBytes, hashes, ...(opts.now ? { now: opts.now } : {}) });
@@ -153,7 +152,7 @@ export async function mirrorCommand(io: CliIo, argv: readonly string[], opts: Mi
   }
 }
 
-async function closeAll(clients: ReadonlyMap<string, UpstreamRegistry>): Promise<void> {
+async function closeAll(clients: ReadonlyMap<string, Registry>): Promise<void> {
   await Promise.all([...clients.values()].map((c) => c.close()));
 }
 
@@ -232,7 +231,7 @@ async function importCommand(io: CliIo, config: Config, dir: string, json: boole
   const warned = new Set<string>();
   let results: ImportResult[];
   try {
-    results = await importLayout({ catalog: new Catalog(store), config, verifier, ...(now ? { now } : {}) }, dir, (r) => {
+    results = await importLayout({ content: store, catalog: new Catalog(store), config, verifier, ...(now ? { now } : {}) }, dir, (r) => {
       const up = parseRefName(r.ref)?.upstream;
       if (up !== undefined && !known.has(up) && !warned.has(up)) {
         warned.add(up);

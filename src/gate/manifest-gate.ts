@@ -1,7 +1,7 @@
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import type { Metrics } from '../audit/metrics.js';
-import { VerdictCache, VerifiedChildren, verdictKey } from '../cache/verdicts.js';
+import { VerdictCache, VerifiedChildren, verdictKey } from './verdicts.js';
 import type { Config, Policy } from '../config/types.js';
 import { SigilError, isSigilError } from '../errors.js';
 import { INDEX_MEDIA_TYPES } from '../oci/media-types.js';
@@ -10,10 +10,11 @@ import { findPolicy } from '../policy/match.js';
 import { discoverSignatures, type SignatureLocation } from '../signatures/discover.js';
 import { isSignatureArtifact } from '../signatures/artifact.js';
 import { checkSignatureArtifact, type ArtifactContent } from '../signatures/artifact-content.js';
-import type { FetchedManifest, UpstreamRegistry } from '../upstream/types.js';
+import type { FetchedManifest, Registry } from '../oci/registry.js';
 import { signerHeader, type Outcome, type SignatureCheck } from '../verify/types.js';
 import type { SignatureVerifier } from './verifier.js';
-import type { Keeper, Recording } from './keeper.js';
+import type { Keep } from '../registry/keep.js';
+import type { Recording } from '../registry/recording.js';
 import type { Evaluation, ManifestDecision, ManifestTarget, SignatureBlob } from './evaluation.js';
 import { tryParseJson } from '../oci/json.js';
 import { VerificationSlots } from './verification-slots.js';
@@ -64,12 +65,12 @@ export const VERIFICATION_DEADLINE_MS = 6_000;
  * requests share one fetch and one verification.
  */
 export class ManifestGate {
-  readonly #clients: ReadonlyMap<string, UpstreamRegistry>;
+  readonly #clients: ReadonlyMap<string, Registry>;
   readonly #config: Config;
   readonly #metrics: Metrics;
   readonly #log: Logger;
   readonly #verifier: SignatureVerifier;
-  readonly #keeper: Keeper | null;
+  readonly #keeper: Keep | null;
   readonly #verdicts: VerdictCache;
   readonly #children: VerifiedChildren;
   readonly #inflight = new Map<string, Promise<Evaluation>>();
@@ -89,12 +90,12 @@ export class ManifestGate {
 
   constructor(deps: {
     config: Config;
-    clients: ReadonlyMap<string, UpstreamRegistry>;
+    clients: ReadonlyMap<string, Registry>;
     metrics: Metrics;
     logger: Logger;
     verifier: SignatureVerifier;
-    /** With a content store: what to keep of what passes. */
-    keeper?: Keeper;
+    /** With a content store: what keeps what passes (registry/keep.ts). */
+    keeper?: Keep;
     now?: () => number;
     /** Deadline of one signature discovery and verification (tests shorten it); default VERIFICATION_DEADLINE_MS. */
     verificationDeadlineMs?: number;
@@ -136,7 +137,7 @@ export class ManifestGate {
   async storedBlobAllowed(upstream: string, repository: string, digest: Digest): Promise<boolean> {
     const keeper = this.#keeper;
     if (!keeper) return true;
-    if (findPolicy(this.#config.policies, upstream, repository)?.mode !== 'enforce') return true;
+    if (keeper.servesUnnamed(upstream, repository)) return true;
     if (keeper.admittedBy(upstream, repository, digest)) return true;
     const namers = await keeper.blobNamers(upstream, repository, digest);
     if (namers === null) return true; // not stored for this repository: nothing to serve from the store
@@ -280,7 +281,7 @@ export class ManifestGate {
    * deadline: past it, not shown to be signature data (judged as an image: fail closed).
    */
   async #judgeArtifact(
-    client: UpstreamRegistry,
+    client: Registry,
     target: ManifestTarget,
     manifest: FetchedManifest,
     deadline: DecisionDeadline,
@@ -355,7 +356,7 @@ export class ManifestGate {
     let recording: Recording | undefined;
     try {
       const where = this.#signatureLocation(target, policy);
-      const rec = this.#keeper?.recording(where.registry);
+      const rec = this.#keeper?.record(where.registry);
       const found = await discoverSignatures(rec ? { ...where, registry: rec.registry } : where, digest, { signal });
       recording = rec?.recording;
       const rejected: SignatureCheck[] = found.rejected.map((r) => ({ source: r.source, ok: false, reason: r.reason }));
@@ -378,7 +379,7 @@ export class ManifestGate {
       outcome = { kind: 'indeterminate', cause, checks: [] };
     }
     // Signature data is kept with the image it signs: when the image itself may be kept.
-    if (recording && this.#keeper && (outcome.kind === 'verified' || policy.mode !== 'enforce')) await this.#keeper.keepSignatures(recording, digest);
+    if (recording && this.#keeper) await this.#keeper.keepSignatures(recording, digest, { policy, outcome });
     this.#counted(outcome, policy, t0);
     return outcome;
   }
@@ -398,7 +399,7 @@ export class ManifestGate {
     return { registry: this.#client(target.upstream), repository: sr };
   }
 
-  #client(name: string): UpstreamRegistry {
+  #client(name: string): Registry {
     const c = this.#clients.get(name);
     if (!c) throw new SigilError({ code: 'NAME_UNKNOWN', message: `upstream '${name}' is not configured` });
     return c;

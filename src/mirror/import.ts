@@ -2,15 +2,16 @@ import { open, stat } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { createLogger } from '../audit/logger.js';
 import { Metrics } from '../audit/metrics.js';
-import { StoredRegistry } from '../cache/stored-registry.js';
 import type { Config } from '../config/types.js';
 import { SigilError, isSigilError } from '../errors.js';
 import { ManifestGate, type Evaluation } from '../gate/manifest-gate.js';
 import type { SignatureVerifier } from '../gate/verifier.js';
 import { digestOf, type Digest } from '../oci/digest.js';
+import { storeOnly } from '../registry/compose.js';
 import type { Catalog } from '../store/catalog.js';
+import type { ContentStore } from '../store/content-store.js';
 import { MANIFEST_MAX_BYTES } from '../upstream/limits.js';
-import type { UpstreamRegistry } from '../upstream/types.js';
+import type { Registry } from '../oci/registry.js';
 import { MAX_INDEX_DEPTH } from './limits.js';
 import { descriptor, parseManifest, referrerDescriptor, type Descriptor } from './manifest.js';
 import { NOFOLLOW_READ, REF_NAME, blobPath, checkLayoutFile, parseRefName, readIndex, type IndexDescriptor, type RefName } from './oci-layout.js';
@@ -40,6 +41,7 @@ export interface ImportResult {
 }
 
 export interface ImportDeps {
+  readonly content: ContentStore;
   readonly catalog: Catalog;
   readonly config: Config;
   /** serve's trust material (app.ts loadVerifier): verification reads nothing but the store. */
@@ -93,7 +95,7 @@ const isKept = (e: Entry): boolean => e.decision?.status === 'verified' || e.dec
  * 1. every manifest and blob checked against its digest (and size) before it is stored, with
  *    its catalog records; cosign `.sig` and referrers fallback tags, and referrers records
  *    (from the `subject` of the imported manifests), so that verification can find them;
- * 2. each entry evaluated by digest (ManifestGate over StoredRegistry) and judged as `mirror`
+ * 2. each entry evaluated by digest (ManifestGate over the store alone) and judged as `mirror`
  *    judges (enforce and warn: only what verifies). What its tag or `subject` calls signature
  *    data passes unverified only when its content proves it (the gate's signature-artifact
  *    basis; a referrers fallback index: an index whose imported entries are such referrers of
@@ -163,7 +165,7 @@ export async function importLayout(deps: ImportDeps, dir: string, onResult: (r: 
       if ('tag' in e.ref && e.tagged === undefined) await deps.catalog.putTag(e.ref.upstream, e.ref.repository, e.ref.tag, { digest: e.desc.digest, mediaType: e.desc.mediaType });
       const ev = e.decision?.ev;
       if (ev?.policy && ev.outcome && e.sigOf === undefined) {
-        // The key serve's Keeper writes verdicts under (gate/keeper.ts), for inspection.
+        // The key serve's keeper writes verdicts under (registry/keep.ts), for inspection.
         const key = `${e.ref.upstream}/${e.ref.repository}@${e.desc.digest}|${ev.policy.fingerprint}`;
         await deps.catalog.putVerdict(key, { outcome: ev.outcome, decidedAt: (deps.now ?? Date.now)() });
       }
@@ -191,9 +193,9 @@ export async function importLayout(deps: ImportDeps, dir: string, onResult: (r: 
 
 /** The serve gate over the store alone: every configured upstream, and any other the layout names. */
 function storeGate(deps: ImportDeps, entries: readonly Entry[]): ManifestGate {
-  const clients = new Map<string, UpstreamRegistry>();
+  const clients = new Map<string, Registry>();
   for (const name of new Set([...deps.config.upstreams.map((u) => u.name), ...entries.map((e) => e.ref.upstream)])) {
-    clients.set(name, new StoredRegistry(name, deps.catalog));
+    clients.set(name, storeOnly(name, deps));
   }
   return new ManifestGate({
     config: deps.config,

@@ -269,7 +269,7 @@ async function dropStaleRecords(store: ContentStore, droppedRefs: ReadonlySet<st
     for (const r of await store.listMeta(ns)) if (!(await present(digestOfKey(r.key))) && (await store.deleteMeta(ns, r.key))) n++;
   }
   for (const v of await store.listMeta('verdict')) {
-    // `<upstream>/<repo>@<digest>|<policy fingerprint>` (gate/keeper.ts)
+    // `<upstream>/<repo>@<digest>|<policy fingerprint>` (registry/keep.ts)
     if (!(await present(digestOfKey(v.key.split('|')[0]))) && (await store.deleteMeta('verdict', v.key))) n++;
   }
   return n;

@@ -34,7 +34,7 @@ export const CATALOG_NAMESPACES = ['tag', 'manifest', 'blob', 'referrers', 'verd
  * The object a catalog document is about, so that a metadata sweep can drop documents of
  * objects no longer stored: for `tag` the digest the tag points at; for `manifest`, `blob`,
  * `referrers` the digest after the key's last `@`; for `verdict`
- * (`<upstream>/<repo>@<digest>|<policy fingerprint>`, gate/keeper.ts) the digest between the last
+ * (`<upstream>/<repo>@<digest>|<policy fingerprint>`, registry/keep.ts) the digest between the last
  * `@` before the first `|` and that `|`. undefined when the key or value does not parse (or the
  * namespace is not the catalog's): such a document is left alone.
  */

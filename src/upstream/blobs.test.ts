@@ -8,7 +8,7 @@ import type { FaultHandler, FaultServer } from '../../test/helpers/fault-server.
 import { UpstreamTestbed } from '../../test/helpers/upstream-rig.js';
 import type { UpstreamRig } from '../../test/helpers/upstream-rig.js';
 import { blobGet } from './blobs.js';
-import type { BlobRequest, BlobResponse } from './types.js';
+import type { BlobRequest, BlobResponse } from '../oci/registry.js';
 
 const bed = new UpstreamTestbed();
 after(() => bed.close());

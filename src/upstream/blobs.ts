@@ -9,7 +9,7 @@ import type { Endpoint } from './call.js';
 import { pullScope } from './challenge.js';
 import { headerValue } from './error-map.js';
 import { checkPartialAnswer } from './ranges.js';
-import type { BlobRequest, BlobResponse } from './types.js';
+import type { BlobRequest, BlobResponse } from '../oci/registry.js';
 
 /** Blob answer headers passed on to clients; nothing else (no cookies, no storage headers). */
 const SAFE_BLOB_HEADERS = ['content-type', 'content-length', 'content-range', 'accept-ranges', 'etag'] as const;

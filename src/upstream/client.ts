@@ -17,7 +17,7 @@ import type { Timeouts } from './limits.js';
 import { manifestGet, manifestHead } from './manifests.js';
 import { referrersGet } from './referrers.js';
 import { tagList } from './tags.js';
-import type { BlobRequest, BlobResponse, FetchedManifest, ReferrersAnswer, TagList, UpstreamRegistry } from './types.js';
+import type { BlobRequest, BlobResponse, FetchedManifest, ReferrersAnswer, Registry, TagList } from '../oci/registry.js';
 export type { Timeouts } from './limits.js';
 
 export interface UpstreamClientDeps {
@@ -53,7 +53,7 @@ const PING: Endpoint<void> = {
  * Composed here: an undici agent → http.ts (send, metrics, logs) → auth.ts (token flow) →
  * call.ts (the one request skeleton) → one endpoint description per method.
  */
-export class UpstreamClient implements UpstreamRegistry {
+export class UpstreamClient implements Registry {
   readonly name: string;
   readonly #agent: Agent;
   readonly #caller: Caller;

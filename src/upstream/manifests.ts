@@ -8,7 +8,7 @@ import type { Endpoint } from './call.js';
 import { pullScope } from './challenge.js';
 import { headerValue } from './error-map.js';
 import { MANIFEST_MAX_BYTES } from './limits.js';
-import type { FetchedManifest } from './types.js';
+import type { FetchedManifest } from '../oci/registry.js';
 
 /** The Accept asked for, else every manifest type sigil reads. */
 function acceptOf(accept: string | undefined): string {

@@ -6,7 +6,7 @@ import type { Endpoint } from './call.js';
 import { pullScope } from './challenge.js';
 import { headerValue } from './error-map.js';
 import { REFERRERS_MAX_BYTES } from './limits.js';
-import type { ReferrersAnswer } from './types.js';
+import type { ReferrersAnswer } from '../oci/registry.js';
 
 /**
  * GET /v2/<repo>/referrers/<digest>, the index buffered up to REFERRERS_MAX_BYTES. A 404 or 405 (a

@@ -4,7 +4,7 @@ import type { Endpoint } from './call.js';
 import { pullScope } from './challenge.js';
 import { headerValue } from './error-map.js';
 import { TAG_LIST_MAX_BYTES } from './limits.js';
-import type { TagList } from './types.js';
+import type { TagList } from '../oci/registry.js';
 
 /**
  * GET /v2/<repo>/tags/list with n/last passed on. `upstreamPaginated` says the upstream honoured

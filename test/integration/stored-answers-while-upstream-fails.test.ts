@@ -5,13 +5,14 @@ import { Writable } from 'node:stream';
 import { after, test } from 'node:test';
 import { createLogger } from '../../src/audit/logger.js';
 import { Metrics } from '../../src/audit/metrics.js';
-import { CachingRegistry } from '../../src/cache/caching-registry.js';
-import { STALE_BREAKER_MS } from '../../src/cache/upstream-breaker.js';
+import type { Registry } from '../../src/oci/registry.js';
+import { StoreAdmission } from '../../src/registry/admission.js';
+import { serveRegistry, upstreamClient } from '../../src/registry/compose.js';
+import { STALE_BREAKER_MS } from '../../src/registry/stale-breaker.js';
 import { isSigilError } from '../../src/errors.js';
 import type { Digest } from '../../src/oci/digest.js';
 import { Catalog } from '../../src/store/catalog.js';
 import { ContentStore } from '../../src/store/content-store.js';
-import { UpstreamClient } from '../../src/upstream/client.js';
 import { startFaultServer, type FaultServer } from '../helpers/fault-server.js';
 import { tempDir } from '../helpers/net.js';
 import type { LogRecord } from '../helpers/sigil.js';
@@ -31,7 +32,7 @@ const DIGEST = `sha256:${createHash('sha256').update(MANIFEST).digest('hex')}` a
 type Mode = 'fail' | 'answer' | 'hold';
 
 interface Rig {
-  readonly reg: CachingRegistry;
+  readonly reg: Registry;
   readonly up: FaultServer;
   readonly logs: LogRecord[];
   readonly metrics: Metrics;
@@ -83,9 +84,15 @@ async function rig(opts: { storedReferrers?: boolean } = {}): Promise<Rig> {
   await catalog.putManifest(UP, 'app', DIGEST, OCI_MANIFEST, MANIFEST);
   await catalog.putTag(UP, 'app', 'v1', { digest: DIGEST, mediaType: OCI_MANIFEST });
   if (opts.storedReferrers) await catalog.putReferrers(UP, 'app', DIGEST, []);
-  const client = new UpstreamClient({ name: UP, url: new URL(up.url), staleIfError: true, verifyBlobDigests: true }, { metrics, logger });
-  cleanup.push(() => client.close());
-  const reg = new CachingRegistry(client, catalog, { tagTtlMs: 30_000, manifestCacheBytes: 1 << 20, staleIfError: true, now: () => state.now }, { metrics, logger });
+  const upstream = { name: UP, url: new URL(up.url), staleIfError: true, verifyBlobDigests: true };
+  const reg = serveRegistry(
+    upstreamClient(upstream, { metrics, logger }),
+    upstream,
+    { tags: { ttlMs: 30_000 }, manifests: { maxBytes: 1 << 20 } },
+    { metrics, logger, now: () => state.now },
+    { content: store, catalog, admission: new StoreAdmission([], { ttlMs: 60_000 }) },
+  );
+  cleanup.push(() => reg.close());
   return Object.assign(state, { reg, up, logs, metrics });
 }
 

@@ -9,7 +9,7 @@ import { pushLegacySignature } from '../helpers/publish.js';
 import { legacyLayer } from '../helpers/signer.js';
 import { startVerifyEnv, type VerifyEnv } from '../helpers/verify-env.js';
 
-// Prevents: Keeper's in-memory `#kept` set outliving what it stands for. Once a manifest was
+// Prevents: the keeper's in-memory memo of what it kept (registry/kept.ts) outliving what it stands for. Once a manifest was
 // kept, the same process never stores it (nor its tag record, nor its verdict) again for that
 // tag, even after eviction removed the object (here: another sigil sharing the directory, which
 // the README allows; the process's own LRU eviction does the same). Stale-if-error then has
@@ -45,7 +45,7 @@ test('an evicted manifest is stored again when it is pulled again, so stale-if-e
   assert.equal((await get(`${sigil.url}/v2/prod/daily/manifests/v1`)).status, 200);
   // Evicted (by another sigil process sharing the store).
   await rm(join(storeDir, 'blobs', 'sha256', img.digest.slice(7)));
-  await new Promise((r) => setTimeout(r, 1200)); // past the tag TTL
+  await new Promise((r) => setTimeout(r, 1200)); // past the tag TTL (and KEPT_STAT_MS: a kept object is looked for on disk again)
   const again = await get(`${sigil.url}/v2/prod/daily/manifests/v1`);
   assert.equal(again.status, 200);
   assert.equal(again.headers['sigil-verification'], 'verified');

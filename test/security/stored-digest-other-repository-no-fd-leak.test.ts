@@ -9,8 +9,8 @@ import { getBlob, pushBlob, type PushedImage } from '../helpers/push.js';
 import { startVerifyEnv, type VerifyEnv } from '../helpers/verify-env.js';
 import type { SigilHandle } from '../helpers/sigil.js';
 
-// Prevents: a blob stored for repository A and requested through repository B. CachingRegistry
-// #download finds the digest committed, gets a follower stream (store.beginWrite → streamOf) and
+// Prevents: a blob stored for repository A and requested through repository B. The write-through
+// layer's download (registry/download.ts) finds the digest committed, gets a follower stream (store.beginWrite → streamOf) and
 // destroys it at once; streamOf then opens the file anyway and pipes it into the destroyed
 // PassThrough, where it stays paused with its file descriptor open. B is never recorded
 // (noteBlob), so every request repeats the upstream GET and leaks one more descriptor: any

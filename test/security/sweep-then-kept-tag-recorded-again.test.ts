@@ -3,9 +3,9 @@ import { createHash } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { after, test } from 'node:test';
 import { pino } from 'pino';
-import { StoredRegistry } from '../../src/cache/stored-registry.js';
-import type { Config } from '../../src/config/types.js';
-import { Keeper } from '../../src/gate/keeper.js';
+import { StoreAdmission } from '../../src/registry/admission.js';
+import { storeOnly } from '../../src/registry/compose.js';
+import { StoreKeeper } from '../../src/registry/keep.js';
 import type { Evaluation, ManifestTarget } from '../../src/gate/manifest-gate.js';
 import type { Digest } from '../../src/oci/digest.js';
 import { Catalog } from '../../src/store/catalog.js';
@@ -13,7 +13,7 @@ import { ContentStore } from '../../src/store/content-store.js';
 import { tempDir } from '../helpers/net.js';
 
 // Guards: the metadata sweep removes the tag and manifest records of an
-// evicted manifest; Keeper's shortcut ("kept already for this tag, and the object is on disk")
+// evicted manifest; the keeper's shortcut ("kept already for this tag, and the object is on disk")
 // then never writes them again once the same digest is stored again by another key (a second
 // tag of the same image, a pull by digest, another repository, another process). The image is
 // wholly stored, yet stale-if-error and --offline answer MANIFEST_UNKNOWN for that tag for as
@@ -35,7 +35,7 @@ test('a tag kept before an eviction + sweep is recorded again when its image is 
   const store = await ContentStore.open({ dir, maxBytes: 1 << 20, now, sweepMetaAtOpen: false });
   try {
     const catalog = new Catalog(store);
-    const keeper = new Keeper(catalog, { policies: [], cache: { verifications: { maxEntries: 1000, ttlMs: 600_000 } } } as unknown as Config, pino({ level: 'silent' }));
+    const keeper = new StoreKeeper({ content: store, catalog }, new StoreAdmission([], { ttlMs: 600_000 }), pino({ level: 'silent' }));
     const bytes = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MT_MANIFEST, config: null, layers: [] }));
     const digest: Digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
     const ev: Evaluation = { manifest: { bytes, digest, mediaType: MT_MANIFEST }, basis: 'no-policy', cached: false };
@@ -44,7 +44,7 @@ test('a tag kept before an eviction + sweep is recorded again when its image is 
     // `latest` and `1.0` name the same image; both pulled and kept
     await keeper.keep(at('latest'), ev);
     await keeper.keep(at('1.0'), ev);
-    const offline = new StoredRegistry('reg.test', catalog);
+    const offline = storeOnly('reg.test', { content: store, catalog });
     assert.equal((await offline.fetchManifest('team/app', 'latest')).digest, digest);
 
     // cache pressure evicts the manifest; a sweep (automatic, or `sigil cache prune`) drops its records

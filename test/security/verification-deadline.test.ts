@@ -3,7 +3,7 @@ import { request as httpRequest, type ServerResponse } from 'node:http';
 import { after, before, test } from 'node:test';
 import { defaultDeps, type AppDeps } from '../../src/app.js';
 import { createLogger } from '../../src/audit/logger.js';
-import { FAILURE_TTL_MS } from '../../src/cache/verdicts.js';
+import { FAILURE_TTL_MS } from '../../src/gate/verdicts.js';
 import { isSigilError } from '../../src/errors.js';
 import { MAX_CONCURRENT_VERIFICATIONS, MAX_CONCURRENT_VERIFICATIONS_PER_UPSTREAM, ManifestGate, type ManifestDecision } from '../../src/gate/manifest-gate.js';
 import { startFaultServer, type FaultServer } from '../helpers/fault-server.js';

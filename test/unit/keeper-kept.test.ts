@@ -3,8 +3,9 @@ import { createHash } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { after, test } from 'node:test';
 import { pino } from 'pino';
-import type { Config } from '../../src/config/types.js';
-import { KEPT_TRUST_MS, Keeper } from '../../src/gate/keeper.js';
+import { StoreAdmission } from '../../src/registry/admission.js';
+import { StoreKeeper } from '../../src/registry/keep.js';
+import { KEPT_TRUST_MS } from '../../src/registry/kept.js';
 import type { Evaluation, ManifestTarget } from '../../src/gate/manifest-gate.js';
 import type { Digest } from '../../src/oci/digest.js';
 import { Catalog } from '../../src/store/catalog.js';
@@ -27,7 +28,7 @@ test('a sweep by another process sharing the store: a kept tag is recorded again
   let other: ContentStore | undefined;
   try {
     const catalog = new Catalog(mine);
-    const keeper = new Keeper(catalog, { policies: [], cache: { verifications: { maxEntries: 1000, ttlMs: 600_000 } } } as unknown as Config, pino({ level: 'silent' }), now);
+    const keeper = new StoreKeeper({ content: mine, catalog }, new StoreAdmission([], { ttlMs: 600_000 }), pino({ level: 'silent' }), now);
     const bytes = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MT, config: null, layers: [] }));
     const digest: Digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
     const ev: Evaluation = { manifest: { bytes, digest, mediaType: MT }, basis: 'no-policy', cached: false };

@@ -1,3 +1,13 @@
+import { isSigilError, type SigilErrorCode } from '../errors.js';
+
+/** Upstream failures after which stored content is served instead (stale-if-error). */
+export const STALE_CODES: ReadonlySet<SigilErrorCode> = new Set(['UPSTREAM_UNREACHABLE', 'UPSTREAM_TIMEOUT', 'UPSTREAM_TOOMANYREQUESTS', 'UPSTREAM_BAD_RESPONSE']);
+
+/** Is `e` a failure stale-if-error covers (the upstream is failing, not answering "no")? */
+export function staleCovers(e: unknown): boolean {
+  return isSigilError(e) && STALE_CODES.has(e.code);
+}
+
 /**
  * After a metadata request to an upstream failed in a way stale-if-error covers, requests that
  * have a stored answer get it at once for this long, instead of each waiting up to
@@ -21,7 +31,8 @@ export type BreakerTurn = 'ask' | 'stored' | 'probe';
  * Whether one upstream is treated as failing: from a failure stale-if-error covers until
  * `intervalMs` later (a failure while failing starts the interval again), or until the upstream
  * answers anything (a success, or an answer such as "not found"). Timing comes from `now`, so
- * that tests need not wait.
+ * that tests need not wait. One per upstream, shared by the stale-if-error layer (which asks it
+ * whose turn it is) and the stale deadline layer (which tells it what the upstream did).
  */
 export class UpstreamBreaker {
   readonly #now: () => number;
