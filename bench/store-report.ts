@@ -83,7 +83,7 @@ function streamLines(s: NonNullable<StoreFigures['streams']>): string[] {
   };
   return [
     '',
-    `Concurrent downloads of one ${s.blobBytes / MIB} MiB blob through a sigil with a content store (its own process, not pinned; RSS idle ${fmt(mib(s.idle), 0)} MiB):`,
+    `Concurrent downloads of one ${s.blobBytes / MIB} MiB blob through a sigil with a content store (its own process, not pinned; RSS idle ${fmt(mib(s.idle), 0)} MiB; a 16 MiB blob through it first, cold and warm, so that what the process pays once is paid before every phase):`,
     '',
     '| clients | store | RSS before, MiB | peak RSS, MiB | RSS right after, MiB | RSS 2 s after, MiB | wall s | MB/s in all |',
     '|---:|---|---:|---:|---:|---:|---:|---:|',
