@@ -5,14 +5,15 @@
  * sigil's CPU seconds per thread, and where the profile is (summarize it with cpuprofile-top.js).
  * Optionally the same GET through distribution's pull-through cache, for its MB/s and CPU.
  *
- *   node dist/bench/profile-fill.js [--mib N] [--cpus LIST|all] [--sigil BIN] [--out DIR] [--no-prof] [--gc] [--warm] [--distribution]
+ *   node dist/bench/profile-fill.js [--mib N] [--cpus LIST|all] [--sigil BIN] [--out DIR] [--no-prof] [--gc] [--warm] [--no-store] [--distribution]
  *
  * --mib: the blob's size (default 256); --cpus: pin sigil (and distribution) with taskset to
  * these CPUs (default: the last CPU, as the bench's section `store` does; `all`: not pinned);
  * --out: where the .cpuprofile goes (default a temp dir, kept); --no-prof: no profile (its
  * sampling costs ~0.2 CPU s per fill); --gc: count sigil's garbage
  * collections during the fill and the time they held its main thread (bench/gc-probe.ts);
- * --warm: then one GET from the store, measured the same way.
+ * --warm: then one GET from the store, measured the same way; --no-store: a sigil without a
+ * store instead, the GET streamed from the upstream through the digest check (for comparison).
  */
 import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
@@ -45,6 +46,7 @@ const args = parseArgs({
     gc: { type: 'boolean', default: false },
     prof: { type: 'boolean', default: true },
     warm: { type: 'boolean', default: false },
+    store: { type: 'boolean', default: true },
   },
   allowNegative: true,
 }).values;
@@ -125,7 +127,7 @@ async function main(): Promise<void> {
       upstreams: [{ name: UPSTREAM_NAME, url: registry.url }],
       logLevel: 'info',
       mode: 'warn',
-      store: { dir: join(dir, 'store'), maxBytes: STORE_MAX_BYTES },
+      ...(args.store ? { store: { dir: join(dir, 'store'), maxBytes: STORE_MAX_BYTES } } : {}),
       ...(args.prof ? { cpuProfDir: out } : {}),
       ...(args.gc ? { nodeOptions: `--import=${new URL('./gc-probe.js', import.meta.url).pathname}` } : {}),
       ...(cpus !== undefined ? { cpus } : {}),
@@ -134,12 +136,16 @@ async function main(): Promise<void> {
   );
   const url = `${s.url}/v2/${REPO_STORE}/blobs/${blob.digest}`;
   const what = `sigil (CPU ${cpus ?? 'all'})`;
-  await measured(s.proc, `${what}: cold, the first GET`, async () => {
-    const run = await fetchBlob(url, size, agent);
-    await pollUntil(() => servedFromStore(agent, s.url, url), STORED_POLL_MS, STORED_TIMEOUT_MS, 'the store serving the blob');
-    return run;
-  });
-  if (args.warm) await measured(s.proc, `${what}: warm, from the store`, () => fetchBlob(url, size, agent));
+  if (!args.store) {
+    await measured(s.proc, `${what}: no store, the GET streamed from the upstream with the digest check`, () => fetchBlob(url, size, agent));
+  } else {
+    await measured(s.proc, `${what}: cold, the first GET`, async () => {
+      const run = await fetchBlob(url, size, agent);
+      await pollUntil(() => servedFromStore(agent, s.url, url), STORED_POLL_MS, STORED_TIMEOUT_MS, 'the store serving the blob');
+      return run;
+    });
+    if (args.warm) await measured(s.proc, `${what}: warm, from the store`, () => fetchBlob(url, size, agent));
+  }
   await s.proc.stop();
   if (args.prof) log(`profile in ${out} (scripts/node dist/bench/cpuprofile-top.js ${out}/*.cpuprofile)`);
 }
