@@ -102,7 +102,7 @@ function streamLines(s: NonNullable<StoreFigures['streams']>): string[] {
 export function storeLines(s: StoreFigures, sigilName: string): string[] {
   const size = `${s.blobBytes / MIB} MiB`;
   const pin = s.pinnedCpu !== undefined
-    ? `**both pinned to CPU ${s.pinnedCpu} with \`taskset\`** (distribution's Go runtime then runs GOMAXPROCS=1; sigil, seeing one core, hashes on its event loop, no worker threads); the client and the origin registry are not pinned`
+    ? `**both pinned to CPU ${s.pinnedCpu} with \`taskset\`** (distribution's Go runtime then runs GOMAXPROCS=1; sigil sizes its hash workers from the cores it sees: with one, it hashes on its event loop); the client and the origin registry are not pinned`
     : '**not pinned** (no taskset on this machine): each may use every core';
   const m = s.manifests;
   const storeVsPlain = m.sigilStore !== undefined && m.sigil !== undefined ? m.sigilStore.rps / m.sigil.rps : undefined;
