@@ -2,11 +2,13 @@
  * Summarizes a V8 .cpuprofile (as `node --cpu-prof` writes, e.g. from `npm run bench -- --cpu-prof DIR`):
  * self time per function, and the time under a few frames of interest (inclusive).
  *
- *   node dist/bench/cpuprofile-top.js FILE.cpuprofile [TOP] [FRAME,FRAME,...]
+ *   node dist/bench/cpuprofile-top.js FILE.cpuprofile [TOP] [FRAME,FRAME,...] [--callers NAME,NAME,...]
  *
- * FRAME: more function names whose inclusive time to show (e.g. isSignatureArtifact,decide).
+ * FRAME: more function names whose inclusive time to show (e.g. isSignatureArtifact,decide);
+ * --callers: for each NAME, the call chains (up to CALLER_DEPTH frames) under which its self time was spent.
  */
 import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
 
 interface ProfileNode {
   id: number;
@@ -22,9 +24,12 @@ interface Profile {
 }
 
 const DEFAULT_TOP = 25;
-const [file, topArg, framesArg] = process.argv.slice(2);
+const CALLER_DEPTH = 7;
+const CALLER_CHAINS = 5;
+const cli = parseArgs({ allowPositionals: true, options: { callers: { type: 'string' } } });
+const [file, topArg, framesArg] = cli.positionals;
 if (file === undefined) {
-  process.stderr.write('usage: cpuprofile-top.js FILE.cpuprofile [TOP] [FRAME,FRAME,...]\n');
+  process.stderr.write('usage: cpuprofile-top.js FILE.cpuprofile [TOP] [FRAME,FRAME,...] [--callers NAME,NAME,...]\n');
   process.exit(2);
 }
 const top = topArg !== undefined ? Number(topArg) : DEFAULT_TOP;
@@ -70,4 +75,20 @@ for (const name of INTERESTING) {
     }
   }
   process.stdout.write(`${pct(us)}  ${(us / 1e6).toFixed(2).padStart(6)} s  ${name}\n`);
+}
+
+// the call chains under a function's self time: where its cost comes from
+for (const name of cli.values.callers?.split(',').filter((f) => f !== '') ?? []) {
+  const chains = new Map<string, number>();
+  for (const [id, us] of selfUs) {
+    if ((byId.get(id) as ProfileNode).callFrame.functionName !== name) continue;
+    const chain: string[] = [];
+    for (let cur = parent.get(id); cur !== undefined && chain.length < CALLER_DEPTH; cur = parent.get(cur)) chain.push(label(byId.get(cur) as ProfileNode));
+    const key = chain.join(' < ');
+    chains.set(key, (chains.get(key) ?? 0) + us);
+  }
+  process.stdout.write(`\ncallers of ${name}:\n`);
+  for (const [chain, us] of [...chains].sort((a, b) => b[1] - a[1]).slice(0, CALLER_CHAINS)) {
+    process.stdout.write(`${pct(us)}  ${(us / 1e6).toFixed(2).padStart(6)} s  < ${chain}\n`);
+  }
 }

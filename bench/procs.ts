@@ -1,7 +1,7 @@
-/** Child processes of the benchmark (sigil, the pipe proxy) and their memory, read from /proc. */
+/** Child processes of the benchmark (sigil, the pipe proxy) and their memory and CPU, read from /proc. */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, openSync, closeSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { exited, waitExit } from '../test/helpers/process.js';
 
 const SETPRIV_BIN = '/usr/bin/setpriv'; // --pdeathsig: children die with the benchmark, even on SIGKILL
@@ -130,4 +130,31 @@ export function machineBusySeconds(): number {
   const [, ...ticks] = line.trim().split(/\s+/).map(Number);
   const [user, nice, system, , , irq, softirq, steal] = ticks;
   return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS_PER_S;
+}
+
+/**
+ * Resets a process's VmHWM to its current RSS (Linux ≥ 4.0: "5" into /proc/<pid>/clear_refs),
+ * so that the next peak is the peak of what follows. False where the kernel refuses it.
+ */
+export function resetPeakRss(pid: number): boolean {
+  try {
+    writeFileSync(`/proc/${pid}/clear_refs`, '5');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** CPU seconds of a live process's threads so far, summed by thread name (/proc/<pid>/task/<tid>/comm). */
+export function threadCpuSecondsOf(pid: number): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const name = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
+      out.set(name, (out.get(name) ?? 0) + cpuSecondsIn(`/proc/${pid}/task/${tid}/stat`));
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return out;
 }

@@ -2,6 +2,8 @@
 import { availableParallelism, cpus, totalmem } from 'node:os';
 import { median } from './measure.js';
 import type { LoadResult } from './measure.js';
+import { storeLines } from './store-report.js';
+import type { StoreFigures } from './store-report.js';
 
 /** The table's columns. */
 export type Target = 'direct' | 'pipe' | 'sigil';
@@ -78,6 +80,8 @@ export interface Figures {
   load: LoadScenario[];
   cold: ColdVerification[];
   herd?: Herd;
+  /** The section `store`: sigil's content store against distribution's pull-through cache. */
+  store?: StoreFigures;
 }
 
 export interface Meta {
@@ -89,6 +93,8 @@ export interface Meta {
   /** What sigil answered in Sigil-Verification for the benchmark's (unsigned) index. */
   verification: string;
   cpuProfiled: boolean;
+  /** --quick: fewer, shorter runs; the figures are a trial of the harness. */
+  quick: boolean;
   registryVersion: string;
   blobReps: number;
   smallBlobReps: number;
@@ -306,6 +312,8 @@ export function renderPage(f: Figures, m: Meta, runs: string[]): string {
   return [
     '# sigil benchmark',
     '',
+    m.quick ? '**A quick run (`--quick`): fewer and shorter runs, a trial of the harness; its figures are noise.**' : undefined,
+    m.quick ? '' : undefined,
     `- date: ${new Date().toISOString()}`,
     `- machine: nproc ${availableParallelism()}, ${cpu}, ${(totalmem() / 1024 ** 3).toFixed(0)} GiB RAM; node ${process.version}`,
     `- upstream: ${m.registryVersion}, filesystem storage, on 127.0.0.1; client, registry and proxy share the machine`,
@@ -344,6 +352,7 @@ export function renderPage(f: Figures, m: Meta, runs: string[]): string {
     `- total run time: ${m.seconds} s`,
     '',
     ...tableLines(rows(f, m)),
+    ...(f.store !== undefined ? storeLines(f.store, m.sigil) : []),
     '',
     '<details><summary>every run</summary>',
     '',

@@ -74,6 +74,8 @@ export interface SigilOptions {
   cpuProfDir?: string;
   /** NODE_OPTIONS for the sigil process (V8 flags to try). */
   nodeOptions?: string;
+  /** Run pinned to these CPUs (`taskset -c`; sigil sizes its hash workers from them). */
+  cpus?: string;
 }
 
 /** `bin/sigil serve` with the given upstreams, the given policies, then one policy for everything. */
@@ -107,7 +109,12 @@ export async function startSigil(o: SigilOptions, defer: Defer): Promise<Server>
   }
   if (nodeOptions.length > 0) env.NODE_OPTIONS = nodeOptions.join(' ');
   // pino writes a line per request at info: into a file, as a deployment's log collector takes it
-  const proc = spawnServer(o.label, [o.bin, 'serve', '--config', configPath], { env, cwd: o.dir, stdoutFile: join(o.dir, `${o.label}.log`) });
+  const proc = spawnServer(o.label, [o.bin, 'serve', '--config', configPath], {
+    env,
+    cwd: o.dir,
+    stdoutFile: join(o.dir, `${o.label}.log`),
+    ...(o.cpus !== undefined ? { cpus: o.cpus } : {}),
+  });
   defer(proc);
   const url = `http://127.0.0.1:${port}`;
   await ready(proc, `${url}/healthz`);

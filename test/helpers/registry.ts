@@ -30,6 +30,10 @@ export interface RegistryOptions {
   tokenAuth?: TokenServerHandle;
   /** Forward the registry's output (with access log) to this process's stderr. */
   log?: boolean;
+  /** A pull-through cache of this registry (distribution's `proxy.remoteurl`) instead of a registry of its own. */
+  proxy?: string;
+  /** Run pinned to these CPUs (`taskset -c`; Go sizes GOMAXPROCS from them). */
+  cpus?: string;
 }
 
 /** distribution 2.8 configuration (version 0.1); JSON is valid YAML. */
@@ -48,6 +52,7 @@ function registryConfig(dir: string, port: number, opts: RegistryOptions): objec
     const t = opts.tokenAuth;
     config.auth = { token: { realm: t.realm, service: t.service, issuer: t.issuer, rootcertbundle: t.rootCertPath } };
   }
+  if (opts.proxy !== undefined) config.proxy = { remoteurl: opts.proxy };
   return config;
 }
 
@@ -65,7 +70,7 @@ async function launch(dir: string, opts: RegistryOptions): Promise<{ child: Chil
   const port = await freePort();
   const configPath = join(dir, 'config.yml');
   await writeFile(configPath, JSON.stringify(registryConfig(dir, port, opts), null, 2));
-  const argv = [REGISTRY_BIN, 'serve', configPath];
+  const argv = [...(opts.cpus !== undefined ? ['/usr/bin/taskset', '-c', opts.cpus] : []), REGISTRY_BIN, 'serve', configPath];
   const pdeathsig = existsSync(SETPRIV_BIN);
   const [cmd, ...args] = pdeathsig ? [SETPRIV_BIN, '--pdeathsig', 'KILL', ...argv] : argv;
   // empty environment: REGISTRY_* variables would override the config file
