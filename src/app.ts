@@ -10,7 +10,7 @@ import { registerErrorHandling } from './http/errors.js';
 import { registerOpsRoutes, storeDegraded, type Readiness } from './http/ops-routes.js';
 import { registerV2Routes } from './http/v2-routes.js';
 import { UpstreamClient } from './upstream/client.js';
-import type { UpstreamRegistry } from './upstream/types.js';
+import type { Registry } from './oci/registry.js';
 import { CachingRegistry } from './cache/caching-registry.js';
 import { StoredRegistry } from './cache/stored-registry.js';
 import { Keeper } from './gate/keeper.js';
@@ -38,7 +38,7 @@ export const MAX_HEADER_BYTES = 16 * 1024;
 export interface AppDeps {
   readonly logger: Logger;
   readonly metrics: Metrics;
-  readonly clients: ReadonlyMap<string, UpstreamRegistry>;
+  readonly clients: ReadonlyMap<string, Registry>;
   readonly verifier: SignatureVerifier & { readonly sources: readonly string[] };
   /** With `cache.store`: the store, its catalog and what decides what goes in. */
   readonly store?: { readonly content: ContentStore; readonly catalog: Catalog; readonly keeper: Keeper };
@@ -92,7 +92,7 @@ export async function defaultDeps(config: Config, opts: DepsOptions = {}): Promi
   } else if (offline) {
     throw new Error('cache.store: --offline serves from the content store, and the config has none');
   }
-  const clients = new Map<string, UpstreamRegistry>();
+  const clients = new Map<string, Registry>();
   for (const u of config.upstreams) {
     if (offline && store) {
       clients.set(u.name, new StoredRegistry(u.name, store.catalog));

@@ -10,7 +10,7 @@ import type { HashPool } from '../hash/hash-pool.js';
 import type { Catalog } from '../store/catalog.js';
 import { ioErrorCode } from '../store/health.js';
 import type { UpstreamClient } from '../upstream/client.js';
-import type { BlobRequest, BlobResponse, FetchedManifest, ReferrersAnswer, TagList, UpstreamRegistry } from '../upstream/types.js';
+import type { BlobRequest, BlobResponse, FetchedManifest, ReferrersAnswer, TagList, Registry } from '../oci/registry.js';
 import { StoredRegistry } from './stored-registry.js';
 import { STALE_BREAKER_MS, UpstreamBreaker } from './upstream-breaker.js';
 
@@ -51,7 +51,7 @@ type Download = { kind: 'writing'; size: number | undefined } | { kind: 'stored'
  * without asking it first). Every manifest still comes back as bytes whose digest was checked;
  * the gate verifies them as always.
  */
-export class CachingRegistry implements UpstreamRegistry {
+export class CachingRegistry implements Registry {
   readonly name: string;
   readonly #up: UpstreamClient;
   readonly #catalog: Catalog | null;
@@ -348,6 +348,10 @@ export class CachingRegistry implements UpstreamRegistry {
     const r = await this.#stored!.referrers(repository, digest);
     if (r.kind === 'unsupported') await this.#stored!.fetchManifest(repository, referrersTag(digest));
     return r;
+  }
+
+  resolveTag(repository: string, tag: string, opts?: { accept?: string }): Promise<{ digest: Digest; mediaType: string } | null> {
+    return this.#up.resolveTag(repository, tag, opts);
   }
 
   ping(): Promise<void> {

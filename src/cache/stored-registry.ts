@@ -3,14 +3,14 @@ import { isDigest, type Digest } from '../oci/digest.js';
 import { MT } from '../oci/media-types.js';
 import type { Catalog } from '../store/catalog.js';
 import { resolveRange } from '../upstream/ranges.js';
-import type { BlobRequest, BlobResponse, FetchedManifest, ReferrersAnswer, TagList, UpstreamRegistry } from '../upstream/types.js';
+import type { BlobRequest, BlobResponse, FetchedManifest, ReferrersAnswer, TagList, Registry } from '../oci/registry.js';
 
 /**
  * One upstream's content as the content store holds it, read without contacting anything:
  * `sigil serve --offline`, and the fallback when an upstream fails (stale-if-error). Only what
  * the catalog records for this repository is served.
  */
-export class StoredRegistry implements UpstreamRegistry {
+export class StoredRegistry implements Registry {
   readonly name: string;
   readonly #catalog: Catalog;
 
@@ -65,6 +65,11 @@ export class StoredRegistry implements UpstreamRegistry {
     // Recorded from an upstream without the API: the referrers tag, if stored, answers instead.
     if (manifests === null) return { kind: 'unsupported' };
     return { kind: 'api', body: Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MT.OCI_INDEX, manifests })), contentType: MT.OCI_INDEX, stale: true };
+  }
+
+  async resolveTag(repository: string, tag: string): Promise<{ digest: Digest; mediaType: string } | null> {
+    const m = await this.fetchManifest(repository, tag);
+    return { digest: m.digest, mediaType: m.mediaType };
   }
 
   async ping(): Promise<void> {}

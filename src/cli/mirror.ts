@@ -16,7 +16,7 @@ import { runMirror, type MirrorProgress, type MirrorResult } from '../mirror/run
 import { parseMirrorSpec } from '../mirror/spec.js';
 import { Catalog, ContentStore } from '../store/index.js';
 import { UpstreamClient } from '../upstream/client.js';
-import type { UpstreamRegistry } from '../upstream/types.js';
+import type { Registry } from '../oci/registry.js';
 import { parseArgs, UsageError } from './args.js';
 import type { CliIo } from './io.js';
 import { HashPool } from '../hash/hash-pool.js';
@@ -104,7 +104,7 @@ export async function mirrorCommand(io: CliIo, argv: readonly string[], opts: Mi
   // Straight to the upstreams: no tag cache, no stale answers from the store being filled.
   // blobs are hashed as they are written into the store: on worker threads
   const hashes = new HashPool({ logger });
-  const clients = new Map<string, UpstreamRegistry>(config.upstreams.map((u) => [u.name, new UpstreamClient(u, { metrics, logger, hashes })]));
+  const clients = new Map<string, Registry>(config.upstreams.map((u) => [u.name, new UpstreamClient(u, { metrics, logger, hashes })]));
   let store: ContentStore;
   try {
     store = await ContentStore.open({ dir: config.cache.store.dir, maxBytes: config.cache.store.maxBytes, hashes, ...(opts.now ? { now: opts.now } : {}) });
@@ -153,7 +153,7 @@ export async function mirrorCommand(io: CliIo, argv: readonly string[], opts: Mi
   }
 }
 
-async function closeAll(clients: ReadonlyMap<string, UpstreamRegistry>): Promise<void> {
+async function closeAll(clients: ReadonlyMap<string, Registry>): Promise<void> {
   await Promise.all([...clients.values()].map((c) => c.close()));
 }
 

@@ -1,6 +1,6 @@
 import type { Policy } from '../config/types.js';
 import type { Digest } from '../oci/digest.js';
-import type { FetchedManifest } from '../upstream/types.js';
+import type { FetchedManifest } from '../oci/registry.js';
 import type { Outcome } from '../verify/types.js';
 
 // What the gate works on and answers with: shared by the gate, the keeper, `mirror` and

@@ -6,7 +6,7 @@ import { isDigest, type Digest } from '../oci/digest.js';
 import { findPolicy } from '../policy/match.js';
 import { MAX_SIGNATURE_BLOB_BYTES } from '../signatures/limits.js';
 import type { Catalog } from '../store/catalog.js';
-import type { BlobRequest, BlobResponse, FetchedManifest, ReferrersAnswer, UpstreamRegistry } from '../upstream/types.js';
+import type { BlobRequest, BlobResponse, FetchedManifest, ReferrersAnswer, Registry } from '../oci/registry.js';
 import type { Evaluation, ManifestTarget } from './evaluation.js';
 import { tryParseJson } from '../oci/json.js';
 
@@ -127,9 +127,9 @@ export class Keeper {
   }
 
   /** A registry that records what signature discovery reads through it. */
-  recording(registry: UpstreamRegistry): { registry: UpstreamRegistry; recording: Recording } {
+  recording(registry: Registry): { registry: Registry; recording: Recording } {
     const rec: Recording = { upstream: registry.name, manifests: [], blobs: [], referrers: [] };
-    const wrapped: UpstreamRegistry = {
+    const wrapped: Registry = {
       name: registry.name,
       fetchManifest: async (repository, reference, opts) => {
         const manifest = await registry.fetchManifest(repository, reference, opts);
@@ -165,6 +165,7 @@ export class Keeper {
         }
         return a;
       },
+      resolveTag: (repository, tag, opts) => registry.resolveTag(repository, tag, opts),
       listTags: (repository, q) => registry.listTags(repository, q),
       ping: () => registry.ping(),
       close: () => registry.close(),

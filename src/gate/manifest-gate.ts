@@ -10,7 +10,7 @@ import { findPolicy } from '../policy/match.js';
 import { discoverSignatures, type SignatureLocation } from '../signatures/discover.js';
 import { isSignatureArtifact } from '../signatures/artifact.js';
 import { checkSignatureArtifact, type ArtifactContent } from '../signatures/artifact-content.js';
-import type { FetchedManifest, UpstreamRegistry } from '../upstream/types.js';
+import type { FetchedManifest, Registry } from '../oci/registry.js';
 import { signerHeader, type Outcome, type SignatureCheck } from '../verify/types.js';
 import type { SignatureVerifier } from './verifier.js';
 import type { Keeper, Recording } from './keeper.js';
@@ -64,7 +64,7 @@ export const VERIFICATION_DEADLINE_MS = 6_000;
  * requests share one fetch and one verification.
  */
 export class ManifestGate {
-  readonly #clients: ReadonlyMap<string, UpstreamRegistry>;
+  readonly #clients: ReadonlyMap<string, Registry>;
   readonly #config: Config;
   readonly #metrics: Metrics;
   readonly #log: Logger;
@@ -89,7 +89,7 @@ export class ManifestGate {
 
   constructor(deps: {
     config: Config;
-    clients: ReadonlyMap<string, UpstreamRegistry>;
+    clients: ReadonlyMap<string, Registry>;
     metrics: Metrics;
     logger: Logger;
     verifier: SignatureVerifier;
@@ -280,7 +280,7 @@ export class ManifestGate {
    * deadline: past it, not shown to be signature data (judged as an image: fail closed).
    */
   async #judgeArtifact(
-    client: UpstreamRegistry,
+    client: Registry,
     target: ManifestTarget,
     manifest: FetchedManifest,
     deadline: DecisionDeadline,
@@ -398,7 +398,7 @@ export class ManifestGate {
     return { registry: this.#client(target.upstream), repository: sr };
   }
 
-  #client(name: string): UpstreamRegistry {
+  #client(name: string): Registry {
     const c = this.#clients.get(name);
     if (!c) throw new SigilError({ code: 'NAME_UNKNOWN', message: `upstream '${name}' is not configured` });
     return c;

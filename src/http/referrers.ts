@@ -2,7 +2,7 @@ import type { FastifyReply } from 'fastify';
 import type { Digest } from '../oci/digest.js';
 import { MT } from '../oci/media-types.js';
 import { listReferrers } from '../signatures/referrers.js';
-import type { UpstreamRegistry } from '../upstream/types.js';
+import type { Registry } from '../oci/registry.js';
 import type { Routed } from './route.js';
 
 /**
@@ -11,7 +11,7 @@ import type { Routed } from './route.js';
  */
 export async function answerReferrers(
   reply: FastifyReply,
-  client: UpstreamRegistry,
+  client: Registry,
   r: Routed,
   digest: Digest,
   artifactType: string | undefined,

@@ -1,6 +1,6 @@
 import type { FastifyReply } from 'fastify';
 import { SigilError } from '../errors.js';
-import type { UpstreamRegistry } from '../upstream/types.js';
+import type { Registry } from '../oci/registry.js';
 import type { Routed } from './route.js';
 
 /** A page larger than this is refused: tag lists are JSON built in memory. */
@@ -18,7 +18,7 @@ function param(q: Query, key: string): string | undefined {
  * `Link: <…>; rel="next"` header names the next page. The proxy applies n/last itself when
  * the upstream ignored them (distribution 2.8 does), so clients always get what they asked.
  */
-export async function answerTags(reply: FastifyReply, client: UpstreamRegistry, r: Routed, query: Query) {
+export async function answerTags(reply: FastifyReply, client: Registry, r: Routed, query: Query) {
   const nText = param(query, 'n');
   const last = param(query, 'last');
   let n: number | undefined;

@@ -3,7 +3,7 @@ import type { Config } from '../config/types.js';
 import { SigilError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import type { ManifestGate } from '../gate/manifest-gate.js';
-import type { UpstreamRegistry } from '../upstream/types.js';
+import type { Registry } from '../oci/registry.js';
 import { requireCredentials, type BasicAuthChecker } from './client-auth.js';
 import { route, type Routed } from './route.js';
 import { answerReferrers } from './referrers.js';
@@ -14,7 +14,7 @@ export const API_VERSION_HEADER = { 'docker-distribution-api-version': 'registry
 export interface V2Deps {
   readonly config: Config;
   readonly gate: ManifestGate;
-  readonly clients: ReadonlyMap<string, UpstreamRegistry>;
+  readonly clients: ReadonlyMap<string, Registry>;
   /** With `server.auth`: every route below needs these credentials. */
   readonly auth: BasicAuthChecker | null;
   /** `serve --offline`: the content store is the only source. */
@@ -146,7 +146,7 @@ function headerSafe(text: string): string {
   return text.replace(/[^\x20-\x7e]/gu, (c) => encodeURIComponent(c));
 }
 
-async function blob(req: FastifyRequest, reply: FastifyReply, deps: V2Deps, client: UpstreamRegistry, r: Routed, digest: Digest) {
+async function blob(req: FastifyRequest, reply: FastifyReply, deps: V2Deps, client: Registry, r: Routed, digest: Digest) {
   const range = req.headers.range;
   // Under enforce a stored blob is served only while a manifest that passes names it here;
   // otherwise it comes from the upstream as it would without a store (offline: refused).

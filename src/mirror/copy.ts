@@ -6,7 +6,7 @@ import { MT } from '../oci/media-types.js';
 import { tryParseJson } from '../oci/json.js';
 import { MAX_BUNDLE_REFERRERS } from '../signatures/limits.js';
 import type { Catalog } from '../store/catalog.js';
-import type { FetchedManifest, UpstreamRegistry } from '../upstream/types.js';
+import type { FetchedManifest, Registry } from '../oci/registry.js';
 import { MAX_INDEX_CHILDREN, MAX_INDEX_DEPTH } from './limits.js';
 import {
   descriptor,
@@ -23,7 +23,7 @@ import {
 export interface Location {
   readonly upstream: string;
   readonly repository: string;
-  readonly client: UpstreamRegistry;
+  readonly client: Registry;
 }
 
 /** A manifest to list in an OCI layout's index.json: tagged, or (a referrer) by digest only. */

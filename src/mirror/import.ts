@@ -10,7 +10,7 @@ import type { SignatureVerifier } from '../gate/verifier.js';
 import { digestOf, type Digest } from '../oci/digest.js';
 import type { Catalog } from '../store/catalog.js';
 import { MANIFEST_MAX_BYTES } from '../upstream/limits.js';
-import type { UpstreamRegistry } from '../upstream/types.js';
+import type { Registry } from '../oci/registry.js';
 import { MAX_INDEX_DEPTH } from './limits.js';
 import { descriptor, parseManifest, referrerDescriptor, type Descriptor } from './manifest.js';
 import { NOFOLLOW_READ, REF_NAME, blobPath, checkLayoutFile, parseRefName, readIndex, type IndexDescriptor, type RefName } from './oci-layout.js';
@@ -191,7 +191,7 @@ export async function importLayout(deps: ImportDeps, dir: string, onResult: (r: 
 
 /** The serve gate over the store alone: every configured upstream, and any other the layout names. */
 function storeGate(deps: ImportDeps, entries: readonly Entry[]): ManifestGate {
-  const clients = new Map<string, UpstreamRegistry>();
+  const clients = new Map<string, Registry>();
   for (const name of new Set([...deps.config.upstreams.map((u) => u.name), ...entries.map((e) => e.ref.upstream)])) {
     clients.set(name, new StoredRegistry(name, deps.catalog));
   }

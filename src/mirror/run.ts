@@ -3,7 +3,7 @@ import { SigilError, isSigilError } from '../errors.js';
 import type { Evaluation, ManifestGate } from '../gate/manifest-gate.js';
 import type { Digest } from '../oci/digest.js';
 import type { Catalog } from '../store/catalog.js';
-import type { UpstreamRegistry } from '../upstream/types.js';
+import type { Registry } from '../oci/registry.js';
 import { signerHeader, type Outcome } from '../verify/types.js';
 import { Copier, CopyRecord, type Location } from './copy.js';
 import { listAllTags, selectTags, type SelectedTag } from './select.js';
@@ -48,7 +48,7 @@ export interface MirrorProgress {
 
 export interface MirrorDeps {
   readonly config: Config;
-  readonly clients: ReadonlyMap<string, UpstreamRegistry>;
+  readonly clients: ReadonlyMap<string, Registry>;
   /** The gate `serve` uses: the same fetch, discovery, verification and verdict. */
   readonly gate: ManifestGate;
   readonly catalog: Catalog;
@@ -135,7 +135,7 @@ async function mirrorTag(deps: MirrorDeps, copier: Copier, entry: MirrorImage, t
   const common = { ...base, digest, ...(policy !== undefined ? { policy } : {}) };
   if (judged.status === 'skipped') return { ...common, status: 'skipped', reason: judged.reason, bytes: 0, newBytes: 0, objects: 0 };
 
-  const loc: Location = { upstream: entry.upstream, repository: entry.repository, client: deps.clients.get(entry.upstream) as UpstreamRegistry };
+  const loc: Location = { upstream: entry.upstream, repository: entry.repository, client: deps.clients.get(entry.upstream) as Registry };
   const rec = new CopyRecord();
   try {
     await copier.copyManifest(loc, ev.manifest, rec, entry.platforms);

@@ -1,5 +1,5 @@
 import semver from 'semver';
-import type { UpstreamRegistry } from '../upstream/types.js';
+import type { Registry } from '../oci/registry.js';
 import { MAX_TAG_PAGES, TAG_PAGE_SIZE } from './limits.js';
 import type { MirrorImage } from './spec.js';
 
@@ -54,7 +54,7 @@ export function selectTags(entry: Pick<MirrorImage, 'tags' | 'semver' | 'latest'
 }
 
 /** Every tag of a repository, following n/last pagination (distribution-spec "Listing Tags"). */
-export async function listAllTags(client: UpstreamRegistry, repository: string): Promise<string[]> {
+export async function listAllTags(client: Registry, repository: string): Promise<string[]> {
   const all: string[] = [];
   let last: string | undefined;
   for (let page = 0; page < MAX_TAG_PAGES; page++) {

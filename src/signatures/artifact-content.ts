@@ -1,7 +1,7 @@
 import { isDigest, type Digest } from '../oci/digest.js';
 import { repeatedKey, tryParseJson } from '../oci/json.js';
 import { MT } from '../oci/media-types.js';
-import type { UpstreamRegistry } from '../upstream/types.js';
+import type { Registry } from '../oci/registry.js';
 import { DSSE_ENVELOPE } from './artifact.js';
 import { readSignatureBlob } from './read-blob.js';
 import { MAX_DISCOVERY_BYTES, MAX_SIGNATURE_BLOB_BYTES } from './limits.js';
@@ -138,7 +138,7 @@ function descriptor(v: unknown): Descriptor | undefined {
  * the blob being read is destroyed: a blob that drips holds nothing past it.
  */
 export async function checkSignatureArtifact(
-  registry: UpstreamRegistry,
+  registry: Registry,
   repository: string,
   manifest: Buffer,
   opts: { signal?: AbortSignal } = {},

@@ -1,7 +1,7 @@
 import { isSigilError } from '../errors.js';
 import { isDigest, signatureTag, type Digest } from '../oci/digest.js';
 import { MT } from '../oci/media-types.js';
-import type { FetchedManifest, UpstreamRegistry } from '../upstream/types.js';
+import type { FetchedManifest, Registry } from '../oci/registry.js';
 import type { CandidateSignature } from '../verify/types.js';
 import {
   MAX_BUNDLE_REFERRERS,
@@ -18,7 +18,7 @@ import { readSignatureBlob } from './read-blob.js';
 
 /** Where to look: the image's repository, or a policy's signatureRepository (same or another upstream). */
 export interface SignatureLocation {
-  readonly registry: UpstreamRegistry;
+  readonly registry: Registry;
   readonly repository: string;
 }
 

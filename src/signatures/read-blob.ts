@@ -1,6 +1,6 @@
 import { SigilError, isSigilError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
-import type { UpstreamRegistry } from '../upstream/types.js';
+import type { Registry } from '../oci/registry.js';
 import { abortable } from '../upstream/abortable.js';
 
 /** A small blob of signature data, read whole: its bytes, or why they are not its bytes. */
@@ -15,7 +15,7 @@ export type SignatureBlobRead = { readonly bytes: Buffer } | { readonly problem:
  * blob; upstream failures and the abort reason are thrown.
  */
 export async function readSignatureBlob(
-  registry: UpstreamRegistry,
+  registry: Registry,
   repository: string,
   digest: Digest,
   size: number,

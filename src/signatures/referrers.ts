@@ -1,7 +1,7 @@
 import { SigilError, isSigilError } from '../errors.js';
 import { referrersTag, type Digest } from '../oci/digest.js';
 import { INDEX_MEDIA_TYPES, MT } from '../oci/media-types.js';
-import type { UpstreamRegistry } from '../upstream/types.js';
+import type { Registry } from '../oci/registry.js';
 import { parseJson } from '../oci/json.js';
 
 /** A descriptor from a referrers index, fields as the upstream wrote them (checked by users). */
@@ -28,7 +28,7 @@ export interface ReferrersList {
  * else the referrers tag schema (the index tagged `<alg>-<hex>`; none means no referrers).
  */
 export async function listReferrers(
-  registry: UpstreamRegistry,
+  registry: Registry,
   repository: string,
   digest: Digest,
   artifactType?: string,
@@ -57,7 +57,7 @@ export async function listReferrers(
   return { manifests: manifests.filter((m) => m.artifactType === artifactType), filtered: true };
 }
 
-async function fromFallbackTag(registry: UpstreamRegistry, repository: string, digest: Digest): Promise<ReferrerDescriptor[]> {
+async function fromFallbackTag(registry: Registry, repository: string, digest: Digest): Promise<ReferrerDescriptor[]> {
   const tag = referrersTag(digest);
   try {
     const m = await registry.fetchManifest(repository, tag, { accept: MT.OCI_INDEX });

@@ -31,15 +31,8 @@ import {
 } from './limits.js';
 import type { Timeouts } from './limits.js';
 export type { Timeouts } from './limits.js';
-import type {
-  BlobRequest,
-  BlobResponse,
-  FetchedManifest,
-  ReferrersAnswer,
-  UpstreamRegistry,
-  RequestKind,
-  TagList,
-} from './types.js';
+import type { BlobRequest, BlobResponse, FetchedManifest, ReferrersAnswer, Registry, TagList } from '../oci/registry.js';
+import type { RequestKind } from './types.js';
 
 export interface UpstreamClientDeps {
   readonly metrics: Metrics;
@@ -72,7 +65,7 @@ const NOT_FAILURES: ReadonlySet<SigilErrorCode> = new Set([
  * Contacts only the upstream's origin, the token realm it names and the blob
  * redirect targets it names; never sends the client's credentials anywhere.
  */
-export class UpstreamClient implements UpstreamRegistry {
+export class UpstreamClient implements Registry {
   readonly name: string;
   readonly #origin: URL;
   readonly #agent: Agent;

@@ -18,7 +18,7 @@ import type { Config } from '../../src/config/types.js';
 import { ManifestGate } from '../../src/gate/manifest-gate.js';
 import type { Digest } from '../../src/oci/digest.js';
 import { Catalog, ContentStore } from '../../src/store/index.js';
-import type { UpstreamRegistry } from '../../src/upstream/types.js';
+import type { Registry } from '../../src/oci/registry.js';
 import { tempDir } from '../helpers/net.js';
 import { pushBundleReferrer, pushLegacySignature } from '../helpers/publish.js';
 import { makeLayer, pushIndex, type PushedImage, type PushedIndex } from '../helpers/push.js';
@@ -428,7 +428,7 @@ describe('--import verifies each tag as serve --offline would', () => {
       await s.stop();
     }
     await withStore(enforceStore, async (catalog) => {
-      const clients = new Map<string, UpstreamRegistry>([['reg.test', new StoredRegistry('reg.test', catalog)]]);
+      const clients = new Map<string, Registry>([['reg.test', new StoredRegistry('reg.test', catalog)]]);
       const gate = new ManifestGate({ config, clients, metrics: new Metrics(), logger: createLogger('silent'), verifier: loadVerifier(config) });
       assert.equal((await gate.evaluate({ upstream: 'reg.test', repository: 'prod/app', reference: '1.0' })).outcome?.kind, 'verified');
       await assert.rejects(gate.evaluate({ upstream: 'reg.test', repository: 'prod/unsigned', reference: '1.0' }), (e: unknown) => isSigilError(e) && e.code === 'MANIFEST_UNKNOWN');
@@ -663,7 +663,7 @@ describe('with the registry gone', () => {
 
   test('the store alone verifies every mirrored image again and serves its blobs', async () => {
     await withStore(storeDir, async (catalog) => {
-      const clients = new Map<string, UpstreamRegistry>([['reg.test', new StoredRegistry('reg.test', catalog)]]);
+      const clients = new Map<string, Registry>([['reg.test', new StoredRegistry('reg.test', catalog)]]);
       const gate = new ManifestGate({ config, clients, metrics: new Metrics(), logger: createLogger('silent'), verifier: loadVerifier(config) });
       for (const [repo, tag, digest] of [['prod/app', '1.0', app.digest], ['prod/multi', '2.0', multi.digest], ['prod/keyless', '1.0', keyless.digest]]) {
         const ev = await gate.evaluate({ upstream: 'reg.test', repository: repo, reference: tag });
@@ -685,7 +685,7 @@ describe('with the registry gone', () => {
 
   test('the imported store verifies offline too', async () => {
     await withStore(join(dir, 'store-imported'), async (catalog) => {
-      const clients = new Map<string, UpstreamRegistry>([['reg.test', new StoredRegistry('reg.test', catalog)]]);
+      const clients = new Map<string, Registry>([['reg.test', new StoredRegistry('reg.test', catalog)]]);
       const gate = new ManifestGate({ config, clients, metrics: new Metrics(), logger: createLogger('silent'), verifier: loadVerifier(config) });
       const ev = await gate.evaluate({ upstream: 'reg.test', repository: 'prod/keyless', reference: '1.0' });
       assert.equal(ev.outcome?.kind, 'verified', JSON.stringify(ev.outcome));
