@@ -2,7 +2,9 @@ import { defaultDeps, type AppDeps } from '../app.js';
 import { formatProblems, loadConfig } from '../config/load.js';
 import type { Config } from '../config/types.js';
 import { isSigilError } from '../errors.js';
-import { ManifestGate, type Evaluation } from '../gate/manifest-gate.js';
+import { ManifestGate } from '../gate/manifest-gate.js';
+import { decide } from '../policy/decide.js';
+import type { Evaluation } from '../policy/evaluation.js';
 import { isDigest } from '../oci/digest.js';
 import { isReference, isRepositoryName } from '../oci/reference.js';
 import { signerHeader } from '../verify/types.js';
@@ -68,7 +70,7 @@ export async function verifyCommand(io: CliIo, opts: { image: string; config?: s
   const gate = new ManifestGate({ config, clients: deps.clients, metrics: deps.metrics, logger: deps.logger, verifier: deps.verifier });
   try {
     const ev = await gate.evaluate(ref);
-    const verified = ev.outcome?.kind === 'verified';
+    const verified = decide(ev.policy, ev).verification === 'verified';
     io.stdout(opts.json ? `${JSON.stringify(report(ref, ev))}\n` : text(ref, ev));
     return verified ? 0 : 1;
   } catch (e) {
@@ -85,15 +87,16 @@ export async function verifyCommand(io: CliIo, opts: { image: string; config?: s
 
 function report(ref: ImageRef, ev: Evaluation) {
   const o = ev.outcome;
+  const d = decide(ev.policy, ev);
   return {
     image: `${ref.upstream}/${ref.repository}`,
     reference: ref.reference,
     digest: ev.manifest.digest,
     policy: ev.policy?.name ?? null,
     mode: ev.policy?.mode ?? null,
-    verified: o?.kind === 'verified',
+    verified: d.verification === 'verified',
     outcome: o?.kind ?? (ev.basis === 'no-policy' ? 'no-policy' : 'skipped'),
-    signer: o?.kind === 'verified' ? signerHeader(o.signer) : null,
+    signer: d.signer ?? null,
     viaIndex: ev.index ?? null,
     cause: o?.kind === 'indeterminate' ? o.cause : null,
     signatures: (o?.checks ?? []).map((c) => (c.ok ? { source: c.source, ok: true, signer: signerHeader(c.signer) } : { source: c.source, ok: false, reason: c.reason })),
@@ -105,9 +108,8 @@ function text(ref: ImageRef, ev: Evaluation): string {
   const head = `${r.image}@${r.digest} (${ref.reference})`;
   if (r.verified) return `verified: ${head}\n  policy: ${r.policy}\n  signer: ${r.signer}${r.viaIndex ? `\n  via index: ${r.viaIndex}` : ''}\n`;
   const lines = [`NOT verified: ${head}`];
-  if (ev.basis === 'no-policy') lines.push('  no policy matches this image');
-  else if (ev.basis === 'mode-off') lines.push(`  policy ${r.policy} has mode off`);
-  else if (ev.basis === 'signature-artifact') lines.push('  this is a signature artifact, not an image');
+  const d = decide(ev.policy, ev);
+  if (d.verification === 'skipped') lines.push(`  ${ev.basis === 'signature-artifact' ? 'this is ' : ''}${d.because}`);
   else lines.push(`  policy: ${r.policy} (${r.mode})`, `  outcome: ${r.outcome}${r.cause ? `: ${r.cause}` : ''}`);
   if (r.outcome === 'unsigned') lines.push('  no signature found');
   for (const s of r.signatures) lines.push(`  ${s.source}: ${s.ok ? `verified by ${s.signer}` : s.reason}`);

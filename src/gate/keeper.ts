@@ -7,7 +7,7 @@ import { findPolicy } from '../policy/match.js';
 import { MAX_SIGNATURE_BLOB_BYTES } from '../signatures/limits.js';
 import type { Catalog } from '../store/catalog.js';
 import type { BlobRequest, BlobResponse, FetchedManifest, ReferrersAnswer, Registry } from '../oci/registry.js';
-import type { Evaluation, ManifestTarget } from './evaluation.js';
+import type { Evaluation, ManifestTarget } from '../policy/evaluation.js';
 import { tryParseJson } from '../oci/json.js';
 
 /** Blob digests of verified manifests remembered for admission to the store (enforce mode). */
