@@ -9,6 +9,7 @@ import type { Catalog } from '../store/catalog.js';
 import type { BlobRequest, BlobResponse, FetchedManifest, ReferrersAnswer, Registry } from '../oci/registry.js';
 import type { Evaluation, ManifestTarget } from '../policy/evaluation.js';
 import { tryParseJson } from '../oci/json.js';
+import { imageBlobs } from '../oci/manifest.js';
 
 /** Blob digests of verified manifests remembered for admission to the store (enforce mode). */
 const ADMITTED_MAX = 100_000;
@@ -195,16 +196,5 @@ export class Keeper {
 
 /** config and layer descriptors of an image manifest (none for an index). */
 function blobDescriptors(bytes: Buffer): Array<{ digest: Digest; size: number }> {
-  try {
-    const doc = tryParseJson(bytes) as { config?: unknown; layers?: unknown } | null | undefined;
-    if (typeof doc !== 'object' || doc === null) return [];
-    const all = [doc.config, ...(Array.isArray(doc.layers) ? doc.layers : [])] as Array<{ digest?: unknown; size?: unknown } | null>;
-    return all.flatMap((d) =>
-      d && typeof d.digest === 'string' && isDigest(d.digest) && typeof d.size === 'number' && Number.isSafeInteger(d.size) && d.size >= 0
-        ? [{ digest: d.digest, size: d.size }]
-        : [],
-    );
-  } catch {
-    return [];
-  }
+  return imageBlobs(bytes);
 }

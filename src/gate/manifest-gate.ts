@@ -5,7 +5,7 @@ import { VerdictCache, VerifiedChildren, verdictKey } from '../cache/verdicts.js
 import type { Config, Policy } from '../config/types.js';
 import { SigilError, isSigilError } from '../errors.js';
 import { INDEX_MEDIA_TYPES } from '../oci/media-types.js';
-import { isDigest, type Digest } from '../oci/digest.js';
+import type { Digest } from '../oci/digest.js';
 import { findPolicy } from '../policy/match.js';
 import { discoverSignatures, type SignatureLocation } from '../signatures/discover.js';
 import { isSignatureArtifact } from '../signatures/artifact.js';
@@ -16,7 +16,7 @@ import type { SignatureVerifier } from './verifier.js';
 import type { Keeper, Recording } from './keeper.js';
 import type { Evaluation, ManifestDecision, ManifestTarget, SignatureBlob } from '../policy/evaluation.js';
 import { decide, mayKeep } from '../policy/decide.js';
-import { tryParseJson } from '../oci/json.js';
+import { indexChildDigests } from '../oci/manifest.js';
 import { VerificationSlots } from './verification-slots.js';
 import { DecisionDeadline } from './decision-deadline.js';
 
@@ -258,7 +258,7 @@ export class ManifestGate {
     const { outcome, cached } = await this.#verdicts.get(key, () => this.#verify(target, manifest.digest, policy, deadline));
     this.#metrics.verdictCache.inc({ result: cached ? 'hit' : 'miss' });
     if (outcome.kind === 'verified' && INDEX_MEDIA_TYPES.has(manifest.mediaType)) {
-      for (const child of childDigests(manifest.bytes)) {
+      for (const child of indexChildDigests(manifest.bytes)) {
         this.#children.remember(verdictKey({ ...keyParts, digest: child }), manifest.digest, outcome);
       }
     }
@@ -399,14 +399,4 @@ export class ManifestGate {
 /** An error as a cause: `CODE: message` for sigil's own. */
 function causeOf(e: unknown): string {
   return isSigilError(e) ? `${e.code}: ${e.message}` : String(e);
-}
-
-function childDigests(bytes: Buffer): Digest[] {
-  try {
-    const doc = tryParseJson(bytes) as { manifests?: Array<{ digest?: unknown }> } | null | undefined;
-    if (typeof doc !== 'object' || doc === null) return [];
-    return (doc.manifests ?? []).map((m) => m?.digest).filter((d): d is Digest => typeof d === 'string' && isDigest(d));
-  } catch {
-    return [];
-  }
 }

@@ -3,7 +3,7 @@ import { parseDocument } from 'yaml';
 import { join } from '../config/schema.js';
 import type { Config, ConfigProblem } from '../config/types.js';
 import { isRepositoryName, isTag } from '../oci/reference.js';
-import { parsePlatform, type Platform } from './manifest.js';
+import { parsePlatform, type Platform } from '../oci/platform.js';
 
 /** One `images[]` entry of a mirror FILE, resolved against the config's upstreams. */
 export interface MirrorImage {
