@@ -5,8 +5,8 @@ import { isSigilError } from '../errors.js';
 import { ManifestGate } from '../gate/manifest-gate.js';
 import { decide } from '../policy/decide.js';
 import type { Evaluation } from '../policy/evaluation.js';
-import { isDigest } from '../oci/digest.js';
-import { isReference, isRepositoryName } from '../oci/reference.js';
+import { resolveImageName, splitReference } from '../oci/image-name.js';
+import { isReference } from '../oci/reference.js';
 import { signerHeader } from '../verify/types.js';
 import { createLogger } from '../audit/logger.js';
 import type { CliIo } from './io.js';
@@ -23,32 +23,22 @@ export interface ImageRef {
  * The host must be a configured upstream's name: `sigil verify` contacts nothing else.
  */
 export function parseImage(config: Config, image: string): ImageRef {
-  let rest = image;
-  let reference = 'latest';
-  const at = rest.indexOf('@');
-  if (at >= 0) {
-    reference = rest.slice(at + 1);
-    rest = rest.slice(0, at);
-    if (!isDigest(reference)) throw new UsageError(`'${image}': '${reference}' is not a digest`);
-  } else {
-    const colon = rest.lastIndexOf(':');
-    if (colon > rest.lastIndexOf('/')) {
-      reference = rest.slice(colon + 1);
-      rest = rest.slice(0, colon);
+  const split = splitReference(image);
+  if ('problem' in split) throw new UsageError(`'${image}': '${split.reference}' is not a digest`);
+  const reference = split.digest ?? split.tag ?? 'latest';
+  const r = resolveImageName(config, split.name);
+  if ('problem' in r) {
+    switch (r.problem) {
+      case 'unknown-registry':
+        throw new UsageError(`'${image}': registry '${r.registry}' is not a configured upstream`);
+      case 'no-registry':
+        throw new UsageError(`'${image}': no registry named and no defaultUpstream configured`);
+      case 'invalid-repository':
+        throw new UsageError(`'${image}' is not a valid image reference`);
     }
   }
-  const slash = rest.indexOf('/');
-  const first = slash > 0 ? rest.slice(0, slash) : '';
-  let upstream = config.upstreams.find((u) => u.name === first)?.name;
-  let repository = rest;
-  if (upstream !== undefined) repository = rest.slice(slash + 1);
-  else if (/[.:]/.test(first) || first === 'localhost') {
-    throw new UsageError(`'${image}': registry '${first}' is not a configured upstream`);
-  } else upstream = config.defaultUpstream;
-  if (upstream === undefined) throw new UsageError(`'${image}': no registry named and no defaultUpstream configured`);
-  if (upstream === 'docker.io' && !repository.includes('/')) repository = `library/${repository}`;
-  if (!isRepositoryName(repository) || !isReference(reference)) throw new UsageError(`'${image}' is not a valid image reference`);
-  return { upstream, repository, reference };
+  if (!isReference(reference)) throw new UsageError(`'${image}' is not a valid image reference`);
+  return { upstream: r.upstream.name, repository: r.repository, reference };
 }
 
 /** `sigil verify IMAGE`: the gate `serve` uses, without a server. 0 verified, 1 not, 2 usage/config. */
