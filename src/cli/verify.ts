@@ -2,9 +2,11 @@ import { defaultDeps, type AppDeps } from '../app.js';
 import { formatProblems, loadConfig } from '../config/load.js';
 import type { Config } from '../config/types.js';
 import { isSigilError } from '../errors.js';
-import { ManifestGate, type Evaluation } from '../gate/manifest-gate.js';
-import { isDigest } from '../oci/digest.js';
-import { isReference, isRepositoryName } from '../oci/reference.js';
+import { ManifestGate } from '../gate/manifest-gate.js';
+import { decide } from '../policy/decide.js';
+import type { Evaluation } from '../policy/evaluation.js';
+import { resolveImageName, splitReference } from '../oci/image-name.js';
+import { isReference } from '../oci/reference.js';
 import { signerHeader } from '../verify/types.js';
 import { createLogger } from '../audit/logger.js';
 import type { CliIo } from './io.js';
@@ -21,32 +23,22 @@ export interface ImageRef {
  * The host must be a configured upstream's name: `sigil verify` contacts nothing else.
  */
 export function parseImage(config: Config, image: string): ImageRef {
-  let rest = image;
-  let reference = 'latest';
-  const at = rest.indexOf('@');
-  if (at >= 0) {
-    reference = rest.slice(at + 1);
-    rest = rest.slice(0, at);
-    if (!isDigest(reference)) throw new UsageError(`'${image}': '${reference}' is not a digest`);
-  } else {
-    const colon = rest.lastIndexOf(':');
-    if (colon > rest.lastIndexOf('/')) {
-      reference = rest.slice(colon + 1);
-      rest = rest.slice(0, colon);
+  const split = splitReference(image);
+  if ('problem' in split) throw new UsageError(`'${image}': '${split.reference}' is not a digest`);
+  const reference = split.digest ?? split.tag ?? 'latest';
+  const r = resolveImageName(config, split.name);
+  if ('problem' in r) {
+    switch (r.problem) {
+      case 'unknown-registry':
+        throw new UsageError(`'${image}': registry '${r.registry}' is not a configured upstream`);
+      case 'no-registry':
+        throw new UsageError(`'${image}': no registry named and no defaultUpstream configured`);
+      case 'invalid-repository':
+        throw new UsageError(`'${image}' is not a valid image reference`);
     }
   }
-  const slash = rest.indexOf('/');
-  const first = slash > 0 ? rest.slice(0, slash) : '';
-  let upstream = config.upstreams.find((u) => u.name === first)?.name;
-  let repository = rest;
-  if (upstream !== undefined) repository = rest.slice(slash + 1);
-  else if (/[.:]/.test(first) || first === 'localhost') {
-    throw new UsageError(`'${image}': registry '${first}' is not a configured upstream`);
-  } else upstream = config.defaultUpstream;
-  if (upstream === undefined) throw new UsageError(`'${image}': no registry named and no defaultUpstream configured`);
-  if (upstream === 'docker.io' && !repository.includes('/')) repository = `library/${repository}`;
-  if (!isRepositoryName(repository) || !isReference(reference)) throw new UsageError(`'${image}' is not a valid image reference`);
-  return { upstream, repository, reference };
+  if (!isReference(reference)) throw new UsageError(`'${image}' is not a valid image reference`);
+  return { upstream: r.upstream.name, repository: r.repository, reference };
 }
 
 /** `sigil verify IMAGE`: the gate `serve` uses, without a server. 0 verified, 1 not, 2 usage/config. */
@@ -68,7 +60,7 @@ export async function verifyCommand(io: CliIo, opts: { image: string; config?: s
   const gate = new ManifestGate({ config, clients: deps.clients, metrics: deps.metrics, logger: deps.logger, verifier: deps.verifier });
   try {
     const ev = await gate.evaluate(ref);
-    const verified = ev.outcome?.kind === 'verified';
+    const verified = decide(ev.policy, ev).verification === 'verified';
     io.stdout(opts.json ? `${JSON.stringify(report(ref, ev))}\n` : text(ref, ev));
     return verified ? 0 : 1;
   } catch (e) {
@@ -85,15 +77,16 @@ export async function verifyCommand(io: CliIo, opts: { image: string; config?: s
 
 function report(ref: ImageRef, ev: Evaluation) {
   const o = ev.outcome;
+  const d = decide(ev.policy, ev);
   return {
     image: `${ref.upstream}/${ref.repository}`,
     reference: ref.reference,
     digest: ev.manifest.digest,
     policy: ev.policy?.name ?? null,
     mode: ev.policy?.mode ?? null,
-    verified: o?.kind === 'verified',
+    verified: d.verification === 'verified',
     outcome: o?.kind ?? (ev.basis === 'no-policy' ? 'no-policy' : 'skipped'),
-    signer: o?.kind === 'verified' ? signerHeader(o.signer) : null,
+    signer: d.signer ?? null,
     viaIndex: ev.index ?? null,
     cause: o?.kind === 'indeterminate' ? o.cause : null,
     signatures: (o?.checks ?? []).map((c) => (c.ok ? { source: c.source, ok: true, signer: signerHeader(c.signer) } : { source: c.source, ok: false, reason: c.reason })),
@@ -105,9 +98,8 @@ function text(ref: ImageRef, ev: Evaluation): string {
   const head = `${r.image}@${r.digest} (${ref.reference})`;
   if (r.verified) return `verified: ${head}\n  policy: ${r.policy}\n  signer: ${r.signer}${r.viaIndex ? `\n  via index: ${r.viaIndex}` : ''}\n`;
   const lines = [`NOT verified: ${head}`];
-  if (ev.basis === 'no-policy') lines.push('  no policy matches this image');
-  else if (ev.basis === 'mode-off') lines.push(`  policy ${r.policy} has mode off`);
-  else if (ev.basis === 'signature-artifact') lines.push('  this is a signature artifact, not an image');
+  const d = decide(ev.policy, ev);
+  if (d.verification === 'skipped') lines.push(`  ${ev.basis === 'signature-artifact' ? 'this is ' : ''}${d.because}`);
   else lines.push(`  policy: ${r.policy} (${r.mode})`, `  outcome: ${r.outcome}${r.cause ? `: ${r.cause}` : ''}`);
   if (r.outcome === 'unsigned') lines.push('  no signature found');
   for (const s of r.signatures) lines.push(`  ${s.source}: ${s.ok ? `verified by ${s.signer}` : s.reason}`);

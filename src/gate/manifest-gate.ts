@@ -5,22 +5,23 @@ import { VerdictCache, VerifiedChildren, verdictKey } from './verdicts.js';
 import type { Config, Policy } from '../config/types.js';
 import { SigilError, isSigilError } from '../errors.js';
 import { INDEX_MEDIA_TYPES } from '../oci/media-types.js';
-import { isDigest, type Digest } from '../oci/digest.js';
+import type { Digest } from '../oci/digest.js';
 import { findPolicy } from '../policy/match.js';
 import { discoverSignatures, type SignatureLocation } from '../signatures/discover.js';
 import { isSignatureArtifact } from '../signatures/artifact.js';
 import { checkSignatureArtifact, type ArtifactContent } from '../signatures/artifact-content.js';
 import type { FetchedManifest, Registry } from '../oci/registry.js';
-import { signerHeader, type Outcome, type SignatureCheck } from '../verify/types.js';
+import type { Outcome, SignatureCheck } from '../verify/types.js';
 import type { SignatureVerifier } from './verifier.js';
 import type { Keep } from '../registry/keep.js';
 import type { Recording } from '../registry/recording.js';
-import type { Evaluation, ManifestDecision, ManifestTarget, SignatureBlob } from './evaluation.js';
-import { tryParseJson } from '../oci/json.js';
+import type { Evaluation, ManifestDecision, ManifestTarget, SignatureBlob } from '../policy/evaluation.js';
+import { decide, mayKeep } from '../policy/decide.js';
+import { indexChildDigests } from '../oci/manifest.js';
 import { VerificationSlots } from './verification-slots.js';
 import { DecisionDeadline } from './decision-deadline.js';
 
-export type { Basis, Evaluation, ManifestDecision, ManifestTarget, SignatureBlob, Verification } from './evaluation.js';
+export type { Basis, Evaluation, ManifestDecision, ManifestTarget, SignatureBlob, Verification } from '../policy/evaluation.js';
 
 /** Signature-artifact verdicts remembered by manifest digest (content-addressed: the answer never changes). */
 const ARTIFACT_MEMO_MAX = 10_000;
@@ -149,7 +150,7 @@ export class ManifestGate {
       } catch {
         continue; // that manifest cannot be judged now: it does not vouch for the blob
       }
-      if (ev.basis === 'signature-artifact' || ev.outcome?.kind === 'verified') {
+      if (mayKeep(ev.policy, ev)) {
         await keeper.keep(target, ev); // admits its blobs for the verdict lifetime
         if (keeper.admittedBy(upstream, repository, digest)) return true;
       }
@@ -161,7 +162,7 @@ export class ManifestGate {
   async decide(target: ManifestTarget): Promise<ManifestDecision> {
     const t0 = performance.now();
     const ev = await this.evaluate(target);
-    const d = this.#decision(ev);
+    const d = decide(ev.policy, ev);
     const ms = Math.round((performance.now() - t0) * 10) / 10;
     const policy = ev.policy?.name ?? '';
     this.#metrics.manifestDecisions.inc({ upstream: target.upstream, verification: d.verification, policy });
@@ -180,27 +181,17 @@ export class ManifestGate {
       index: ev.index,
       cached: ev.cached,
       ms,
-      reasons: ev.outcome && ev.outcome.kind !== 'verified' ? reasonsOf(ev.outcome) : undefined,
+      reasons: ev.outcome && d.verification === 'unverified' ? d.reasons : undefined,
       notArtifact: ev.notArtifact,
     };
-    if (ev.policy?.mode === 'enforce' && d.verification !== 'verified' && ev.basis !== 'signature-artifact') {
+    if (d.action === 'deny') {
       this.#log.warn({ ...audit, verification: 'denied' }, 'manifest denied');
       this.#denied.set(`${target.upstream}|${target.repository}|${ev.manifest.digest}`, true);
-      throw new SigilError({
-        code: 'POLICY_DENIED',
-        message: `${target.upstream}/${target.repository}@${ev.manifest.digest}: ${summary(ev.outcome)} (policy ${ev.policy.name})`,
-        detail: {
-          policy: ev.policy.name,
-          digest: ev.manifest.digest,
-          outcome: ev.outcome?.kind,
-          signatures: ev.outcome ? ev.outcome.checks.map(checkDetail) : [],
-          ...(ev.outcome?.kind === 'indeterminate' ? { cause: ev.outcome.cause } : {}),
-        },
-      });
+      throw new SigilError({ code: 'POLICY_DENIED', message: `${target.upstream}/${target.repository}@${ev.manifest.digest}: ${d.wording}`, detail: d.denial });
     }
     this.#log.info({ ...audit, stale: ev.manifest.stale }, 'manifest decision');
     if (this.#keeper) await this.#keeper.keep(target, ev);
-    return d;
+    return { ...ev, verification: d.verification, ...(d.signer !== undefined ? { signer: d.signer } : {}), ...(d.warning !== undefined ? { warning: d.warning } : {}) };
   }
 
   /** The verdict without the mode applied: shared by `decide` and `sigil verify`. */
@@ -268,7 +259,7 @@ export class ManifestGate {
     const { outcome, cached } = await this.#verdicts.get(key, () => this.#verify(target, manifest.digest, policy, deadline));
     this.#metrics.verdictCache.inc({ result: cached ? 'hit' : 'miss' });
     if (outcome.kind === 'verified' && INDEX_MEDIA_TYPES.has(manifest.mediaType)) {
-      for (const child of childDigests(manifest.bytes)) {
+      for (const child of indexChildDigests(manifest.bytes)) {
         this.#children.remember(verdictKey({ ...keyParts, digest: child }), manifest.digest, outcome);
       }
     }
@@ -379,7 +370,7 @@ export class ManifestGate {
       outcome = { kind: 'indeterminate', cause, checks: [] };
     }
     // Signature data is kept with the image it signs: when the image itself may be kept.
-    if (recording && this.#keeper) await this.#keeper.keepSignatures(recording, digest, { policy, outcome });
+    if (recording && this.#keeper) await this.#keeper.keepSignatures(recording, digest, { policy, basis: 'signature', outcome });
     this.#counted(outcome, policy, t0);
     return outcome;
   }
@@ -404,58 +395,9 @@ export class ManifestGate {
     if (!c) throw new SigilError({ code: 'NAME_UNKNOWN', message: `upstream '${name}' is not configured` });
     return c;
   }
-
-  #decision(ev: Evaluation): ManifestDecision {
-    switch (ev.basis) {
-      case 'no-policy':
-      case 'mode-off':
-      case 'signature-artifact':
-        return { ...ev, verification: 'skipped' };
-      case 'signature':
-      case 'index': {
-        const o = ev.outcome;
-        if (o?.kind === 'verified') return { ...ev, verification: 'verified', signer: signerHeader(o.signer) };
-        return { ...ev, verification: 'unverified', warning: `sigil: ${summary(o)} (policy ${ev.policy?.name})` };
-      }
-    }
-  }
 }
 
 /** An error as a cause: `CODE: message` for sigil's own. */
 function causeOf(e: unknown): string {
   return isSigilError(e) ? `${e.code}: ${e.message}` : String(e);
-}
-
-function childDigests(bytes: Buffer): Digest[] {
-  try {
-    const doc = tryParseJson(bytes) as { manifests?: Array<{ digest?: unknown }> } | null | undefined;
-    if (typeof doc !== 'object' || doc === null) return [];
-    return (doc.manifests ?? []).map((m) => m?.digest).filter((d): d is Digest => typeof d === 'string' && isDigest(d));
-  } catch {
-    return [];
-  }
-}
-
-function summary(o: Outcome | undefined): string {
-  switch (o?.kind) {
-    case undefined:
-      return 'not verified';
-    case 'verified':
-      return `verified (${signerHeader(o.signer)})`;
-    case 'unsigned':
-      return 'no signature found';
-    case 'invalid':
-      return `no valid signature: ${o.checks.length} signature(s) found, none verified`;
-    case 'indeterminate':
-      return `could not verify: ${o.cause}`;
-  }
-}
-
-function reasonsOf(o: Outcome): string[] {
-  const r = o.checks.filter((c) => !c.ok).map((c) => `${c.source}: ${(c as { reason: string }).reason}`);
-  return o.kind === 'indeterminate' ? [o.cause, ...r] : r;
-}
-
-function checkDetail(c: SignatureCheck): Record<string, string> {
-  return c.ok ? { source: c.source, result: 'verified', signer: signerHeader(c.signer) } : { source: c.source, result: 'failed', reason: c.reason };
 }

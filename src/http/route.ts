@@ -1,7 +1,8 @@
 import type { Config, UpstreamConfig } from '../config/types.js';
 import { SigilError } from '../errors.js';
 import { isDigest } from '../oci/digest.js';
-import { isReference, isRepositoryName } from '../oci/reference.js';
+import { resolvePathName } from '../oci/image-name.js';
+import { isReference } from '../oci/reference.js';
 
 export type Endpoint =
   | { readonly kind: 'manifest'; readonly reference: string }
@@ -51,45 +52,9 @@ export function parseV2Path(path: string): { name: string; endpoint: Endpoint } 
   }
 }
 
-function isDockerHub(u: UpstreamConfig): boolean {
-  return u.name === 'docker.io' || u.url.hostname === 'registry-1.docker.io' || u.url.hostname === 'index.docker.io';
-}
-
-/**
- * CONTRACT "Routing of /v2/<path>": ns= naming a configured upstream, else a first path
- * segment equal to an upstream name (stripped), else defaultUpstream, else 404.
- *
- * An `ns=` that names a host which is not configured is refused (404 NAME_UNKNOWN) instead
- * of falling through to the default upstream: containerd sends ns= for the registry the
- * image reference names, and answering `quay.io/x/y` with docker.io's `x/y` would hand the
- * client a different image under the name it asked for.
- */
+/** CONTRACT "Routing of /v2/<path>": the name and `ns=` resolved by oci/image-name.ts, then the endpoint. */
 export function route(config: Config, rest: string, ns: string | undefined): Routed {
   const { name, endpoint } = parseV2Path(rest);
-  const byName = (n: string) => config.upstreams.find((u) => u.name === n);
-  let upstream: UpstreamConfig | undefined;
-  let repository = name;
-  if (ns !== undefined && ns !== '') {
-    upstream = byName(ns);
-    if (!upstream) {
-      throw new SigilError({ code: 'NAME_UNKNOWN', message: `registry '${ns}' (from ns=) is not a configured upstream` });
-    }
-  } else {
-    const slash = name.indexOf('/');
-    const first = slash > 0 ? byName(name.slice(0, slash)) : undefined;
-    if (first) {
-      upstream = first;
-      repository = name.slice(slash + 1);
-    } else if (config.defaultUpstream !== undefined) {
-      upstream = byName(config.defaultUpstream);
-    }
-    if (!upstream) {
-      throw new SigilError({ code: 'NAME_UNKNOWN', message: `no configured upstream for '${name}' and no defaultUpstream` });
-    }
-  }
-  if (isDockerHub(upstream) && !repository.includes('/')) repository = `library/${repository}`;
-  if (!isRepositoryName(repository)) {
-    throw new SigilError({ code: 'NAME_INVALID', message: `invalid repository name '${repository}'` });
-  }
+  const { upstream, repository } = resolvePathName(config, name, ns);
   return { upstream, repository, clientName: name, endpoint };
 }

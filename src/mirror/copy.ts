@@ -3,21 +3,13 @@ import { pipeline } from 'node:stream/promises';
 import { SigilError, isSigilError } from '../errors.js';
 import { referrersTag, signatureTag, type Digest } from '../oci/digest.js';
 import { MT } from '../oci/media-types.js';
-import { tryParseJson } from '../oci/json.js';
 import { MAX_BUNDLE_REFERRERS } from '../signatures/limits.js';
 import type { Catalog } from '../store/catalog.js';
 import type { FetchedManifest, Registry } from '../oci/registry.js';
 import { MAX_INDEX_CHILDREN, MAX_INDEX_DEPTH } from './limits.js';
-import {
-  descriptor,
-  isBundleReferrer,
-  parseManifest,
-  platformText,
-  platformWanted,
-  referrerDescriptor,
-  type Descriptor,
-  type Platform,
-} from './manifest.js';
+import { parseManifest, referrerDescriptor, tryDescriptor, tryIndexEntries, type Descriptor } from '../oci/manifest.js';
+import { platformText, platformWanted, type Platform } from '../oci/platform.js';
+import { isBundleReferrer } from '../signatures/referrers.js';
 
 /** A repository on an upstream, and the client to read it. */
 export interface Location {
@@ -202,18 +194,9 @@ export class Copier {
       bytes = index.bytes;
     }
     // Lenient like signature discovery: a malformed entry is skipped, not fatal.
-    let list: unknown;
-    list = (tryParseJson(bytes) as { manifests?: unknown } | null | undefined)?.manifests;
-    if (!Array.isArray(list)) throw new SigilError({ code: 'UPSTREAM_BAD_RESPONSE', message: `referrers of ${loc.upstream}/${loc.repository}@${digest}: not an image index` });
-    const out: Descriptor[] = [];
-    for (const d of list) {
-      try {
-        out.push(descriptor(d, 'referrer'));
-      } catch {
-        // not a usable descriptor
-      }
-    }
-    return out;
+    const list = tryIndexEntries(bytes);
+    if (list === undefined) throw new SigilError({ code: 'UPSTREAM_BAD_RESPONSE', message: `referrers of ${loc.upstream}/${loc.repository}@${digest}: not an image index` });
+    return list.flatMap((d) => tryDescriptor(d) ?? []);
   }
 
   async #putManifest(loc: Location, m: FetchedManifest, rec: CopyRecord): Promise<void> {

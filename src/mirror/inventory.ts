@@ -2,7 +2,7 @@ import { isDigest, type Digest } from '../oci/digest.js';
 import type { TagRecord } from '../store/catalog.js';
 import type { ContentStore } from '../store/content-store.js';
 import { MANIFEST_MAX_BYTES } from '../upstream/limits.js';
-import { parseManifest, type ParsedManifest } from './manifest.js';
+import { parseManifest, type ParsedManifest } from '../oci/manifest.js';
 
 /**
  * What `sigil cache ls` and `sigil cache prune` work on. An image is kept or removed whole:

@@ -11,7 +11,8 @@ import { isRepositoryName, isTag } from '../oci/reference.js';
 import type { ContentStore } from '../store/content-store.js';
 import type { CopyRecord, LayoutEntry } from './copy.js';
 import { LAYOUT_INDEX_MAX_BYTES } from './limits.js';
-import { parseJson, tryParseJson } from '../oci/json.js';
+import { tryParseJson } from '../oci/json.js';
+import { indexEntries } from '../oci/manifest.js';
 
 /**
  * OCI image layouts (image-spec `image-layout.md`) for air-gapped transfer: `oci-layout`,
@@ -87,14 +88,13 @@ export async function readIndex(dir: string): Promise<IndexDescriptor[] | null> 
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw e;
   }
-  let doc: unknown;
+  let list: unknown[] | undefined;
   try {
-    doc = parseJson(text, `${dir}/index.json`);
+    list = indexEntries(text, `${dir}/index.json`);
   } catch (cause) {
     throw new SigilError({ code: 'MANIFEST_INVALID', message: (cause as Error).message, cause });
   }
-  const list = (doc as { manifests?: unknown } | null)?.manifests;
-  if (!Array.isArray(list)) throw new SigilError({ code: 'MANIFEST_INVALID', message: `${dir}/index.json: no manifests list` });
+  if (list === undefined) throw new SigilError({ code: 'MANIFEST_INVALID', message: `${dir}/index.json: no manifests list` });
   return list as IndexDescriptor[];
 }
 

@@ -1,10 +1,11 @@
 import type { Config, Policy } from '../config/types.js';
 import { SigilError, isSigilError } from '../errors.js';
-import type { Evaluation, ManifestGate } from '../gate/manifest-gate.js';
+import type { ManifestGate } from '../gate/manifest-gate.js';
 import type { Digest } from '../oci/digest.js';
 import type { Catalog } from '../store/catalog.js';
 import type { Registry } from '../oci/registry.js';
-import { signerHeader, type Outcome } from '../verify/types.js';
+import { decide } from '../policy/decide.js';
+import type { Evaluation } from '../policy/evaluation.js';
 import { Copier, CopyRecord, type Location } from './copy.js';
 import { listAllTags, selectTags, type SelectedTag } from './select.js';
 import type { MirrorImage } from './spec.js';
@@ -168,41 +169,13 @@ async function mirrorTag(deps: MirrorDeps, copier: Copier, entry: MirrorImage, t
 }
 
 /**
- * Enforce and warn policies mirror (and import) only what verifies; `off`, no policy and
- * signature artifacts are copied unverified.
+ * Enforce and warn policies mirror (and import) only what verifies (what serve lets through
+ * unmarked); `off`, no policy and signature artifacts are copied unverified.
  */
 export function judge(ev: Evaluation): { status: 'verified' | 'unverified' | 'skipped'; signer?: string; reason?: string } {
-  switch (ev.basis) {
-    case 'no-policy':
-      return { status: 'unverified', reason: 'no policy matches this image' };
-    case 'mode-off':
-      return { status: 'unverified', reason: `policy ${ev.policy?.name} has mode off` };
-    case 'signature-artifact':
-      return { status: 'unverified', reason: 'a signature artifact, not an image' };
-    case 'signature':
-    case 'index': {
-      const o = ev.outcome;
-      if (o?.kind === 'verified') return { status: 'verified', signer: signerHeader(o.signer) };
-      return { status: 'skipped', reason: `${describeOutcome(o)} (policy ${ev.policy?.name}, ${ev.policy?.mode})` };
-    }
-  }
-}
-
-function describeOutcome(o: Outcome | undefined): string {
-  switch (o?.kind) {
-    case undefined:
-      return 'not verified';
-    case 'verified':
-      return 'verified';
-    case 'unsigned':
-      return 'no signature found';
-    case 'invalid': {
-      const first = o.checks.find((c) => !c.ok);
-      return `no valid signature (${o.checks.length} found${first && !first.ok ? `; ${first.source}: ${first.reason}` : ''})`;
-    }
-    case 'indeterminate':
-      return `could not verify: ${o.cause}`;
-  }
+  const d = decide(ev.policy, ev);
+  if (d.verification === 'verified') return { status: 'verified', ...(d.signer !== undefined ? { signer: d.signer } : {}) };
+  return { status: d.action === 'allow' ? 'unverified' : 'skipped', ...(d.because !== undefined ? { reason: d.because } : {}) };
 }
 
 /** Where the gate looks for signatures: the image's repository, or the policy's signatureRepository. */

@@ -1,11 +1,12 @@
 import type { Config } from '../config/types.js';
 import { isSigilError } from '../errors.js';
-import type { Evaluation, ManifestGate, ManifestTarget } from '../gate/manifest-gate.js';
+import type { ManifestGate } from '../gate/manifest-gate.js';
+import type { Evaluation, ManifestTarget } from '../policy/evaluation.js';
 import type { Digest } from '../oci/digest.js';
 import { INDEX_MEDIA_TYPES } from '../oci/media-types.js';
 import { findPolicy } from '../policy/match.js';
 import { signatureSubject } from './inventory.js';
-import { parseManifest } from './manifest.js';
+import { parseManifest } from '../oci/manifest.js';
 import { judge } from './run.js';
 
 /**

@@ -2,8 +2,9 @@ import semver from 'semver';
 import { parseDocument } from 'yaml';
 import { join } from '../config/schema.js';
 import type { Config, ConfigProblem } from '../config/types.js';
-import { isRepositoryName, isTag } from '../oci/reference.js';
-import { parsePlatform, type Platform } from './manifest.js';
+import { resolveImageName, splitReference } from '../oci/image-name.js';
+import { isTag } from '../oci/reference.js';
+import { parsePlatform, type Platform } from '../oci/platform.js';
 
 /** One `images[]` entry of a mirror FILE, resolved against the config's upstreams. */
 export interface MirrorImage {
@@ -43,19 +44,19 @@ function isMapping(v: unknown): v is Record<string, unknown> {
  * with `tags`, `semver` and `latest`.
  */
 export function resolveImage(config: Config, image: string): { upstream: string; repository: string } | string {
-  if (image.includes('@')) return 'must name a repository, not a digest (list tags under `tags`)';
-  if (image.lastIndexOf(':') > image.lastIndexOf('/')) return 'must name a repository without a tag (list tags under `tags`)';
-  const slash = image.indexOf('/');
-  const first = slash > 0 ? image.slice(0, slash) : '';
-  let upstream = config.upstreams.find((u) => u.name === first)?.name;
-  let repository = image;
-  if (upstream !== undefined) repository = image.slice(slash + 1);
-  else if (/[.:]/.test(first) || first === 'localhost') return `registry '${first}' is not a configured upstream`;
-  else upstream = config.defaultUpstream;
-  if (upstream === undefined) return 'names no registry and the config has no defaultUpstream';
-  if (upstream === 'docker.io' && !repository.includes('/')) repository = `library/${repository}`;
-  if (!isRepositoryName(repository)) return `'${repository}' is not a valid repository name`;
-  return { upstream, repository };
+  const split = splitReference(image);
+  if ('problem' in split || split.digest !== undefined) return 'must name a repository, not a digest (list tags under `tags`)';
+  if (split.tag !== undefined) return 'must name a repository without a tag (list tags under `tags`)';
+  const r = resolveImageName(config, split.name);
+  if (!('problem' in r)) return { upstream: r.upstream.name, repository: r.repository };
+  switch (r.problem) {
+    case 'unknown-registry':
+      return `registry '${r.registry}' is not a configured upstream`;
+    case 'no-registry':
+      return 'names no registry and the config has no defaultUpstream';
+    case 'invalid-repository':
+      return `'${r.repository}' is not a valid repository name`;
+  }
 }
 
 /**

@@ -1,24 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Policy } from '../config/types.js';
-import type { Outcome } from '../verify/types.js';
 import { sha256 } from '../../test/helpers/fake-registry.js';
-import { StoreAdmission, storeAdmits } from './admission.js';
+import { StoreAdmission } from './admission.js';
 
-const verified = { kind: 'verified', signer: { kind: 'key', key: 'k' }, checks: [] } as unknown as Outcome;
-const unsigned: Outcome = { kind: 'unsigned', checks: [] };
-
-test('the store keeps what the gate lets through: under enforce only what verified or is checked signature data', () => {
-  const enforce = { mode: 'enforce' } as const;
-  assert.equal(storeAdmits(enforce, { basis: 'signature', outcome: verified }), true);
-  assert.equal(storeAdmits(enforce, { basis: 'signature-artifact' }), true);
-  assert.equal(storeAdmits(enforce, { basis: 'signature', outcome: unsigned }), false);
-  assert.equal(storeAdmits(enforce), false, 'no verdict');
-  for (const policy of [{ mode: 'warn' } as const, { mode: 'off' } as const, undefined]) {
-    assert.equal(storeAdmits(policy, { basis: 'signature', outcome: unsigned }), true, policy?.mode ?? 'no policy');
-    assert.equal(storeAdmits(policy), true);
-  }
-});
 
 /** A policy matching `prod/**` of any upstream, whose matcher counts how often it is asked. */
 function countedPolicy(mode: 'enforce' | 'warn'): { policy: Policy; asked: () => number } {

@@ -1,40 +1,23 @@
 import { LRUCache } from 'lru-cache';
-import type { Mode, Policy } from '../config/types.js';
+import type { Policy } from '../config/types.js';
 import type { Digest } from '../oci/digest.js';
+import { admitsUnnamedBlob, type Judged } from '../policy/decide.js';
 import { findPolicy } from '../policy/match.js';
 import { cacheClock } from './layer.js';
-import type { Outcome } from '../verify/types.js';
 
 /** Blob digests of manifests let through, remembered for admission to the store (enforce mode). */
 export const ADMITTED_MAX = 100_000;
 /** (upstream, repository) pairs whose policy mode is remembered (the config never changes while serving). */
 export const POLICY_MEMO_MAX = 10_000;
 
-/** What the admission rule reads of a verdict (the gate's Evaluation has this shape). */
-export interface Judged {
-  readonly policy?: { readonly mode: Mode };
-  /** 'signature-artifact': signature data whose bytes were checked, let through unverified. */
-  readonly basis?: string;
-  readonly outcome?: Outcome;
-}
-
-/**
- * The store's admission rule, the one place it is written: the store keeps what the gate lets
- * through — under enforce only what verified (or signature data whose bytes were checked), under
- * warn, off or no policy everything. Without a verdict (`judged` undefined: a blob no manifest
- * let through in this process names) only a policy that is not enforce admits.
- * (To become policy/decide.ts's decision: kept unless denied.)
- */
-export function storeAdmits(policy: { readonly mode: Mode } | undefined, judged?: Judged): boolean {
-  if (policy?.mode !== 'enforce') return true;
-  return judged !== undefined && (judged.basis === 'signature-artifact' || judged.outcome?.kind === 'verified');
-}
+/** A verdict as the keeper reads it: the policy it was made under, its basis and outcome. */
+export type KeptJudgement = Judged & { readonly policy?: Policy };
 
 /** A blob's admission: false, or the size to hold its download to and the manifest that named it. */
 export type BlobAdmitted = false | { readonly size?: number; readonly manifest?: Digest };
 
 /**
- * Which blobs may be written to the store and served from it, given at construction to the
+ * Which blobs may be written to the store and served from it (the rule: policy/decide.ts), given at construction to the
  * write-through layer and the keeper: the blobs a manifest let through names (remembered with
  * their descriptors' sizes for the verdict lifetime, cache.verifications.ttl), and, by the policy
  * of their repository, the rest. The policy is looked up once per (upstream, repository).
@@ -74,11 +57,11 @@ export class StoreAdmission {
   blob(upstream: string, repository: string, digest: Digest): BlobAdmitted {
     const admitted = this.#admitted.get(`${upstream}|${repository}|${digest}`);
     if (admitted !== undefined) return admitted;
-    return storeAdmits(this.policy(upstream, repository)) ? {} : false;
+    return admitsUnnamedBlob(this.policy(upstream, repository)) ? {} : false;
   }
 
   /** May a stored blob be served without a passing manifest that names it (anything but enforce)? */
   servesUnnamed(upstream: string, repository: string): boolean {
-    return storeAdmits(this.policy(upstream, repository));
+    return admitsUnnamedBlob(this.policy(upstream, repository));
   }
 }

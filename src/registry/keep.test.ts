@@ -73,9 +73,9 @@ test('signature data is kept with the image it signs only when that image may be
     return recording;
   };
   const subject = sha256('image');
-  await keeper.keepSignatures(await read(), subject, { policy: enforce, outcome: unsigned });
+  await keeper.keepSignatures(await read(), subject, { policy: enforce, basis: 'signature', outcome: unsigned });
   assert.equal(await store.catalog.getTag('up.test', 'app', 'sha256-abc.sig'), null);
-  await keeper.keepSignatures(await read(), subject, { policy: enforce, outcome: verified });
+  await keeper.keepSignatures(await read(), subject, { policy: enforce, basis: 'signature', outcome: verified });
   assert.equal((await store.catalog.getTag('up.test', 'app', 'sha256-abc.sig'))?.value.digest, sig.digest);
   assert.deepEqual(await store.catalog.blobNamers('up.test', 'app', sha256('payload')), [subject]);
 });

@@ -1,9 +1,10 @@
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import { isDigest, type Digest } from '../oci/digest.js';
-import { tryParseJson } from '../oci/json.js';
 import type { FetchedManifest, Registry } from '../oci/registry.js';
-import { storeAdmits, type Judged, type StoreAdmission } from './admission.js';
+import { mayKeep } from '../policy/decide.js';
+import { imageBlobs } from '../oci/manifest.js';
+import type { KeptJudgement, StoreAdmission } from './admission.js';
 import { KeptMemo, type KeptAt } from './kept.js';
 import type { StoreParts } from './offline.js';
 import { recording, type Recording } from './recording.js';
@@ -12,9 +13,9 @@ import { recording, type Recording } from './recording.js';
 const DESCRIPTORS_MAX = 10_000;
 
 /** What the gate let through, as the keeper reads it (the gate's Evaluation has this shape). */
-export interface LetThrough extends Judged {
+export interface LetThrough extends KeptJudgement {
   readonly manifest: FetchedManifest;
-  readonly policy?: Judged['policy'] & { readonly fingerprint: string };
+  readonly policy?: NonNullable<KeptJudgement['policy']>;
   /** basis 'signature-artifact': its blobs, checked to be signature data (with their bytes the first time). */
   readonly signatureBlobs?: ReadonlyArray<{ readonly digest: Digest; readonly size: number; readonly bytes?: Buffer }>;
 }
@@ -28,7 +29,7 @@ export interface Keep {
   /** The registry one verification reads signatures through, recorded (recording.ts). */
   record(registry: Registry): { registry: Registry; recording: Recording };
   /** Stores the signature data a verdict on `subject` was made from, when the image it signs may be stored. */
-  keepSignatures(rec: Recording, subject: Digest, judged: Judged): Promise<void>;
+  keepSignatures(rec: Recording, subject: Digest, judged: KeptJudgement): Promise<void>;
   /** Did a manifest let through in this process, within the verdict lifetime, name this blob in this repository? */
   admittedBy(upstream: string, repository: string, digest: Digest): boolean;
   /** May a stored blob of this repository be served without a passing manifest that names it? */
@@ -61,7 +62,7 @@ export class StoreKeeper implements Keep {
 
   async keep(at: KeptAt, ev: LetThrough): Promise<void> {
     const m = ev.manifest;
-    if (!storeAdmits(ev.policy, ev)) return;
+    if (!mayKeep(ev.policy, ev)) return;
     // Blobs named by a manifest that was let through may be stored, held to their descriptor's size;
     // a signature artifact's are the ones whose bytes were checked (and are stored as those bytes).
     const named = ev.basis === 'signature-artifact' ? (ev.signatureBlobs ?? []) : this.#blobsOf(m);
@@ -90,8 +91,8 @@ export class StoreKeeper implements Keep {
     return recording(registry);
   }
 
-  async keepSignatures(rec: Recording, subject: Digest, judged: Judged): Promise<void> {
-    if (!storeAdmits(judged.policy, judged)) return;
+  async keepSignatures(rec: Recording, subject: Digest, judged: KeptJudgement): Promise<void> {
+    if (!mayKeep(judged.policy, judged)) return;
     const { content, catalog } = this.#store;
     try {
       for (const m of rec.manifests) {
@@ -124,25 +125,9 @@ export class StoreKeeper implements Keep {
   #blobsOf(m: FetchedManifest): ReadonlyArray<{ digest: Digest; size: number }> {
     let named = this.#descriptors.get(m.digest);
     if (named === undefined) {
-      named = blobDescriptors(m.bytes);
+      named = imageBlobs(m.bytes);
       this.#descriptors.set(m.digest, named);
     }
     return named;
-  }
-}
-
-/** config and layer descriptors of an image manifest (none for an index). */
-function blobDescriptors(bytes: Buffer): Array<{ digest: Digest; size: number }> {
-  try {
-    const doc = tryParseJson(bytes) as { config?: unknown; layers?: unknown } | null | undefined;
-    if (typeof doc !== 'object' || doc === null) return [];
-    const all = [doc.config, ...(Array.isArray(doc.layers) ? doc.layers : [])] as Array<{ digest?: unknown; size?: unknown } | null>;
-    return all.flatMap((d) =>
-      d && typeof d.digest === 'string' && isDigest(d.digest) && typeof d.size === 'number' && Number.isSafeInteger(d.size) && d.size >= 0
-        ? [{ digest: d.digest, size: d.size }]
-        : [],
-    );
-  } catch {
-    return [];
   }
 }

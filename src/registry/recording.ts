@@ -1,6 +1,6 @@
 import { PassThrough } from 'node:stream';
 import type { Digest } from '../oci/digest.js';
-import { tryParseJson } from '../oci/json.js';
+import { tryIndexEntries } from '../oci/manifest.js';
 import type { BlobRequest, BlobResponse, FetchedManifest, ReferrersAnswer, Registry } from '../oci/registry.js';
 import { MAX_SIGNATURE_BLOB_BYTES } from '../signatures/limits.js';
 import { Layer } from './layer.js';
@@ -59,7 +59,7 @@ export class Recorder extends Layer {
     const a = await this.below.referrers(repository, digest, artifactType);
     if (a.kind === 'api') {
       // not JSON (or too deep): not recorded; discovery reports the bad answer itself
-      const list = (tryParseJson(a.body) as { manifests?: unknown } | null | undefined)?.manifests;
+      const list = tryIndexEntries(a.body);
       if (Array.isArray(list)) this.recording.referrers.push({ repository, digest, manifests: list });
     }
     return a;

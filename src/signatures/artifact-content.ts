@@ -1,5 +1,6 @@
-import { isDigest, type Digest } from '../oci/digest.js';
+import type { Digest } from '../oci/digest.js';
 import { repeatedKey, tryParseJson } from '../oci/json.js';
+import { isObject, manifestObject, tryDescriptor, type Descriptor } from '../oci/manifest.js';
 import { MT } from '../oci/media-types.js';
 import type { Registry } from '../oci/registry.js';
 import { DSSE_ENVELOPE } from './artifact.js';
@@ -29,10 +30,6 @@ const BUNDLE_KEYS: ReadonlySet<string> = new Set(['mediaType', 'verificationMate
 /** go-containerregistry's ConfigFile keys that cosign writes (all empty but rootfs/history). */
 const COSIGN_CONFIG_KEYS: ReadonlySet<string> = new Set(['architecture', 'created', 'history', 'os', 'rootfs', 'config', 'os.version', 'variant']);
 const BUNDLE_MEDIA_TYPE = /^application\/vnd\.dev\.sigstore\.bundle(\.v0\.[0-9]+)?\+json(;version=[0-9.]+)?$/;
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 function onlyKeys(v: Record<string, unknown>, allowed: ReadonlySet<string>): boolean {
   return Object.keys(v).every((k) => allowed.has(k));
@@ -113,21 +110,6 @@ export function signatureConfigProblem(mediaType: string, bytes: Buffer): string
   return undefined;
 }
 
-interface Descriptor {
-  readonly mediaType: string;
-  readonly digest: Digest;
-  readonly size: number;
-}
-
-/** The descriptor's fields, checked; artifact.ts has already checked the manifest's shape. */
-function descriptor(v: unknown): Descriptor | undefined {
-  if (!isObject(v)) return undefined;
-  const { mediaType, digest, size } = v;
-  if (typeof mediaType !== 'string' || typeof digest !== 'string' || !isDigest(digest)) return undefined;
-  if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) return undefined;
-  return { mediaType, digest, size };
-}
-
 /**
  * Reads every blob of a manifest that is shaped like a signature artifact (artifact.ts) and
  * judges it on its bytes: each layer must be the signature data its media type names, the config
@@ -143,10 +125,11 @@ export async function checkSignatureArtifact(
   manifest: Buffer,
   opts: { signal?: AbortSignal } = {},
 ): Promise<ArtifactContent> {
-  const doc = tryParseJson(manifest);
-  if (!isObject(doc) || !Array.isArray(doc.layers)) return { ok: false, reason: 'not an image manifest with layers' };
-  const config = descriptor(doc.config);
-  const layers = doc.layers.map(descriptor);
+  // artifact.ts has already checked the manifest's shape.
+  const doc = manifestObject(manifest);
+  if (doc === undefined || !Array.isArray(doc.layers)) return { ok: false, reason: 'not an image manifest with layers' };
+  const config = tryDescriptor(doc.config);
+  const layers = doc.layers.map(tryDescriptor);
   if (!config || layers.some((l) => l === undefined)) return { ok: false, reason: 'a descriptor without a media type, digest or size' };
   const all = [config, ...(layers as Descriptor[])];
   const total = all.reduce((n, d) => n + d.size, 0);

@@ -1,5 +1,6 @@
 import { MT } from '../oci/media-types.js';
-import { repeatedKey, tryParseJson } from '../oci/json.js';
+import { repeatedKey } from '../oci/json.js';
+import { isObject, manifestObject } from '../oci/manifest.js';
 
 /** cosign's attestation layers (`.att` tags): DSSE envelopes. */
 export const DSSE_ENVELOPE = 'application/vnd.dsse.envelope.v1+json';
@@ -17,10 +18,6 @@ const MANIFEST_TYPES: ReadonlySet<string> = new Set([MT.OCI_MANIFEST, MT.DOCKER_
 // runs. So any key outside these lists means "not a signature artifact": verify it like an image.
 const MANIFEST_KEYS: ReadonlySet<string> = new Set(['schemaVersion', 'mediaType', 'artifactType', 'config', 'layers', 'subject', 'annotations']);
 const DESCRIPTOR_KEYS: ReadonlySet<string> = new Set(['mediaType', 'digest', 'size', 'annotations', 'artifactType', 'urls', 'data', 'platform']);
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 function onlyKeys(v: Record<string, unknown>, allowed: ReadonlySet<string>): boolean {
   return Object.keys(v).every((k) => allowed.has(k));
@@ -40,8 +37,8 @@ function isDescriptor(v: unknown, types: ReadonlySet<string>): boolean {
  */
 export function isSignatureArtifact(contentType: string, bytes: Buffer): boolean {
   if (!MANIFEST_TYPES.has(contentType)) return false;
-  const doc = tryParseJson(bytes);
-  if (!isObject(doc) || !onlyKeys(doc, MANIFEST_KEYS) || doc.schemaVersion !== 2) return false;
+  const doc = manifestObject(bytes);
+  if (doc === undefined || !onlyKeys(doc, MANIFEST_KEYS) || doc.schemaVersion !== 2) return false;
   if (doc.mediaType !== undefined && doc.mediaType !== contentType) return false;
   if (!isDescriptor(doc.config, SIGNATURE_CONFIG_TYPES)) return false;
   if (!Array.isArray(doc.layers) || doc.layers.length === 0) return false;

@@ -12,7 +12,7 @@ import {
   MAX_SIGNATURE_LAYERS,
 } from './limits.js';
 import { listReferrers } from './referrers.js';
-import { tryParseJson } from '../oci/json.js';
+import { isObject, isSize, manifestObject, stringRecord } from '../oci/manifest.js';
 import { abortable } from '../upstream/abortable.js';
 import { readSignatureBlob } from './read-blob.js';
 
@@ -110,10 +110,11 @@ async function discoverBundles(where: SignatureLocation, digest: Digest, found: 
       continue;
     }
     const m = await abortable(where.registry.fetchManifest(where.repository, ref.digest, { accept: MT.OCI_MANIFEST }), found.signal);
-    const doc = tryParseJson(m.bytes) as { subject?: Descriptor; layers?: unknown } | undefined;
+    const doc = manifestObject(m.bytes);
+    const subject = isObject(doc?.subject) ? doc.subject.digest : undefined;
     // The referrer must itself point at this digest: an index entry alone proves nothing.
-    if (doc?.subject?.digest !== digest) {
-      rejected.push({ source, reason: `its subject is ${String(doc?.subject?.digest)}, not ${digest}` });
+    if (doc === undefined || subject !== digest) {
+      rejected.push({ source, reason: `its subject is ${String(subject)}, not ${digest}` });
       continue;
     }
     const layers = Array.isArray(doc.layers) ? (doc.layers as Descriptor[]) : [];
@@ -138,8 +139,8 @@ async function discoverLegacy(where: SignatureLocation, digest: Digest, found: F
     if (isSigilError(e) && (e.code === 'MANIFEST_UNKNOWN' || e.code === 'NAME_UNKNOWN')) return;
     throw e;
   }
-  const doc = tryParseJson(bytes) as { layers?: unknown } | undefined;
-  if (!doc || !Array.isArray(doc.layers)) {
+  const doc = manifestObject(bytes);
+  if (doc === undefined || !Array.isArray(doc.layers)) {
     rejected.push({ source: tag, reason: 'not an image manifest with layers' });
     return;
   }
@@ -176,7 +177,7 @@ async function readSmallBlob(where: SignatureLocation, d: Descriptor, source: st
     rejected.push({ source, reason: 'layer without a valid digest' });
     return undefined;
   }
-  if (typeof d.size !== 'number' || !Number.isSafeInteger(d.size) || d.size < 0 || d.size > MAX_SIGNATURE_BLOB_BYTES) {
+  if (!isSize(d.size) || d.size > MAX_SIGNATURE_BLOB_BYTES) {
     rejected.push({ source, reason: `layer size ${String(d.size)} is not within 0..${MAX_SIGNATURE_BLOB_BYTES}` });
     return undefined;
   }
@@ -192,14 +193,4 @@ async function readSmallBlob(where: SignatureLocation, d: Descriptor, source: st
     return undefined;
   }
   return read.bytes;
-}
-
-function stringRecord(v: unknown): Record<string, string> | undefined {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined;
-  const out: Record<string, string> = {};
-  for (const [k, val] of Object.entries(v)) {
-    if (typeof val !== 'string') return undefined;
-    out[k] = val;
-  }
-  return out;
 }

@@ -2,7 +2,7 @@ import { SigilError, isSigilError } from '../errors.js';
 import { referrersTag, type Digest } from '../oci/digest.js';
 import { INDEX_MEDIA_TYPES, MT } from '../oci/media-types.js';
 import type { Registry } from '../oci/registry.js';
-import { parseJson } from '../oci/json.js';
+import { indexEntries } from '../oci/manifest.js';
 
 /** A descriptor from a referrers index, fields as the upstream wrote them (checked by users). */
 export interface ReferrerDescriptor {
@@ -72,15 +72,19 @@ async function fromFallbackTag(registry: Registry, repository: string, digest: D
 }
 
 function descriptorsOf(bytes: Buffer, what: string): ReferrerDescriptor[] {
-  let doc: unknown;
+  let list: unknown[] | undefined;
   try {
-    doc = parseJson(bytes, what);
+    list = indexEntries(bytes, what);
   } catch (cause) {
     throw new SigilError({ code: 'UPSTREAM_BAD_RESPONSE', message: (cause as Error).message, cause });
   }
-  const list = (doc as { manifests?: unknown } | null)?.manifests;
-  if (!Array.isArray(list)) {
+  if (list === undefined) {
     throw new SigilError({ code: 'UPSTREAM_BAD_RESPONSE', message: `${what} is not an image index (no manifests list)` });
   }
   return list.filter((d): d is ReferrerDescriptor => typeof d === 'object' && d !== null);
+}
+
+/** Is this referrer a Sigstore bundle (what signature discovery reads)? */
+export function isBundleReferrer(d: { artifactType?: unknown }): boolean {
+  return d.artifactType === MT.SIGSTORE_BUNDLE_V03;
 }

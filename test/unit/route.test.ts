@@ -34,55 +34,13 @@ function code(fn: () => unknown): string {
   return 'no error';
 }
 
+// How names map to upstreams (ns=, path prefix, defaultUpstream, Docker Hub's library/) is
+// specified beside its owner, src/oci/image-name.test.ts; here, that route applies it.
 test('ns= selects the upstream and the whole path is the repository', () => {
   const r = route(config('docker.io'), 'acme/app/manifests/v1', 'ghcr.io');
   assert.equal(r.upstream.name, 'ghcr.io');
   assert.equal(r.repository, 'acme/app');
   assert.deepEqual(r.endpoint, { kind: 'manifest', reference: 'v1' });
-});
-
-test('ns= with host:port works (containerd sends registry.test%3A5000, the query parser decodes it)', () => {
-  const r = route(config(), 'team/app/blobs/sha256:' + 'a'.repeat(64), 'registry.test:5000');
-  assert.equal(r.upstream.name, 'registry.test:5000');
-  assert.equal(r.repository, 'team/app');
-  assert.equal(r.endpoint.kind, 'blob');
-});
-
-test('an ns= naming an unconfigured host is refused, never sent to the default upstream', () => {
-  assert.equal(code(() => route(config('docker.io'), 'prometheus/node-exporter/manifests/latest', 'quay.io')), 'NAME_UNKNOWN');
-  assert.equal(code(() => route(config('docker.io'), 'x/manifests/latest', 'evil.example:443')), 'NAME_UNKNOWN');
-});
-
-test('a first path segment equal to an upstream name selects it and is stripped', () => {
-  const r = route(config('docker.io'), 'ghcr.io/acme/app/tags/list', undefined);
-  assert.equal(r.upstream.name, 'ghcr.io');
-  assert.equal(r.repository, 'acme/app');
-  assert.equal(r.clientName, 'ghcr.io/acme/app');
-  // the router hands over the path decoded (`registry.test%3A5000/…` arrives as `registry.test:5000/…`)
-  const p = route(config(), 'registry.test:5000/a/b/manifests/latest', undefined);
-  assert.equal(p.upstream.name, 'registry.test:5000');
-  assert.equal(p.repository, 'a/b');
-});
-
-test('otherwise the default upstream; docker.io one-segment names get library/', () => {
-  const r = route(config('docker.io'), 'nginx/manifests/latest', undefined);
-  assert.equal(r.upstream.name, 'docker.io');
-  assert.equal(r.repository, 'library/nginx');
-  assert.equal(route(config('docker.io'), 'docker.io/alpine/manifests/3', undefined).repository, 'library/alpine');
-  assert.equal(route(config('docker.io'), 'bitnami/redis/manifests/7', undefined).repository, 'bitnami/redis');
-  assert.equal(route(config('ghcr.io'), 'solo/manifests/1', undefined).repository, 'solo');
-});
-
-test('no default upstream and no prefix: 404 NAME_UNKNOWN', () => {
-  assert.equal(code(() => route(config(), 'acme/app/manifests/v1', undefined)), 'NAME_UNKNOWN');
-});
-
-test('a host-looking first segment that is not configured is just a repository name, never a host', () => {
-  // evil.example is not configured: with a default upstream the name stays a (invalid) repository there.
-  assert.equal(code(() => route(config('docker.io'), 'evil.example:443/x/manifests/v1', undefined)), 'NAME_INVALID');
-  const r = route(config('docker.io'), 'evil.example/x/manifests/v1', undefined);
-  assert.equal(r.upstream.name, 'docker.io');
-  assert.equal(r.repository, 'evil.example/x');
 });
 
 test('bad references, digests and names are refused before anything is contacted', () => {

@@ -3,8 +3,8 @@ import type { Digest } from '../oci/digest.js';
 import type { FetchedManifest } from '../oci/registry.js';
 import type { Outcome } from '../verify/types.js';
 
-// What the gate works on and answers with: shared by the gate, the keeper, `mirror` and
-// `sigil verify` without importing the gate itself.
+// What a manifest's judgement is made of: the gate produces it; decide.ts, the keeper, `mirror`
+// and `sigil verify` read it without importing the gate.
 
 export type Verification = 'verified' | 'unverified' | 'skipped';
 

@@ -1,0 +1,170 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import type { Mode, Policy } from '../config/types.js';
+import type { Digest } from '../oci/digest.js';
+import type { Outcome, SignatureCheck } from '../verify/types.js';
+import { admitsUnnamedBlob, decide, mayKeep, type JudgedManifest } from './decide.js';
+import type { Basis } from './evaluation.js';
+
+const DIGEST = `sha256:${'ab'.repeat(32)}` as Digest;
+
+function policy(mode: Mode): Policy {
+  return { name: 'p', match: ['**'], matchers: [/^.*$/], mode, authorities: [], annotations: {}, predicateTypes: [], fingerprint: 'f' };
+}
+
+const passed: SignatureCheck = { source: 'referrer sha256:11', ok: true, signer: { kind: 'keyless', subject: 'me@example.com', issuer: 'https://issuer.example' }, authority: 0 };
+const failed: SignatureCheck = { source: 'sha256-ab.sig layer 0', ok: false, reason: 'signature does not verify' };
+const failed2: SignatureCheck = { source: 'referrer sha256:22', ok: false, reason: 'identity does not match' };
+
+const outcomes = {
+  verified: { kind: 'verified', signer: passed.ok ? passed.signer : { kind: 'key', keyId: '' }, checks: [failed, passed] },
+  unsigned: { kind: 'unsigned', checks: [] },
+  invalid: { kind: 'invalid', checks: [failed, failed2] },
+  indeterminate: { kind: 'indeterminate', cause: 'UPSTREAM_UNAVAILABLE: upstream timed out', checks: [failed] },
+} satisfies Record<string, Outcome>;
+
+function judged(basis: Basis, outcome?: Outcome): JudgedManifest {
+  return { basis, manifest: { digest: DIGEST }, ...(outcome ? { outcome } : {}) };
+}
+
+describe('decide: manifests not judged are let through unmarked, each with its reason', () => {
+  test('no policy matches', () => {
+    assert.deepEqual(decide(undefined, judged('no-policy')), { action: 'allow', verification: 'skipped', because: 'no policy matches this image', reasons: [] });
+  });
+  test('the policy has mode off', () => {
+    assert.deepEqual(decide(policy('off'), judged('mode-off')), { action: 'allow', verification: 'skipped', because: 'policy p has mode off', reasons: [] });
+  });
+  for (const mode of ['enforce', 'warn'] as const) {
+    test(`a proven signature artifact, under ${mode}`, () => {
+      assert.deepEqual(decide(policy(mode), judged('signature-artifact')), { action: 'allow', verification: 'skipped', because: 'a signature artifact, not an image', reasons: [] });
+    });
+  }
+});
+
+describe('decide: a verified manifest is let through with its signer, under every mode that verifies', () => {
+  for (const basis of ['signature', 'index'] as const) {
+    for (const mode of ['enforce', 'warn'] as const) {
+      test(`${basis}, ${mode}`, () => {
+        assert.deepEqual(decide(policy(mode), judged(basis, outcomes.verified)), {
+          action: 'allow',
+          verification: 'verified',
+          signer: 'me@example.com (issuer https://issuer.example)',
+          reasons: [],
+        });
+      });
+    }
+  }
+});
+
+/** The wording of each outcome that is not verified: serve's (warnings, denials), mirror's, and the audit reasons. */
+const unverified: Array<{ name: string; outcome?: Outcome; wording: string; because: (mode: Mode) => string; reasons: string[] }> = [
+  { name: 'no signature found', outcome: outcomes.unsigned, wording: 'no signature found (policy p)', because: (m) => `no signature found (policy p, ${m})`, reasons: [] },
+  {
+    name: 'no valid signature',
+    outcome: outcomes.invalid,
+    wording: 'no valid signature: 2 signature(s) found, none verified (policy p)',
+    because: (m) => `no valid signature (2 found; sha256-ab.sig layer 0: signature does not verify) (policy p, ${m})`,
+    reasons: ['sha256-ab.sig layer 0: signature does not verify', 'referrer sha256:22: identity does not match'],
+  },
+  {
+    name: 'could not verify',
+    outcome: outcomes.indeterminate,
+    wording: 'could not verify: UPSTREAM_UNAVAILABLE: upstream timed out (policy p)',
+    because: (m) => `could not verify: UPSTREAM_UNAVAILABLE: upstream timed out (policy p, ${m})`,
+    reasons: ['UPSTREAM_UNAVAILABLE: upstream timed out', 'sha256-ab.sig layer 0: signature does not verify'],
+  },
+  { name: 'no outcome at all', wording: 'not verified (policy p)', because: (m) => `not verified (policy p, ${m})`, reasons: [] },
+];
+
+describe('decide: warn lets an unverified manifest through with a Warning text', () => {
+  for (const basis of ['signature', 'index'] as const) {
+    for (const u of unverified) {
+      test(`${u.name} (${basis})`, () => {
+        assert.deepEqual(decide(policy('warn'), judged(basis, u.outcome)), {
+          action: 'warn',
+          verification: 'unverified',
+          because: u.because('warn'),
+          reasons: u.reasons,
+          wording: u.wording,
+          warning: `sigil: ${u.wording}`,
+        });
+      });
+    }
+  }
+});
+
+describe('decide: enforce denies an unverified manifest, naming every signature it tried', () => {
+  for (const basis of ['signature', 'index'] as const) {
+    for (const u of unverified) {
+      test(`${u.name} (${basis})`, () => {
+        const d = decide(policy('enforce'), judged(basis, u.outcome));
+        assert.equal(d.action, 'deny');
+        assert.equal(d.verification, 'unverified');
+        assert.equal(d.wording, u.wording);
+        assert.equal(d.because, u.because('enforce'));
+        assert.deepEqual(d.reasons, u.reasons);
+        assert.equal(d.warning, undefined);
+      });
+    }
+  }
+  test('the denial detail: policy, digest, outcome, each signature and the cause', () => {
+    assert.deepEqual(decide(policy('enforce'), judged('signature', outcomes.indeterminate)).denial, {
+      policy: 'p',
+      digest: DIGEST,
+      outcome: 'indeterminate',
+      signatures: [{ source: 'sha256-ab.sig layer 0', result: 'failed', reason: 'signature does not verify' }],
+      cause: 'UPSTREAM_UNAVAILABLE: upstream timed out',
+    });
+    assert.deepEqual(decide(policy('enforce'), judged('signature', { kind: 'invalid', checks: [failed, passed] })).denial, {
+      policy: 'p',
+      digest: DIGEST,
+      outcome: 'invalid',
+      signatures: [
+        { source: 'sha256-ab.sig layer 0', result: 'failed', reason: 'signature does not verify' },
+        { source: 'referrer sha256:11', result: 'verified', signer: 'me@example.com (issuer https://issuer.example)' },
+      ],
+    });
+    assert.deepEqual(decide(policy('enforce'), judged('index')).denial, { policy: 'p', digest: DIGEST, outcome: undefined, signatures: [] });
+  });
+  test('a key signer is named by its key id', () => {
+    const d = decide(policy('enforce'), judged('signature', { kind: 'verified', signer: { kind: 'key', keyId: 'sha256:k' }, checks: [] }));
+    assert.equal(d.signer, 'sha256:k');
+  });
+});
+
+describe('mayKeep: enforce keeps only what verified, or a proven signature artifact', () => {
+  const cases: Array<[Basis, Outcome | undefined]> = [
+    ['signature', outcomes.verified],
+    ['index', outcomes.verified],
+    ['signature-artifact', undefined],
+    ['signature', outcomes.unsigned],
+    ['signature', outcomes.invalid],
+    ['index', outcomes.indeterminate],
+    ['signature', undefined],
+  ];
+  for (const [basis, outcome] of cases) {
+    const passes = basis === 'signature-artifact' || outcome?.kind === 'verified';
+    test(`${basis} ${outcome?.kind ?? '(no outcome)'}: enforce ${passes ? 'keeps' : 'does not keep'} it, warn keeps it`, () => {
+      assert.equal(mayKeep(policy('enforce'), judged(basis, outcome)), passes);
+      assert.equal(mayKeep(policy('warn'), judged(basis, outcome)), true);
+    });
+  }
+  test('mode off and no policy keep everything', () => {
+    assert.equal(mayKeep(policy('off'), judged('mode-off')), true);
+    assert.equal(mayKeep(undefined, judged('no-policy')), true);
+  });
+  test('it agrees with decide: enforce keeps exactly what it lets through', () => {
+    for (const [basis, outcome] of cases) {
+      assert.equal(mayKeep(policy('enforce'), judged(basis, outcome)), decide(policy('enforce'), judged(basis, outcome)).action === 'allow');
+    }
+  });
+});
+
+describe('admitsUnnamedBlob: a blob no passing manifest named is stored only outside enforce', () => {
+  test('enforce refuses it', () => assert.equal(admitsUnnamedBlob(policy('enforce')), false));
+  test('warn, off and no policy admit it', () => {
+    assert.equal(admitsUnnamedBlob(policy('warn')), true);
+    assert.equal(admitsUnnamedBlob(policy('off')), true);
+    assert.equal(admitsUnnamedBlob(undefined), true);
+  });
+});
