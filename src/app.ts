@@ -88,20 +88,20 @@ export async function defaultDeps(config: Config, opts: DepsOptions = {}): Promi
       throw new Error(`cache.store.dir: cannot open ${config.cache.store.dir}: ${(err as Error).message}`, { cause: err });
     }
     const catalog = new Catalog(content);
-    store = { content, catalog, keeper: new Keeper(catalog, config, logger) };
+    store = { content, catalog, keeper: new Keeper({ content, catalog }, config, logger) };
   } else if (offline) {
     throw new Error('cache.store: --offline serves from the content store, and the config has none');
   }
   const clients = new Map<string, UpstreamRegistry>();
   for (const u of config.upstreams) {
     if (offline && store) {
-      clients.set(u.name, new StoredRegistry(u.name, store.catalog));
+      clients.set(u.name, new StoredRegistry(u.name, store));
       continue;
     }
     const up = new UpstreamClient(u, { metrics, logger, timeouts: opts.timeouts, hashes });
     const caching = new CachingRegistry(
       up,
-      store?.catalog ?? null,
+      store ?? null,
       { tagTtlMs: config.cache.tags.ttlMs, manifestCacheBytes: config.cache.manifests.maxBytes, staleIfError: u.staleIfError },
       { metrics, logger, hashes },
     );

@@ -8,6 +8,7 @@ import { isDigest, referrersTag, type Digest } from '../oci/digest.js';
 import { DigestCheck } from '../hash/checked-stream.js';
 import type { HashPool } from '../hash/hash-pool.js';
 import type { Catalog } from '../store/catalog.js';
+import type { ContentStore } from '../store/content-store.js';
 import { ioErrorCode } from '../store/health.js';
 import type { UpstreamClient } from '../upstream/client.js';
 import type { BlobRequest, BlobResponse, FetchedManifest, ReferrersAnswer, TagList, UpstreamRegistry } from '../upstream/types.js';
@@ -55,6 +56,7 @@ export class CachingRegistry implements UpstreamRegistry {
   readonly name: string;
   readonly #up: UpstreamClient;
   readonly #catalog: Catalog | null;
+  readonly #content: ContentStore | null;
   readonly #stored: StoredRegistry | null;
   readonly #opts: CachingOptions;
   readonly #metrics: Metrics;
@@ -68,11 +70,17 @@ export class CachingRegistry implements UpstreamRegistry {
   readonly #breaker: UpstreamBreaker | null;
   readonly #hashes: HashPool | undefined;
 
-  constructor(up: UpstreamClient, catalog: Catalog | null, opts: CachingOptions, deps: { metrics: Metrics; logger: Logger; hashes?: HashPool }) {
+  constructor(
+    up: UpstreamClient,
+    store: { readonly content: ContentStore; readonly catalog: Catalog } | null,
+    opts: CachingOptions,
+    deps: { metrics: Metrics; logger: Logger; hashes?: HashPool },
+  ) {
     this.name = up.name;
     this.#up = up;
-    this.#catalog = catalog;
-    this.#stored = catalog ? new StoredRegistry(up.name, catalog) : null;
+    this.#catalog = store?.catalog ?? null;
+    this.#content = store?.content ?? null;
+    this.#stored = store ? new StoredRegistry(up.name, store) : null;
     this.#opts = opts;
     this.#metrics = deps.metrics;
     this.#log = deps.logger;
@@ -162,7 +170,7 @@ export class CachingRegistry implements UpstreamRegistry {
     if (!download) {
       // A store that cannot write now (disk full, read-only, removed: it retries by itself) or has
       // no room for this blob: the blob passes through, checked against its digest as always.
-      if (this.#downloads.size >= MAX_STORE_DOWNLOADS || !(await catalog.store.admitWrite(admitted.size))) {
+      if (this.#downloads.size >= MAX_STORE_DOWNLOADS || !(await this.#content!.admitWrite(admitted.size))) {
         return this.#up.openBlob(repository, digest, req);
       }
       // (another request may have started it meanwhile)
@@ -171,7 +179,7 @@ export class CachingRegistry implements UpstreamRegistry {
     const d = await download;
     if (d.kind === 'stored') return (await this.#fromStore(repository, digest, req)) ?? this.#up.openBlob(repository, digest, req);
     if (d.kind === 'passthrough') return this.#up.openBlob(repository, digest, req);
-    const w = catalog.store.beginWrite(digest, d.size);
+    const w = this.#content!.beginWrite(digest, d.size);
     if (w.kind === 'writer') {
       // Committed and evicted in between: nothing to follow; fall back to the upstream.
       w.writer.destroy(new Error('not the download owner'));
@@ -260,7 +268,7 @@ export class CachingRegistry implements UpstreamRegistry {
   /** Starts the upstream download into the store; resolves once the upstream answered. */
   async #download(repository: string, digest: Digest, admittedSize: number | undefined, namedBy: Digest | undefined): Promise<{ download: Download; done: Promise<unknown> }> {
     const catalog = this.#catalog!;
-    const store = catalog.store;
+    const store = this.#content!;
     const settled = Promise.resolve();
     if (await store.has(digest)) {
       // Stored for another repository (or by another process): confirm this repository has it upstream.

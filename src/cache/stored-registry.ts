@@ -2,6 +2,7 @@ import { SigilError } from '../errors.js';
 import { isDigest, type Digest } from '../oci/digest.js';
 import { MT } from '../oci/media-types.js';
 import type { Catalog } from '../store/catalog.js';
+import type { ContentStore } from '../store/content-store.js';
 import { resolveRange } from '../upstream/ranges.js';
 import type { BlobRequest, BlobResponse, FetchedManifest, ReferrersAnswer, TagList, UpstreamRegistry } from '../upstream/types.js';
 
@@ -13,10 +14,12 @@ import type { BlobRequest, BlobResponse, FetchedManifest, ReferrersAnswer, TagLi
 export class StoredRegistry implements UpstreamRegistry {
   readonly name: string;
   readonly #catalog: Catalog;
+  readonly #content: ContentStore;
 
-  constructor(name: string, catalog: Catalog) {
+  constructor(name: string, store: { readonly content: ContentStore; readonly catalog: Catalog }) {
     this.name = name;
-    this.#catalog = catalog;
+    this.#catalog = store.catalog;
+    this.#content = store.content;
   }
 
   async fetchManifest(repository: string, reference: string): Promise<FetchedManifest> {
@@ -33,7 +36,7 @@ export class StoredRegistry implements UpstreamRegistry {
   }
 
   async openBlob(repository: string, digest: Digest, req: BlobRequest): Promise<BlobResponse> {
-    const store = this.#catalog.store;
+    const store = this.#content;
     const stat = (await this.#catalog.hasBlob(this.name, repository, digest)) ? await store.stat(digest) : null;
     if (!stat) throw this.#missing(`blob ${digest} of ${repository}`, 'BLOB_UNKNOWN');
     const size = stat.size;

@@ -118,7 +118,7 @@ export async function mirrorCommand(io: CliIo, argv: readonly string[], opts: Mi
     const gate = new ManifestGate({ config, clients, metrics, logger, verifier });
     const progress = new Progress(io, opts.stderrIsTTY === true, opts.now ?? Date.now);
     const results = await runMirror(
-      { config, clients, gate, catalog: new Catalog(store), ...(opts.now ? { now: opts.now } : {}) },
+      { config, clients, gate, content: store, catalog: new Catalog(store), ...(opts.now ? { now: opts.now } : {}) },
       spec.images,
       progress,
     );
@@ -232,7 +232,7 @@ async function importCommand(io: CliIo, config: Config, dir: string, json: boole
   const warned = new Set<string>();
   let results: ImportResult[];
   try {
-    results = await importLayout({ catalog: new Catalog(store), config, verifier, ...(now ? { now } : {}) }, dir, (r) => {
+    results = await importLayout({ content: store, catalog: new Catalog(store), config, verifier, ...(now ? { now } : {}) }, dir, (r) => {
       const up = parseRefName(r.ref)?.upstream;
       if (up !== undefined && !known.has(up) && !warned.has(up)) {
         warned.add(up);

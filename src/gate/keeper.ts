@@ -6,6 +6,7 @@ import { isDigest, type Digest } from '../oci/digest.js';
 import { findPolicy } from '../policy/match.js';
 import { MAX_SIGNATURE_BLOB_BYTES } from '../signatures/limits.js';
 import type { Catalog } from '../store/catalog.js';
+import type { ContentStore } from '../store/content-store.js';
 import type { BlobRequest, BlobResponse, FetchedManifest, ReferrersAnswer, UpstreamRegistry } from '../upstream/types.js';
 import type { Evaluation, ManifestTarget } from './evaluation.js';
 import { tryParseJson } from '../oci/json.js';
@@ -36,6 +37,7 @@ export const KEPT_TRUST_MS = 10 * 60_000;
  */
 export class Keeper {
   readonly #catalog: Catalog;
+  readonly #content: ContentStore;
   readonly #now: () => number;
   readonly #config: Config;
   readonly #log: Logger;
@@ -51,9 +53,10 @@ export class Keeper {
    */
   readonly #admitted: LRUCache<string, { size: number; manifest: Digest }>;
 
-  constructor(catalog: Catalog, config: Config, logger: Logger, now: () => number = Date.now) {
+  constructor(store: { readonly content: ContentStore; readonly catalog: Catalog }, config: Config, logger: Logger, now: () => number = Date.now) {
     this.#now = now;
-    this.#catalog = catalog;
+    this.#catalog = store.catalog;
+    this.#content = store.content;
     this.#config = config;
     this.#log = logger;
     const { ttlMs } = config.cache.verifications;
@@ -64,8 +67,8 @@ export class Keeper {
   async #stillKept(key: string, target: ManifestTarget, digest: Digest): Promise<boolean> {
     const kept = this.#kept.get(key);
     if (kept?.digest !== digest) return false;
-    if (!(await this.#catalog.store.onDisk(digest))) return false;
-    const sweeps = this.#catalog.store.metaSweeps;
+    if (!(await this.#content.onDisk(digest))) return false;
+    const sweeps = this.#content.metaSweeps;
     if (kept.sweeps === sweeps && this.#now() - kept.at < KEPT_TRUST_MS) return true;
     if (!(await this.#catalog.hasManifestRecord(target.upstream, target.repository, digest))) return false;
     if (!isDigest(target.reference) && (await this.#catalog.getTag(target.upstream, target.repository, target.reference))?.value.digest !== digest) return false;
@@ -115,11 +118,11 @@ export class Keeper {
       }
       for (const b of ev.signatureBlobs ?? []) {
         if (b.bytes === undefined) continue;
-        await this.#catalog.store.putBytes(b.digest, b.bytes);
+        await this.#content.putBytes(b.digest, b.bytes);
         await this.#catalog.noteBlob(target.upstream, target.repository, b.digest, m.digest);
       }
-      if (ev.outcome) await this.#catalog.putVerdict(`${target.upstream}/${target.repository}@${m.digest}|${ev.policy?.fingerprint}`, { outcome: ev.outcome, decidedAt: this.#now() });
-      this.#kept.set(key, { digest: m.digest, sweeps: this.#catalog.store.metaSweeps, at: this.#now() });
+      if (ev.outcome && ev.policy) await this.#catalog.putVerdict(target.upstream, target.repository, m.digest, ev.policy.fingerprint, { outcome: ev.outcome, decidedAt: this.#now() });
+      this.#kept.set(key, { digest: m.digest, sweeps: this.#content.metaSweeps, at: this.#now() });
     } catch (err) {
       // The store is a cache: a failure to keep never fails the pull.
       this.#log.warn({ err: String(err), digest: m.digest }, 'content store: manifest not kept');
@@ -182,7 +185,7 @@ export class Keeper {
         }
       }
       for (const b of rec.blobs) {
-        await this.#catalog.store.putBytes(b.digest, b.bytes);
+        await this.#content.putBytes(b.digest, b.bytes);
         await this.#catalog.noteBlob(rec.upstream, b.repository, b.digest, subject);
       }
       for (const r of rec.referrers) await this.#catalog.putReferrers(rec.upstream, r.repository, r.digest, r.manifests);

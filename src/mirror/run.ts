@@ -3,6 +3,7 @@ import { SigilError, isSigilError } from '../errors.js';
 import type { Evaluation, ManifestGate } from '../gate/manifest-gate.js';
 import type { Digest } from '../oci/digest.js';
 import type { Catalog } from '../store/catalog.js';
+import type { ContentStore } from '../store/content-store.js';
 import type { UpstreamRegistry } from '../upstream/types.js';
 import { signerHeader, type Outcome } from '../verify/types.js';
 import { Copier, CopyRecord, type Location } from './copy.js';
@@ -51,6 +52,7 @@ export interface MirrorDeps {
   readonly clients: ReadonlyMap<string, UpstreamRegistry>;
   /** The gate `serve` uses: the same fetch, discovery, verification and verdict. */
   readonly gate: ManifestGate;
+  readonly content: ContentStore;
   readonly catalog: Catalog;
   readonly now?: () => number;
 }
@@ -81,39 +83,39 @@ export async function runMirror(deps: MirrorDeps, images: readonly MirrorImage[]
     progress.selected(entry, selected, listError);
     for (const s of selected) work.push({ entry, tag: s.tag });
   }
-  const copier = new Copier(deps.catalog, (n) => progress.bytes(n));
+  const copier = new Copier(deps, (n) => progress.bytes(n));
   for (const [i, { entry, tag }] of work.entries()) {
     progress.tagStarted(entry, tag, i, work.length);
     const r = await mirrorTag(deps, copier, entry, tag);
     results.push(r);
     progress.tagDone(r, i, work.length);
   }
-  return recheck(deps.catalog, results);
+  return recheck(deps, results);
 }
 
 /**
  * Eviction (cache.store.maxBytes) may remove what an earlier image of this run stored: such an
  * image is failed after all, and its tag record is removed, so that the store does not claim it.
  */
-async function recheck(catalog: Catalog, results: MirrorResult[]): Promise<MirrorResult[]> {
-  await catalog.store.evict(); // runs after the evictions the writes started, so they are over
+async function recheck(store: { readonly content: ContentStore; readonly catalog: Catalog }, results: MirrorResult[]): Promise<MirrorResult[]> {
+  await store.content.evict(); // runs after the evictions the writes started, so they are over
   const out: MirrorResult[] = [];
   for (const r of results) {
-    const missing = r.record ? await missingObjects(catalog, r.record) : 0;
+    const missing = r.record ? await missingObjects(store.content, r.record) : 0;
     if (missing === 0) {
       out.push(r);
       continue;
     }
-    await catalog.store.deleteMeta('tag', `${r.upstream}/${r.repository}:${r.tag}`);
+    await store.catalog.deleteTag(r.upstream, r.repository, r.tag);
     const { record: _dropped, signer: _s, ...rest } = r;
     out.push({ ...rest, status: 'failed', reason: evicted(missing) });
   }
   return out;
 }
 
-async function missingObjects(catalog: Catalog, rec: CopyRecord): Promise<number> {
+async function missingObjects(content: ContentStore, rec: CopyRecord): Promise<number> {
   let n = 0;
-  for (const d of rec.objects.keys()) if (!(await catalog.store.has(d))) n++;
+  for (const d of rec.objects.keys()) if (!(await content.has(d))) n++;
   return n;
 }
 
@@ -142,13 +144,12 @@ async function mirrorTag(deps: MirrorDeps, copier: Copier, entry: MirrorImage, t
     const sigLoc = signatureLocation(deps, loc, ev.policy);
     await copier.copySignatures(sigLoc, digest, rec);
     if (ev.policy && ev.outcome) {
-      // The key serve's Keeper writes verdicts under (gate/keeper.ts).
-      const key = `${entry.upstream}/${entry.repository}@${digest}|${ev.policy.fingerprint}`;
-      await deps.catalog.putVerdict(key, { outcome: ev.outcome, decidedAt: (deps.now ?? Date.now)() });
+      // The record serve's Keeper writes (gate/keeper.ts).
+      await deps.catalog.putVerdict(entry.upstream, entry.repository, digest, ev.policy.fingerprint, { outcome: ev.outcome, decidedAt: (deps.now ?? Date.now)() });
     }
     // Eviction (cache.store.maxBytes) may have removed part of it while it was copied.
-    await deps.catalog.store.evict();
-    const missing = await missingObjects(deps.catalog, rec);
+    await deps.content.evict();
+    const missing = await missingObjects(deps.content, rec);
     if (missing > 0) return { ...common, status: 'failed', reason: evicted(missing), bytes: rec.bytes, newBytes: rec.newBytes, objects: rec.objects.size };
     // The tag last: it never points at an incomplete image.
     await copier.putTag(loc, tag, ev.manifest, rec);

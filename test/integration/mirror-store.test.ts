@@ -17,7 +17,7 @@ import { StoreWalker } from '../../src/mirror/inventory.js';
 import type { Config } from '../../src/config/types.js';
 import { ManifestGate } from '../../src/gate/manifest-gate.js';
 import type { Digest } from '../../src/oci/digest.js';
-import { Catalog, ContentStore } from '../../src/store/index.js';
+import { Catalog, ContentStore, type VerdictRecord } from '../../src/store/index.js';
 import type { UpstreamRegistry } from '../../src/upstream/types.js';
 import { tempDir } from '../helpers/net.js';
 import { pushBundleReferrer, pushLegacySignature } from '../helpers/publish.js';
@@ -210,9 +210,10 @@ describe('sigil mirror into the content store', () => {
       assert.deepEqual(refs.map((r) => [r.digest, r.artifactType]), [[keylessReferrer, 'application/vnd.dev.sigstore.bundle.v0.3+json']]);
       assert.ok(await catalog.getManifest('reg.test', 'prod/keyless', keylessReferrer as Digest));
       assert.ok(await catalog.getTag('reg.test', 'prod/keyless', keyless.digest.replace(':', '-')), 'the referrers fallback tag');
-      // a verdict, under the key serve's keeper uses
+      // a verdict, the record serve's keeper writes
       const policy = config.policies.find((p) => p.name === 'prod')!;
-      assert.equal((await catalog.getVerdict(`reg.test/prod/app@${app.digest}|${policy.fingerprint}`))?.outcome.kind, 'verified');
+      const verdict = (await catalog.records('verdict')).find((v) => v.ref.repository === 'prod/app' && v.ref.digest === app.digest && v.ref.policyFingerprint === policy.fingerprint);
+      assert.equal((verdict?.value as VerdictRecord | undefined)?.outcome.kind, 'verified');
       // unverified under enforce: not a byte stored
       for (const img of [unsigned, badsig]) {
         assert.equal(await store.has(img.digest as Digest), false);
@@ -292,10 +293,14 @@ describe('the export, read by skopeo and imported into another store', () => {
     assert.match(c.err(), /^verified reg\.test\/prod\/keyless:1\.0 sha256:[a-f0-9]{64} \(3 objects, .* new\) signed by https:\/\/github\.com\/acme/m);
     assert.match(c.err(), /^unverified reg\.test\/lab\/tool:1\.0 .*policy lab has mode off$/m);
     assert.deepEqual(await records(fresh), await records(storeDir));
-    // the verdicts, under the keys serve's keeper uses
+    // the verdicts, the records serve's keeper writes
     const policy = config.policies.find((p) => p.name === 'prod')!;
     await withStore(fresh, async (catalog) => {
-      for (const d of [app.digest, multi.digest, keyless.digest]) assert.equal((await catalog.getVerdict(`reg.test/prod/${d === app.digest ? 'app' : d === multi.digest ? 'multi' : 'keyless'}@${d}|${policy.fingerprint}`))?.outcome.kind, 'verified');
+      const verdicts = await catalog.records('verdict');
+      for (const [repo, d] of [['prod/app', app.digest], ['prod/multi', multi.digest], ['prod/keyless', keyless.digest]]) {
+        const verdict = verdicts.find((v) => v.ref.upstream === 'reg.test' && v.ref.repository === repo && v.ref.digest === d && v.ref.policyFingerprint === policy.fingerprint);
+        assert.equal((verdict?.value as VerdictRecord | undefined)?.outcome.kind, 'verified', repo);
+      }
     });
     // importing again changes nothing and stores nothing new
     const again = capture();
@@ -427,8 +432,8 @@ describe('--import verifies each tag as serve --offline would', () => {
     } finally {
       await s.stop();
     }
-    await withStore(enforceStore, async (catalog) => {
-      const clients = new Map<string, UpstreamRegistry>([['reg.test', new StoredRegistry('reg.test', catalog)]]);
+    await withStore(enforceStore, async (catalog, store) => {
+      const clients = new Map<string, UpstreamRegistry>([['reg.test', new StoredRegistry('reg.test', { content: store, catalog })]]);
       const gate = new ManifestGate({ config, clients, metrics: new Metrics(), logger: createLogger('silent'), verifier: loadVerifier(config) });
       assert.equal((await gate.evaluate({ upstream: 'reg.test', repository: 'prod/app', reference: '1.0' })).outcome?.kind, 'verified');
       await assert.rejects(gate.evaluate({ upstream: 'reg.test', repository: 'prod/unsigned', reference: '1.0' }), (e: unknown) => isSigilError(e) && e.code === 'MANIFEST_UNKNOWN');
@@ -662,8 +667,8 @@ describe('with the registry gone', () => {
   });
 
   test('the store alone verifies every mirrored image again and serves its blobs', async () => {
-    await withStore(storeDir, async (catalog) => {
-      const clients = new Map<string, UpstreamRegistry>([['reg.test', new StoredRegistry('reg.test', catalog)]]);
+    await withStore(storeDir, async (catalog, store) => {
+      const clients = new Map<string, UpstreamRegistry>([['reg.test', new StoredRegistry('reg.test', { content: store, catalog })]]);
       const gate = new ManifestGate({ config, clients, metrics: new Metrics(), logger: createLogger('silent'), verifier: loadVerifier(config) });
       for (const [repo, tag, digest] of [['prod/app', '1.0', app.digest], ['prod/multi', '2.0', multi.digest], ['prod/keyless', '1.0', keyless.digest]]) {
         const ev = await gate.evaluate({ upstream: 'reg.test', repository: repo, reference: tag });
@@ -684,8 +689,8 @@ describe('with the registry gone', () => {
   });
 
   test('the imported store verifies offline too', async () => {
-    await withStore(join(dir, 'store-imported'), async (catalog) => {
-      const clients = new Map<string, UpstreamRegistry>([['reg.test', new StoredRegistry('reg.test', catalog)]]);
+    await withStore(join(dir, 'store-imported'), async (catalog, store) => {
+      const clients = new Map<string, UpstreamRegistry>([['reg.test', new StoredRegistry('reg.test', { content: store, catalog })]]);
       const gate = new ManifestGate({ config, clients, metrics: new Metrics(), logger: createLogger('silent'), verifier: loadVerifier(config) });
       const ev = await gate.evaluate({ upstream: 'reg.test', repository: 'prod/keyless', reference: '1.0' });
       assert.equal(ev.outcome?.kind, 'verified', JSON.stringify(ev.outcome));
@@ -699,8 +704,8 @@ describe('sigil cache ls and prune', () => {
 
   /** Sets the last use (mtime) of every object of a unit. */
   async function age(ref: string, msAgo: number): Promise<void> {
-    await withStore(pruneDir, async (_c, store) => {
-      const w = new StoreWalker(store);
+    await withStore(pruneDir, async (catalog, store) => {
+      const w = new StoreWalker({ content: store, catalog });
       const { tags } = await w.load();
       const unit = (await w.units(tags)).find((u) => u.ref === ref);
       assert.ok(unit, ref);

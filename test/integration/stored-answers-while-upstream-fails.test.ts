@@ -85,7 +85,7 @@ async function rig(opts: { storedReferrers?: boolean } = {}): Promise<Rig> {
   if (opts.storedReferrers) await catalog.putReferrers(UP, 'app', DIGEST, []);
   const client = new UpstreamClient({ name: UP, url: new URL(up.url), staleIfError: true, verifyBlobDigests: true }, { metrics, logger });
   cleanup.push(() => client.close());
-  const reg = new CachingRegistry(client, catalog, { tagTtlMs: 30_000, manifestCacheBytes: 1 << 20, staleIfError: true, now: () => state.now }, { metrics, logger });
+  const reg = new CachingRegistry(client, { content: store, catalog }, { tagTtlMs: 30_000, manifestCacheBytes: 1 << 20, staleIfError: true, now: () => state.now }, { metrics, logger });
   return Object.assign(state, { reg, up, logs, metrics });
 }
 

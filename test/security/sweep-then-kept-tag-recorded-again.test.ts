@@ -35,7 +35,7 @@ test('a tag kept before an eviction + sweep is recorded again when its image is 
   const store = await ContentStore.open({ dir, maxBytes: 1 << 20, now, sweepMetaAtOpen: false });
   try {
     const catalog = new Catalog(store);
-    const keeper = new Keeper(catalog, { policies: [], cache: { verifications: { maxEntries: 1000, ttlMs: 600_000 } } } as unknown as Config, pino({ level: 'silent' }));
+    const keeper = new Keeper({ content: store, catalog }, { policies: [], cache: { verifications: { maxEntries: 1000, ttlMs: 600_000 } } } as unknown as Config, pino({ level: 'silent' }));
     const bytes = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MT_MANIFEST, config: null, layers: [] }));
     const digest: Digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
     const ev: Evaluation = { manifest: { bytes, digest, mediaType: MT_MANIFEST }, basis: 'no-policy', cached: false };
@@ -44,7 +44,7 @@ test('a tag kept before an eviction + sweep is recorded again when its image is 
     // `latest` and `1.0` name the same image; both pulled and kept
     await keeper.keep(at('latest'), ev);
     await keeper.keep(at('1.0'), ev);
-    const offline = new StoredRegistry('reg.test', catalog);
+    const offline = new StoredRegistry('reg.test', { content: store, catalog });
     assert.equal((await offline.fetchManifest('team/app', 'latest')).digest, digest);
 
     // cache pressure evicts the manifest; a sweep (automatic, or `sigil cache prune`) drops its records

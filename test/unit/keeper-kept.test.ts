@@ -27,7 +27,7 @@ test('a sweep by another process sharing the store: a kept tag is recorded again
   let other: ContentStore | undefined;
   try {
     const catalog = new Catalog(mine);
-    const keeper = new Keeper(catalog, { policies: [], cache: { verifications: { maxEntries: 1000, ttlMs: 600_000 } } } as unknown as Config, pino({ level: 'silent' }), now);
+    const keeper = new Keeper({ content: mine, catalog }, { policies: [], cache: { verifications: { maxEntries: 1000, ttlMs: 600_000 } } } as unknown as Config, pino({ level: 'silent' }), now);
     const bytes = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MT, config: null, layers: [] }));
     const digest: Digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
     const ev: Evaluation = { manifest: { bytes, digest, mediaType: MT }, basis: 'no-policy', cached: false };
