@@ -48,8 +48,8 @@ async function settle(): Promise<void> {
   }
 }
 
-/** Starts every stream, takes one chunk of each, then leaves them paused: what do they hold? */
-async function heldByPausedStreams(open: () => Promise<Readable>): Promise<{ grown: number; streams: Readable[] }> {
+/** Starts every stream, takes one chunk of each, then leaves them paused: what do they hold? (Destroyed after.) */
+async function heldByPausedStreams(open: () => Promise<Readable>): Promise<number> {
   const gc = exposeGc();
   gc();
   const before = process.memoryUsage().arrayBuffers;
@@ -69,7 +69,9 @@ async function heldByPausedStreams(open: () => Promise<Readable>): Promise<{ gro
   );
   await settle();
   gc();
-  return { grown: process.memoryUsage().arrayBuffers - before, streams };
+  const grown = process.memoryUsage().arrayBuffers - before;
+  for (const s of streams) s.destroy();
+  return grown;
 }
 
 async function storeOf(bytes: Buffer, trustCtimeAgeMs?: number): Promise<{ store: ContentStore; digest: Digest; path: string }> {
@@ -88,9 +90,7 @@ function bounded(grown: number, what: string): void {
 test('paused reads of a stored 64 MiB object, hashed as they stream, hold at most 1 MiB each', async () => {
   const { store, digest } = await storeOf(blob());
   try {
-    const { grown, streams } = await heldByPausedStreams(async () => (await store.openRead(digest)) as Readable);
-    for (const s of streams) s.destroy();
-    bounded(grown, 'hashing reads');
+    bounded(await heldByPausedStreams(async () => (await store.openRead(digest)) as Readable), 'hashing reads');
   } finally {
     await store.close();
   }
@@ -103,9 +103,7 @@ test('paused trusted reads of a stored 64 MiB object hold at most 1 MiB each', a
     while ((await stat(path)).ctimeMs > Date.now() - 30) await sleep(10);
     const first = (await store.openRead(digest)) as Readable; // hashed: trusted afterwards
     for await (const _ of first);
-    const { grown, streams } = await heldByPausedStreams(async () => (await store.openRead(digest)) as Readable);
-    for (const s of streams) s.destroy();
-    bounded(grown, 'trusted reads');
+    bounded(await heldByPausedStreams(async () => (await store.openRead(digest)) as Readable), 'trusted reads');
   } finally {
     await store.close();
   }
@@ -123,12 +121,11 @@ test('paused readers behind a 64 MiB write hold at most 1 MiB each', async () =>
     if (w.kind !== 'writer') return;
     // all but the last byte written: followers can read all of it but the held-back byte
     await new Promise<void>((resolve, reject) => w.writer.write(bytes.subarray(0, SIZE - 1), (e) => (e ? reject(e) : resolve())));
-    const { grown, streams } = await heldByPausedStreams(async () => {
+    const grown = await heldByPausedStreams(async () => {
       const f = store.beginWrite(digest, SIZE);
       assert.equal(f.kind, 'follower');
       return (f as { stream: Readable }).stream;
     });
-    for (const s of streams) s.destroy();
     w.writer.end(bytes.subarray(SIZE - 1));
     await w.done;
     bounded(grown, 'followers');

@@ -88,6 +88,26 @@ async function overwrite(path: string, at: number, bytes: Buffer): Promise<void>
   }
 }
 
+/** A store holding `bytes`, read once (hashed) so that it is trusted; the next read is checked not to hash. */
+async function trustedStore(bytes: Buffer): Promise<Awaited<ReturnType<typeof storeWith>>> {
+  const stored = await storeWith(bytes);
+  await settled(stored.path);
+  await hashesFor(stored.store, stored.hashes, stored.digest, bytes);
+  assert.equal(await hashesFor(stored.store, stored.hashes, stored.digest, bytes), 0, 'trusted');
+  return stored;
+}
+
+/** The changed object is found and not served complete: absent when small, cut off when big; removed. */
+async function neverServedComplete(store: ContentStore, digest: Digest, size: number): Promise<void> {
+  const got = await store.openRead(digest);
+  if (size <= VERIFY_AHEAD_MAX_BYTES) assert.ok(got === null, 'found before anything is returned: absent');
+  else {
+    const r = await readThrough(got);
+    assert.ok(!r.complete && r.bytes.length < size, `received ${r.bytes.length} of ${size} bytes, complete: ${r.complete}`);
+  }
+  assert.equal(await store.has(digest), false, 'the changed object is removed');
+}
+
 for (const [what, size] of [
   ['a small object', SMALL],
   ['a big object', BIG],
@@ -106,23 +126,13 @@ for (const [what, size] of [
   });
 
   test(`${what} changed in place with its mtime put back is found (the ctime changed) and never served complete`, async () => {
-    const bytes = randomBytes(size);
-    const { store, hashes, digest, path } = await storeWith(bytes);
+    const { store, digest, path } = await trustedStore(randomBytes(size));
     try {
-      await settled(path);
-      await hashesFor(store, hashes, digest, bytes);
-      assert.equal(await hashesFor(store, hashes, digest, bytes), 0, 'trusted');
       const { mtime, atime } = await stat(path);
       await overwrite(path, 1000, randomBytes(64));
       await utimes(path, atime, mtime);
       assert.equal((await stat(path)).mtimeMs, mtime.getTime(), 'the mtime is as it was');
-      const got = await store.openRead(digest);
-      if (size <= VERIFY_AHEAD_MAX_BYTES) assert.ok(got === null, 'found before anything is returned: absent');
-      else {
-        const r = await readThrough(got);
-        assert.ok(!r.complete && r.bytes.length < size, `received ${r.bytes.length} of ${size} bytes, complete: ${r.complete}`);
-      }
-      assert.equal(await store.has(digest), false, 'the changed object is removed');
+      await neverServedComplete(store, digest, size);
     } finally {
       await store.close();
     }
@@ -130,11 +140,8 @@ for (const [what, size] of [
 
   test(`${what} replaced by another file (a new inode) of the same size and mtime is found and never served complete`, async () => {
     const bytes = randomBytes(size);
-    const { store, hashes, digest, path } = await storeWith(bytes);
+    const { store, digest, path } = await trustedStore(bytes);
     try {
-      await settled(path);
-      await hashesFor(store, hashes, digest, bytes);
-      assert.equal(await hashesFor(store, hashes, digest, bytes), 0, 'trusted');
       const { mtime, atime } = await stat(path);
       const other = `${path}.other`;
       const changed = Buffer.from(bytes);
@@ -142,13 +149,7 @@ for (const [what, size] of [
       await writeFile(other, changed);
       await utimes(other, atime, mtime);
       await rename(other, path);
-      const got = await store.openRead(digest);
-      if (size <= VERIFY_AHEAD_MAX_BYTES) assert.ok(got === null, 'found before anything is returned: absent');
-      else {
-        const r = await readThrough(got);
-        assert.ok(!r.complete && r.bytes.length < size, `received ${r.bytes.length} of ${size} bytes, complete: ${r.complete}`);
-      }
-      assert.equal(await store.has(digest), false);
+      await neverServedComplete(store, digest, size);
     } finally {
       await store.close();
     }
@@ -157,10 +158,8 @@ for (const [what, size] of [
 
 test('a trusted object changed while it is read fails before its last chunk, even when the bytes are put back', async () => {
   const bytes = randomBytes(BIG);
-  const { store, hashes, digest, path } = await storeWith(bytes);
+  const { store, hashes, digest, path } = await trustedStore(bytes);
   try {
-    await settled(path);
-    await hashesFor(store, hashes, digest, bytes);
     const s = await store.openRead(digest);
     assert.ok(s);
     assert.equal(hashes.started, 1, 'a trusted read');
