@@ -232,7 +232,8 @@ export class CachingRegistry implements UpstreamRegistry {
       mismatch: (got) => new SigilError({ code: 'DIGEST_MISMATCH', message: `${what}: the bytes hash to ${got}`, detail: { expected: digest, got } }),
       wrongLength: (count) => new SigilError({ code: 'UPSTREAM_BAD_RESPONSE', message: `${what}: ${count} bytes, announced ${size}` }),
     });
-    pipeStreams(Readable.from(resume.call(this)), checked, () => {
+    // bytes, not objects: an object-mode stream would read 16 chunks ahead of a slow client
+    pipeStreams(Readable.from(resume.call(this), { objectMode: false }), checked, () => {
       /* an error is the consumer's (pipeline destroyed `checked` with it) */
     });
     return checked;
