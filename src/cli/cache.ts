@@ -1,7 +1,7 @@
 import { formatProblems, loadConfig } from '../config/load.js';
 import { formatBytes, formatTime, shortDigest, table } from '../mirror/format.js';
 import { pruneStore, takeInventory } from '../mirror/inventory.js';
-import { ContentStore } from '../store/index.js';
+import { Catalog, ContentStore } from '../store/index.js';
 import { parseArgs, UsageError } from './args.js';
 import type { CliIo } from './io.js';
 
@@ -82,7 +82,7 @@ export async function cacheCommand(io: CliIo, argv: readonly string[], opts: { n
   const json = a.flags.has('json');
   try {
     if (sub === 'ls') {
-      const inv = await takeInventory(store);
+      const inv = await takeInventory({ content: store, catalog: new Catalog(store) });
       if (json) {
         io.stdout(
           `${JSON.stringify({
@@ -103,7 +103,7 @@ export async function cacheCommand(io: CliIo, argv: readonly string[], opts: { n
       }
       return 0;
     }
-    const summary = await pruneStore(store, { ...(olderThanMs !== undefined ? { olderThanMs } : {}), ...(maxBytes !== undefined ? { maxBytes } : {}), now: now() });
+    const summary = await pruneStore({ content: store, catalog: new Catalog(store) }, { ...(olderThanMs !== undefined ? { olderThanMs } : {}), ...(maxBytes !== undefined ? { maxBytes } : {}), now: now() });
     // pruneStore drops the records of what it removed; the sweep also drops those of objects evicted earlier.
     const swept = await store.sweepMeta();
     if (json) io.stdout(`${JSON.stringify({ ...summary, metaSwept: swept })}\n`);

@@ -117,7 +117,7 @@ export async function mirrorCommand(io: CliIo, argv: readonly string[], opts: Mi
     const gate = new ManifestGate({ config, clients, metrics, logger, verifier });
     const progress = new Progress(io, opts.stderrIsTTY === true, opts.now ?? Date.now);
     const results = await runMirror(
-      { config, clients, gate, catalog: new Catalog(store), ...(opts.now ? { now: opts.now } : {}) },
+      { config, clients, gate, content: store, catalog: new Catalog(store), ...(opts.now ? { now: opts.now } : {}) },
       spec.images,
       progress,
     );

@@ -31,7 +31,7 @@ export const OFF_THREAD_MIN_BYTES = 1024 * 1024;
 const FREE_RINGS_MAX = 8;
 
 /**
- * Rings in use at most (64 MiB): a ring is pinned for its stream's whole life, and a
+ * Rings in use at most (16 MiB): a ring is pinned for its stream's whole life, and a
  * slow client holds its stream open; past this, streams hash inline (a few hundred bytes).
  */
 export const RINGS_IN_FLIGHT_MAX = 32;
@@ -45,7 +45,7 @@ const WORKER_DEATHS_MAX = 3;
 
 /**
  * A worker that makes no progress for this long is stuck: the stream fails (closed,
- * not served unchecked). Hashing 2 MiB takes about a millisecond.
+ * not served unchecked). Hashing a 512 KiB ring takes well under a millisecond.
  */
 export const HASH_STALL_TIMEOUT_MS = 30_000;
 

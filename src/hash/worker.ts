@@ -11,7 +11,7 @@ import type { MessagePort } from 'node:worker_threads';
 import { ABORTED, ALGORITHM, ALGORITHMS, CONTROL_BYTES, DATA_OFFSET, DIGEST_OFFSET, DONE, END, READ, RING_BYTES, STATE, WRITTEN } from './ring.js';
 
 /** Hash at most this much before publishing progress, so a full ring frees up early. */
-const SLICE_BYTES = 256 * 1024;
+const SLICE_BYTES = RING_BYTES / 4;
 
 interface Job {
   readonly sab: SharedArrayBuffer;

@@ -6,6 +6,7 @@ import { MT } from '../oci/media-types.js';
 import { MAX_BUNDLE_REFERRERS } from '../signatures/limits.js';
 import type { Catalog } from '../store/catalog.js';
 import type { FetchedManifest, Registry } from '../oci/registry.js';
+import type { ContentStore } from '../store/content-store.js';
 import { MAX_INDEX_CHILDREN, MAX_INDEX_DEPTH } from './limits.js';
 import { parseManifest, referrerDescriptor, tryDescriptor, tryIndexEntries, type Descriptor } from '../oci/manifest.js';
 import { platformText, platformWanted, type Platform } from '../oci/platform.js';
@@ -55,11 +56,13 @@ function notFound(e: unknown): boolean {
  * content: blobs and children before the manifest that names them, the tag last.
  */
 export class Copier {
+  readonly #content: ContentStore;
   readonly #catalog: Catalog;
   readonly #onBytes: (n: number) => void;
 
-  constructor(catalog: Catalog, onBytes: (n: number) => void = () => {}) {
-    this.#catalog = catalog;
+  constructor(store: { readonly content: ContentStore; readonly catalog: Catalog }, onBytes: (n: number) => void = () => {}) {
+    this.#content = store.content;
+    this.#catalog = store.catalog;
     this.#onBytes = onBytes;
   }
 
@@ -92,7 +95,7 @@ export class Copier {
 
   /** Streams a blob into the store (digest and size checked by the store) unless it is there; `namedBy` is the manifest naming it. */
   async copyBlob(loc: Location, d: Descriptor, rec: CopyRecord, namedBy: Digest): Promise<void> {
-    const store = this.#catalog.store;
+    const store = this.#content;
     rec.objects.set(d.digest, d.size);
     if (await store.has(d.digest)) {
       await this.#catalog.noteBlob(loc.upstream, loc.repository, d.digest, namedBy);
@@ -200,7 +203,7 @@ export class Copier {
   }
 
   async #putManifest(loc: Location, m: FetchedManifest, rec: CopyRecord): Promise<void> {
-    if (!(await this.#catalog.store.has(m.digest))) {
+    if (!(await this.#content.has(m.digest))) {
       rec.newObjects++;
       rec.newBytes += m.bytes.length;
     }

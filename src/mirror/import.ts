@@ -9,7 +9,8 @@ import type { Evaluation } from '../policy/evaluation.js';
 import type { SignatureVerifier } from '../gate/verifier.js';
 import { digestOf, type Digest } from '../oci/digest.js';
 import { storeOnly } from '../registry/compose.js';
-import type { Catalog } from '../store/catalog.js';
+import type { Catalog, RecordSnapshot } from '../store/catalog.js';
+import { recordId, type ObjectRef, type RecordRef, type RepositoryRef } from '../store/catalog-keys.js';
 import type { ContentStore } from '../store/content-store.js';
 import { MANIFEST_MAX_BYTES } from '../upstream/limits.js';
 import type { Registry } from '../oci/registry.js';
@@ -57,7 +58,7 @@ interface Tally {
   readonly objects: Set<Digest>;
   /** The manifests among them (the entry's own and its children). */
   readonly manifests: Set<Digest>;
-  /** Catalog records it wrote, as `<namespace>\0<key>`. */
+  /** Catalog records it wrote (recordId). */
   readonly records: Set<string>;
   /** Objects this import stored for it (absent before). */
   readonly created: Set<Digest>;
@@ -113,7 +114,7 @@ export async function importLayout(deps: ImportDeps, dir: string, onResult: (r: 
   if (!(await checkLayoutFile(dir))) throw new SigilError({ code: 'MANIFEST_INVALID', message: `${dir}: no oci-layout file: not an OCI image layout` });
   const index = await readIndex(dir);
   if (index === null) throw new SigilError({ code: 'MANIFEST_INVALID', message: `${dir}: no index.json` });
-  const importer = new Importer(deps.catalog, dir);
+  const importer = new Importer(deps, dir);
   const slots: Array<ImportResult | Entry> = [];
   const entries: Entry[] = [];
   for (const [i, raw] of index.entries()) {
@@ -166,9 +167,8 @@ export async function importLayout(deps: ImportDeps, dir: string, onResult: (r: 
       if ('tag' in e.ref && e.tagged === undefined) await deps.catalog.putTag(e.ref.upstream, e.ref.repository, e.ref.tag, { digest: e.desc.digest, mediaType: e.desc.mediaType });
       const ev = e.decision?.ev;
       if (ev?.policy && ev.outcome && e.sigOf === undefined) {
-        // The key serve's keeper writes verdicts under (registry/keep.ts), for inspection.
-        const key = `${e.ref.upstream}/${e.ref.repository}@${e.desc.digest}|${ev.policy.fingerprint}`;
-        await deps.catalog.putVerdict(key, { outcome: ev.outcome, decidedAt: (deps.now ?? Date.now)() });
+        // The record serve's keeper writes (registry/keep.ts), for inspection.
+        await deps.catalog.putVerdict(e.ref.upstream, e.ref.repository, e.desc.digest, ev.policy.fingerprint, { outcome: ev.outcome, decidedAt: (deps.now ?? Date.now)() });
       }
     } catch (err) {
       e.decision = { status: 'failed', reason: messageOf(err) };
@@ -277,7 +277,7 @@ class Subjects {
   /** Objects this import stored: not stored before it, whatever records say. */
   readonly #created: ReadonlySet<Digest>;
   readonly #passing = new Map<string, Promise<boolean>>();
-  #manifestKeys: Promise<string[]> | undefined;
+  #manifestRecords: Promise<ObjectRef[]> | undefined;
 
   constructor(deps: ImportDeps, gate: ManifestGate, importer: Importer, entries: readonly Entry[]) {
     this.#gate = gate;
@@ -300,17 +300,17 @@ class Subjects {
     const key = `${at}\0${subject}`;
     let p = this.#passing.get(key);
     if (p === undefined) {
-      p = this.#check(at, subject);
+      p = this.#check(sig.ref, subject);
       this.#passing.set(key, p);
     }
     return p;
   }
 
-  async #check(at: string, subject: Digest): Promise<boolean> {
+  async #check(home: RepositoryRef, subject: Digest): Promise<boolean> {
     if (this.#created.has(subject)) return false;
-    for (const where of [at, ...(await this.#holding(subject)).filter((w) => w !== at)]) {
-      const slash = where.indexOf('/');
-      const [upstream, repository] = [where.slice(0, slash), where.slice(slash + 1)];
+    const at = `${home.upstream}/${home.repository}`;
+    const elsewhere = (await this.#holding(subject)).filter((w) => w.upstream !== home.upstream || w.repository !== home.repository);
+    for (const { upstream, repository } of [home, ...elsewhere]) {
       if (!this.#homes.readFrom(upstream, repository).has(at)) continue;
       if (!(await this.#importer.storedBefore(upstream, repository, subject))) continue;
       try {
@@ -323,11 +323,10 @@ class Subjects {
     return false;
   }
 
-  /** `<upstream>/<repository>` of every manifest record of `digest` (read once, only when needed). */
-  async #holding(digest: Digest): Promise<string[]> {
-    this.#manifestKeys ??= this.#catalog.store.listMeta('manifest').then((all) => all.map((r) => r.key));
-    const suffix = `@${digest}`;
-    return (await this.#manifestKeys).filter((k) => k.endsWith(suffix)).map((k) => k.slice(0, -suffix.length));
+  /** The repositories of every manifest record of `digest` (read once, only when needed). */
+  async #holding(digest: Digest): Promise<ObjectRef[]> {
+    this.#manifestRecords ??= this.#catalog.records('manifest').then((all) => all.map((r) => r.ref));
+    return (await this.#manifestRecords).filter((r) => r.digest === digest);
   }
 }
 
@@ -348,15 +347,17 @@ function resultOf(e: Entry): ImportResult {
 
 /** Imports manifests and blobs of one layout, remembering what each record was before. */
 class Importer {
+  readonly #content: ContentStore;
   readonly #catalog: Catalog;
   readonly #dir: string;
-  /** `<upstream>\0<repository>\0<subject>` → referrer descriptors by digest, with the entries that found them. */
-  readonly #referrers = new Map<string, Map<Digest, { desc: Descriptor; owners: Set<number> }>>();
-  /** `<namespace>\0<key>` → the record's value before this import wrote it (null: there was none). */
-  readonly #prior = new Map<string, { value: unknown } | null>();
+  /** The referrers record of each subject (by recordId) → referrer descriptors by digest, with the entries that found them. */
+  readonly #referrers = new Map<string, { ref: RecordRef & ObjectRef; found: Map<Digest, { desc: Descriptor; owners: Set<number> }> }>();
+  /** recordId → the record, and what it was before this import wrote it. */
+  readonly #prior = new Map<string, { ref: RecordRef; before: RecordSnapshot }>();
 
-  constructor(catalog: Catalog, dir: string) {
-    this.#catalog = catalog;
+  constructor(store: { readonly content: ContentStore; readonly catalog: Catalog }, dir: string) {
+    this.#content = store.content;
+    this.#catalog = store.catalog;
     this.#dir = dir;
   }
 
@@ -373,34 +374,34 @@ class Importer {
       for (const b of parsed.blobs) await this.#blob(upstream, repository, b, tally, desc.digest);
       if (parsed.subject !== undefined) {
         if (depth === 0) tally.subject = parsed.subject.digest;
-        const key = `${upstream}\0${repository}\0${parsed.subject.digest}`;
-        const list = this.#referrers.get(key) ?? new Map<Digest, { desc: Descriptor; owners: Set<number> }>();
+        const ref = { kind: 'referrers', upstream, repository, digest: parsed.subject.digest } as const;
+        const id = recordId(ref);
+        const list = this.#referrers.get(id)?.found ?? new Map<Digest, { desc: Descriptor; owners: Set<number> }>();
         const found = list.get(desc.digest) ?? { desc: referrerDescriptor(desc.digest, desc.mediaType, bytes.length, parsed), owners: new Set<number>() };
         found.owners.add(tally.id);
         list.set(desc.digest, found);
-        this.#referrers.set(key, list);
+        this.#referrers.set(id, { ref, found: list });
       }
     }
-    const store = this.#catalog.store;
-    if (!(await store.has(desc.digest))) {
+    if (!(await this.#content.has(desc.digest))) {
       tally.newBytes += bytes.length;
       tally.created.add(desc.digest);
     }
     tally.objects.add(desc.digest);
     tally.manifests.add(desc.digest);
-    await this.#remember('manifest', `${upstream}/${repository}@${desc.digest}`, tally);
+    await this.#remember({ kind: 'manifest', upstream, repository, digest: desc.digest }, tally);
     await this.#catalog.putManifest(upstream, repository, desc.digest, desc.mediaType, bytes);
   }
 
   /** Did the store hold `digest` for this repository before this import (its manifest record, then)? */
   async storedBefore(upstream: string, repository: string, digest: Digest): Promise<boolean> {
-    const prior = this.#prior.get(`manifest\0${upstream}/${repository}@${digest}`);
-    if (prior !== undefined) return prior !== null && (await this.#catalog.store.has(digest));
-    return (await this.#catalog.hasManifestRecord(upstream, repository, digest)) && (await this.#catalog.store.has(digest));
+    const prior = this.#prior.get(recordId({ kind: 'manifest', upstream, repository, digest }));
+    if (prior !== undefined) return prior.before !== null && (await this.#content.has(digest));
+    return (await this.#catalog.hasManifestRecord(upstream, repository, digest)) && (await this.#content.has(digest));
   }
 
   async putTag(upstream: string, repository: string, tag: string, desc: Descriptor, tally: Tally): Promise<void> {
-    await this.#remember('tag', `${upstream}/${repository}:${tag}`, tally);
+    await this.#remember({ kind: 'tag', upstream, repository, tag }, tally);
     await this.#catalog.putTag(upstream, repository, tag, { digest: desc.digest, mediaType: desc.mediaType });
   }
 
@@ -409,27 +410,22 @@ class Importer {
    * found by entries `keep` accepts, sorted as `mirror` writes them; with none, as it was before.
    */
   async writeReferrers(keep: (owners: ReadonlySet<number>) => boolean): Promise<void> {
-    for (const [key, found] of this.#referrers) {
-      const [upstream, repository, subject] = key.split('\0') as [string, string, Digest];
-      const recordKey = `referrers\0${upstream}/${repository}@${subject}`;
-      if (!this.#prior.has(recordKey)) {
-        const before = await this.#catalog.getReferrers(upstream, repository, subject);
-        this.#prior.set(recordKey, before === null ? null : { value: before });
-      }
-      const prior = this.#prior.get(recordKey);
+    for (const [id, { ref, found }] of this.#referrers) {
+      if (!this.#prior.has(id)) this.#prior.set(id, { ref, before: await this.#catalog.snapshot(ref) });
+      const prior = this.#prior.get(id)?.before;
       const wanted = [...found].filter(([, f]) => keep(f.owners));
       if (wanted.length === 0) {
-        await this.#restore(recordKey);
+        await this.#restore(id);
         continue;
       }
       const merged = new Map<string, unknown>();
-      for (const d of (prior?.value as unknown[] | undefined) ?? []) {
+      for (const d of Array.isArray(prior?.value) ? (prior.value as unknown[]) : []) {
         const digest = (d as { digest?: unknown } | null)?.digest;
         if (typeof digest === 'string') merged.set(digest, d);
       }
       for (const [digest, f] of wanted) merged.set(digest, f.desc);
       const list = [...merged].sort((a, b) => (a[0] < b[0] ? -1 : 1)).map(([, d]) => d);
-      await this.#catalog.putReferrers(upstream, repository, subject, list);
+      await this.#catalog.putReferrers(ref.upstream, ref.repository, ref.digest, list);
     }
   }
 
@@ -441,24 +437,19 @@ class Importer {
     const keptRecords = new Set(kept.flatMap((e) => [...e.tally.records]));
     const keptObjects = new Set(kept.flatMap((e) => [...e.tally.objects]));
     for (const r of new Set(dropped.flatMap((e) => [...e.tally.records]))) if (!keptRecords.has(r)) await this.#restore(r);
-    for (const d of new Set(dropped.flatMap((e) => [...e.tally.created]))) if (!keptObjects.has(d)) await this.#catalog.store.remove(d);
+    for (const d of new Set(dropped.flatMap((e) => [...e.tally.created]))) if (!keptObjects.has(d)) await this.#content.remove(d);
   }
 
-  async #remember(ns: string, key: string, tally: Tally): Promise<void> {
-    const recordKey = `${ns}\0${key}`;
-    tally.records.add(recordKey);
-    if (this.#prior.has(recordKey)) return;
-    const before = await this.#catalog.store.getMeta(ns, key);
-    this.#prior.set(recordKey, before === null ? null : { value: before.value });
+  async #remember(ref: RecordRef, tally: Tally): Promise<void> {
+    const id = recordId(ref);
+    tally.records.add(id);
+    if (this.#prior.has(id)) return;
+    this.#prior.set(id, { ref, before: await this.#catalog.snapshot(ref) });
   }
 
-  async #restore(recordKey: string): Promise<void> {
-    const prior = this.#prior.get(recordKey);
-    if (prior === undefined) return;
-    const cut = recordKey.indexOf('\0');
-    const [ns, key] = [recordKey.slice(0, cut), recordKey.slice(cut + 1)];
-    if (prior === null) await this.#catalog.store.deleteMeta(ns, key);
-    else await this.#catalog.store.putMeta(ns, key, prior.value);
+  async #restore(id: string): Promise<void> {
+    const prior = this.#prior.get(id);
+    if (prior !== undefined) await this.#catalog.restore(prior.ref, prior.before);
   }
 
   async #readManifest(desc: Descriptor): Promise<Buffer> {
@@ -483,7 +474,7 @@ class Importer {
   }
 
   async #blob(upstream: string, repository: string, d: Descriptor, tally: Tally, namedBy: Digest): Promise<void> {
-    const store = this.#catalog.store;
+    const store = this.#content;
     tally.objects.add(d.digest);
     if (!(await store.has(d.digest))) {
       const path = blobPath(this.#dir, d.digest);
@@ -514,7 +505,7 @@ class Importer {
         tally.created.add(d.digest);
       }
     }
-    await this.#remember('blob', `${upstream}/${repository}@${d.digest}`, tally);
+    await this.#remember({ kind: 'blob', upstream, repository, digest: d.digest }, tally);
     await this.#catalog.noteBlob(upstream, repository, d.digest, namedBy);
   }
 }

@@ -1,5 +1,6 @@
 import { isDigest, type Digest } from '../oci/digest.js';
-import type { TagRecord } from '../store/catalog.js';
+import type { Catalog, TagRecord } from '../store/catalog.js';
+import type { TagRef } from '../store/catalog-keys.js';
 import type { ContentStore } from '../store/content-store.js';
 import { MANIFEST_MAX_BYTES } from '../upstream/limits.js';
 import { parseManifest, type ParsedManifest } from '../oci/manifest.js';
@@ -44,14 +45,27 @@ export function signatureSubject(tag: string): Digest | undefined {
   return isDigest(d) ? d : undefined;
 }
 
-/** Key `<upstream>/<repo>:<tag>` or `…@<digest>` → its parts' tail after the last `:` / `@`. */
-function tagOfKey(key: string): string {
-  return key.slice(key.lastIndexOf(':') + 1);
+/** The content store and its catalog. */
+export interface Store {
+  readonly content: ContentStore;
+  readonly catalog: Catalog;
 }
 
-function digestOfKey(key: string): Digest | undefined {
-  const d = key.slice(key.lastIndexOf('@') + 1);
-  return isDigest(d) ? d : undefined;
+/** A stored tag as `cache ls` and `cache prune` name it: `<upstream>/<repository>:<tag>`. */
+function refText(ref: TagRef): string {
+  return `${ref.upstream}/${ref.repository}:${ref.tag}`;
+}
+
+function isTagRecord(value: unknown): value is TagRecord {
+  const d = typeof value === 'object' && value !== null ? (value as { digest?: unknown }).digest : undefined;
+  return typeof d === 'string' && isDigest(d);
+}
+
+/** A stored tag record. */
+interface StoredTag {
+  readonly ref: TagRef;
+  readonly value: TagRecord;
+  readonly updated: number;
 }
 
 /**
@@ -60,28 +74,30 @@ function digestOfKey(key: string): Digest | undefined {
  */
 export class StoreWalker {
   readonly #store: ContentStore;
+  readonly #catalog: Catalog;
   readonly #parsed = new Map<Digest, ParsedManifest | null>();
   #objects = new Map<Digest, { size: number; lastUsed: number }>();
   #sigTags = new Map<Digest, Digest[]>();
   #referrers = new Map<Digest, Digest[]>();
 
-  constructor(store: ContentStore) {
-    this.#store = store;
+  constructor(store: Store) {
+    this.#store = store.content;
+    this.#catalog = store.catalog;
   }
 
   /** (Re)reads the object list and the signature records. */
-  async load(): Promise<{ tags: Array<{ key: string; value: TagRecord; updated: number }> }> {
+  async load(): Promise<{ tags: StoredTag[] }> {
     this.#objects = new Map((await this.#store.list()).map((o) => [o.digest, { size: o.size, lastUsed: o.lastUsed }]));
-    const tags = (await this.#store.listMeta<TagRecord>('tag')).filter((t) => typeof t.value?.digest === 'string' && isDigest(t.value.digest));
+    const tags = (await this.#catalog.records('tag')).flatMap((t) => (isTagRecord(t.value) ? [{ ref: t.ref, value: t.value, updated: t.updated }] : []));
     this.#sigTags = new Map();
     for (const t of tags) {
-      const subject = signatureSubject(tagOfKey(t.key));
+      const subject = signatureSubject(t.ref.tag);
       if (subject) this.#sigTags.set(subject, [...(this.#sigTags.get(subject) ?? []), t.value.digest]);
     }
     this.#referrers = new Map();
-    for (const r of await this.#store.listMeta<unknown[]>('referrers')) {
-      const subject = digestOfKey(r.key);
-      if (!subject || !Array.isArray(r.value)) continue;
+    for (const r of await this.#catalog.records('referrers')) {
+      const subject = r.ref.digest;
+      if (!Array.isArray(r.value)) continue;
       const digests = r.value.map((d) => (d as { digest?: unknown } | null)?.digest).filter((d): d is Digest => typeof d === 'string' && isDigest(d));
       this.#referrers.set(subject, [...(this.#referrers.get(subject) ?? []), ...digests]);
     }
@@ -93,10 +109,10 @@ export class StoreWalker {
   }
 
   /** Every unit (image tag) with what it reaches. */
-  async units(tags: Array<{ key: string; value: TagRecord; updated: number }>): Promise<Unit[]> {
+  async units(tags: readonly StoredTag[]): Promise<Unit[]> {
     const units: Unit[] = [];
     for (const t of tags) {
-      if (signatureSubject(tagOfKey(t.key))) continue;
+      if (signatureSubject(t.ref.tag)) continue;
       const reach = new Map<Digest, number>();
       const state = { complete: true };
       await this.#visit(t.value.digest, reach, state, true);
@@ -111,7 +127,7 @@ export class StoreWalker {
         const o = this.#objects.get(d);
         if (o) lastUsed = Math.max(lastUsed ?? 0, o.lastUsed);
       }
-      units.push({ ref: t.key, digest: t.value.digest, mediaType: t.value.mediaType, objects: reach, bytes, lastUsed, complete: state.complete, tagged: t.updated });
+      units.push({ ref: refText(t.ref), digest: t.value.digest, mediaType: t.value.mediaType, objects: reach, bytes, lastUsed, complete: state.complete, tagged: t.updated });
     }
     return units.sort((a, b) => (a.ref < b.ref ? -1 : 1));
   }
@@ -157,7 +173,7 @@ export class StoreWalker {
   }
 }
 
-export async function takeInventory(store: ContentStore): Promise<Inventory> {
+export async function takeInventory(store: Store): Promise<Inventory> {
   const walker = new StoreWalker(store);
   const { tags } = await walker.load();
   const units = await walker.units(tags);
@@ -196,7 +212,7 @@ export interface PruneSummary {
  * Removes whole images and loose objects (see Unit), then every catalog record that names
  * something no longer stored, so that neither `serve --offline` nor `cache ls` sees half an image.
  */
-export async function pruneStore(store: ContentStore, opts: PruneOptions): Promise<PruneSummary> {
+export async function pruneStore(store: Store, opts: PruneOptions): Promise<PruneSummary> {
   const walker = new StoreWalker(store);
   const { tags } = await walker.load();
   let kept = await walker.units(tags);
@@ -245,32 +261,24 @@ export async function pruneStore(store: ContentStore, opts: PruneOptions): Promi
   let removedObjects = 0;
   let freedBytes = 0;
   for (const d of remove) {
-    if (await store.remove(d)) {
+    if (await store.content.remove(d)) {
       removedObjects++;
       freedBytes += walker.objects.get(d)?.size ?? 0;
     }
   }
   const droppedRefs = new Set(dropped.map((u) => u.ref));
   const removedRecords = await dropStaleRecords(store, droppedRefs);
-  const usage = store.usage();
+  const usage = store.content.usage();
   return { removedTags: [...droppedRefs].sort(), removedObjects, freedBytes, removedRecords, remaining: { objects: usage.objects, bytes: usage.bytes } };
 }
 
 /** Deletes tag records of dropped images and every record naming an object that is gone. */
-async function dropStaleRecords(store: ContentStore, droppedRefs: ReadonlySet<string>): Promise<number> {
-  let n = 0;
-  const present = async (d: string | undefined): Promise<boolean> => d !== undefined && isDigest(d) && (await store.has(d));
-  for (const t of await store.listMeta<TagRecord>('tag')) {
-    const subject = signatureSubject(tagOfKey(t.key));
-    const stale = droppedRefs.has(t.key) || !(await present(t.value?.digest)) || (subject !== undefined && !(await present(subject)));
-    if (stale && (await store.deleteMeta('tag', t.key))) n++;
-  }
-  for (const ns of ['manifest', 'blob', 'referrers']) {
-    for (const r of await store.listMeta(ns)) if (!(await present(digestOfKey(r.key))) && (await store.deleteMeta(ns, r.key))) n++;
-  }
-  for (const v of await store.listMeta('verdict')) {
-    // `<upstream>/<repo>@<digest>|<policy fingerprint>` (registry/keep.ts)
-    if (!(await present(digestOfKey(v.key.split('|')[0]))) && (await store.deleteMeta('verdict', v.key))) n++;
-  }
+async function dropStaleRecords(store: Store, droppedRefs: ReadonlySet<string>): Promise<number> {
+  const present = async (d: Digest | undefined): Promise<boolean> => d !== undefined && (await store.content.has(d));
+  let n = await store.catalog.dropRecords('tag', async (ref, value) => {
+    const subject = ref && signatureSubject(ref.tag);
+    return (ref !== undefined && droppedRefs.has(refText(ref))) || !(await present(isTagRecord(value) ? value.digest : undefined)) || (subject !== undefined && !(await present(subject)));
+  });
+  for (const kind of ['manifest', 'blob', 'referrers', 'verdict'] as const) n += await store.catalog.dropRecords(kind, async (ref) => !(await present(ref?.digest)));
   return n;
 }

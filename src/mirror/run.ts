@@ -6,6 +6,7 @@ import type { Catalog } from '../store/catalog.js';
 import type { Registry } from '../oci/registry.js';
 import { decide } from '../policy/decide.js';
 import type { Evaluation } from '../policy/evaluation.js';
+import type { ContentStore } from '../store/content-store.js';
 import { Copier, CopyRecord, type Location } from './copy.js';
 import { listAllTags, selectTags, type SelectedTag } from './select.js';
 import type { MirrorImage } from './spec.js';
@@ -52,6 +53,7 @@ export interface MirrorDeps {
   readonly clients: ReadonlyMap<string, Registry>;
   /** The gate `serve` uses: the same fetch, discovery, verification and verdict. */
   readonly gate: ManifestGate;
+  readonly content: ContentStore;
   readonly catalog: Catalog;
   readonly now?: () => number;
 }
@@ -82,39 +84,39 @@ export async function runMirror(deps: MirrorDeps, images: readonly MirrorImage[]
     progress.selected(entry, selected, listError);
     for (const s of selected) work.push({ entry, tag: s.tag });
   }
-  const copier = new Copier(deps.catalog, (n) => progress.bytes(n));
+  const copier = new Copier(deps, (n) => progress.bytes(n));
   for (const [i, { entry, tag }] of work.entries()) {
     progress.tagStarted(entry, tag, i, work.length);
     const r = await mirrorTag(deps, copier, entry, tag);
     results.push(r);
     progress.tagDone(r, i, work.length);
   }
-  return recheck(deps.catalog, results);
+  return recheck(deps, results);
 }
 
 /**
  * Eviction (cache.store.maxBytes) may remove what an earlier image of this run stored: such an
  * image is failed after all, and its tag record is removed, so that the store does not claim it.
  */
-async function recheck(catalog: Catalog, results: MirrorResult[]): Promise<MirrorResult[]> {
-  await catalog.store.evict(); // runs after the evictions the writes started, so they are over
+async function recheck(store: { readonly content: ContentStore; readonly catalog: Catalog }, results: MirrorResult[]): Promise<MirrorResult[]> {
+  await store.content.evict(); // runs after the evictions the writes started, so they are over
   const out: MirrorResult[] = [];
   for (const r of results) {
-    const missing = r.record ? await missingObjects(catalog, r.record) : 0;
+    const missing = r.record ? await missingObjects(store.content, r.record) : 0;
     if (missing === 0) {
       out.push(r);
       continue;
     }
-    await catalog.store.deleteMeta('tag', `${r.upstream}/${r.repository}:${r.tag}`);
+    await store.catalog.deleteTag(r.upstream, r.repository, r.tag);
     const { record: _dropped, signer: _s, ...rest } = r;
     out.push({ ...rest, status: 'failed', reason: evicted(missing) });
   }
   return out;
 }
 
-async function missingObjects(catalog: Catalog, rec: CopyRecord): Promise<number> {
+async function missingObjects(content: ContentStore, rec: CopyRecord): Promise<number> {
   let n = 0;
-  for (const d of rec.objects.keys()) if (!(await catalog.store.has(d))) n++;
+  for (const d of rec.objects.keys()) if (!(await content.has(d))) n++;
   return n;
 }
 
@@ -143,13 +145,12 @@ async function mirrorTag(deps: MirrorDeps, copier: Copier, entry: MirrorImage, t
     const sigLoc = signatureLocation(deps, loc, ev.policy);
     await copier.copySignatures(sigLoc, digest, rec);
     if (ev.policy && ev.outcome) {
-      // The key serve's keeper writes verdicts under (registry/keep.ts).
-      const key = `${entry.upstream}/${entry.repository}@${digest}|${ev.policy.fingerprint}`;
-      await deps.catalog.putVerdict(key, { outcome: ev.outcome, decidedAt: (deps.now ?? Date.now)() });
+      // The record serve's keeper writes (registry/keep.ts).
+      await deps.catalog.putVerdict(entry.upstream, entry.repository, digest, ev.policy.fingerprint, { outcome: ev.outcome, decidedAt: (deps.now ?? Date.now)() });
     }
     // Eviction (cache.store.maxBytes) may have removed part of it while it was copied.
-    await deps.catalog.store.evict();
-    const missing = await missingObjects(deps.catalog, rec);
+    await deps.content.evict();
+    const missing = await missingObjects(deps.content, rec);
     if (missing > 0) return { ...common, status: 'failed', reason: evicted(missing), bytes: rec.bytes, newBytes: rec.newBytes, objects: rec.objects.size };
     // The tag last: it never points at an incomplete image.
     await copier.putTag(loc, tag, ev.manifest, rec);

@@ -55,7 +55,8 @@ export function behindDownload(
     mismatch: (got) => new SigilError({ code: 'DIGEST_MISMATCH', message: `${what}: the bytes hash to ${got}`, detail: { expected: digest, got } }),
     wrongLength: (count) => new SigilError({ code: 'UPSTREAM_BAD_RESPONSE', message: `${what}: ${count} bytes, announced ${size}` }),
   });
-  pipeline(Readable.from(resume()), checked, () => {
+  // bytes, not objects: an object-mode stream would read 16 chunks ahead of a slow client
+  pipeline(Readable.from(resume(), { objectMode: false }), checked, () => {
     /* an error is the consumer's (pipeline destroyed `checked` with it) */
   });
   return checked;

@@ -6,6 +6,7 @@ import { FakeRegistry, imageManifest, sha256, silentLogger } from '../../test/he
 import { tempStore } from '../../test/helpers/temp-store.js';
 import { StoreAdmission } from './admission.js';
 import { StoreKeeper } from './keep.js';
+import type { VerdictRecord } from '../store/catalog.js';
 
 const stores: Array<Awaited<ReturnType<typeof tempStore>>> = [];
 afterEach(async () => {
@@ -39,7 +40,8 @@ test('a verified image is kept with its tag and verdict, and the blobs it names 
   await keeper.keep(at, { manifest: m, policy: enforce, basis: 'signature', outcome: verified });
   assert.deepEqual((await store.catalog.getManifest('up.test', 'app', m.digest))?.bytes, m.bytes);
   assert.equal((await store.catalog.getTag('up.test', 'app', 'v1'))?.value.digest, m.digest);
-  assert.equal((await store.catalog.getVerdict(`up.test/app@${m.digest}|fp`))?.outcome.kind, 'verified');
+  const verdict = (await store.catalog.records('verdict')).find((v) => v.ref.repository === 'app' && v.ref.digest === m.digest && v.ref.policyFingerprint === 'fp');
+  assert.equal((verdict?.value as VerdictRecord | undefined)?.outcome.kind, 'verified');
   assert.deepEqual(admission.blob('up.test', 'app', sha256(layer)), { size: layer.length, manifest: m.digest });
 });
 

@@ -80,7 +80,7 @@ export class StoreKeeper implements Keep {
         await content.putBytes(b.digest, b.bytes);
         await catalog.noteBlob(at.upstream, at.repository, b.digest, m.digest);
       }
-      if (ev.outcome) await catalog.putVerdict(`${at.upstream}/${at.repository}@${m.digest}|${ev.policy?.fingerprint}`, { outcome: ev.outcome, decidedAt: this.#now() });
+      if (ev.outcome && ev.policy) await catalog.putVerdict(at.upstream, at.repository, m.digest, ev.policy.fingerprint, { outcome: ev.outcome, decidedAt: this.#now() });
       this.#kept.kept(at, m.digest);
     } catch (err) {
       this.#log.warn({ err: String(err), digest: m.digest }, 'content store: manifest not kept');

@@ -1,5 +1,6 @@
 import { isDigest, type Digest } from '../oci/digest.js';
 import type { Outcome } from '../verify/types.js';
+import { keyOf, parseKey, type RecordKind, type RecordRef, type RefOf } from './catalog-keys.js';
 import type { ContentStore } from './content-store.js';
 
 /** A manifest is at most this big (upstream/limits MANIFEST_MAX_BYTES): read back with this cap. */
@@ -27,138 +28,147 @@ interface BlobRecord {
   readonly namedBy: readonly Digest[];
 }
 
-/** The catalog's metadata namespaces: each document is about one object (see `catalogSubject`). */
-export const CATALOG_NAMESPACES = ['tag', 'manifest', 'blob', 'referrers', 'verdict'] as const;
-
 /**
- * The object a catalog document is about, so that a metadata sweep can drop documents of
- * objects no longer stored: for `tag` the digest the tag points at; for `manifest`, `blob`,
- * `referrers` the digest after the key's last `@`; for `verdict`
- * (`<upstream>/<repo>@<digest>|<policy fingerprint>`, registry/keep.ts) the digest between the last
- * `@` before the first `|` and that `|`. undefined when the key or value does not parse (or the
- * namespace is not the catalog's): such a document is left alone.
+ * A verdict, written when serve or mirror let an image through, for inspection; nothing reads it
+ * back to decide (a verdict is made again from the stored signature data under the current policy).
  */
-export function catalogSubject(ns: string, key: string, value: unknown): Digest | undefined {
-  let d: unknown;
-  switch (ns) {
-    case 'tag':
-      d = typeof value === 'object' && value !== null ? (value as { digest?: unknown }).digest : undefined;
-      break;
-    case 'manifest':
-    case 'blob':
-    case 'referrers':
-      d = afterLastAt(key);
-      break;
-    case 'verdict': {
-      const bar = key.indexOf('|');
-      d = bar < 0 ? undefined : afterLastAt(key.slice(0, bar));
-      break;
-    }
-    default:
-      return undefined;
-  }
-  return typeof d === 'string' && isDigest(d) ? d : undefined;
+export interface VerdictRecord {
+  readonly outcome: Outcome;
+  readonly decidedAt: number;
 }
+
+/** A record as it was (null: there was none), to be put back with `restore`. */
+export type RecordSnapshot = { readonly value: unknown } | null;
 
 function namersOf(value: unknown): Digest[] {
   const list = typeof value === 'object' && value !== null ? (value as { namedBy?: unknown }).namedBy : undefined;
   return Array.isArray(list) ? list.filter((d): d is Digest => typeof d === 'string' && isDigest(d)).slice(0, MAX_BLOB_NAMERS) : [];
 }
 
-function afterLastAt(s: string): string | undefined {
-  const at = s.lastIndexOf('@');
-  return at < 0 ? undefined : s.slice(at + 1);
-}
-
-/** A stored verdict, so that offline serving can decide without re-verifying when it is still fresh. */
-export interface VerdictRecord {
-  readonly outcome: Outcome;
-  readonly decidedAt: number;
-}
-
 /**
  * What the content store knows about images, on top of content-addressed objects: which
  * repository holds which manifest and blob (a digest seen in repository A is not served as
- * repository B's), the last tag → digest of each tag, referrers, and verdicts. Namespaces:
- * `tag`, `manifest`, `blob`, `referrers`, `verdict`. Keys are `<upstream>/<repo>:<tag>` and
- * `<upstream>/<repo>@<digest>`; every part is validated before it reaches here.
+ * repository B's), the last tag → digest of each tag, referrers, and verdicts. Callers pass the
+ * parts of a record; its key is built and parsed in catalog-keys.ts only.
  */
 export class Catalog {
-  readonly store: ContentStore;
+  readonly #store: ContentStore;
 
   constructor(store: ContentStore) {
-    this.store = store;
+    this.#store = store;
   }
 
-  async putTag(upstream: string, repo: string, tag: string, rec: TagRecord): Promise<void> {
-    await this.store.putMeta('tag', `${upstream}/${repo}:${tag}`, rec);
+  async putTag(upstream: string, repository: string, tag: string, rec: TagRecord): Promise<void> {
+    await this.#put({ kind: 'tag', upstream, repository, tag }, rec);
   }
 
-  async getTag(upstream: string, repo: string, tag: string): Promise<{ value: TagRecord; updated: number } | null> {
-    const r = await this.store.getMeta<TagRecord>('tag', `${upstream}/${repo}:${tag}`);
+  async getTag(upstream: string, repository: string, tag: string): Promise<{ value: TagRecord; updated: number } | null> {
+    const r = await this.#get<TagRecord>({ kind: 'tag', upstream, repository, tag });
     return r && isDigest(r.value?.digest) ? r : null;
   }
 
-  async listTags(upstream: string, repo: string): Promise<string[]> {
-    const prefix = `${upstream}/${repo}:`;
-    return (await this.store.listMeta<TagRecord>('tag')).filter((t) => t.key.startsWith(prefix)).map((t) => t.key.slice(prefix.length));
+  /** Removes a tag record; false when there was none. */
+  deleteTag(upstream: string, repository: string, tag: string): Promise<boolean> {
+    return this.#store.deleteMeta('tag', keyOf({ kind: 'tag', upstream, repository, tag }));
   }
 
-  /** Stores a manifest (digest checked by the store) and records that `repo` holds it. */
-  async putManifest(upstream: string, repo: string, digest: Digest, mediaType: string, bytes: Buffer): Promise<void> {
-    await this.store.putBytes(digest, bytes);
-    await this.store.putMeta('manifest', `${upstream}/${repo}@${digest}`, { mediaType, size: bytes.length } satisfies ManifestRecord);
+  async listTags(upstream: string, repository: string): Promise<string[]> {
+    return (await this.records('tag')).filter((t) => t.ref.upstream === upstream && t.ref.repository === repository).map((t) => t.ref.tag);
   }
 
-  /** Is `repo`'s record of the manifest there (the object itself may be gone)? */
-  async hasManifestRecord(upstream: string, repo: string, digest: Digest): Promise<boolean> {
-    return (await this.store.getMeta<ManifestRecord>('manifest', `${upstream}/${repo}@${digest}`)) !== null;
+  /** Stores a manifest (digest checked by the store) and records that `repository` holds it. */
+  async putManifest(upstream: string, repository: string, digest: Digest, mediaType: string, bytes: Buffer): Promise<void> {
+    await this.#store.putBytes(digest, bytes);
+    await this.#put({ kind: 'manifest', upstream, repository, digest }, { mediaType, size: bytes.length } satisfies ManifestRecord);
   }
 
-  async getManifest(upstream: string, repo: string, digest: Digest): Promise<{ bytes: Buffer; mediaType: string } | null> {
-    const rec = await this.store.getMeta<ManifestRecord>('manifest', `${upstream}/${repo}@${digest}`);
+  /** Is `repository`'s record of the manifest there (the object itself may be gone)? */
+  async hasManifestRecord(upstream: string, repository: string, digest: Digest): Promise<boolean> {
+    return (await this.#get({ kind: 'manifest', upstream, repository, digest })) !== null;
+  }
+
+  async getManifest(upstream: string, repository: string, digest: Digest): Promise<{ bytes: Buffer; mediaType: string } | null> {
+    const rec = await this.#get<ManifestRecord>({ kind: 'manifest', upstream, repository, digest });
     if (!rec) return null;
-    const bytes = await this.store.readAll(digest, MANIFEST_READ_MAX);
+    const bytes = await this.#store.readAll(digest, MANIFEST_READ_MAX);
     return bytes ? { bytes, mediaType: rec.value.mediaType } : null;
   }
 
-  /** Records that `repo` holds the blob, and (when given) the manifest that names it there. */
-  async noteBlob(upstream: string, repo: string, digest: Digest, namedBy?: Digest): Promise<void> {
-    const key = `${upstream}/${repo}@${digest}`;
-    const prior = await this.store.getMeta<unknown>('blob', key);
+  /** Records that `repository` holds the blob, and (when given) the manifest that names it there. */
+  async noteBlob(upstream: string, repository: string, digest: Digest, namedBy?: Digest): Promise<void> {
+    const ref: RecordRef = { kind: 'blob', upstream, repository, digest };
+    const prior = await this.#get<unknown>(ref);
     const namers = prior ? namersOf(prior.value) : [];
     if (prior && (namedBy === undefined || namers[0] === namedBy)) return; // nothing new to record
     const next = namedBy === undefined ? namers : [namedBy, ...namers.filter((d) => d !== namedBy)].slice(0, MAX_BLOB_NAMERS);
-    await this.store.putMeta('blob', key, { namedBy: next } satisfies BlobRecord);
+    await this.#put(ref, { namedBy: next } satisfies BlobRecord);
   }
 
   /**
-   * The manifests recorded as naming the blob in `repo`, newest first (none for records of older
-   * stores); null when `repo` has no record of the blob.
+   * The manifests recorded as naming the blob in `repository`, newest first (none for records of
+   * older stores); null when `repository` has no record of the blob.
    */
-  async blobNamers(upstream: string, repo: string, digest: Digest): Promise<Digest[] | null> {
-    const r = await this.store.getMeta<unknown>('blob', `${upstream}/${repo}@${digest}`);
+  async blobNamers(upstream: string, repository: string, digest: Digest): Promise<Digest[] | null> {
+    const r = await this.#get<unknown>({ kind: 'blob', upstream, repository, digest });
     return r ? namersOf(r.value) : null;
   }
 
-  /** Is the blob stored and known to belong to `repo`? */
-  async hasBlob(upstream: string, repo: string, digest: Digest): Promise<boolean> {
-    return (await this.store.getMeta('blob', `${upstream}/${repo}@${digest}`)) !== null && (await this.store.has(digest));
+  /** Is the blob stored and known to belong to `repository`? */
+  async hasBlob(upstream: string, repository: string, digest: Digest): Promise<boolean> {
+    return (await this.#get({ kind: 'blob', upstream, repository, digest })) !== null && (await this.#store.has(digest));
   }
 
-  async putReferrers(upstream: string, repo: string, digest: Digest, manifests: readonly unknown[]): Promise<void> {
-    await this.store.putMeta('referrers', `${upstream}/${repo}@${digest}`, manifests);
+  async putReferrers(upstream: string, repository: string, digest: Digest, manifests: readonly unknown[]): Promise<void> {
+    await this.#put({ kind: 'referrers', upstream, repository, digest }, manifests);
   }
 
-  async getReferrers(upstream: string, repo: string, digest: Digest): Promise<unknown[] | null> {
-    return (await this.store.getMeta<unknown[]>('referrers', `${upstream}/${repo}@${digest}`))?.value ?? null;
+  async getReferrers(upstream: string, repository: string, digest: Digest): Promise<unknown[] | null> {
+    return (await this.#get<unknown[]>({ kind: 'referrers', upstream, repository, digest }))?.value ?? null;
   }
 
-  async putVerdict(key: string, rec: VerdictRecord): Promise<void> {
-    await this.store.putMeta('verdict', key, rec);
+  async putVerdict(upstream: string, repository: string, digest: Digest, policyFingerprint: string, rec: VerdictRecord): Promise<void> {
+    await this.#put({ kind: 'verdict', upstream, repository, digest, policyFingerprint }, rec);
   }
 
-  async getVerdict(key: string): Promise<VerdictRecord | null> {
-    return (await this.store.getMeta<VerdictRecord>('verdict', key))?.value ?? null;
+  /** Every record of one kind with its parts (`sigil cache ls`, an import); a document whose key does not parse is left out. */
+  async records<K extends RecordKind>(kind: K): Promise<Array<{ ref: RefOf<K>; value: unknown; updated: number }>> {
+    const out: Array<{ ref: RefOf<K>; value: unknown; updated: number }> = [];
+    for (const d of await this.#store.listMeta<unknown>(kind)) {
+      const ref = parseKey(kind, d.key);
+      if (ref !== undefined) out.push({ ref, value: d.value, updated: d.updated });
+    }
+    return out;
+  }
+
+  /**
+   * Removes every record of one kind that `stale` says is stale; `ref` is undefined for a
+   * document whose key does not parse (it may be removed too). Returns how many were removed.
+   */
+  async dropRecords<K extends RecordKind>(kind: K, stale: (ref: RefOf<K> | undefined, value: unknown) => Promise<boolean> | boolean): Promise<number> {
+    let n = 0;
+    for (const d of await this.#store.listMeta<unknown>(kind)) {
+      if ((await stale(parseKey(kind, d.key), d.value)) && (await this.#store.deleteMeta(kind, d.key))) n++;
+    }
+    return n;
+  }
+
+  /** The record as it is now, to be put back later with `restore` (an import taking out what it wrote). */
+  async snapshot(ref: RecordRef): Promise<RecordSnapshot> {
+    const r = await this.#get<unknown>(ref);
+    return r === null ? null : { value: r.value };
+  }
+
+  /** Puts a record back as `snapshot` found it: removed when there was none. */
+  async restore(ref: RecordRef, snapshot: RecordSnapshot): Promise<void> {
+    if (snapshot === null) await this.#store.deleteMeta(ref.kind, keyOf(ref));
+    else await this.#put(ref, snapshot.value);
+  }
+
+  #put(ref: RecordRef, value: unknown): Promise<void> {
+    return this.#store.putMeta(ref.kind, keyOf(ref), value);
+  }
+
+  #get<T>(ref: RecordRef): Promise<{ value: T; updated: number } | null> {
+    return this.#store.getMeta<T>(ref.kind, keyOf(ref));
   }
 }

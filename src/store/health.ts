@@ -1,6 +1,7 @@
 import { open, rm, statfs } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { Metrics } from '../audit/metrics.js';
+import { SigilError } from '../errors.js';
 import { FILE_MODE } from './layout.js';
 import type { Layout } from './layout.js';
 import { PROBE_BYTES, WRITE_ROOM_MARGIN_BYTES } from './limits.js';
@@ -98,6 +99,16 @@ export class StoreHealth {
       this.#probe = undefined;
     });
     return this.#probe;
+  }
+
+  /** Throws while writes are stopped by a fault (a due probe runs first). */
+  async whenWritable(): Promise<void> {
+    if (await this.writable()) return;
+    const f = this.#fault;
+    throw new SigilError({
+      code: 'INTERNAL',
+      message: `content store: not writing since ${f ? new Date(f.since).toISOString() : '?'} (${f?.code ?? '?'}: ${f?.message ?? ''}); retrying after ${f ? new Date(f.retryAt).toISOString() : '?'}`,
+    });
   }
 
   /**

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Digest } from '../oci/digest.js';
-import { CATALOG_NAMESPACES, catalogSubject } from './catalog.js';
+import { CATALOG_NAMESPACES, catalogSubject } from './catalog-keys.js';
 import { META_SWEEP_MIN_INTERVAL_MS } from './limits.js';
 import type { MetaStore, MetaSweepResult } from './meta.js';
 

@@ -17,7 +17,7 @@ import { StoreWalker } from '../../src/mirror/inventory.js';
 import type { Config } from '../../src/config/types.js';
 import { ManifestGate } from '../../src/gate/manifest-gate.js';
 import type { Digest } from '../../src/oci/digest.js';
-import { Catalog, ContentStore } from '../../src/store/index.js';
+import { Catalog, ContentStore, type VerdictRecord } from '../../src/store/index.js';
 import type { Registry } from '../../src/oci/registry.js';
 import { tempDir } from '../helpers/net.js';
 import { pushBundleReferrer, pushLegacySignature } from '../helpers/publish.js';
@@ -210,9 +210,10 @@ describe('sigil mirror into the content store', () => {
       assert.deepEqual(refs.map((r) => [r.digest, r.artifactType]), [[keylessReferrer, 'application/vnd.dev.sigstore.bundle.v0.3+json']]);
       assert.ok(await catalog.getManifest('reg.test', 'prod/keyless', keylessReferrer as Digest));
       assert.ok(await catalog.getTag('reg.test', 'prod/keyless', keyless.digest.replace(':', '-')), 'the referrers fallback tag');
-      // a verdict, under the key serve's keeper uses
+      // a verdict, the record serve's keeper writes
       const policy = config.policies.find((p) => p.name === 'prod')!;
-      assert.equal((await catalog.getVerdict(`reg.test/prod/app@${app.digest}|${policy.fingerprint}`))?.outcome.kind, 'verified');
+      const verdict = (await catalog.records('verdict')).find((v) => v.ref.repository === 'prod/app' && v.ref.digest === app.digest && v.ref.policyFingerprint === policy.fingerprint);
+      assert.equal((verdict?.value as VerdictRecord | undefined)?.outcome.kind, 'verified');
       // unverified under enforce: not a byte stored
       for (const img of [unsigned, badsig]) {
         assert.equal(await store.has(img.digest as Digest), false);
@@ -292,10 +293,14 @@ describe('the export, read by skopeo and imported into another store', () => {
     assert.match(c.err(), /^verified reg\.test\/prod\/keyless:1\.0 sha256:[a-f0-9]{64} \(3 objects, .* new\) signed by https:\/\/github\.com\/acme/m);
     assert.match(c.err(), /^unverified reg\.test\/lab\/tool:1\.0 .*policy lab has mode off$/m);
     assert.deepEqual(await records(fresh), await records(storeDir));
-    // the verdicts, under the keys serve's keeper uses
+    // the verdicts, the records serve's keeper writes
     const policy = config.policies.find((p) => p.name === 'prod')!;
     await withStore(fresh, async (catalog) => {
-      for (const d of [app.digest, multi.digest, keyless.digest]) assert.equal((await catalog.getVerdict(`reg.test/prod/${d === app.digest ? 'app' : d === multi.digest ? 'multi' : 'keyless'}@${d}|${policy.fingerprint}`))?.outcome.kind, 'verified');
+      const verdicts = await catalog.records('verdict');
+      for (const [repo, d] of [['prod/app', app.digest], ['prod/multi', multi.digest], ['prod/keyless', keyless.digest]]) {
+        const verdict = verdicts.find((v) => v.ref.upstream === 'reg.test' && v.ref.repository === repo && v.ref.digest === d && v.ref.policyFingerprint === policy.fingerprint);
+        assert.equal((verdict?.value as VerdictRecord | undefined)?.outcome.kind, 'verified', repo);
+      }
     });
     // importing again changes nothing and stores nothing new
     const again = capture();
@@ -699,8 +704,8 @@ describe('sigil cache ls and prune', () => {
 
   /** Sets the last use (mtime) of every object of a unit. */
   async function age(ref: string, msAgo: number): Promise<void> {
-    await withStore(pruneDir, async (_c, store) => {
-      const w = new StoreWalker(store);
+    await withStore(pruneDir, async (catalog, store) => {
+      const w = new StoreWalker({ content: store, catalog });
       const { tags } = await w.load();
       const unit = (await w.units(tags)).find((u) => u.ref === ref);
       assert.ok(unit, ref);

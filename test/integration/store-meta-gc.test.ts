@@ -26,7 +26,7 @@ function capture(): { io: CliIo; out: () => string; err: () => string } {
 }
 
 /** An image (manifest, config, layer) stored under `repo:tag` with its catalog records; its digests. */
-async function storeImage(catalog: Catalog, repo: string, tag: string, seed: string): Promise<{ manifest: Digest; blobs: Digest[] }> {
+async function storeImage(store: ContentStore, catalog: Catalog, repo: string, tag: string, seed: string): Promise<{ manifest: Digest; blobs: Digest[] }> {
   const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', seed }));
   const layer = Buffer.from(`layer of ${seed}`);
   const desc = (mediaType: string, b: Buffer) => ({ mediaType, digest: sha(b), size: b.length });
@@ -34,12 +34,12 @@ async function storeImage(catalog: Catalog, repo: string, tag: string, seed: str
     JSON.stringify({ schemaVersion: 2, mediaType: MT, config: desc('application/vnd.oci.image.config.v1+json', config), layers: [desc('application/vnd.oci.image.layer.v1.tar', layer)] }),
   );
   for (const b of [config, layer]) {
-    await catalog.store.putBytes(sha(b), b);
+    await store.putBytes(sha(b), b);
     await catalog.noteBlob('reg.test', repo, sha(b));
   }
   await catalog.putManifest('reg.test', repo, sha(manifest), MT, manifest);
   await catalog.putTag('reg.test', repo, tag, { digest: sha(manifest), mediaType: MT });
-  await catalog.putVerdict(`reg.test/${repo}@${sha(manifest)}|fp`, { outcome: { kind: 'unsigned', checks: [] }, decidedAt: Date.now() });
+  await catalog.putVerdict('reg.test', repo, sha(manifest), 'fp', { outcome: { kind: 'unsigned', checks: [] }, decidedAt: Date.now() });
   return { manifest: sha(manifest), blobs: [sha(config), sha(layer)] };
 }
 
@@ -78,9 +78,9 @@ describe('sigil cache and the metadata of objects no longer stored', () => {
     );
     const store = await ContentStore.open({ dir: storeDir, maxBytes: Number.MAX_SAFE_INTEGER });
     const catalog = new Catalog(store);
-    kept = await storeImage(catalog, 'team/kept', '1.0', 'kept');
-    aged = await storeImage(catalog, 'team/aged', '1.0', 'aged');
-    evicted = await storeImage(catalog, 'team/evicted', '1.0', 'evicted');
+    kept = await storeImage(store, catalog, 'team/kept', '1.0', 'kept');
+    aged = await storeImage(store, catalog, 'team/aged', '1.0', 'aged');
+    evicted = await storeImage(store, catalog, 'team/evicted', '1.0', 'evicted');
     await store.close();
     // `evicted` went behind the cache's back (another sigil process sharing the directory evicted it)
     for (const d of [evicted.manifest, ...evicted.blobs]) await rm(join(storeDir, 'blobs', 'sha256', d.slice(7)));
@@ -121,11 +121,10 @@ describe('sigil cache and the metadata of objects no longer stored', () => {
       const catalog = new Catalog(store);
       assert.equal((await catalog.getTag('reg.test', 'team/kept', '1.0'))?.value.digest, kept.manifest);
       assert.ok(await catalog.getManifest('reg.test', 'team/kept', kept.manifest));
-      assert.ok(await catalog.getVerdict(`reg.test/team/kept@${kept.manifest}|fp`));
+      const verdicts = (await catalog.records('verdict')).map((v) => `${v.ref.repository}@${v.ref.digest}|${v.ref.policyFingerprint}`);
+      assert.deepEqual(verdicts, [`team/kept@${kept.manifest}|fp`], 'only the verdict of the image still stored');
       for (const b of kept.blobs) assert.equal(await catalog.hasBlob('reg.test', 'team/kept', b), true);
       assert.equal(await catalog.getTag('reg.test', 'team/evicted', '1.0'), null);
-      assert.equal(await catalog.getVerdict(`reg.test/team/evicted@${evicted.manifest}|fp`), null);
-      assert.equal(await catalog.getVerdict(`reg.test/team/aged@${aged.manifest}|fp`), null);
     } finally {
       await store.close();
     }

@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import type { Digest } from '../../src/oci/digest.js';
-import { CATALOG_NAMESPACES, Catalog, catalogSubject } from '../../src/store/catalog.js';
+import { Catalog } from '../../src/store/catalog.js';
+import { CATALOG_NAMESPACES, catalogSubject } from '../../src/store/catalog-keys.js';
 import { ContentStore } from '../../src/store/content-store.js';
 import { Layout } from '../../src/store/layout.js';
 import { META_MAX_BYTES, META_SWEEP_BATCH_FILES, META_SWEEP_MIN_INTERVAL_MS } from '../../src/store/limits.js';
@@ -71,7 +72,12 @@ async function catalogDocs(catalog: Catalog, upstream: string, repo: string, dig
   await catalog.putManifest(upstream, repo, digest, 'application/vnd.oci.image.manifest.v1+json', bytes);
   await catalog.putTag(upstream, repo, tag, { digest, mediaType: 'application/vnd.oci.image.manifest.v1+json' });
   await catalog.putReferrers(upstream, repo, digest, [{ digest: sha256(Buffer.from(`ref of ${digest}`)) }]);
-  await catalog.putVerdict(`${upstream}/${repo}@${digest}|fp`, UNSIGNED);
+  await catalog.putVerdict(upstream, repo, digest, 'fp', UNSIGNED);
+}
+
+/** Whether the catalog holds the verdict on `digest` in `repo` under policy fingerprint `fp`. */
+async function hasVerdict(catalog: Catalog, upstream: string, repo: string, digest: Digest, fp: string): Promise<boolean> {
+  return (await catalog.records('verdict')).some((v) => v.ref.upstream === upstream && v.ref.repository === repo && v.ref.digest === digest && v.ref.policyFingerprint === fp);
 }
 
 describe('catalogSubject: which object a document is about', () => {
@@ -117,7 +123,7 @@ describe('metadata sweep', () => {
     // policy fingerprint holds an '@' and the evicted digest
     await catalogDocs(catalog, 'reg.test', 'other/app', k, kept, 'new');
     await catalogDocs(catalog, 'mirror.test', 'team/app', k, kept, 'new');
-    await catalog.putVerdict(`reg.test/team/app@${k}|policy@${g}`, UNSIGNED);
+    await catalog.putVerdict('reg.test', 'team/app', k, `policy@${g}`, UNSIGNED);
     await catalog.noteBlob('mirror.test', 'team/app', gb);
     clock.advance(SECOND);
     // over 2000 bytes: the least recently used (gone and goneBlob) are evicted
@@ -135,16 +141,16 @@ describe('metadata sweep', () => {
     assert.equal(await store.getMeta('manifest', `reg.test/team/app@${g}`), null);
     assert.equal(await catalog.getTag('reg.test', 'team/app', 'old'), null);
     assert.equal(await catalog.getReferrers('reg.test', 'team/app', g), null);
-    assert.equal(await catalog.getVerdict(`reg.test/team/app@${g}|fp`), null);
+    assert.equal(await hasVerdict(catalog, 'reg.test', 'team/app', g, 'fp'), false);
     assert.equal(await store.getMeta('blob', `reg.test/team/app@${gb}`), null);
     assert.equal(await store.getMeta('blob', `mirror.test/team/app@${gb}`), null);
     for (const [up, repo] of [['reg.test', 'team/app'], ['reg.test', 'other/app'], ['mirror.test', 'team/app']] as const) {
       assert.ok(await catalog.getManifest(up, repo, k), `${up}/${repo}`);
       assert.equal((await catalog.getTag(up, repo, 'new'))?.value.digest, k);
       assert.ok(await catalog.getReferrers(up, repo, k));
-      assert.ok(await catalog.getVerdict(`${up}/${repo}@${k}|fp`));
+      assert.ok(await hasVerdict(catalog, up, repo, k, 'fp'));
     }
-    assert.ok(await catalog.getVerdict(`reg.test/team/app@${k}|policy@${g}`));
+    assert.ok(await hasVerdict(catalog, 'reg.test', 'team/app', k, `policy@${g}`));
     const info = log.records().filter((l) => l.msg === 'content store: removed the metadata of objects no longer stored');
     assert.deepEqual(info.map((l) => [l.level, l.scanned, l.removed]), [[30, 19, 6]]);
     assert.deepEqual(await sweepTemps(dir), []);
