@@ -38,7 +38,7 @@ export interface UpstreamConfig {
   /**
    * Hash blobs passing through and cut off a mismatch (extension `verifyBlobDigests`, default
    * true). Clients check blob digests themselves; turning it off trades that second check for
-   * throughput (see the README's benchmark). Manifests are always hashed and verified.
+   * throughput (see docs/BENCHMARK.md). Manifests are always hashed and verified.
    */
   readonly verifyBlobDigests: boolean;
 }
