@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { after, test } from 'node:test';
 import { HashPool } from '../../src/hash/hash-pool.js';
 import { RING_BYTES } from '../../src/hash/ring.js';
+import { sha256Hex } from '../helpers/digest.js';
 
 // Guards a latent defect (BlobCheck itself calls digest() once and never update() after
 // it, so no HTTP path reaches it today): a RingHash keeps its SharedArrayBuffer after
@@ -23,7 +24,7 @@ test('a hash that already gave its digest refuses a second digest(), it never re
   const mine = randomBytes(RING_BYTES + 10);
   const first = p.start('sha256');
   await first.update(mine);
-  assert.equal(await first.digest(), createHash('sha256').update(mine).digest('hex'));
+  assert.equal(await first.digest(), sha256Hex(mine));
 
   const theirs = randomBytes(100_000);
   const second = p.start('sha256'); // takes the ring `first` released
@@ -33,7 +34,7 @@ test('a hash that already gave its digest refuses a second digest(), it never re
     (hex) => ({ hex }),
     (err: unknown) => ({ err }),
   );
-  const theirHex = createHash('sha256').update(theirs).digest('hex');
+  const theirHex = sha256Hex(theirs);
   assert.ok('err' in again, `the settled hash answered ${'hex' in again ? again.hex : ''}${'hex' in again && again.hex === theirHex ? " (the other stream's digest)" : ''}`);
   assert.equal(await second.digest(), theirHex, 'the other stream is unaffected');
 });

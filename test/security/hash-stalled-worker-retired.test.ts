@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { after, test } from 'node:test';
 import { HashPool } from '../../src/hash/hash-pool.js';
 import type { StreamHash } from '../../src/hash/hash-pool.js';
 import { isSigilError } from '../../src/errors.js';
+import { sha256Hex } from '../helpers/digest.js';
 
 // Guards: a worker that made no progress for the stall timeout is left in the
 // pool. Its stalled jobs are dropped, so it has 0 jobs and #pick() prefers it: every later
@@ -30,7 +31,7 @@ test('a worker that stalled is retired: later streams are not handed to it again
   const p = new HashPool({ size: 1, stallTimeoutMs: STALL_MS, workerUrl: new URL('../helpers/hash-workers/stuck.js', import.meta.url) });
   pools.push(p);
   const data = randomBytes(64 * 1024);
-  const want = createHash('sha256').update(data).digest('hex');
+  const want = sha256Hex(data);
   const outcomes: string[] = [];
   for (let i = 0; i < 6; i++) {
     const h = p.start('sha256');

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { request } from 'undici';
 import { startFaultServer } from '../helpers/fault-server.js';
-import { tempDir } from '../helpers/net.js';
+import { tempDir } from '../helpers/temp.js';
 import { startSigil } from '../helpers/sigil.js';
 
 // Prevents: the contract's "an image that is not stored gets 502/503/504 within 5 s" holding for
@@ -20,7 +20,7 @@ test('a manifest by digest that is not stored fails within 5 s when the upstream
     /* accepts, never answers */
   });
   cleanup.push(() => up.stop());
-  const storeDir = await tempDir('sigil-r2-deadline-');
+  const storeDir = await tempDir('sigil-deadline-');
   const sigil = await startSigil(
     `server:\n  listen: 127.0.0.1:0\nupstreams:\n  - name: up.test\n    url: ${up.url}\ndefaultUpstream: up.test\ncache:\n  store:\n    dir: ${storeDir}\n    maxBytes: 1048576\n`,
   );

@@ -16,7 +16,8 @@ import { dirname, join, posix } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { spawnSigil } from '../helpers/cli.js';
-import { freePort, tempDir, waitForHttp, probeHttp } from '../helpers/net.js';
+import { freePort, waitForHttp, probeHttp } from '../helpers/net.js';
+import { tempDir } from '../helpers/temp.js';
 import { selfSignedCert } from '../helpers/tls.js';
 
 const run = promisify(execFile);

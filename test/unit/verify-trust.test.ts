@@ -7,7 +7,7 @@ import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { defaultPublicGoodPath, loadTrust, PUBLIC_GOOD } from '../../src/verify/trust.js';
-import { tempDir } from '../helpers/net.js';
+import { tempDir } from '../helpers/temp.js';
 import { PGI_ROOT, PUBLIC_GOOD_ROOT, REAL, writePkiRoot } from '../helpers/verify-fixtures.js';
 
 const PROJECT = join(REAL, '..', '..', '..');
