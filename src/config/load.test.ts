@@ -6,10 +6,10 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import bcrypt from 'bcryptjs';
 import { stringify } from 'yaml';
-import { formatProblems, loadConfig, loadConfigFromText, type LoadResult } from '../../src/config/load.js';
-import { DEFAULT_CONFIG_YAML } from '../../src/config/defaults.js';
-import type { Config, ConfigProblem } from '../../src/config/types.js';
-import { tempDir } from '../helpers/temp.js';
+import { formatProblems, loadConfig, loadConfigFromText, type LoadResult } from './load.js';
+import { DEFAULT_CONFIG_YAML } from './defaults.js';
+import type { Config, ConfigProblem } from './types.js';
+import { tempDir } from '../../test/helpers/temp.js';
 
 const FIXTURES = new URL('../../../test/fixtures/config/', import.meta.url);
 const REPO_ROOT = new URL('../../../', import.meta.url).pathname;
