@@ -1,26 +1,15 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { after, describe, test } from 'node:test';
-import { HashPool, OFF_THREAD_MIN_BYTES } from './hash-pool.js';
+import { describe, test } from 'node:test';
+import { OFF_THREAD_MIN_BYTES, type HashPool } from './hash-pool.js';
 import type { StreamHash } from './hash-pool.js';
 import { RING_BYTES } from './ring.js';
 import { isSigilError } from '../errors.js';
+import { hashPools, testHashWorker } from '../../test/helpers/hash-pools.js';
 
 // The pool of hash workers: digests computed off the event loop over shared rings.
 
-/** Test workers: `broken` dies on its first job, `stuck` never makes progress. */
-const worker = (name: 'broken' | 'stuck'): URL => new URL(`../../test/helpers/hash-workers/${name}.js`, import.meta.url);
-
-const pools: HashPool[] = [];
-after(async () => {
-  for (const p of pools) await p.close();
-});
-
-function pool(opts: ConstructorParameters<typeof HashPool>[0]): HashPool {
-  const p = new HashPool(opts);
-  pools.push(p);
-  return p;
-}
+const pool = hashPools();
 
 async function feed(h: StreamHash, data: Buffer, chunkSizes: readonly number[]): Promise<void> {
   let off = 0;
@@ -121,7 +110,7 @@ test('an aborted stream frees its worker; the next one is right', async () => {
 });
 
 test('a worker that dies fails its streams (never a digest); after repeated deaths the pool hashes inline', async () => {
-  const p = pool({ size: 1, workerUrl: worker('broken') });
+  const p = pool({ size: 1, workerUrl: testHashWorker('broken') });
   for (let i = 0; i < 3; i++) {
     const h = p.start('sha256');
     const fed = feed(h, randomBytes(RING_BYTES * 3), [65_536]);
@@ -138,7 +127,7 @@ test('a worker that dies fails its streams (never a digest); after repeated deat
 });
 
 test('a worker that makes no progress fails the stream after the stall timeout, no hang', async () => {
-  const p = pool({ size: 1, stallTimeoutMs: 200, workerUrl: worker('stuck') });
+  const p = pool({ size: 1, stallTimeoutMs: 200, workerUrl: testHashWorker('stuck') });
   const small = p.start('sha256');
   small.update(Buffer.alloc(1000));
   const t0 = Date.now();
@@ -160,7 +149,7 @@ describe('abort() ends the waits of the aborted stream', () => {
   const STALL_MS = 120_000;
   const PROMPT_MS = 5_000;
 
-  const stuckPool = (): HashPool => pool({ size: 1, stallTimeoutMs: STALL_MS, workerUrl: worker('stuck') });
+  const stuckPool = (): HashPool => pool({ size: 1, stallTimeoutMs: STALL_MS, workerUrl: testHashWorker('stuck') });
 
   /** Whether `p` settles (either way) within PROMPT_MS. */
   async function settlesPromptly(p: Promise<unknown>): Promise<boolean> {
@@ -233,7 +222,7 @@ describe('a worker that stalled is retired', () => {
   // wedged thread, wait the stall timeout and fail, until restart. It must be retired, like a
   // dead worker is replaced (and after WORKER_DEATHS_MAX the pool hashes inline).
   test('a worker that stalled is retired: later streams are not handed to it again', async () => {
-    const p = pool({ size: 1, stallTimeoutMs: 150, workerUrl: worker('stuck') });
+    const p = pool({ size: 1, stallTimeoutMs: 150, workerUrl: testHashWorker('stuck') });
     const data = randomBytes(64 * 1024);
     const want = hex('sha256', data);
     const outcomes: string[] = [];
