@@ -11,7 +11,7 @@ import { startContainerd } from '../helpers/containerd.js';
 import type { ContainerdHandle } from '../helpers/containerd.js';
 import { startFaultServer } from '../helpers/fault-server.js';
 import type { FaultServer } from '../helpers/fault-server.js';
-import { tempDirs } from '../helpers/temp.js';
+import { tempDir } from '../helpers/temp.js';
 import { getBlob, makeLayer, pushImage, pushIndex } from '../helpers/push.js';
 import { startRegistry } from '../helpers/registry.js';
 import type { RegistryHandle } from '../helpers/registry.js';
@@ -80,7 +80,7 @@ describe('real clients against docker-registry directly', { timeout: 5 * TEST_TI
   let registry: RegistryHandle;
   let ctd: ContainerdHandle;
   const proxies: RecordingProxy[] = [];
-  const skopeoDir = tempDirs('sigil-skopeo-dir');
+  const skopeoDir = (): Promise<string> => tempDir('sigil-skopeo-dir');
 
   before(async () => {
     [registry, ctd] = await Promise.all([startRegistry(), startContainerd()]);

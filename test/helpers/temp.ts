@@ -1,25 +1,28 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { rmSync } from 'node:fs';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after } from 'node:test';
 
-/** A fresh directory under os.tmpdir(); the caller removes it. */
-export async function tempDir(prefix: string): Promise<string> {
-  return mkdtemp(join(tmpdir(), prefix.endsWith('-') ? prefix : `${prefix}-`));
+// Every temp directory a test makes is removed when its test process exits: after every `after`
+// hook, whatever order they were registered in, so nothing still writing into it (a store being
+// closed, a child process being stopped) races the removal. A test may remove one earlier.
+
+const made = new Set<string>();
+
+function removeAll(): void {
+  for (const d of made) {
+    try {
+      rmSync(d, { recursive: true, force: true });
+    } catch {
+      // best effort at exit (e.g. a directory a test left read-only for a non-root user)
+    }
+  }
 }
 
-/**
- * A maker of fresh directories under os.tmpdir(), all removed after the tests of the file (or
- * of the suite) where it is called: call it at the top level of a test file or of a describe.
- */
-export function tempDirs(prefix: string): () => Promise<string> {
-  const made: string[] = [];
-  after(async () => {
-    for (const d of made.splice(0)) await rm(d, { recursive: true, force: true });
-  });
-  return async () => {
-    const d = await tempDir(prefix);
-    made.push(d);
-    return d;
-  };
+/** A fresh directory under os.tmpdir(), removed when the test process exits. */
+export async function tempDir(prefix: string): Promise<string> {
+  const d = await mkdtemp(join(tmpdir(), prefix.endsWith('-') ? prefix : `${prefix}-`));
+  if (made.size === 0) process.once('exit', removeAll);
+  made.add(d);
+  return d;
 }

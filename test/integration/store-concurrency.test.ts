@@ -13,7 +13,7 @@ import { isSigilError } from '../../src/errors.js';
 import type { Digest } from '../../src/oci/digest.js';
 import { ContentStore, TMP_STALE_MS } from '../../src/store/index.js';
 import type { BeginWrite } from '../../src/store/index.js';
-import { tempDirs } from '../helpers/temp.js';
+import { tempDir } from '../helpers/temp.js';
 import { sha256 } from '../helpers/digest.js';
 
 const NODE = fileURLToPath(new URL('../../../scripts/node', import.meta.url));
@@ -22,7 +22,7 @@ const STORE_MODULE = pathToFileURL(fileURLToPath(new URL('../../src/store/index.
 const MiB = 1024 * 1024;
 const CHUNK = 64 * 1024;
 
-const freshDir = tempDirs('sigil-store-conc');
+const freshDir = (): Promise<string> => tempDir('sigil-store-conc');
 
 /**
  * Deterministic pseudo-random content: chunk i of a seed is an xorshift32 sequence,

@@ -8,7 +8,7 @@ import type { Evaluation, ManifestTarget } from '../../src/gate/manifest-gate.js
 import type { Digest } from '../../src/oci/digest.js';
 import { Catalog } from '../../src/store/catalog.js';
 import { ContentStore } from '../../src/store/content-store.js';
-import { tempDirs } from '../helpers/temp.js';
+import { tempDir } from '../helpers/temp.js';
 import { sha256 } from '../helpers/digest.js';
 import { fakeClock } from '../helpers/clock.js';
 
@@ -20,7 +20,7 @@ import { fakeClock } from '../helpers/clock.js';
 // long as the process runs. (The on-disk check covers eviction alone; the sweep
 // takes away the records that check assumed.)
 
-const freshDir = tempDirs('sigil-kept-tag-');
+const freshDir = (): Promise<string> => tempDir('sigil-kept-tag-');
 
 const MT_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 

@@ -7,11 +7,11 @@ import type { Evaluation, ManifestTarget } from '../../src/gate/manifest-gate.js
 import type { Digest } from '../../src/oci/digest.js';
 import { Catalog } from '../../src/store/catalog.js';
 import { ContentStore } from '../../src/store/content-store.js';
-import { tempDirs } from '../helpers/temp.js';
+import { tempDir } from '../helpers/temp.js';
 import { sha256 } from '../helpers/digest.js';
 import { fakeClock } from '../helpers/clock.js';
 
-const freshDir = tempDirs('sigil-keeper-kept-');
+const freshDir = (): Promise<string> => tempDir('sigil-keeper-kept-');
 
 const MT = 'application/vnd.oci.image.manifest.v1+json';
 

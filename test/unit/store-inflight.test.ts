@@ -7,12 +7,12 @@ import { isSigilError } from '../../src/errors.js';
 import type { Digest } from '../../src/oci/digest.js';
 import { HashPool } from '../../src/hash/hash-pool.js';
 import { InFlightWrite, rest } from '../../src/store/inflight.js';
-import { tempDirs } from '../helpers/temp.js';
+import { tempDir } from '../helpers/temp.js';
 import { sha256 } from '../helpers/digest.js';
 import { drain } from '../helpers/stream.js';
 
 
-const freshDir = tempDirs('sigil-inflight');
+const freshDir = (): Promise<string> => tempDir('sigil-inflight');
 const pool = new HashPool({ size: 1 });
 after(async () => {
   await pool.close();

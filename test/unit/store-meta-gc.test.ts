@@ -13,7 +13,7 @@ import { Layout } from '../../src/store/layout.js';
 import { META_MAX_BYTES, META_SWEEP_BATCH_FILES, META_SWEEP_MIN_INTERVAL_MS } from '../../src/store/limits.js';
 import { MetaStore } from '../../src/store/meta.js';
 import type { MetaSweepHooks } from '../../src/store/meta.js';
-import { tempDirs } from '../helpers/temp.js';
+import { tempDir } from '../helpers/temp.js';
 import { sha256, sha256Hex } from '../helpers/digest.js';
 import { fakeClock } from '../helpers/clock.js';
 
@@ -24,7 +24,7 @@ const fileName = (key: string): string => `${sha256Hex(key)}.json`;
 const SECOND = 1000;
 const UNSIGNED = { outcome: { kind: 'unsigned', checks: [] }, decidedAt: 1 } as const;
 
-const freshDir = tempDirs('sigil-meta-gc');
+const freshDir = (): Promise<string> => tempDir('sigil-meta-gc');
 
 /** A pino logger whose records the test reads back, parsed. */
 function recordingLogger() {

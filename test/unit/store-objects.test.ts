@@ -8,14 +8,14 @@ import { isSigilError } from '../../src/errors.js';
 import type { SigilErrorCode } from '../../src/errors.js';
 import type { Digest } from '../../src/oci/digest.js';
 import { ContentStore, LAST_USED_PERSIST_MS } from '../../src/store/index.js';
-import { tempDirs } from '../helpers/temp.js';
+import { tempDir } from '../helpers/temp.js';
 import { sha256, sha512 } from '../helpers/digest.js';
 import { fakeClock } from '../helpers/clock.js';
 import { collect } from '../helpers/stream.js';
 
 const MINUTE = 60_000;
 
-const freshDir = tempDirs('sigil-store');
+const freshDir = (): Promise<string> => tempDir('sigil-store');
 
 function isCode(code: SigilErrorCode) {
   return (err: unknown): boolean => isSigilError(err) && err.code === code;

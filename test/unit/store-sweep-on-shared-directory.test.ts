@@ -7,7 +7,7 @@ import type { Digest } from '../../src/oci/digest.js';
 import { Catalog } from '../../src/store/catalog.js';
 import { ContentStore } from '../../src/store/content-store.js';
 import { META_SWEEP_BATCH_FILES } from '../../src/store/limits.js';
-import { tempDirs } from '../helpers/temp.js';
+import { tempDir } from '../helpers/temp.js';
 import { sha256, sha256Hex } from '../helpers/digest.js';
 import { fakeClock } from '../helpers/clock.js';
 
@@ -18,7 +18,7 @@ import { fakeClock } from '../helpers/clock.js';
 
 const fileName = (key: string): string => `${sha256Hex(key)}.json`;
 
-const freshDir = tempDirs('sigil-sweep-shared');
+const freshDir = (): Promise<string> => tempDir('sigil-sweep-shared');
 
 test('two stores on one directory sweeping at once while one of them writes', async () => {
   const dir = await freshDir();

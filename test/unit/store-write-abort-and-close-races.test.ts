@@ -9,7 +9,7 @@ import { HashPool } from '../../src/hash/hash-pool.js';
 import type { Digest } from '../../src/oci/digest.js';
 import { ContentStore } from '../../src/store/content-store.js';
 import { InFlightWrite } from '../../src/store/inflight.js';
-import { tempDirs } from '../helpers/temp.js';
+import { tempDir } from '../helpers/temp.js';
 import { sha256 } from '../helpers/digest.js';
 import { drain } from '../helpers/stream.js';
 
@@ -17,7 +17,7 @@ import { drain } from '../helpers/stream.js';
 // thread, short pwritev, and close() while the fsync and rename run behind the readers.
 
 
-const freshDir = tempDirs('sigil-write-races');
+const freshDir = (): Promise<string> => tempDir('sigil-write-races');
 const pool = new HashPool({ size: 1 });
 after(async () => {
   await pool.close();

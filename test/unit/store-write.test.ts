@@ -12,11 +12,11 @@ import type { SigilErrorCode } from '../../src/errors.js';
 import type { Digest } from '../../src/oci/digest.js';
 import { ContentStore } from '../../src/store/index.js';
 import type { BeginWrite } from '../../src/store/index.js';
-import { tempDirs } from '../helpers/temp.js';
+import { tempDir } from '../helpers/temp.js';
 import { sha256 } from '../helpers/digest.js';
 
 
-const freshDir = tempDirs('sigil-store-write');
+const freshDir = (): Promise<string> => tempDir('sigil-store-write');
 
 async function open(opts: { writeIdleTimeoutMs?: number } = {}): Promise<{ store: ContentStore; dir: string }> {
   const dir = await freshDir();
