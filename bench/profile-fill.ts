@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Agent } from 'undici';
 import { SIGIL_BIN } from '../test/helpers/cli.js';
-import { tempDir } from '../test/helpers/net.js';
+import { tempDir } from '../test/helpers/temp.js';
 import { startRegistry } from '../test/helpers/registry.js';
 import { MIB, cleanup, defer, log, onCleanup, pollUntil, pushRandomBlob, servedFromStore } from './context.js';
 import { REPO_STORE, STORE_MAX_BYTES, UPSTREAM_NAME } from './fixture.js';

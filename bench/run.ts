@@ -32,7 +32,7 @@ import { Agent } from 'undici';
 import { PROJECT_DIR, SIGIL_BIN } from '../test/helpers/cli.js';
 import { startForwarder } from '../test/helpers/forwarder.js';
 import type { Forwarder } from '../test/helpers/forwarder.js';
-import { tempDir } from '../test/helpers/net.js';
+import { tempDir } from '../test/helpers/temp.js';
 import { createPrivateSigstore } from '../test/helpers/private-sigstore.js';
 import type { PrivateSigstore } from '../test/helpers/private-sigstore.js';
 import { pushLegacySignature } from '../test/helpers/publish.js';

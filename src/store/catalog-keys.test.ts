@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { describe, test } from 'node:test';
 import type { Digest } from '../oci/digest.js';
 import { keyOf, parseKey, recordId, type RecordRef } from './catalog-keys.js';
+import { sha256 } from '../../test/helpers/digest.js';
 
 // The catalog's record keys: the format stores on disk already hold, built from typed parts and
 // parsed back to the same parts.
 
-const d = `sha256:${createHash('sha256').update('x').digest('hex')}` as Digest;
+const d = sha256('x');
 
 describe('catalog record keys', () => {
   test('each kind of record has the key stores on disk already hold', () => {

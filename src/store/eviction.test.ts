@@ -1,17 +1,17 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { lstat, utimes, writeFile } from 'node:fs/promises';
 import { describe, test } from 'node:test';
-import { tempDir } from '../../test/helpers/net.js';
+import { tempDir } from '../../test/helpers/temp.js';
 import type { Digest } from '../oci/digest.js';
 import { evictLru, pruneOlderThan } from './eviction.js';
 import { Layout } from './layout.js';
 import { ObjectIndex } from './object-index.js';
+import { sha256 } from '../../test/helpers/digest.js';
 
 // Eviction order: least recently used first, ties by digest; a use moves an object back in the
 // queue, a removal takes it out; each of these is one O(log n) step of the index, not a sort.
 
-const digest = (n: number): Digest => `sha256:${createHash('sha256').update(String(n)).digest('hex')}` as Digest;
+const digest = (n: number): Digest => sha256(String(n));
 
 /** Takes every object out in eviction order. */
 function drain(index: ObjectIndex): Digest[] {

@@ -1,6 +1,5 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { isSigilError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
@@ -9,12 +8,13 @@ import { UpstreamTestbed } from '../../test/helpers/upstream-rig.js';
 import type { UpstreamRig } from '../../test/helpers/upstream-rig.js';
 import { blobGet } from './blobs.js';
 import type { BlobRequest, BlobResponse } from '../oci/registry.js';
+import { sha256 } from '../../test/helpers/digest.js';
 
 const bed = new UpstreamTestbed();
 after(() => bed.close());
 
 const BLOB = Buffer.from('the blob, all of it');
-const DIGEST: Digest = `sha256:${createHash('sha256').update(BLOB).digest('hex')}`;
+const DIGEST: Digest = sha256(BLOB);
 
 /** Opens blob DIGEST of a/b through the request skeleton, on an upstream served by `handler`. */
 async function openBlob(handler: FaultHandler, req: BlobRequest, verifyDigests = true): Promise<{ res: BlobResponse; rig: UpstreamRig; s: FaultServer }> {

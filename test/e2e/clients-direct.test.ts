@@ -3,8 +3,7 @@
 // mirror (see the top of test/helpers/containerd.ts), which the README and sigil rely on.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -12,17 +11,17 @@ import { startContainerd } from '../helpers/containerd.js';
 import type { ContainerdHandle } from '../helpers/containerd.js';
 import { startFaultServer } from '../helpers/fault-server.js';
 import type { FaultServer } from '../helpers/fault-server.js';
-import { tempDir } from '../helpers/net.js';
+import { tempDir } from '../helpers/temp.js';
 import { getBlob, makeLayer, pushImage, pushIndex } from '../helpers/push.js';
 import { startRegistry } from '../helpers/registry.js';
 import type { RegistryHandle } from '../helpers/registry.js';
 import { skopeoCopyToDir, skopeoInspect } from '../helpers/skopeo.js';
+import { sha256 } from '../helpers/digest.js';
 
 const TEST_TIMEOUT_MS = 60_000; // a pull of a few KiB takes ~50 ms; anything near this is a hang
 const PULL_TIMEOUT_MS = 30_000;
 
 const hex = (digest: string): string => digest.replace(/^sha256:/, '');
-const sha256 = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 /** A request a recording proxy saw, with the status it answered. */
 interface Seen {
@@ -81,7 +80,7 @@ describe('real clients against docker-registry directly', { timeout: 5 * TEST_TI
   let registry: RegistryHandle;
   let ctd: ContainerdHandle;
   const proxies: RecordingProxy[] = [];
-  const dirs: string[] = [];
+  const skopeoDir = (): Promise<string> => tempDir('sigil-skopeo-dir');
 
   before(async () => {
     [registry, ctd] = await Promise.all([startRegistry(), startContainerd()]);
@@ -89,7 +88,6 @@ describe('real clients against docker-registry directly', { timeout: 5 * TEST_TI
 
   after(async () => {
     await Promise.all([...proxies.map((p) => p.server.stop()), ctd?.stop(), registry?.stop()]);
-    await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
   });
 
   const proxy = async (deny?: (method: string, path: string) => number | undefined): Promise<RecordingProxy> => {
@@ -143,8 +141,7 @@ describe('real clients against docker-registry directly', { timeout: 5 * TEST_TI
 
   test('skopeo copies an image to dir: with its manifest and blobs', { timeout: TEST_TIMEOUT_MS }, async () => {
     const pushed = await pushImage(registry, 'direct/skopeo', 'v1', { layers: 2 });
-    const dir = await tempDir('sigil-skopeo-dir');
-    dirs.push(dir);
+    const dir = await skopeoDir();
     const out = join(dir, 'image');
 
     const res = await skopeoCopyToDir(`docker://${registry.host}/direct/skopeo:v1`, out);
@@ -166,8 +163,7 @@ describe('real clients against docker-registry directly', { timeout: 5 * TEST_TI
       { os: 'linux', architecture: 'amd64' },
       { os: 'linux', architecture: 'arm64', variant: 'v8' },
     ]);
-    const dir = await tempDir('sigil-skopeo-dir');
-    dirs.push(dir);
+    const dir = await skopeoDir();
     const res = await skopeoCopyToDir(`docker://${registry.host}/direct/skopeo-multi:v1`, join(dir, 'arm64'), { platform: 'linux/arm64/v8' });
     assert.equal(res.code, 0, `skopeo copy failed:\n${res.stdout}\n${res.stderr}`);
     assert.equal(sha256(await readFile(join(dir, 'arm64', 'manifest.json'))), index.children[1].digest);
@@ -268,8 +264,7 @@ describe('real clients against docker-registry directly', { timeout: 5 * TEST_TI
   test('what skopeo sends: /v2/ ping, GET manifest by tag (no HEAD), blobs; inspect also lists tags', { timeout: TEST_TIMEOUT_MS }, async () => {
     const pushed = await pushImage(registry, 'direct/skopeo-trace', 'v1');
     const p = await proxy();
-    const dir = await tempDir('sigil-skopeo-dir');
-    dirs.push(dir);
+    const dir = await skopeoDir();
     const copy = await skopeoCopyToDir(`docker://${p.server.host}/direct/skopeo-trace:v1`, join(dir, 'img'));
     assert.equal(copy.code, 0, copy.stderr);
     const asked = p.seen.map((s) => `${s.method} ${s.path}${s.query.size ? `?${s.query}` : ''}`);

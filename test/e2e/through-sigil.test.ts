@@ -10,7 +10,6 @@
 // No image pushed here is signed: under the `enforce` policy sigil must deny each one (403 DENIED).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { copyFile, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -20,7 +19,7 @@ import { startContainerd } from '../helpers/containerd.js';
 import type { ContainerdHandle } from '../helpers/containerd.js';
 import { startFaultServer } from '../helpers/fault-server.js';
 import type { FaultServer } from '../helpers/fault-server.js';
-import { tempDir } from '../helpers/net.js';
+import { tempDir } from '../helpers/temp.js';
 import { getBlob, makeLayer, pushImage, pushIndex } from '../helpers/push.js';
 import type { PushedImage } from '../helpers/push.js';
 import { startRegistry } from '../helpers/registry.js';
@@ -29,6 +28,7 @@ import { startSigil } from '../helpers/sigil.js';
 import type { LogRecord, SigilHandle } from '../helpers/sigil.js';
 import { skopeoCopyToDir, skopeoInspect } from '../helpers/skopeo.js';
 import { selfSignedCert } from '../helpers/tls.js';
+import { sha256 } from '../helpers/digest.js';
 
 const TEST_TIMEOUT_MS = 60_000; // a pull of a few KiB takes well under a second; anything near this is a hang
 const PULL_TIMEOUT_MS = 30_000; // ctr/skopeo are killed after this, so a hanging proxy fails the test in time
@@ -40,7 +40,6 @@ const OTHER_HOST = 'other.test';
 const PREFIX_NAME = 'registry.test'; // a port-less upstream name, usable as a path prefix in an image reference
 
 const hex = (digest: string): string => digest.replace(/^sha256:/, '');
-const sha256 = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 /** The hosts.toml layout the README recommends: sigil is `server` (the last, and only, host tried). */
 const sigilHostsToml = (sigilUrl: string, extra = ''): string =>

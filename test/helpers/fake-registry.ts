@@ -1,16 +1,13 @@
-import { createHash } from 'node:crypto';
 import { Readable, Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import { SigilError, type SigilErrorCode } from '../../src/errors.js';
 import type { Digest } from '../../src/oci/digest.js';
+import { sha256 } from './digest.js';
 import type { BlobRequest, BlobResponse, FetchedManifest, ReferrersAnswer, Registry, ResolvedTag, TagList } from '../../src/oci/registry.js';
 
 export const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 
-/** The sha256 digest of `bytes`. */
-export function sha256(bytes: Buffer | string): Digest {
-  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
-}
+export { sha256 } from './digest.js';
 
 /** An image manifest naming `layers` (bytes), as fetched: bytes, digest, media type. */
 export function imageManifest(layers: readonly Buffer[] = [], config = Buffer.from('{}')): FetchedManifest {

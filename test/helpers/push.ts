@@ -5,6 +5,7 @@ import { Readable } from 'node:stream';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { request } from 'undici';
 import type { Dispatcher } from 'undici';
+import { sha256 } from './digest.js';
 
 // The harness has its own media types and digest code on purpose: it must not share bugs with src/.
 export const MEDIA = Object.freeze({
@@ -64,8 +65,6 @@ export interface RegistryResponse {
   headers: Record<string, string | string[] | undefined>;
   body: Buffer;
 }
-
-export const sha256 = (b: Uint8Array): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 // --- layers: real gzipped ustar archives -------------------------------------------------
 

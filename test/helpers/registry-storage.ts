@@ -1,7 +1,7 @@
-import { createHash } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { RegistryHandle } from './registry.js';
+import { sha256Hex } from './digest.js';
 
 /**
  * Writes a manifest straight into the real registry's filesystem storage, the layout
@@ -10,7 +10,7 @@ import type { RegistryHandle } from './registry.js';
  * API (which checks that referenced blobs exist) refuses them; reads do not check.
  */
 export async function seedManifest(reg: RegistryHandle, repo: string, tag: string | null, bytes: Buffer): Promise<string> {
-  const hex = createHash('sha256').update(bytes).digest('hex');
+  const hex = sha256Hex(bytes);
   const digest = `sha256:${hex}`;
   const v2 = join(reg.dir, 'data', 'docker', 'registry', 'v2');
   const blobDir = join(v2, 'blobs', 'sha256', hex.slice(0, 2), hex);

@@ -5,7 +5,8 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { freePort, tempDir, waitForHttp } from './net.js';
+import { freePort, waitForHttp } from './net.js';
+import { tempDir } from './temp.js';
 import type { TokenServerHandle } from './token-server.js';
 import { exited, waitExit } from './process.js';
 

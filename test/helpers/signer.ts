@@ -2,6 +2,7 @@ import { constants, createHash, createPrivateKey, createPublicKey, generateKeyPa
 import type { KeyObject } from 'node:crypto';
 import { canonicalJson, toBundleTlogEntry, toLegacyBundleAnnotation } from './private-sigstore.js';
 import type { KeylessIdentity, PrivateSigstore, RekorEntry } from './private-sigstore.js';
+import { sha256, sha256Hex } from './digest.js';
 
 // The project's own cosign-format signer, for tests of sigil's signature verification.
 // It writes what cosign writes: the legacy `sha256-<hex>.sig` manifest of simple-signing
@@ -52,9 +53,6 @@ export interface TestKey {
 export type Signer = TestKey | KeylessIdentity;
 const isKeyless = (s: Signer): s is KeylessIdentity => 'certPem' in s;
 
-export const sha256hex = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
-export const digestOf = (b: Uint8Array): string => `sha256:${sha256hex(b)}`;
-
 export function generateKey(kind: KeyKind): TestKey {
   switch (kind) {
     case 'p256':
@@ -78,7 +76,7 @@ export function keyFromPrivate(kind: KeyKind, privateKey: KeyObject): TestKey {
     publicPem: publicKey.export({ type: 'spki', format: 'pem' }) as string,
     privateKey,
     publicKey,
-    keyId: `sha256:${sha256hex(spki)}`,
+    keyId: `sha256:${sha256Hex(spki)}`,
     hint: createHash('sha256').update(spki).digest('base64'),
   };
 }
@@ -317,7 +315,7 @@ export interface Descriptor {
 const descriptor = (mediaType: string, blob: Buffer, annotations?: Record<string, string>): Descriptor => ({
   mediaType,
   size: blob.length,
-  digest: digestOf(blob),
+  digest: sha256(blob),
   ...(annotations ? { annotations: sortedRecord(annotations) } : {}),
 });
 
@@ -330,7 +328,7 @@ export function sigManifest(layers: LegacySignatureLayer[]): { manifest: Buffer;
       created: GO_ZERO_TIME,
       history: layers.map(() => ({ created: GO_ZERO_TIME })),
       os: '',
-      rootfs: { type: 'layers', diff_ids: layers.map((l) => digestOf(l.payload)) },
+      rootfs: { type: 'layers', diff_ids: layers.map((l) => sha256(l.payload)) },
       config: {},
     }),
     'utf8',
@@ -399,8 +397,8 @@ export function bundleFor(signer: Signer, digest: string, opts: BundleOptions = 
       apiVersion: '0.0.1',
       kind: 'dsse',
       spec: {
-        envelopeHash: { algorithm: 'sha256', value: sha256hex(Buffer.from(canonicalJson(envelope()), 'utf8')) },
-        payloadHash: { algorithm: 'sha256', value: sha256hex(payload) },
+        envelopeHash: { algorithm: 'sha256', value: sha256Hex(Buffer.from(canonicalJson(envelope()), 'utf8')) },
+        payloadHash: { algorithm: 'sha256', value: sha256Hex(payload) },
         signatures: [{ signature: sig, verifier: Buffer.from(pemOf(signer), 'utf8').toString('base64') }],
       },
     };

@@ -1,7 +1,7 @@
 import { rm } from 'node:fs/promises';
 import { Catalog } from '../../src/store/catalog.js';
 import { ContentStore, type ContentStoreOptions } from '../../src/store/content-store.js';
-import { tempDir } from './net.js';
+import { tempDir } from './temp.js';
 
 /** A content store and its catalog in a fresh directory; `close()` closes it and removes the directory. */
 export async function tempStore(opts: Partial<ContentStoreOptions> = {}): Promise<{ content: ContentStore; catalog: Catalog; dir: string; close(): Promise<void> }> {

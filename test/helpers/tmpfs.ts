@@ -3,7 +3,7 @@ import { open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { tempDir } from './net.js';
+import { tempDir } from './temp.js';
 
 const run = promisify(execFile);
 const FILL_CHUNK_BYTES = 256 * 1024;

@@ -5,7 +5,7 @@ import { generateKeyPairSync, randomBytes, randomUUID, sign, timingSafeEqual } f
 import type { KeyObject } from 'node:crypto';
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { tempDir } from './net.js';
+import { tempDir } from './temp.js';
 
 const DEFAULT_EXPIRES_IN_S = 300; // Docker token spec: clients assume 60 s minimum; 5 min is the usual default
 const CERT_BACKDATE_MS = 60 * 60 * 1000; // tolerate clock skew between us and the registry

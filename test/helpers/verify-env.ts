@@ -1,7 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { request } from 'undici';
-import { tempDir } from './net.js';
+import { tempDir } from './temp.js';
 import { pushImage, type PushedImage, type PushTarget } from './push.js';
 import { startRegistry, type RegistryHandle } from './registry.js';
 import { createPrivateSigstore, type PrivateSigstore } from './private-sigstore.js';

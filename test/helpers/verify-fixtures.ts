@@ -1,7 +1,7 @@
 // Shared by test/unit/verify-*.test.ts: the real signature fixtures
 // (test/fixtures/real, see test/fixtures/README.md), hand-built policies and
 // trust bundles.
-import { createHash, X509Certificate } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -10,6 +10,7 @@ import type { Authority, Policy, TlogMode } from '../../src/config/types.js';
 import type { Digest } from '../../src/oci/digest.js';
 import { loadTrust, PUBLIC_GOOD, type TrustBundle } from '../../src/verify/trust.js';
 import type { CandidateSignature, Outcome, SignatureCheck } from '../../src/verify/types.js';
+import { sha256 } from './digest.js';
 
 export const REAL = fileURLToPath(new URL('../../../test/fixtures/real/', import.meta.url));
 export const PUBLIC_GOOD_ROOT = fileURLToPath(new URL('../../../assets/public-good/trusted_root.json', import.meta.url));
@@ -25,7 +26,6 @@ const SIGSTORE_JSON_PREFIX = Buffer.from('\0sigstore-json\n', 'latin1');
 
 export const read = (...parts: string[]): Buffer => readFileSync(join(...parts));
 export const readText = (...parts: string[]): string => readFileSync(join(...parts), 'utf8');
-export const digestOf = (bytes: Uint8Array): Digest => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
 export interface LegacyFixture {
   readonly candidate: Extract<CandidateSignature, { format: 'legacy' }>;
@@ -40,7 +40,7 @@ export function legacyFixture(dir: string): LegacyFixture {
   const doc = JSON.parse(file.subarray(SIGSTORE_JSON_PREFIX.length).toString('utf8')) as { payload: string; annotations: Record<string, string> };
   return {
     candidate: { format: 'legacy', source: `${dir} layer 0`, payload: Buffer.from(doc.payload, 'base64'), annotations: doc.annotations },
-    digest: digestOf(read(CI, dir, 'manifest.json')),
+    digest: sha256(read(CI, dir, 'manifest.json')),
   };
 }
 

@@ -1,19 +1,18 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { request } from 'undici';
 import { startForwarder, type Forwarder } from '../helpers/forwarder.js';
-import { tempDir } from '../helpers/net.js';
+import { tempDir } from '../helpers/temp.js';
 import { pushLegacySignature } from '../helpers/publish.js';
 import { pushIndex, type PushedImage } from '../helpers/push.js';
 import { legacyLayer } from '../helpers/signer.js';
 import { startVerifyEnv, type VerifyEnv } from '../helpers/verify-env.js';
 import type { SigilHandle } from '../helpers/sigil.js';
+import { sha256 } from '../helpers/digest.js';
 
 const ACCEPT = 'application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json';
-const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 let env: VerifyEnv;
 let fwd: Forwarder;
@@ -47,7 +46,7 @@ async function pullImage(s: SigilHandle, repo: string, tag: string, img: PushedI
   for (const d of [img.config, ...img.layers]) {
     const b = await get(s, `/v2/${repo}/blobs/${d.digest}`);
     assert.equal(b.status, 200);
-    assert.equal(sha(b.body), d.digest);
+    assert.equal(sha256(b.body), d.digest);
   }
   return m;
 }

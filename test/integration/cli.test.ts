@@ -5,7 +5,8 @@ import { after, before, test } from 'node:test';
 import { request } from 'undici';
 import { runSigil, spawnSigil } from '../helpers/cli.js';
 import { startFaultServer, type FaultServer } from '../helpers/fault-server.js';
-import { freePort, tempDir, waitForHttp } from '../helpers/net.js';
+import { freePort, waitForHttp } from '../helpers/net.js';
+import { tempDir } from '../helpers/temp.js';
 
 let dir: string;
 before(async () => {

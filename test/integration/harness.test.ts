@@ -1,23 +1,24 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { X509Certificate, createHash, randomBytes } from 'node:crypto';
+import { X509Certificate, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { freePort, tempDir, waitForHttp } from '../helpers/net.js';
+import { freePort, waitForHttp } from '../helpers/net.js';
+import { tempDir } from '../helpers/temp.js';
 import { startRegistry } from '../helpers/registry.js';
 import type { RegistryHandle } from '../helpers/registry.js';
 import { startTokenServer } from '../helpers/token-server.js';
 import type { TokenServerHandle } from '../helpers/token-server.js';
 import { startFaultServer, startRecordingServer } from '../helpers/fault-server.js';
 import {
-  MEDIA, getBlob, getManifest, makeLayer, pushBlob, pushBlobFile, pushImage, pushIndex, pushManifest, pushTagOnly, registryFetch, sha256,
+  MEDIA, getBlob, getManifest, makeLayer, pushBlob, pushBlobFile, pushImage, pushIndex, pushManifest, pushTagOnly, registryFetch,
 } from '../helpers/push.js';
 import type { PushTarget } from '../helpers/push.js';
+import { sha256 } from '../helpers/digest.js';
 
-const hex = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 function alive(pid: number): boolean {
   try {
@@ -86,7 +87,7 @@ describe('plain registry', () => {
 
   test('single OCI image: readable by tag and digest, real gzipped tar layer, valid config', async () => {
     const img = await pushImage(t, 'lib/single', 'v1', { annotations: { 'org.example.k': 'v' } });
-    assert.equal(img.digest, hex(img.manifest));
+    assert.equal(img.digest, sha256(img.manifest));
     for (const ref of ['v1', img.digest]) {
       const m = await getManifest(t, 'lib/single', ref);
       assert.equal(m.status, 200);
@@ -103,7 +104,7 @@ describe('plain registry', () => {
     const layer = await getBlob(t, 'lib/single', img.layers[0].digest);
     assert.equal(layer.status, 200);
     assert.equal(layer.headers['docker-content-digest'], img.layers[0].digest);
-    assert.equal(hex(layer.body), img.layers[0].digest);
+    assert.equal(sha256(layer.body), img.layers[0].digest);
     assert.equal(layer.body.length, img.layers[0].size);
     const tar = gunzipSync(layer.body);
     const entries = untar(tar);
@@ -112,7 +113,7 @@ describe('plain registry', () => {
     const config = JSON.parse((await getBlob(t, 'lib/single', img.config.digest)).body.toString());
     assert.equal(config.architecture, 'amd64');
     assert.equal(config.os, 'linux');
-    assert.deepEqual(config.rootfs, { type: 'layers', diff_ids: [hex(tar)] });
+    assert.deepEqual(config.rootfs, { type: 'layers', diff_ids: [sha256(tar)] });
   });
 
   test('docker-format image with exact layer bytes is deterministic', async () => {
@@ -179,8 +180,8 @@ describe('plain registry', () => {
 
   test('pushBlob, pushBlobFile (several PATCHes), pushManifest and pushTagOnly', async () => {
     const bytes = randomBytes(3000);
-    assert.equal(await pushBlob(t, 'lib/raw', bytes), hex(bytes));
-    assert.deepEqual((await getBlob(t, 'lib/raw', hex(bytes))).body, bytes);
+    assert.equal(await pushBlob(t, 'lib/raw', bytes), sha256(bytes));
+    assert.deepEqual((await getBlob(t, 'lib/raw', sha256(bytes))).body, bytes);
 
     const dir = await tempDir('sigil-harness-file');
     try {
@@ -188,10 +189,10 @@ describe('plain registry', () => {
       const content = randomBytes(5 * 1024 * 1024 + 123);
       await writeFile(file, content);
       const digest = await pushBlobFile(t, 'lib/raw', file, { chunkSize: 1024 * 1024 });
-      assert.equal(digest, hex(content));
+      assert.equal(digest, sha256(content));
       const got = await getBlob(t, 'lib/raw', digest);
       assert.equal(got.status, 200);
-      assert.equal(hex(got.body), digest);
+      assert.equal(sha256(got.body), digest);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

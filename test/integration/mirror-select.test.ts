@@ -10,7 +10,7 @@ import { parseRefName, refName } from '../../src/mirror/oci-layout.js';
 import { selectTags } from '../../src/mirror/select.js';
 import { parseMirrorSpec } from '../../src/mirror/spec.js';
 import { Catalog, ContentStore } from '../../src/store/index.js';
-import { tempDir } from '../helpers/net.js';
+import { tempDir } from '../helpers/temp.js';
 import { pushImage } from '../helpers/push.js';
 import { startRegistry, type RegistryHandle } from '../helpers/registry.js';
 import { compileConfig } from '../helpers/sigil.js';

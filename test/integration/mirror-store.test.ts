@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { cp, readFile, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -19,20 +18,21 @@ import { ManifestGate } from '../../src/gate/manifest-gate.js';
 import type { Digest } from '../../src/oci/digest.js';
 import { Catalog, ContentStore, type VerdictRecord } from '../../src/store/index.js';
 import type { Registry } from '../../src/oci/registry.js';
-import { tempDir } from '../helpers/net.js';
+import { tempDir } from '../helpers/temp.js';
 import { pushBundleReferrer, pushLegacySignature } from '../helpers/publish.js';
 import { makeLayer, pushIndex, type PushedImage, type PushedIndex } from '../helpers/push.js';
 import { compileConfig, startSigil } from '../helpers/sigil.js';
 import { bundleFor, legacyLayer } from '../helpers/signer.js';
 import { skopeoCopyToDir } from '../helpers/skopeo.js';
 import { ISSUER, SUBJECT, pull, startVerifyEnv, type VerifyEnv } from '../helpers/verify-env.js';
+import { sha256 } from '../helpers/digest.js';
+import { collect } from '../helpers/stream.js';
 
 // `sigil mirror` against a real registry with real signatures: what is verified is copied with
 // its signature data, what is not is reported and left out; the store then verifies and serves
 // it with the registry gone; an exported OCI layout is read by skopeo and imported elsewhere
 // with the same catalog records; `sigil cache ls/prune` list and remove whole images.
 const RECORD_NAMESPACES = ['tag', 'manifest', 'blob', 'referrers'] as const;
-const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 let env: VerifyEnv;
 let dir: string;
@@ -258,7 +258,7 @@ describe('the export, read by skopeo and imported into another store', () => {
     );
     // every blob file hashes to its name
     for (const name of await readdir(join(layoutDir, 'blobs', 'sha256'))) {
-      assert.equal(sha(await readFile(join(layoutDir, 'blobs', 'sha256', name))), `sha256:${name}`);
+      assert.equal(sha256(await readFile(join(layoutDir, 'blobs', 'sha256', name))), `sha256:${name}`);
     }
   });
 
@@ -267,7 +267,7 @@ describe('the export, read by skopeo and imported into another store', () => {
     const r = await skopeoCopyToDir(`oci:${layoutDir}:reg.test/prod/app:1.0`, out);
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(await readFile(join(out, 'manifest.json')), app.manifest);
-    for (const l of app.layers) assert.equal(sha(await readFile(join(out, l.digest.slice(7)))), l.digest);
+    for (const l of app.layers) assert.equal(sha256(await readFile(join(out, l.digest.slice(7)))), l.digest);
     const outMulti = join(dir, 'skopeo-multi');
     const m = await skopeoCopyToDir(`oci:${layoutDir}:reg.test/prod/multi:2.0`, outMulti, { platform: 'linux/amd64' });
     assert.equal(m.code, 0, m.stderr);
@@ -428,7 +428,7 @@ describe('--import verifies each tag as serve --offline would', () => {
         assert.equal(blob.statusCode, 404, `${repo} layer`);
       }
       const appLayer = await request(`${s.url}/v2/prod/app/blobs/${app.layers[0].digest}`);
-      assert.equal(sha(Buffer.from(await appLayer.body.arrayBuffer())), app.layers[0].digest);
+      assert.equal(sha256(Buffer.from(await appLayer.body.arrayBuffer())), app.layers[0].digest);
     } finally {
       await s.stop();
     }
@@ -484,7 +484,7 @@ describe('--import keeps signature data only when its content is signature data 
   const byRef = (ref: string) => run.results.find((r) => r.ref === ref);
 
   async function writeBlob(layout: string, bytes: Buffer): Promise<string> {
-    const digest = sha(bytes);
+    const digest = sha256(bytes);
     await writeFile(join(layout, 'blobs', 'sha256', digest.slice(7)), bytes);
     return digest;
   }
@@ -507,7 +507,7 @@ describe('--import keeps signature data only when its content is signature data 
         ...(subject ? { subject } : {}),
       }),
     );
-    return { manifest, digest: await writeBlob(layout, manifest), blobs: [sha(config), layer.digest] };
+    return { manifest, digest: await writeBlob(layout, manifest), blobs: [sha256(config), layer.digest] };
   }
 
   async function addRefs(layout: string, refs: Array<{ ref: string; mediaType: string; digest: string; size: number }>): Promise<void> {
@@ -528,7 +528,7 @@ describe('--import keeps signature data only when its content is signature data 
   before(async () => {
     hostileLayout = join(dir, 'layout-hostile');
     await cp(layoutDir, hostileLayout, { recursive: true });
-    absent = sha(Buffer.from('an image that is in no layout and no store'));
+    absent = sha256(Buffer.from('an image that is in no layout and no store'));
     const image = await runnableImage(hostileLayout, '#!/bin/sh\necho unsigned and runnable\n');
     evil = { manifest: image.digest, blobs: image.blobs, tag: sigTag(absent) };
     const shaped = await runnableImage(hostileLayout, '#!/bin/sh\necho shaped like a signature\n', { layerType: 'application/vnd.dev.cosign.simplesigning.v1+json' });
@@ -545,7 +545,7 @@ describe('--import keeps signature data only when its content is signature data 
     fallbackRef = `reg.test/prod/app:${app.digest.replace(':', '-')}`;
     const genuineSig = await withStore(storeDir, async (catalog) => (await catalog.getTag('reg.test', 'prod/app', sigTag(app.digest)))!.value);
     const genuineSigSize = (await readFile(join(hostileLayout, 'blobs', 'sha256', genuineSig.digest.slice(7)))).length;
-    orphanSigRef = `reg.test/prod/app:${sigTag(sha(Buffer.from('another image that is nowhere')))}`;
+    orphanSigRef = `reg.test/prod/app:${sigTag(sha256(Buffer.from('another image that is nowhere')))}`;
     await addRefs(hostileLayout, [
       { ref: `reg.test/prod/evil:${evil.tag}`, mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: image.digest, size: image.manifest.length },
       { ref: `reg.test/prod/multi:${disguised.tag}`, mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: shaped.digest, size: shaped.manifest.length },
@@ -681,9 +681,7 @@ describe('with the registry gone', () => {
       const reg = clients.get('reg.test')!;
       for (const l of app.layers) {
         const res = await reg.openBlob('prod/app', l.digest as Digest, { method: 'GET' });
-        const chunks: Buffer[] = [];
-        for await (const ch of res.body!) chunks.push(ch as Buffer);
-        assert.equal(sha(Buffer.concat(chunks)), l.digest);
+        assert.equal(sha256(await collect(res.body!)), l.digest);
       }
     });
   });

@@ -7,7 +7,7 @@ import { Agent, request } from 'undici';
 import { startRegistry, type RegistryHandle } from '../helpers/registry.js';
 import { startTokenServer, type TokenServerHandle } from '../helpers/token-server.js';
 import { pushImage, type PushedImage } from '../helpers/push.js';
-import { tempDir } from '../helpers/net.js';
+import { tempDir } from '../helpers/temp.js';
 import { startSigil, simpleConfig } from '../helpers/sigil.js';
 import { selfSignedCert } from '../helpers/tls.js';
 

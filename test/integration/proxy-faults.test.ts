@@ -1,15 +1,16 @@
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { after, test } from 'node:test';
 import { request } from 'undici';
 import { startFaultServer, type FaultHandler, type FaultServer } from '../helpers/fault-server.js';
 import { freePort } from '../helpers/net.js';
 import { startSigil, simpleConfig, type SigilHandle } from '../helpers/sigil.js';
+import { sha256 } from '../helpers/digest.js';
 
 // Faults a real registry cannot produce, from in-process fake upstreams.
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const MANIFEST = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: {}, layers: [] }));
-const DIGEST = `sha256:${createHash('sha256').update(MANIFEST).digest('hex')}`;
+const DIGEST = sha256(MANIFEST);
 const OTHER = `sha256:${'1'.repeat(64)}`;
 const TIMEOUTS = { connectMs: 500, headersMs: 400, bodyIdleMs: 400, metadataDeadlineMs: 1500 };
 
@@ -79,7 +80,7 @@ test('a blob whose bytes do not match its digest never reaches the client comple
 test('big blobs (hashed off the event loop): wrong bytes never reach the client complete, right ones pass whole', async () => {
   const size = 8 * 1024 * 1024 + 17; // over OFF_THREAD_MIN_BYTES and several hash rings
   const good = randomBytes(size);
-  const goodDigest = `sha256:${createHash('sha256').update(good).digest('hex')}`;
+  const goodDigest = sha256(good);
   const bad = Buffer.from(good);
   bad[size - 1] ^= 1; // only the last byte differs
   const { sigil } = await through((req, res) => {

@@ -1,17 +1,13 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { request } from 'undici';
 import { startRegistry, type RegistryHandle } from '../helpers/registry.js';
 import { pushBlob, pushImage, pushIndex, pushManifest, type PushedImage, type PushedIndex } from '../helpers/push.js';
 import { startSigil, simpleConfig, type SigilHandle } from '../helpers/sigil.js';
+import { sha256 } from '../helpers/digest.js';
 
 const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
-
-function sha256(b: Buffer): string {
-  return `sha256:${createHash('sha256').update(b).digest('hex')}`;
-}
 
 async function get(url: string, headers: Record<string, string> = {}, method: 'GET' | 'HEAD' = 'GET') {
   const res = await request(url, { method, headers });

@@ -1,8 +1,8 @@
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -13,7 +13,8 @@ import { isSigilError } from '../../src/errors.js';
 import type { Digest } from '../../src/oci/digest.js';
 import { ContentStore, TMP_STALE_MS } from '../../src/store/index.js';
 import type { BeginWrite } from '../../src/store/index.js';
-import { tempDir } from '../helpers/net.js';
+import { tempDir } from '../helpers/temp.js';
+import { sha256 } from '../helpers/digest.js';
 
 const NODE = fileURLToPath(new URL('../../../scripts/node', import.meta.url));
 const STORE_MODULE = pathToFileURL(fileURLToPath(new URL('../../src/store/index.js', import.meta.url))).href;
@@ -21,16 +22,7 @@ const STORE_MODULE = pathToFileURL(fileURLToPath(new URL('../../src/store/index.
 const MiB = 1024 * 1024;
 const CHUNK = 64 * 1024;
 
-const dirs: string[] = [];
-after(async () => {
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
-});
-
-async function freshDir(): Promise<string> {
-  const d = await tempDir('sigil-store-conc');
-  dirs.push(d);
-  return d;
-}
+const freshDir = (): Promise<string> => tempDir('sigil-store-conc');
 
 /**
  * Deterministic pseudo-random content: chunk i of a seed is an xorshift32 sequence,
@@ -280,7 +272,7 @@ describe('content store under concurrency and crashes', () => {
     }
     // putBytes racing from both instances, many times over: still one intact object.
     const small = fillChunk(3, 0, Buffer.alloc(1000));
-    const smallDigest: Digest = `sha256:${createHash('sha256').update(small).digest('hex')}`;
+    const smallDigest: Digest = sha256(small);
     await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? a : b).putBytes(smallDigest, small)));
     assert.deepEqual(await b.readAll(smallDigest, 1000), small);
     assert.deepEqual(await readdir(join(dir, 'tmp')), []);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -9,12 +9,13 @@ import { promisify } from 'node:util';
 import { after, before, test } from 'node:test';
 import { request } from 'undici';
 import { startForwarder, type Forwarder } from '../helpers/forwarder.js';
-import { tempDir } from '../helpers/net.js';
+import { tempDir } from '../helpers/temp.js';
 import { pushImage, type PushedImage } from '../helpers/push.js';
 import { startRegistry, type RegistryHandle } from '../helpers/registry.js';
 import { startSigil, simpleConfig, type SigilHandle } from '../helpers/sigil.js';
 import { mountTmpfs, type Tmpfs } from '../helpers/tmpfs.js';
 import { STORE_RETRY_MS } from '../../src/store/limits.js';
+import { sha256, sha256Hex } from '../helpers/digest.js';
 
 // Real file system faults under a running sigil with a content store: the directory removed, a
 // read-only file system, a full one, objects that cannot be read. Pulls must go on with the right
@@ -48,22 +49,21 @@ async function sigilOn(dir: string): Promise<{ s: SigilHandle; advance: (ms: num
   return { s, advance: (ms) => (skew += ms) };
 }
 
-const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const objectPath = (dir: string, digest: string): string => join(dir, 'blobs', 'sha256', digest.slice('sha256:'.length));
 const recordPath = (dir: string, repo: string, digest: string): string =>
-  join(dir, 'meta', 'blob', `${createHash('sha256').update(`${UP}/${repo}@${digest}`).digest('hex')}.json`);
+  join(dir, 'meta', 'blob', `${sha256Hex(`${UP}/${repo}@${digest}`)}.json`);
 
 /** Pulls manifest and blobs as a client does, and checks every byte. */
 async function pullImage(s: SigilHandle, repo: string, img: PushedImage): Promise<void> {
   const m = await request(`${s.url}/v2/${UP}/${repo}/manifests/v1`, { headers: { accept: img.mediaType } });
   const manifest = Buffer.from(await m.body.arrayBuffer());
   assert.equal(m.statusCode, 200, manifest.toString());
-  assert.equal(sha(manifest), img.digest);
+  assert.equal(sha256(manifest), img.digest);
   for (const d of [img.config, ...img.layers]) {
     const b = await request(`${s.url}/v2/${UP}/${repo}/blobs/${d.digest}`);
     const body = Buffer.from(await b.body.arrayBuffer());
     assert.equal(b.statusCode, 200, `${d.digest}: ${body.toString().slice(0, 300)}`);
-    assert.equal(sha(body), d.digest);
+    assert.equal(sha256(body), d.digest);
   }
 }
 

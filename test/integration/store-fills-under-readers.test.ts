@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -8,13 +8,14 @@ import { request } from 'undici';
 import { startFaultServer, type FaultServer } from '../helpers/fault-server.js';
 import { startSigil, simpleConfig, type SigilHandle } from '../helpers/sigil.js';
 import { mountTmpfs } from '../helpers/tmpfs.js';
+import { sha256, sha256Hex } from '../helpers/digest.js';
 
 // The disk fills while several requests read one blob behind the store's download of it: the
 // store stops writing, and every one of those requests still gets the whole blob, right (a store
 // fault degrades to pass-through, it does not cut downloads off).
 const UP = 'reg.test';
 const BLOB = randomBytes(6 * 1024 * 1024);
-const DIGEST = `sha256:${createHash('sha256').update(BLOB).digest('hex')}`;
+const DIGEST = sha256(BLOB);
 const HALF = 3 * 1024 * 1024;
 
 const cleanups: Array<() => Promise<void>> = [];
@@ -77,7 +78,7 @@ test('the disk filling during a stored download: every request reading behind it
   for (const p of await Promise.all(pulls)) {
     assert.equal(p.status, 200);
     assert.ok(Buffer.isBuffer(p.body), `the download was cut off: ${String(p.body)}`);
-    assert.equal(createHash('sha256').update(p.body).digest('hex'), DIGEST.slice('sha256:'.length), 'the whole blob, right');
+    assert.equal(sha256Hex(p.body), DIGEST.slice('sha256:'.length), 'the whole blob, right');
   }
   const ready = await request(`${s.url}/readyz`);
   const body = (await ready.body.json()) as { degraded?: { store?: string } };

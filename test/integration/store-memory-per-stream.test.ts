@@ -9,7 +9,7 @@ import { runInNewContext } from 'node:vm';
 import { after, test } from 'node:test';
 import type { Digest } from '../../src/oci/digest.js';
 import { ContentStore } from '../../src/store/index.js';
-import { tempDir } from '../helpers/net.js';
+import { tempDir } from '../helpers/temp.js';
 
 // Memory per stream is bounded, whatever the object's size: many concurrent pulls of one big
 // blob through the store (reading it, or reading behind its write) hold a few read chunks each,

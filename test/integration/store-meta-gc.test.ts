@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -7,11 +6,11 @@ import { cacheCommand } from '../../src/cli/cache.js';
 import type { CliIo } from '../../src/cli/io.js';
 import type { Digest } from '../../src/oci/digest.js';
 import { Catalog, ContentStore } from '../../src/store/index.js';
-import { tempDir } from '../helpers/net.js';
+import { tempDir } from '../helpers/temp.js';
+import { sha256 } from '../helpers/digest.js';
 
 // `sigil cache ls` leaves metadata alone (it lists what is there); `sigil cache prune` removes the
 // records of what it prunes and sweeps those of objects evicted earlier, and says how many.
-const sha = (b: Buffer): Digest => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const DAY = 86_400_000;
 const MT = 'application/vnd.oci.image.manifest.v1+json';
 
@@ -29,18 +28,18 @@ function capture(): { io: CliIo; out: () => string; err: () => string } {
 async function storeImage(store: ContentStore, catalog: Catalog, repo: string, tag: string, seed: string): Promise<{ manifest: Digest; blobs: Digest[] }> {
   const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', seed }));
   const layer = Buffer.from(`layer of ${seed}`);
-  const desc = (mediaType: string, b: Buffer) => ({ mediaType, digest: sha(b), size: b.length });
+  const desc = (mediaType: string, b: Buffer) => ({ mediaType, digest: sha256(b), size: b.length });
   const manifest = Buffer.from(
     JSON.stringify({ schemaVersion: 2, mediaType: MT, config: desc('application/vnd.oci.image.config.v1+json', config), layers: [desc('application/vnd.oci.image.layer.v1.tar', layer)] }),
   );
   for (const b of [config, layer]) {
-    await store.putBytes(sha(b), b);
-    await catalog.noteBlob('reg.test', repo, sha(b));
+    await store.putBytes(sha256(b), b);
+    await catalog.noteBlob('reg.test', repo, sha256(b));
   }
-  await catalog.putManifest('reg.test', repo, sha(manifest), MT, manifest);
-  await catalog.putTag('reg.test', repo, tag, { digest: sha(manifest), mediaType: MT });
-  await catalog.putVerdict('reg.test', repo, sha(manifest), 'fp', { outcome: { kind: 'unsigned', checks: [] }, decidedAt: Date.now() });
-  return { manifest: sha(manifest), blobs: [sha(config), sha(layer)] };
+  await catalog.putManifest('reg.test', repo, sha256(manifest), MT, manifest);
+  await catalog.putTag('reg.test', repo, tag, { digest: sha256(manifest), mediaType: MT });
+  await catalog.putVerdict('reg.test', repo, sha256(manifest), 'fp', { outcome: { kind: 'unsigned', checks: [] }, decidedAt: Date.now() });
+  return { manifest: sha256(manifest), blobs: [sha256(config), sha256(layer)] };
 }
 
 async function metaFiles(): Promise<number> {

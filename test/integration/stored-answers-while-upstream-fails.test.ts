@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import { Writable } from 'node:stream';
 import { after, test } from 'node:test';
@@ -14,8 +13,9 @@ import type { Digest } from '../../src/oci/digest.js';
 import { Catalog } from '../../src/store/catalog.js';
 import { ContentStore } from '../../src/store/content-store.js';
 import { startFaultServer, type FaultServer } from '../helpers/fault-server.js';
-import { tempDir } from '../helpers/net.js';
+import { tempDir } from '../helpers/temp.js';
 import type { LogRecord } from '../helpers/sigil.js';
+import { sha256 } from '../helpers/digest.js';
 
 // Guarantees: once a metadata request to an upstream failed in a way stale-if-error covers, the
 // requests that have a stored answer get it at once for STALE_BREAKER_MS (marked stale, counted,
@@ -27,7 +27,7 @@ import type { LogRecord } from '../helpers/sigil.js';
 const UP = 'up.test';
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const MANIFEST = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: `sha256:${'4'.repeat(64)}`, size: 2 }, layers: [] }));
-const DIGEST = `sha256:${createHash('sha256').update(MANIFEST).digest('hex')}` as Digest;
+const DIGEST = sha256(MANIFEST);
 
 type Mode = 'fail' | 'answer' | 'hold';
 

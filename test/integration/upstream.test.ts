@@ -5,7 +5,6 @@ import type { ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { readFile, rm } from 'node:fs/promises';
 import type { AddressInfo, Socket } from 'node:net';
-import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { Metrics } from '../../src/audit/metrics.js';
@@ -19,7 +18,8 @@ import type { Timeouts } from '../../src/upstream/client.js';
 import { MANIFEST_MAX_BYTES, MAX_REDIRECTS } from '../../src/upstream/limits.js';
 import { startFaultServer } from '../helpers/fault-server.js';
 import type { FaultHandler, FaultServer } from '../helpers/fault-server.js';
-import { freePort, tempDir } from '../helpers/net.js';
+import { freePort } from '../helpers/net.js';
+import { tempDir } from '../helpers/temp.js';
 import { selfSignedCert } from '../helpers/tls.js';
 import { getBlob, pushImage } from '../helpers/push.js';
 import type { PushedImage } from '../helpers/push.js';
@@ -27,10 +27,12 @@ import { startRegistry } from '../helpers/registry.js';
 import type { RegistryHandle } from '../helpers/registry.js';
 import { startTokenServer } from '../helpers/token-server.js';
 import type { TokenServerHandle } from '../helpers/token-server.js';
+import { sha256 } from '../helpers/digest.js';
+import { fakeClock } from '../helpers/clock.js';
+import { drain } from '../helpers/stream.js';
 
 // ---------------------------------------------------------------- helpers
 
-const sha256 = (b: Uint8Array): Digest => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 interface Harness {
   client: UpstreamClient;
@@ -90,16 +92,6 @@ async function rejectsWith(p: Promise<unknown>, code: SigilErrorCode): Promise<S
   assert.ok(isSigilError(caught), `expected SigilError ${code}, got ${String(caught)}`);
   assert.equal(caught.code, code, caught.message);
   return caught;
-}
-
-/** Reads a stream in flowing mode to its end or error, keeping every chunk emitted before an error. */
-function drain(stream: Readable): Promise<{ bytes: Buffer; error?: unknown }> {
-  const chunks: Buffer[] = [];
-  return new Promise((resolve) => {
-    stream.on('data', (c: Buffer) => chunks.push(c));
-    stream.once('end', () => resolve({ bytes: Buffer.concat(chunks) }));
-    stream.once('error', (error) => resolve({ bytes: Buffer.concat(chunks), error }));
-  });
 }
 
 async function counter(metrics: Metrics, name: string, labels: Record<string, string>): Promise<number> {
@@ -675,7 +667,7 @@ describe('UpstreamClient: redirects and auth (fault servers)', () => {
   });
 
   test('an expired token is replaced up front, without a 401 (injected clock)', async () => {
-    let now = 5_000_000;
+    const clock = fakeClock(5_000_000);
     let tokenFetches = 0;
     let unauthorized = 0;
     const s = await fault((req, res) => {
@@ -690,11 +682,11 @@ describe('UpstreamClient: redirects and auth (fault servers)', () => {
       res.writeHead(200, { 'content-type': MT.OCI_MANIFEST, 'content-length': String(OCI_MANIFEST.length) });
       res.end(OCI_MANIFEST);
     });
-    const h = makeClient(s.url, { now: () => now });
+    const h = makeClient(s.url, { now: clock.now });
     await h.client.fetchManifest('a/b', 'latest');
     await h.client.fetchManifest('a/b', 'latest');
     assert.deepEqual([tokenFetches, unauthorized], [1, 1]);
-    now += 60_000;
+    clock.advance(60_000);
     await h.client.fetchManifest('a/b', 'latest');
     assert.deepEqual([tokenFetches, unauthorized], [2, 1]);
     assert.equal(s.requests.at(-1)?.headers.authorization, 'Bearer tok-2');

@@ -1,15 +1,17 @@
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { after, test } from 'node:test';
 import { request } from 'undici';
 import { startFaultServer, type FaultHandler } from '../helpers/fault-server.js';
 import { startSigil, simpleConfig, type SigilHandle } from '../helpers/sigil.js';
+import { sha256 } from '../helpers/digest.js';
+import { drain } from '../helpers/stream.js';
 
 // An upstream that answers `206 Partial Content` where it must not: the digest check must not be
 // skipped by calling a whole (wrong) blob "a part".
 const TIMEOUTS = { connectMs: 500, headersMs: 2000, bodyIdleMs: 2000, metadataDeadlineMs: 3000 };
 const GOOD = randomBytes(300 * 1024);
-const DIGEST = `sha256:${createHash('sha256').update(GOOD).digest('hex')}`;
+const DIGEST = sha256(GOOD);
 const WRONG = randomBytes(GOOD.length); // same length, other bytes
 
 const cleanups: Array<() => Promise<void>> = [];
@@ -28,14 +30,8 @@ async function through(handler: FaultHandler): Promise<SigilHandle> {
 /** What the client got: status, headers, the bytes it received, and whether the body completed. */
 async function fetchBlob(sigil: SigilHandle, headers: Record<string, string> = {}) {
   const res = await request(`${sigil.url}/v2/up.test/a/b/blobs/${DIGEST}`, { headers, headersTimeout: 10_000, bodyTimeout: 10_000 });
-  const chunks: Buffer[] = [];
-  let complete = true;
-  try {
-    for await (const c of res.body) chunks.push(c as Buffer);
-  } catch {
-    complete = false;
-  }
-  return { status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks), complete };
+  const { bytes, error } = await drain(res.body);
+  return { status: res.statusCode, headers: res.headers, body: bytes, complete: error === undefined };
 }
 
 async function badResponses(sigil: SigilHandle): Promise<number> {

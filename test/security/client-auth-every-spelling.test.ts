@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import bcrypt from 'bcryptjs';
 import { startForwarder, type Forwarder } from '../helpers/forwarder.js';
-import { tempDir } from '../helpers/net.js';
+import { tempDir } from '../helpers/temp.js';
 import { pushImage, type PushedImage } from '../helpers/push.js';
 import { rawRequest, type RawResponse } from '../helpers/raw-http.js';
 import { startRegistry, type RegistryHandle } from '../helpers/registry.js';

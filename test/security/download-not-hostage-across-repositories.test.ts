@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { after, before, test } from 'node:test';
 import { request } from 'undici';
 import { startFaultServer, type FaultServer } from '../helpers/fault-server.js';
-import { tempDir } from '../helpers/net.js';
+import { tempDir } from '../helpers/temp.js';
 import { pushLegacySignature } from '../helpers/publish.js';
 import { legacyLayer } from '../helpers/signer.js';
 import { startVerifyEnv, type VerifyEnv } from '../helpers/verify-env.js';
+import { sha256 } from '../helpers/digest.js';
 
 // Prevents: one repository's upstream answer standing in for another's. Blob downloads into the
 // store are coalesced by digest alone, across repositories and upstreams: a pull of a verified
@@ -15,7 +15,6 @@ import { startVerifyEnv, type VerifyEnv } from '../helpers/verify-env.js';
 // same digest that an attacker started through a repository they control, whose upstream drips.
 // Base-image layers are shared by many repositories, so their digests are public.
 const ACCEPT = 'application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json';
-const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 let env: VerifyEnv;
 let front: FaultServer;
@@ -50,7 +49,7 @@ after(async () => {
 test("a verified image's layer is not held hostage by another repository's download of the same digest", async () => {
   const img = await env.push('prod/app', 'v1', { layers: 1, layerSize: 256 * 1024 });
   await pushLegacySignature(env.target, 'prod/app', img.digest, [legacyLayer(env.keys.p256, img.digest)]);
-  const storeDir = await tempDir('sigil-r2-coalesce-');
+  const storeDir = await tempDir('sigil-coalesce-');
   const sigil = await env.sigil(
     `  - name: prod\n    match: ["reg.test/prod/**"]\n    mode: enforce\n    authorities:\n      - { key: ${env.keys.p256.path}, tlog: ignore }`,
     { upstreamUrl: front.url, extra: `cache:\n  store:\n    dir: ${storeDir}\n    maxBytes: 1073741824` },
@@ -73,7 +72,7 @@ test("a verified image's layer is not held hostage by another repository's downl
   try {
     const res = await request(`${sigil.url}/v2/prod/app/blobs/${layer}`, { signal: AbortSignal.timeout(5000) });
     const body = Buffer.from(await res.body.arrayBuffer());
-    outcome = `${res.statusCode} ${sha(body) === layer ? 'ok' : `wrong bytes (${body.length})`}`;
+    outcome = `${res.statusCode} ${sha256(body) === layer ? 'ok' : `wrong bytes (${body.length})`}`;
   } catch (err) {
     outcome = `failed after ${Date.now() - t0} ms: ${(err as Error).message}`;
   }

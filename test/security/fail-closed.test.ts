@@ -1,19 +1,19 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { request } from 'undici';
 import { startFaultServer, type FaultServer } from '../helpers/fault-server.js';
-import { tempDir } from '../helpers/net.js';
+import { tempDir } from '../helpers/temp.js';
 import { generateKey } from '../helpers/signer.js';
 import { startSigil, type SigilHandle } from '../helpers/sigil.js';
+import { sha256 } from '../helpers/digest.js';
 
 // Prevents: serving an image in enforce mode when its signatures could not be looked up
 // (upstream trouble while verifying is "indeterminate", never "verified").
 const OCI = 'application/vnd.oci.image.manifest.v1+json';
 const MANIFEST = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI, config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${'2'.repeat(64)}`, size: 2 }, layers: [] }));
-const DIGEST = `sha256:${createHash('sha256').update(MANIFEST).digest('hex')}`;
+const DIGEST = sha256(MANIFEST);
 
 const cleanup: Array<() => Promise<void>> = [];
 after(async () => {

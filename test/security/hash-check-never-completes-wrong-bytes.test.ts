@@ -1,13 +1,15 @@
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { isSigilError } from '../../src/errors.js';
-import { HashPool } from '../../src/hash/hash-pool.js';
+import type { HashPool } from '../../src/hash/hash-pool.js';
 import type { Digest } from '../../src/oci/digest.js';
 import { COUNTER_START } from '../../src/hash/hash-pool.js';
 import { RING_BYTES } from '../../src/hash/ring.js';
 import { checkedBlobStream } from '../../src/upstream/blob-verify.js';
+import { sha256, sha512 } from '../helpers/digest.js';
+import { hashPools, testHashWorker } from '../helpers/hash-pools.js';
 
 // Pins (each would catch a regression): the blob check over the off-thread hash
 // never lets a consumer have every byte of a blob that does not hash to its digest, across
@@ -15,17 +17,9 @@ import { checkedBlobStream } from '../../src/upstream/blob-verify.js';
 // rings reused from the free list, concurrent streams on shared workers, a worker that dies
 // while the digest is awaited, and a consumer that goes away while the digest is awaited.
 
-const pools: HashPool[] = [];
-after(async () => {
-  for (const p of pools) await p.close();
-});
-function pool(opts: ConstructorParameters<typeof HashPool>[0]): HashPool {
-  const p = new HashPool(opts);
-  pools.push(p);
-  return p;
-}
+const pool = hashPools();
 
-const digestOf = (alg: 'sha256' | 'sha512', b: Buffer): Digest => `${alg}:${createHash(alg).update(b).digest('hex')}` as Digest;
+const digestOf = (alg: 'sha256' | 'sha512', b: Buffer): Digest => (alg === 'sha256' ? sha256(b) : sha512(b));
 
 function chunked(data: Buffer, sizes: readonly number[]): Buffer[] {
   const out: Buffer[] = [];
@@ -176,7 +170,7 @@ test('a consumer that goes away while the digest is awaited: no crash, no unhand
   process.on('uncaughtException', onProblem);
   process.on('unhandledRejection', onProblem);
   try {
-    const hashes = pool({ size: 1, stallTimeoutMs: 300, workerUrl: new URL('../helpers/hash-workers/stuck.js', import.meta.url) });
+    const hashes = pool({ size: 1, stallTimeoutMs: 300, workerUrl: testHashWorker('stuck') });
     const data = randomBytes(RING_BYTES / 2);
     // ring not full, so every update() returns at once; the stuck worker never answers the digest
     const out = checkedBlobStream(Readable.from(chunked(data, [65_536])), { digest: digestOf('sha512', data), describe: 'test blob', hashes });

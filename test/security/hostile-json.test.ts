@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
-import { createHash, generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { request } from 'undici';
 import { MAX_JSON_DEPTH, jsonDepth, parseJson, tryParseJson } from '../../src/oci/json.js';
 import { startFaultServer, type FaultServer } from '../helpers/fault-server.js';
 import { startSigil, simpleConfig, type SigilHandle } from '../helpers/sigil.js';
+import { sha256 } from '../helpers/digest.js';
 
 // JSON from upstreams is hostile input: nesting deep enough to overflow the stack of whatever
 // walks or re-serialises it must be a clear 502 with a reason, never a 500 or a crash.
@@ -16,7 +17,7 @@ const LEVELS = 200_000;
 const deep = (inner: string) => `${'['.repeat(LEVELS)}${inner}${']'.repeat(LEVELS)}`;
 
 const image = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${'a'.repeat(64)}`, size: 2 }, layers: [] }));
-const imageDigest = `sha256:${createHash('sha256').update(image).digest('hex')}`;
+const imageDigest = sha256(image);
 const deepIndex = Buffer.from(`{"schemaVersion":2,"mediaType":"${OCI_INDEX}","manifests":${deep('')}}`);
 const deepAnnotations = Buffer.from(`{"schemaVersion":2,"mediaType":"${OCI_MANIFEST}","config":{},"layers":[],"annotations":{"x":${deep('1')}}}`);
 const deepTags = Buffer.from(`{"name":"a/b","tags":${deep('"v1"')}}`);

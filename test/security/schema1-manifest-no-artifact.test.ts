@@ -8,14 +8,14 @@
 // schema 1 images; its Accept ends in `*/*`, which sigil forwards upstream as is.
 // An in-process fake upstream: docker-registry 2.8 refuses schema 1 pushes by default.
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { startFaultServer, type FaultServer } from '../helpers/fault-server.js';
 import { generateKey } from '../helpers/signer.js';
 import { startSigil, type SigilHandle } from '../helpers/sigil.js';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { tempDir } from '../helpers/net.js';
+import { tempDir } from '../helpers/temp.js';
+import { sha256 } from '../helpers/digest.js';
 
 const SCHEMA1 = 'application/vnd.docker.distribution.manifest.v1+prettyjws';
 const layerDigest = `sha256:${'1'.repeat(64)}`;
@@ -31,7 +31,7 @@ const body = Buffer.from(JSON.stringify({
   config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${'2'.repeat(64)}`, size: 2 },
   layers: [{ mediaType: 'application/vnd.dev.cosign.simplesigning.v1+json', digest: `sha256:${'3'.repeat(64)}`, size: 2 }],
 }));
-const digest = `sha256:${createHash('sha256').update(body).digest('hex')}`;
+const digest = sha256(body);
 
 let upstream: FaultServer;
 let sigil: SigilHandle;

@@ -10,10 +10,11 @@ import { request } from 'undici';
 import { hasTarHeader, signatureConfigProblem, signatureLayerProblem } from '../../src/signatures/artifact-content.js';
 import { startPodman, type PodmanHandle } from '../helpers/podman.js';
 import { pushLegacySignature } from '../helpers/publish.js';
-import { pushBlob, pushManifest, sha256, tarFile } from '../helpers/push.js';
+import { pushBlob, pushManifest, tarFile } from '../helpers/push.js';
 import { cosignPayload, legacyLayer, sigTag } from '../helpers/signer.js';
 import type { SigilHandle } from '../helpers/sigil.js';
 import { UPSTREAM, pull, startVerifyEnv, type VerifyEnv } from '../helpers/verify-env.js';
+import { sha256 } from '../helpers/digest.js';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const OCI_CONFIG = 'application/vnd.oci.image.config.v1+json';

@@ -11,10 +11,11 @@ import { repeatedKey } from '../../src/oci/json.js';
 import { isSignatureArtifact } from '../../src/signatures/artifact.js';
 import { hasTarHeader, signatureConfigProblem, signatureLayerProblem } from '../../src/signatures/artifact-content.js';
 import { startPodman, type PodmanHandle } from '../helpers/podman.js';
-import { pushBlob, pushManifest, sha256 } from '../helpers/push.js';
+import { pushBlob, pushManifest } from '../helpers/push.js';
 import { cosignPayload } from '../helpers/signer.js';
 import type { SigilHandle } from '../helpers/sigil.js';
 import { UPSTREAM, pull, startVerifyEnv, type VerifyEnv } from '../helpers/verify-env.js';
+import { sha256 } from '../helpers/digest.js';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const OCI_CONFIG = 'application/vnd.oci.image.config.v1+json';

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { open, rm, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -7,11 +7,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, test } from 'node:test';
 import { request } from 'undici';
 import { startForwarder, type Forwarder } from '../helpers/forwarder.js';
-import { tempDir } from '../helpers/net.js';
+import { tempDir } from '../helpers/temp.js';
 import { pushImage, type PushedImage } from '../helpers/push.js';
 import { startRegistry, type RegistryHandle } from '../helpers/registry.js';
 import { startSigil, simpleConfig, type SigilHandle } from '../helpers/sigil.js';
 import { VERIFY_AHEAD_MAX_BYTES } from '../../src/store/limits.js';
+import { sha256Hex } from '../helpers/digest.js';
+import { drain } from '../helpers/stream.js';
 
 // A blob file changed on disk in the content store (by a disk fault, or by someone who can write
 // there) must never be served complete under its digest: it is removed, logged and counted, and
@@ -44,20 +46,14 @@ async function sigilOn(dir: string): Promise<SigilHandle> {
 /** What the client got; `complete` is false when the answer was cut off. */
 async function getBlob(s: SigilHandle, repo: string, digest: string, headers: Record<string, string> = {}) {
   const res = await request(`${s.url}/v2/${UP}/${repo}/blobs/${digest}`, { headers, headersTimeout: 20_000, bodyTimeout: 20_000 });
-  const chunks: Buffer[] = [];
-  let complete = true;
-  try {
-    for await (const c of res.body) chunks.push(c as Buffer);
-  } catch {
-    complete = false;
-  }
-  return { status: res.statusCode, body: Buffer.concat(chunks), complete };
+  const { bytes, error } = await drain(res.body);
+  return { status: res.statusCode, body: bytes, complete: error === undefined };
 }
 
 const hex = (d: string): string => d.slice('sha256:'.length);
 const objectPath = (dir: string, digest: string): string => join(dir, 'blobs', 'sha256', hex(digest));
 const recordPath = (dir: string, repo: string, digest: string): string =>
-  join(dir, 'meta', 'blob', `${createHash('sha256').update(`${UP}/${repo}@${digest}`).digest('hex')}.json`);
+  join(dir, 'meta', 'blob', `${sha256Hex(`${UP}/${repo}@${digest}`)}.json`);
 
 /** Pulls the image through sigil (manifest, then blobs) and waits until the store holds its blobs. */
 async function pullAndStore(s: SigilHandle, dir: string, repo: string, img: PushedImage): Promise<void> {
@@ -112,7 +108,7 @@ test('a stored blob changed on disk (same length) is never served complete; it i
   const fetched = fwd.count('GET', `/v2/changed/same-length/blobs/${small.digest}`);
   const r1 = await getBlob(s, 'changed/same-length', small.digest);
   assert.equal(r1.status, 200);
-  assert.ok(r1.complete && createHash('sha256').update(r1.body).digest('hex') === hex(small.digest), 'the right bytes, from the upstream');
+  assert.ok(r1.complete && sha256Hex(r1.body) === hex(small.digest), 'the right bytes, from the upstream');
   assert.equal(fwd.count('GET', `/v2/changed/same-length/blobs/${small.digest}`), fetched + 1);
 
   // big: found as it streams, cut off before its last chunk
@@ -125,7 +121,7 @@ test('a stored blob changed on disk (same length) is never served complete; it i
   // the next pull fetches the right bytes from the upstream (and stores them again)
   const before = fwd.count('GET', `/v2/changed/same-length/blobs/${big.digest}`);
   const again = await getBlob(s, 'changed/same-length', big.digest);
-  assert.ok(again.status === 200 && again.complete && createHash('sha256').update(again.body).digest('hex') === hex(big.digest));
+  assert.ok(again.status === 200 && again.complete && sha256Hex(again.body) === hex(big.digest));
   assert.equal(fwd.count('GET', `/v2/changed/same-length/blobs/${big.digest}`), before + 1);
 });
 
@@ -139,7 +135,7 @@ test('a stored blob changed on disk to another length is found before serving an
   for (const l of [small, big]) {
     const before = fwd.count('GET', `/v2/changed/length/blobs/${l.digest}`);
     const r = await getBlob(s, 'changed/length', l.digest);
-    assert.ok(r.status === 200 && r.complete && createHash('sha256').update(r.body).digest('hex') === hex(l.digest), l.digest);
+    assert.ok(r.status === 200 && r.complete && sha256Hex(r.body) === hex(l.digest), l.digest);
     assert.equal(fwd.count('GET', `/v2/changed/length/blobs/${l.digest}`), before + 1, 'fetched from the upstream');
     assert.ok(loggedDamage(s, dir, l.digest));
   }

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { request } from 'undici';
 import { startFaultServer, type FaultServer } from '../helpers/fault-server.js';
-import { tempDir } from '../helpers/net.js';
+import { tempDir } from '../helpers/temp.js';
 import { startSigil, type SigilHandle } from '../helpers/sigil.js';
 
 // Prevents: an upstream filling the disk through the content store. A blob download is written
@@ -45,7 +45,7 @@ test('a blob download into the store never grows past cache.store.maxBytes on di
     }
   });
   cleanup.push(() => up.stop());
-  const storeDir = await tempDir('sigil-r2-size-');
+  const storeDir = await tempDir('sigil-size-');
   const sigil: SigilHandle = await startSigil(
     `server:\n  listen: 127.0.0.1:0\nupstreams:\n  - name: up.test\n    url: ${up.url}\ndefaultUpstream: up.test\ncache:\n  store:\n    dir: ${storeDir}\n    maxBytes: ${MAX_BYTES}\n`,
   );

@@ -9,7 +9,7 @@ import { HashPool, type StreamHash } from '../../src/hash/hash-pool.js';
 import type { HashAlgorithm } from '../../src/hash/ring.js';
 import type { Digest } from '../../src/oci/digest.js';
 import { ContentStore, LAST_USED_PERSIST_MS, READ_CHUNK_BYTES, VERIFY_AHEAD_MAX_BYTES } from '../../src/store/index.js';
-import { tempDir } from '../helpers/net.js';
+import { tempDir } from '../helpers/temp.js';
 
 // A stored object hashed in this process is served again without hashing while its file is
 // unchanged (store/object-reader.ts, file-identity.ts). What must hold: a file changed on disk is

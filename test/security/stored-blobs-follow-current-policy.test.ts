@@ -4,11 +4,10 @@
 // no longer passes: online it comes from the upstream as it would without a store (here the
 // upstream is down, so nothing is served), offline it is refused.
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { request } from 'undici';
 import { startForwarder, type Forwarder } from '../helpers/forwarder.js';
-import { tempDir } from '../helpers/net.js';
+import { tempDir } from '../helpers/temp.js';
 import { pushLegacySignature } from '../helpers/publish.js';
 import type { PushedImage } from '../helpers/push.js';
 import { generateKey, legacyLayer } from '../helpers/signer.js';
@@ -18,12 +17,12 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Digest } from '../../src/oci/digest.js';
 import { Catalog, ContentStore } from '../../src/store/index.js';
+import { sha256 } from '../helpers/digest.js';
 
 /** Up to 5 s for the store to commit what was pulled. */
 const STORE_POLLS = 100;
 
 const ACCEPT = 'application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json';
-const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 let env: VerifyEnv;
 let fwd: Forwarder;
@@ -59,7 +58,7 @@ async function fill(s: SigilHandle, repo: string, img: PushedImage, dir: string)
   for (const d of [img.config, ...img.layers]) {
     const b = await get(s, `/v2/${repo}/blobs/${d.digest}`);
     assert.equal(b.status, 200);
-    assert.equal(sha(b.body), d.digest);
+    assert.equal(sha256(b.body), d.digest);
   }
   // Blobs are committed (and recorded) just after their last byte went out.
   const store = await ContentStore.open({ dir, maxBytes: Number.MAX_SAFE_INTEGER });
@@ -136,7 +135,7 @@ describe('under enforce, stored blobs are served only while a manifest that pass
     for (const d of [img.config, ...img.layers]) {
       const b = await get(offline, `/v2/follow/same/blobs/${d.digest}`);
       assert.equal(b.status, 200, b.body.toString());
-      assert.equal(sha(b.body), d.digest);
+      assert.equal(sha256(b.body), d.digest);
     }
     assert.equal((await get(offline, '/v2/follow/same/manifests/v1')).headers['sigil-verification'], 'verified');
   });

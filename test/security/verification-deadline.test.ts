@@ -7,7 +7,7 @@ import { FAILURE_TTL_MS } from '../../src/gate/verdicts.js';
 import { isSigilError } from '../../src/errors.js';
 import { MAX_CONCURRENT_VERIFICATIONS, MAX_CONCURRENT_VERIFICATIONS_PER_UPSTREAM, ManifestGate, type ManifestDecision } from '../../src/gate/manifest-gate.js';
 import { startFaultServer, type FaultServer } from '../helpers/fault-server.js';
-import { tempDir } from '../helpers/net.js';
+import { tempDir } from '../helpers/temp.js';
 import { pushBundleReferrer, pushLegacySignature } from '../helpers/publish.js';
 import { pushBlob, pushManifest } from '../helpers/push.js';
 import { bundleFor, legacyLayer, sigManifest } from '../helpers/signer.js';

@@ -16,7 +16,7 @@ import { promisify } from 'node:util';
 import { parse } from 'yaml';
 import { loadConfigFromText } from '../../src/config/load.js';
 import { runSigil } from '../helpers/cli.js';
-import { tempDir } from '../helpers/net.js';
+import { tempDir } from '../helpers/temp.js';
 
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url)); // from dist/test/unit

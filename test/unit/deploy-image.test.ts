@@ -10,13 +10,14 @@ import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { chmod, chown, cp, mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, cp, mkdir, readFile, readdir, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { dirname, join, posix } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { spawnSigil } from '../helpers/cli.js';
-import { freePort, tempDir, waitForHttp, probeHttp } from '../helpers/net.js';
+import { freePort, waitForHttp, probeHttp } from '../helpers/net.js';
+import { tempDir } from '../helpers/temp.js';
 import { selfSignedCert } from '../helpers/tls.js';
 
 const run = promisify(execFile);
@@ -25,6 +26,8 @@ const SCRIPTS_NODE = join(ROOT, 'scripts/node');
 const RUNTIME_UID = 65532; // distroless "nonroot"
 const SIGIL_START_MS = 15_000; // sigil listens within a second; generous for a loaded machine
 const HEALTHCHECK_RUN_MS = 15_000; // the script's own request timeout is 4 s
+/** The hung-server case runs the script with its request timeout cut to this (the shipped 4 s is checked apart). */
+const SHORT_REQUEST_TIMEOUT_MS = 200;
 const PRUNE_TIMEOUT_MS = 120_000; // copying ~60 MiB of node_modules and pruning offline: seconds
 const SETPRIV_BIN = '/usr/bin/setpriv';
 
@@ -171,9 +174,25 @@ const healthcheckArgv = (): string[] => {
   return jsonArray(m[1]);
 };
 
-/** Runs the HEALTHCHECK's node arguments with scripts/node; resolves to the exit code. */
-async function runHealthcheck(url: string | undefined, opts: { uid?: number; node?: string } = {}): Promise<number> {
+/** The request timeout (ms) written in the HEALTHCHECK script: its one `{timeout:<ms>,` option. */
+const SCRIPT_TIMEOUT_RE = /\{timeout:(\d+),/;
+function requestTimeoutOf(script: string): number {
+  const m = SCRIPT_TIMEOUT_RE.exec(script);
+  assert.ok(m && script.split('{timeout:').length === 2, `one request timeout in: ${script}`);
+  return Number(m[1]);
+}
+function withRequestTimeout(script: string, ms: number): string {
+  requestTimeoutOf(script);
+  return script.replace(SCRIPT_TIMEOUT_RE, `{timeout:${ms},`);
+}
+
+/**
+ * Runs the HEALTHCHECK's node arguments with scripts/node; resolves to the exit code (-1 when
+ * it had to be killed). `requestTimeoutMs` replaces the script's own request timeout.
+ */
+async function runHealthcheck(url: string | undefined, opts: { uid?: number; node?: string; requestTimeoutMs?: number } = {}): Promise<number> {
   const argv = healthcheckArgv();
+  if (opts.requestTimeoutMs !== undefined) argv[2] = withRequestTimeout(argv[2], opts.requestTimeoutMs);
   const env: Record<string, string> = { PATH: '/usr/bin:/bin' };
   if (url !== undefined) env.SIGIL_HEALTHCHECK_URL = url;
   const [cmd, cmdArgs] = opts.uid === undefined
@@ -324,12 +343,17 @@ describe('the HEALTHCHECK script against real sigils', { timeout: 90_000 }, () =
     assert.equal(await runHealthcheck(`http://127.0.0.1:${plainPort}/no-such-endpoint`), 1, 'a 404 is not healthy');
     assert.equal(await runHealthcheck(`http://127.0.0.1:${tlsPort}/healthz`), 1, 'plain HTTP to the TLS listener');
     // a server that accepts and never answers (a hung process): the script's own timeout ends it
+    // (exit 1; killed by runHealthcheck would be -1). Its request timeout is cut short here; the
+    // shipped one must end the script before Docker's --timeout does.
+    const shipped = requestTimeoutOf(healthcheckArgv()[2]);
+    const dockerTimeout = /--timeout=(\d+)s\b/.exec(last(runtime, 'HEALTHCHECK').args);
+    assert.ok(dockerTimeout, 'the HEALTHCHECK sets --timeout');
+    assert.ok(shipped < Number(dockerTimeout[1]) * 1000, `the script's ${shipped} ms timeout ends it before Docker's ${dockerTimeout[1]} s`);
     silent = createServer(() => undefined);
     silent.on('connection', (s) => sockets.add(s));
     await new Promise<void>((resolve) => silent!.listen(0, '127.0.0.1', () => resolve()));
-    const started = Date.now();
-    assert.equal(await runHealthcheck(`http://127.0.0.1:${(silent.address() as AddressInfo).port}/healthz`), 1);
-    assert.ok(Date.now() - started < HEALTHCHECK_RUN_MS - 1000, 'ended by its timeout, not killed');
+    const hung = `http://127.0.0.1:${(silent.address() as AddressInfo).port}/healthz`;
+    assert.equal(await runHealthcheck(hung, { requestTimeoutMs: SHORT_REQUEST_TIMEOUT_MS }), 1, 'ended by its own timeout, not killed');
   });
 });
 
@@ -354,7 +378,9 @@ describe('the runtime stage\'s file layout, run as the image runs it', { timeout
     const build = join(root, '.build');
     await mkdir(build);
     await Promise.all(['package.json', 'package-lock.json'].map((f) => cp(join(ROOT, f), join(build, f))));
-    await cp(join(ROOT, 'node_modules'), join(build, 'node_modules'), { recursive: true, verbatimSymlinks: true });
+    // the directory itself even where node_modules is a symlink (a git worktree's): a copied link
+    // would make npm reinstall every package from its cache instead of pruning
+    await cp(await realpath(join(ROOT, 'node_modules')), join(build, 'node_modules'), { recursive: true, verbatimSymlinks: true });
     const env = { ...process.env, PATH: `${dirname(node)}:${process.env.PATH ?? '/usr/bin:/bin'}`, npm_config_update_notifier: 'false' };
     await run('npm', ['prune', '--omit=dev', '--offline', '--no-audit', '--no-fund'], { cwd: build, env, timeout: PRUNE_TIMEOUT_MS });
 
@@ -374,7 +400,8 @@ describe('the runtime stage\'s file layout, run as the image runs it', { timeout
           await mkdir(join(from, 'store'), { recursive: true });
         }
         await mkdir(dirname(inRoot(dest)), { recursive: true });
-        await cp(from, inRoot(dest), { recursive: true, verbatimSymlinks: true });
+        if (from === join(build, 'node_modules')) await rename(from, inRoot(dest)); // a copy already; same file system
+        else await cp(from, inRoot(dest), { recursive: true, verbatimSymlinks: true });
         if (c.chown !== undefined && asRoot) { // only root can give files away; the tree is checked without it otherwise
           const [uid, gid] = c.chown.split(':').map(Number);
           for (const p of [inRoot(dest), ...(await readdir(inRoot(dest), { recursive: true })).map((e) => join(inRoot(dest), e))]) await chown(p, uid, gid);

@@ -13,7 +13,7 @@ import { parseAllDocuments, parse } from 'yaml';
 import { loadConfigFromText } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
 import { SHUTDOWN_GRACE_MS } from '../../src/cli/serve.js';
-import { tempDir } from '../helpers/net.js';
+import { tempDir } from '../helpers/temp.js';
 import { selfSignedCert } from '../helpers/tls.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url)); // from dist/test/unit

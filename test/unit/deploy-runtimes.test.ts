@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfigFromText } from '../../src/config/load.js';
 import { runCommand, startContainerd, type CmdResult, type ContainerdHandle } from '../helpers/containerd.js';
-import { tempDir } from '../helpers/net.js';
+import { tempDir } from '../helpers/temp.js';
 import { makeLayer, pushImage } from '../helpers/push.js';
 import { startRegistry, type RegistryHandle } from '../helpers/registry.js';
 import { startSigil, type SigilHandle } from '../helpers/sigil.js';

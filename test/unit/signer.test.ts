@@ -3,8 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { X509Certificate, createHash, createPublicKey, verify as nodeVerify } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { bundleFromJSON } from '@sigstore/bundle';
 import { TrustedRoot } from '@sigstore/protobuf-specs';
@@ -16,7 +15,6 @@ import {
   bundleFor,
   bundleReferrer,
   cosignPayload,
-  digestOf,
   ed25519KeyFromSeed,
   ed25519PublicFromSeed,
   generateKey,
@@ -29,6 +27,8 @@ import {
 import type { LegacySignatureLayer, TestKey } from '../helpers/signer.js';
 import { createPrivateSigstore } from '../helpers/private-sigstore.js';
 import type { PrivateSigstore } from '../helpers/private-sigstore.js';
+import { tempDir } from '../helpers/temp.js';
+import { sha256 } from '../helpers/digest.js';
 
 // Proves that what test/helpers/signer.ts and private-sigstore.ts produce is accepted by the
 // real verifier (@sigstore/verify) against the private trusted root, and that broken variants
@@ -90,7 +90,7 @@ describe('cosign-format test signer and private Sigstore', () => {
   let sigstore: PrivateSigstore;
   let other: PrivateSigstore;
   const keys = new Map<string, KeyObject>();
-  const digest = digestOf(Buffer.from('an image manifest'));
+  const digest = sha256(Buffer.from('an image manifest'));
 
   const trust = (s: PrivateSigstore = sigstore) =>
     toTrustMaterial(TrustedRoot.fromJSON(JSON.parse(s.trustedRootJson)), (hint: string) => {
@@ -108,7 +108,7 @@ describe('cosign-format test signer and private Sigstore', () => {
   };
 
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'sigil-signer-'));
+    dir = await tempDir('sigil-signer-');
     sigstore = await createPrivateSigstore(join(dir, 'a'));
     other = await createPrivateSigstore(join(dir, 'b'));
   });
@@ -184,7 +184,7 @@ describe('cosign-format test signer and private Sigstore', () => {
   test('keyless v0.3 bundles verify (inclusion proof in a growing tree, checkpoint, SET, SCT)', () => {
     const id = sigstore.issueIdentity(SUBJECT, ISSUER);
     for (let i = 0; i < 6; i++) {
-      const bundle = bundleFor(id, digestOf(Buffer.from(`image ${i}`)), { rekor: sigstore, annotations: { n: String(i) } });
+      const bundle = bundleFor(id, sha256(Buffer.from(`image ${i}`)), { rekor: sigstore, annotations: { n: String(i) } });
       const json = JSON.parse(bundle.toString()) as { verificationMaterial: { tlogEntries: Array<{ inclusionProof: { treeSize: string; hashes: string[] } }> } };
       const proof = json.verificationMaterial.tlogEntries[0].inclusionProof;
       assert.ok(Number(proof.treeSize) >= 2 || i === 0);
@@ -313,12 +313,12 @@ describe('cosign-format test signer and private Sigstore', () => {
     assert.equal(m.schemaVersion, 2);
     assert.equal(m.mediaType, MEDIA.OCI_MANIFEST);
     assert.equal(sig.mediaType, MEDIA.OCI_MANIFEST);
-    assert.equal(m.config.digest, digestOf(sig.blobs[0]));
+    assert.equal(m.config.digest, sha256(sig.blobs[0]));
     assert.equal(m.config.size, sig.blobs[0].length);
     assert.equal(m.layers.length, 2);
     m.layers.forEach((l, i) => {
       assert.equal(l.mediaType, MEDIA.SIMPLE_SIGNING);
-      assert.equal(l.digest, digestOf(sig.blobs[i + 1]));
+      assert.equal(l.digest, sha256(sig.blobs[i + 1]));
       assert.deepEqual(l.annotations, layers[i].annotations);
     });
     assert.equal(sigTag(digest), `sha256-${digest.slice(7)}.sig`);
@@ -336,7 +336,7 @@ describe('cosign-format test signer and private Sigstore', () => {
     assert.equal(r.artifactType, MEDIA.BUNDLE_V03);
     assert.equal(ref.artifactType, MEDIA.BUNDLE_V03);
     assert.deepEqual(r.config, { mediaType: MEDIA.OCI_EMPTY, size: 2, digest: 'sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a' });
-    assert.deepEqual(r.layers.map((l) => [l.mediaType, l.digest]), [[MEDIA.BUNDLE_V03, digestOf(bundle)]]);
+    assert.deepEqual(r.layers.map((l) => [l.mediaType, l.digest]), [[MEDIA.BUNDLE_V03, sha256(bundle)]]);
     assert.deepEqual(r.subject, subject);
     assert.equal(r.annotations[ANNOTATION.BUNDLE_PREDICATE_TYPE], 'https://sigstore.dev/cosign/sign/v1');
     assert.deepEqual(ref.blobs, [Buffer.from('{}'), bundle]);

@@ -1,21 +1,20 @@
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
-import { readdir, readFile, rename, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { readdir, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
 import { after, test } from 'node:test';
 import { isSigilError } from '../../src/errors.js';
 import type { Digest } from '../../src/oci/digest.js';
 import { HashPool } from '../../src/hash/hash-pool.js';
 import { InFlightWrite, rest } from '../../src/store/inflight.js';
-import { tempDir } from '../helpers/net.js';
+import { tempDir } from '../helpers/temp.js';
+import { sha256 } from '../helpers/digest.js';
+import { drain } from '../helpers/stream.js';
 
-const sha256 = (b: Uint8Array): Digest => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
-const dirs: string[] = [];
+const freshDir = (): Promise<string> => tempDir('sigil-inflight');
 const pool = new HashPool({ size: 1 });
 after(async () => {
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
   await pool.close();
 });
 
@@ -31,8 +30,7 @@ interface Harness {
 
 /** An InFlightWrite whose commit waits until the test lets it go (or fails when `failCommit`). */
 async function harness(data: Buffer, digest: Digest, opts: { failCommit?: boolean; hashes?: HashPool } = {}): Promise<Harness> {
-  const dir = await tempDir('sigil-inflight');
-  dirs.push(dir);
+  const dir = await freshDir();
   const tmp = join(dir, 'blob.tmp');
   const final = join(dir, 'blob');
   let finishCommit = (): void => {};
@@ -57,15 +55,6 @@ async function harness(data: Buffer, digest: Digest, opts: { failCommit?: boolea
   return { write, dir, tmp, final, finishCommit, commitStarted };
 }
 
-function collect(s: Readable): Promise<{ bytes: Buffer; error?: unknown }> {
-  const chunks: Buffer[] = [];
-  return new Promise((resolve) => {
-    s.on('data', (c: Buffer) => chunks.push(c));
-    s.on('end', () => resolve({ bytes: Buffer.concat(chunks) }));
-    s.on('error', (error) => resolve({ bytes: Buffer.concat(chunks), error }));
-  });
-}
-
 async function feed(w: InFlightWrite, data: Buffer, sizes: readonly number[]): Promise<void> {
   let off = 0;
   for (let i = 0; off < data.length; i++) {
@@ -79,7 +68,7 @@ async function feed(w: InFlightWrite, data: Buffer, sizes: readonly number[]): P
 test('followers get every byte once the digest checks, before the fsync and rename are over', async () => {
   const data = randomBytes(3 * 1024 * 1024 + 5);
   const h = await harness(data, sha256(data));
-  const follower = collect(h.write.follow());
+  const follower = drain(h.write.follow());
   await feed(h.write, data, [65_536]);
   await h.commitStarted;
   const got = await follower; // the commit is still held back
@@ -95,7 +84,7 @@ test('followers get every byte once the digest checks, before the fsync and rena
 test('a commit that fails after the check: done rejects, the temp is gone, nothing is stored', async () => {
   const data = randomBytes(1024 * 1024);
   const h = await harness(data, sha256(data), { failCommit: true });
-  const follower = collect(h.write.follow());
+  const follower = drain(h.write.follow());
   await feed(h.write, data, [100_000]);
   await h.commitStarted;
   assert.ok((await follower).bytes.equals(data), 'the bytes were right: the reader had them all');
@@ -112,7 +101,7 @@ test('wrong bytes: a follower never has the last byte, and the commit never star
   const h = await harness(other, sha256(data));
   let committed = false;
   void h.commitStarted.then(() => (committed = true));
-  const follower = collect(h.write.follow());
+  const follower = drain(h.write.follow());
   await feed(h.write, other, [65_536]);
   await assert.rejects(h.write.done, (e: unknown) => isSigilError(e) && e.code === 'DIGEST_MISMATCH');
   const got = await follower;
@@ -146,7 +135,7 @@ test('rest(): what is left of a batch after a short write', () => {
 test('hashed on a worker thread (the app pool): right bytes commit, wrong ones never complete a follower', async () => {
   const data = randomBytes(5 * 1024 * 1024 + 1);
   const ok = await harness(data, sha256(data), { hashes: pool });
-  const f1 = collect(ok.write.follow());
+  const f1 = drain(ok.write.follow());
   await feed(ok.write, data, [65_536, 1_000_000]);
   assert.deepEqual(pool.load(), [1], 'the hash runs on the worker');
   await ok.commitStarted;
@@ -158,7 +147,7 @@ test('hashed on a worker thread (the app pool): right bytes commit, wrong ones n
   const other = Buffer.from(data);
   other[0] ^= 1;
   const bad = await harness(other, sha256(data), { hashes: pool });
-  const f2 = collect(bad.write.follow());
+  const f2 = drain(bad.write.follow());
   await feed(bad.write, other, [65_536]);
   await assert.rejects(bad.write.done, (e: unknown) => isSigilError(e) && e.code === 'DIGEST_MISMATCH');
   const got = await f2;

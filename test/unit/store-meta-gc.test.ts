@@ -1,7 +1,7 @@
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
@@ -14,32 +14,18 @@ import { Layout } from '../../src/store/layout.js';
 import { META_MAX_BYTES, META_SWEEP_BATCH_FILES, META_SWEEP_MIN_INTERVAL_MS } from '../../src/store/limits.js';
 import { MetaStore } from '../../src/store/meta.js';
 import type { MetaSweepHooks } from '../../src/store/meta.js';
-import { tempDir } from '../helpers/net.js';
+import { tempDir } from '../helpers/temp.js';
+import { sha256, sha256Hex } from '../helpers/digest.js';
+import { fakeClock } from '../helpers/clock.js';
 
 // The metadata sweep: documents about objects no longer stored are removed (eviction, prune),
 // the rest stays, including whatever is written while a sweep runs. Real files in temp dirs.
 
-const sha256 = (b: Uint8Array): Digest => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-const fileName = (key: string): string => `${createHash('sha256').update(key, 'utf8').digest('hex')}.json`;
+const fileName = (key: string): string => `${sha256Hex(key)}.json`;
 const SECOND = 1000;
 const UNSIGNED = { outcome: { kind: 'unsigned', checks: [] }, decidedAt: 1 } as const;
 
-const dirs: string[] = [];
-after(async () => {
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
-});
-
-async function freshDir(): Promise<string> {
-  const d = await tempDir('sigil-meta-gc');
-  dirs.push(d);
-  return d;
-}
-
-/** A clock the test moves by hand. */
-function manualClock(start = Date.UTC(2030, 0, 1)) {
-  let t = start;
-  return { now: () => t, advance: (ms: number) => void (t += ms) };
-}
+const freshDir = (): Promise<string> => tempDir('sigil-meta-gc');
 
 /** A pino logger whose records the test reads back, parsed. */
 function recordingLogger() {
@@ -106,7 +92,7 @@ describe('catalogSubject: which object a document is about', () => {
 describe('metadata sweep', () => {
   test('eviction: the documents of evicted objects go, those of stored objects stay, whatever their repository', async () => {
     const dir = await freshDir();
-    const clock = manualClock();
+    const clock = fakeClock();
     const log = recordingLogger();
     const store = await ContentStore.open({ dir, maxBytes: 2000, now: clock.now, logger: log.logger });
     const catalog = new Catalog(store);
@@ -163,7 +149,7 @@ describe('metadata sweep', () => {
 
   test('garbage in meta/ is left alone, with a debug record; the sweep goes on', async () => {
     const dir = await freshDir();
-    const clock = manualClock();
+    const clock = fakeClock();
     const log = recordingLogger();
     const store = await ContentStore.open({ dir, maxBytes: 1 << 20, now: clock.now, logger: log.logger, sweepMetaAtOpen: false });
     const absent = sha256(Buffer.from('absent'));
@@ -222,7 +208,7 @@ describe('metadata sweep', () => {
 
   test('a document written while a sweep runs stays, with its object', async () => {
     const dir = await freshDir();
-    const clock = manualClock();
+    const clock = fakeClock();
     const store = await ContentStore.open({ dir, maxBytes: 1 << 20, now: clock.now, sweepMetaAtOpen: false });
     const catalog = new Catalog(store);
     const old = clock.now() - SECOND;
@@ -252,7 +238,7 @@ describe('metadata sweep', () => {
     const dir = await freshDir();
     const layout = new Layout(dir);
     await layout.create();
-    const clock = manualClock();
+    const clock = fakeClock();
     const meta = new MetaStore(layout, clock.now, undefined);
     const d = sha256(Buffer.from('d'));
     const keyOf = (name: string): string => `reg.test/${name}@${d}`;
@@ -308,7 +294,7 @@ describe('metadata sweep', () => {
 
   test('automatic sweeps: after an eviction that removed objects, at most every META_SWEEP_MIN_INTERVAL_MS', async () => {
     const dir = await freshDir();
-    const clock = manualClock();
+    const clock = fakeClock();
     const log = recordingLogger();
     const store = await ContentStore.open({ dir, maxBytes: 1000, now: clock.now, logger: log.logger });
     await store.idle(); // the sweep at open: nothing to do
@@ -365,7 +351,7 @@ describe('metadata sweep', () => {
 
   test('at open, after the initial eviction; not when sweepMetaAtOpen is false', async () => {
     const dir = await freshDir();
-    const clock = manualClock();
+    const clock = fakeClock();
     let store = await ContentStore.open({ dir, maxBytes: 1 << 20, now: clock.now });
     const catalog = new Catalog(store);
     const olds: Digest[] = [];
@@ -399,7 +385,7 @@ describe('metadata sweep', () => {
 
   test('one sweep at a time; close() waits for the running one, which stops early, and nothing is written after', async () => {
     const dir = await freshDir();
-    const clock = manualClock();
+    const clock = fakeClock();
     const store = await ContentStore.open({ dir, maxBytes: 1 << 20, now: clock.now, sweepMetaAtOpen: false });
     const n = META_SWEEP_BATCH_FILES * 8;
     for (let i = 0; i < n; i++) await writeDoc(dir, 'referrers', `reg.test/a@${sha256(Buffer.from(String(i)))}`, [], clock.now());

@@ -1,44 +1,24 @@
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
-import { readdir, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { readdir, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { isSigilError } from '../../src/errors.js';
 import type { SigilErrorCode } from '../../src/errors.js';
 import type { Digest } from '../../src/oci/digest.js';
 import { ContentStore, LAST_USED_PERSIST_MS } from '../../src/store/index.js';
-import { tempDir } from '../helpers/net.js';
+import { tempDir } from '../helpers/temp.js';
+import { sha256, sha512 } from '../helpers/digest.js';
+import { fakeClock } from '../helpers/clock.js';
+import { collect } from '../helpers/stream.js';
 
-const sha256 = (b: Uint8Array): Digest => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-const sha512 = (b: Uint8Array): Digest => `sha512:${createHash('sha512').update(b).digest('hex')}`;
 const MINUTE = 60_000;
 
-const dirs: string[] = [];
-after(async () => {
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
-});
-
-async function freshDir(): Promise<string> {
-  const d = await tempDir('sigil-store');
-  dirs.push(d);
-  return d;
-}
-
-async function collect(s: Readable): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const c of s) parts.push(c as Buffer);
-  return Buffer.concat(parts);
-}
+const freshDir = (): Promise<string> => tempDir('sigil-store');
 
 function isCode(code: SigilErrorCode) {
   return (err: unknown): boolean => isSigilError(err) && err.code === code;
-}
-
-/** A clock the test moves by hand. */
-function manualClock(start = Date.UTC(2030, 0, 1)) {
-  let t = start;
-  return { now: () => t, set: (v: number) => void (t = v), advance: (ms: number) => void (t += ms) };
 }
 
 async function filesUnder(dir: string): Promise<string[]> {
@@ -174,7 +154,7 @@ describe('objects', () => {
 describe('eviction', () => {
   test('LRU order with an injected clock, kept across a reopen (mtime)', async () => {
     const dir = await freshDir();
-    const clock = manualClock();
+    const clock = fakeClock();
     const obj = (i: number) => Buffer.alloc(1000, i);
     const dg = (i: number) => sha256(obj(i));
     let store = await ContentStore.open({ dir, maxBytes: 3000, now: clock.now });
@@ -216,7 +196,7 @@ describe('eviction', () => {
 
   test('reads persist last use at most every LAST_USED_PERSIST_MS; memory is exact', async () => {
     const dir = await freshDir();
-    const clock = manualClock();
+    const clock = fakeClock();
     const store = await ContentStore.open({ dir, maxBytes: 1 << 20, now: clock.now });
     const bytes = Buffer.from('x');
     const d = sha256(bytes);
@@ -237,7 +217,7 @@ describe('eviction', () => {
 
   test('readAll with touch: false leaves last use (memory, mtime, LRU order) as it was', async () => {
     const dir = await freshDir();
-    const clock = manualClock();
+    const clock = fakeClock();
     const store = await ContentStore.open({ dir, maxBytes: 2000, now: clock.now });
     const a = Buffer.alloc(1000, 1);
     const b = Buffer.alloc(1000, 2);
@@ -272,7 +252,7 @@ describe('eviction', () => {
 
   test('eviction spares an object that another process used since (its mtime is newer)', async () => {
     const dir = await freshDir();
-    const clock = manualClock();
+    const clock = fakeClock();
     const store = await ContentStore.open({ dir, maxBytes: 2000, now: clock.now });
     const a = Buffer.alloc(1000, 1);
     const b = Buffer.alloc(1000, 2);
@@ -294,7 +274,7 @@ describe('eviction', () => {
 
   test('prune by age, then by size', async () => {
     const dir = await freshDir();
-    const clock = manualClock();
+    const clock = fakeClock();
     const store = await ContentStore.open({ dir, maxBytes: 1 << 20, now: clock.now });
     const objs = [1, 2, 3, 4, 5].map((i) => Buffer.alloc(100 * i, i));
     for (const o of objs) {
@@ -315,7 +295,7 @@ describe('eviction', () => {
 
   test('open evicts a directory that is over a new, smaller maxBytes', async () => {
     const dir = await freshDir();
-    const clock = manualClock();
+    const clock = fakeClock();
     const big = await ContentStore.open({ dir, maxBytes: 1 << 20, now: clock.now });
     for (let i = 0; i < 5; i++) {
       clock.advance(MINUTE);
@@ -333,7 +313,7 @@ describe('eviction', () => {
 describe('metadata', () => {
   test('round trip, overwrite, delete, and persistence across reopen', async () => {
     const dir = await freshDir();
-    const clock = manualClock();
+    const clock = fakeClock();
     let store = await ContentStore.open({ dir, maxBytes: 1 << 20, now: clock.now });
     const digest = sha256(Buffer.from('m'));
     const key = 'docker.io/library/nginx:latest';

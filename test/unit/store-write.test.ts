@@ -1,7 +1,7 @@
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
-import { readdir, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { Writable } from 'node:stream';
@@ -12,18 +12,14 @@ import type { SigilErrorCode } from '../../src/errors.js';
 import type { Digest } from '../../src/oci/digest.js';
 import { ContentStore } from '../../src/store/index.js';
 import type { BeginWrite } from '../../src/store/index.js';
-import { tempDir } from '../helpers/net.js';
+import { tempDir } from '../helpers/temp.js';
+import { sha256 } from '../helpers/digest.js';
 
-const sha256 = (b: Uint8Array): Digest => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
-const dirs: string[] = [];
-after(async () => {
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
-});
+const freshDir = (): Promise<string> => tempDir('sigil-store-write');
 
 async function open(opts: { writeIdleTimeoutMs?: number } = {}): Promise<{ store: ContentStore; dir: string }> {
-  const dir = await tempDir('sigil-store-write');
-  dirs.push(dir);
+  const dir = await freshDir();
   return { store: await ContentStore.open({ dir, maxBytes: 64 << 20, ...opts }), dir };
 }
 

@@ -5,6 +5,7 @@ import { bearerChallenge, parseTokenAnswer, parseWwwAuthenticate, pullScope, tok
 import type { TokenAnswer } from '../../src/upstream/challenge.js';
 import { parseDistributionError, statusError } from '../../src/upstream/error-map.js';
 import { TOKEN_DEFAULT_EXPIRES_IN_S, TOKEN_EXPIRY_MARGIN_MS } from '../../src/upstream/limits.js';
+import { fakeClock } from '../helpers/clock.js';
 
 const params = (o: Record<string, string>): Record<string, string> => Object.assign(Object.create(null) as Record<string, string>, o);
 
@@ -199,14 +200,14 @@ describe('TokenCache', () => {
   });
 
   test('a token expires at its lifetime minus the margin (injected clock)', async () => {
-    let now = 1_000_000;
-    const cache = new TokenCache({ now: () => now });
+    const clock = fakeClock(1_000_000);
+    const cache = new TokenCache({ now: clock.now });
     let n = 0;
     const fetch = async (): Promise<TokenAnswer> => ({ token: `T${++n}`, expiresInS: 60 });
     assert.equal((await cache.get(key, fetch)).token, 'T1');
-    now += 60_000 - TOKEN_EXPIRY_MARGIN_MS - 1;
+    clock.advance(60_000 - TOKEN_EXPIRY_MARGIN_MS - 1);
     assert.equal((await cache.get(key, fetch)).token, 'T1');
-    now += 1;
+    clock.advance(1);
     assert.equal(cache.peek(key), undefined);
     assert.equal((await cache.get(key, fetch)).token, 'T2');
   });

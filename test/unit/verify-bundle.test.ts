@@ -8,7 +8,7 @@ import { verifyCandidates } from '../../src/verify/candidates.js';
 import { BUNDLE_MAX_BYTES } from '../../src/verify/limits.js';
 import { loadTrust, type TrustBundle } from '../../src/verify/trust.js';
 import type { Digest } from '../../src/oci/digest.js';
-import { tempDir } from '../helpers/net.js';
+import { tempDir } from '../helpers/temp.js';
 import { createPrivateSigstore, type PrivateSigstore } from '../helpers/private-sigstore.js';
 import { bundleFor, generateKey, type KeylessIdentity } from '../helpers/signer.js';
 import {

@@ -3,7 +3,7 @@
 // shares no code with src/), with and without a Rekor entry of a private Sigstore.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { constants, createHash, sign } from 'node:crypto';
+import { constants, sign } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { verifyCandidates } from '../../src/verify/candidates.js';
 import { keyIdOf, parsePublicKey, verifyWithKey } from '../../src/verify/key-signature.js';
@@ -11,10 +11,11 @@ import { verifyEd25519ph } from '../../src/verify/ed25519ph.js';
 import { loadTrust, type TrustBundle } from '../../src/verify/trust.js';
 import type { Digest } from '../../src/oci/digest.js';
 import type { CandidateSignature } from '../../src/verify/types.js';
-import { tempDir } from '../helpers/net.js';
+import { tempDir } from '../helpers/temp.js';
 import { createPrivateSigstore, toLegacyBundleAnnotation, type PrivateSigstore } from '../helpers/private-sigstore.js';
 import { cosignPayload, generateKey, hashedRekordBody, legacyLayer, type LegacySignatureLayer } from '../helpers/signer.js';
 import { PUBLIC_GOOD_ROOT, keyAuthority, keyless, onlyReason, policy } from '../helpers/verify-fixtures.js';
+import { sha256 } from '../helpers/digest.js';
 
 const digest = `sha256:${'c0'.repeat(32)}` as Digest;
 const candidate = (layer: Pick<LegacySignatureLayer, 'payload' | 'annotations'>): CandidateSignature => ({
@@ -56,7 +57,7 @@ describe('key ids', () => {
   test('sha256:<hex> of the SPKI DER, the same for a key and its certificate-free PEM forms', () => {
     const key = generateKey('p256');
     const spki = key.publicKey.export({ type: 'spki', format: 'der' });
-    assert.equal(parsePublicKey(key.publicPem).keyId, `sha256:${createHash('sha256').update(spki).digest('hex')}`);
+    assert.equal(parsePublicKey(key.publicPem).keyId, sha256(spki));
     assert.equal(keyIdOf(spki), key.keyId);
   });
 });

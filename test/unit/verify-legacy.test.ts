@@ -2,23 +2,22 @@
 // verified through src/verify against offline trust, and what must make them fail.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createHash } from 'node:crypto';
+import { rm } from 'node:fs/promises';
 import { verifyCandidates } from '../../src/verify/candidates.js';
 import { loadTrust, PUBLIC_GOOD, type TrustBundle } from '../../src/verify/trust.js';
 import type { Digest } from '../../src/oci/digest.js';
 import {
   CI, OTHER_DIGEST, PUBLIC_GOOD_ROOT, flipSignatureBit, keyAuthority, keyless, legacyFixture, onlyReason, policy, publicGoodTrust, readText, writePkiRoot,
 } from '../helpers/verify-fixtures.js';
+import { tempDir } from '../helpers/temp.js';
+import { sha256 } from '../helpers/digest.js';
 
 const GITHUB = 'https://github.com/login/oauth';
 const COSIGN_PUB = readText(CI, 'cosign.pub');
 const COSIGN2_PUB = readText(CI, 'cosign2.pub');
 const keyIdOf = (pem: string): string => {
   const b64 = pem.replace(/-----[A-Z ]+-----|\s/g, '');
-  return `sha256:${createHash('sha256').update(Buffer.from(b64, 'base64')).digest('hex')}`;
+  return sha256(Buffer.from(b64, 'base64'));
 };
 
 /** The payload with one byte changed inside docker-reference: the digest it names is unchanged. */
@@ -112,7 +111,7 @@ describe('key cosign2.pub + public-good Rekor SET (dir-img-cosign-key-rekor-vali
   });
 
   test('a Rekor entry from a trust root without that log fails', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'sigil-verify-'));
+    const dir = await tempDir('sigil-verify-');
     try {
       const pkiOnly = loadTrust([await writePkiRoot(dir)], { publicGoodPath: PUBLIC_GOOD_ROOT });
       const reason = onlyReason(verifyCandidates([f.candidate], { digest: f.digest }, policy([keyAuthority(COSIGN2_PUB, 'require')]), pkiOnly));
@@ -162,7 +161,7 @@ describe('private PKI, RSA leaf, no Rekor/SCT/TSA (dir-img-cosign-pki-valid)', (
   // The PKI leaf has no Fulcio issuer extension: its issuer is empty, so the authority's issuer pattern must accept "".
   const pkiPolicy = policy([keyless(/^$/, 'qiwan@redhat.com')]);
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'sigil-verify-'));
+    dir = await tempDir('sigil-verify-');
     pki = loadTrust([PUBLIC_GOOD, await writePkiRoot(dir)], { publicGoodPath: PUBLIC_GOOD_ROOT });
   });
   after(() => rm(dir, { recursive: true, force: true }));

@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { request } from 'undici';
 import { startForwarder, type Forwarder } from '../helpers/forwarder.js';
-import { tempDir } from '../helpers/net.js';
+import { tempDir } from '../helpers/temp.js';
 import { getBlob, pushBlob, type PushedImage } from '../helpers/push.js';
 import { startVerifyEnv, type VerifyEnv } from '../helpers/verify-env.js';
 import type { SigilHandle } from '../helpers/sigil.js';
+import { sha256 } from '../helpers/digest.js';
 
 // Prevents: a blob stored for repository A and requested through repository B. The write-through
 // layer's download (registry/download.ts) finds the digest committed, gets a follower stream (store.beginWrite → streamOf) and
@@ -16,7 +16,6 @@ import type { SigilHandle } from '../helpers/sigil.js';
 // (noteBlob), so every request repeats the upstream GET and leaks one more descriptor: any
 // client can run sigil out of descriptors (EMFILE) with one cached digest.
 const ACCEPT = 'application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json';
-const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const openFds = () => readdirSync('/proc/self/fd').length;
 const ROUNDS = 30;
 
@@ -31,7 +30,7 @@ before(async () => {
   img = await env.push('open/a', 'v1', { layers: 1, layerSize: 200 * 1024 });
   const layer = img.layers[0].digest;
   await pushBlob(env.target, 'open/b', (await getBlob(env.target, 'open/a', layer)).body);
-  const storeDir = await tempDir('sigil-r2-fd-');
+  const storeDir = await tempDir('sigil-fd-');
   sigil = await env.sigil(
     `  - name: rest\n    match: ["**"]\n    mode: warn\n    authorities:\n      - { key: ${env.keys.p256.path}, tlog: ignore }`,
     { upstreamUrl: fwd.url, extra: `cache:\n  store:\n    dir: ${storeDir}\n    maxBytes: 1073741824` },
@@ -39,7 +38,7 @@ before(async () => {
   const m = await request(`${sigil.url}/v2/open/a/manifests/v1`, { headers: { accept: ACCEPT } });
   await m.body.dump();
   const b = await request(`${sigil.url}/v2/open/a/blobs/${layer}`);
-  assert.equal(sha(Buffer.from(await b.body.arrayBuffer())), layer);
+  assert.equal(sha256(Buffer.from(await b.body.arrayBuffer())), layer);
   await new Promise((r) => setTimeout(r, 300)); // committed and recorded for open/a
 });
 after(async () => {
@@ -52,7 +51,7 @@ async function getFromB(): Promise<void> {
   const res = await request(`${sigil.url}/v2/open/b/blobs/${layer}`);
   const body = Buffer.from(await res.body.arrayBuffer());
   assert.equal(res.statusCode, 200);
-  assert.equal(sha(body), layer);
+  assert.equal(sha256(body), layer);
 }
 
 test('requesting a stored digest through another repository does not leak file descriptors', async () => {

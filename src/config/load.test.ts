@@ -2,14 +2,14 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import bcrypt from 'bcryptjs';
 import { stringify } from 'yaml';
-import { formatProblems, loadConfig, loadConfigFromText, type LoadResult } from '../../src/config/load.js';
-import { DEFAULT_CONFIG_YAML } from '../../src/config/defaults.js';
-import type { Config, ConfigProblem } from '../../src/config/types.js';
+import { formatProblems, loadConfig, loadConfigFromText, type LoadResult } from './load.js';
+import { DEFAULT_CONFIG_YAML } from './defaults.js';
+import type { Config, ConfigProblem } from './types.js';
+import { tempDir } from '../../test/helpers/temp.js';
 
 const FIXTURES = new URL('../../../test/fixtures/config/', import.meta.url);
 const REPO_ROOT = new URL('../../../', import.meta.url).pathname;
@@ -18,7 +18,7 @@ const spki = (k: { publicKey: { export(o: object): string | Buffer } }): string 
 let tmp: string;
 let p256Pem: string;
 before(async () => {
-  tmp = await mkdtemp(join(tmpdir(), 'sigil-config-'));
+  tmp = await tempDir('sigil-config-');
   p256Pem = spki(generateKeyPairSync('ec', { namedCurve: 'P-256' }));
   await mkdir(join(tmp, 'etc/sigil'), { recursive: true });
   await mkdir(join(tmp, 'config/keys'), { recursive: true });

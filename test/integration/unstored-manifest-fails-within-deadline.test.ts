@@ -3,7 +3,7 @@ import { after, test } from 'node:test';
 import { request } from 'undici';
 import { STALE_DEADLINE_MS } from '../../src/registry/stale-deadline.js';
 import { startFaultServer } from '../helpers/fault-server.js';
-import { tempDir } from '../helpers/net.js';
+import { tempDir } from '../helpers/temp.js';
 import { startSigil } from '../helpers/sigil.js';
 
 // Prevents: the contract's "an image that is not stored gets 502/503/504 within 5 s" holding for
@@ -26,7 +26,7 @@ test('a manifest by digest that is not stored fails at the stale deadline when t
   const up = await startFaultServer(() => {
     /* accepts, never answers */
   });
-  const storeDir = await tempDir('sigil-r2-deadline-');
+  const storeDir = await tempDir('sigil-deadline-');
   const sigil = await startSigil(
     `server:\n  listen: 127.0.0.1:0\nupstreams:\n  - name: up.test\n    url: ${up.url}\ndefaultUpstream: up.test\ncache:\n  store:\n    dir: ${storeDir}\n    maxBytes: 1048576\n`,
     { staleDeadlineMs: DEADLINE_MS },

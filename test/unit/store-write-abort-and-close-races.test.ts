@@ -1,43 +1,27 @@
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
-import { open, readdir, readFile, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { open, readdir, readFile } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, test } from 'node:test';
 import { HashPool } from '../../src/hash/hash-pool.js';
 import type { Digest } from '../../src/oci/digest.js';
 import { ContentStore } from '../../src/store/content-store.js';
 import { InFlightWrite } from '../../src/store/inflight.js';
-import { tempDir } from '../helpers/net.js';
+import { tempDir } from '../helpers/temp.js';
+import { sha256 } from '../helpers/digest.js';
+import { drain } from '../helpers/stream.js';
 
 // Races of the store's streaming write: the 'verified' state, the hash on a worker
 // thread, short pwritev, and close() while the fsync and rename run behind the readers.
 
-const sha256 = (b: Uint8Array): Digest => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
-const dirs: string[] = [];
+const freshDir = (): Promise<string> => tempDir('sigil-write-races');
 const pool = new HashPool({ size: 1 });
 after(async () => {
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
   await pool.close();
 });
-
-async function freshDir(): Promise<string> {
-  const d = await tempDir('sigil-r4-write');
-  dirs.push(d);
-  return d;
-}
-
-function collect(s: Readable): Promise<{ bytes: Buffer; error?: unknown }> {
-  const chunks: Buffer[] = [];
-  return new Promise((resolve) => {
-    s.on('data', (c: Buffer) => chunks.push(c));
-    s.on('end', () => resolve({ bytes: Buffer.concat(chunks) }));
-    s.on('error', (error) => resolve({ bytes: Buffer.concat(chunks), error }));
-  });
-}
 
 test('an abort that lands while the worker has the digest ready is final (no commit, settled once, state failed)', async () => {
   // The hash worker finished the job (DONE) but the event loop has not yet resumed digest() when
@@ -81,7 +65,7 @@ test('an abort that lands while the worker has the digest ready is final (no com
       settles++;
     },
   });
-  const follower = collect(write.follow()); // holds the descriptor open, as a reader does
+  const follower = drain(write.follow()); // holds the descriptor open, as a reader does
   write.writer.end(data);
   await assert.rejects(write.done);
   await follower;
@@ -122,7 +106,7 @@ test('short pwritev results are continued where they stopped (file and followers
     assert.equal(w.kind, 'writer');
     const f = store.beginWrite(digest, data.length);
     assert.equal(f.kind, 'follower');
-    const followed = collect(f.stream);
+    const followed = drain(f.stream);
     for (let off = 0; off < data.length; off += 70_001) {
       if (!w.writer.write(data.subarray(off, off + 70_001))) await new Promise((r) => w.writer.once('drain', r));
     }
@@ -148,7 +132,7 @@ test('close() while fsync/rename run behind the readers: readers with every byte
     const w = store.beginWrite(digest, data.length);
     const f = store.beginWrite(digest, data.length);
     assert.ok(w.kind === 'writer' && f.kind === 'follower');
-    const followed = collect(f.stream);
+    const followed = drain(f.stream);
     w.writer.end(data);
     const got = await followed;
     await store.close();
@@ -163,7 +147,7 @@ test('close() while fsync/rename run behind the readers: readers with every byte
     assert.deepEqual(await readdir(join(dir, 'tmp')), []);
     if (got.error === undefined) assert.ok(got.bytes.equals(data));
     else assert.ok(got.bytes.length < data.length);
-    for (const name of atClose) assert.equal(`sha256:${createHash('sha256').update(await readFile(join(objects, name))).digest('hex')}`, `sha256:${name}`);
+    for (const name of atClose) assert.equal(sha256(await readFile(join(objects, name))), `sha256:${name}`);
     assert.ok(done === 'aborted' || atClose.length === 1, 'a write reported stored is stored');
   }
 });

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { request } from 'undici';
 import { startForwarder, type Forwarder } from '../helpers/forwarder.js';
-import { tempDir } from '../helpers/net.js';
+import { tempDir } from '../helpers/temp.js';
 import { pushLegacySignature } from '../helpers/publish.js';
 import { legacyLayer } from '../helpers/signer.js';
 import { startVerifyEnv, type VerifyEnv } from '../helpers/verify-env.js';
@@ -37,7 +37,7 @@ async function get(url: string) {
 test('an evicted manifest is stored again when it is pulled again, so stale-if-error can serve it', async () => {
   const img = await env.push('prod/daily', 'v1');
   await pushLegacySignature(env.target, 'prod/daily', img.digest, [legacyLayer(env.keys.p256, img.digest)]);
-  const storeDir = await tempDir('sigil-r2-kept-');
+  const storeDir = await tempDir('sigil-kept-');
   const sigil = await env.sigil(
     `  - name: prod\n    match: ["reg.test/prod/**"]\n    mode: enforce\n    authorities:\n      - { key: ${env.keys.p256.path}, tlog: ignore }`,
     { upstreamUrl: fwd.url, extra: `cache:\n  store:\n    dir: ${storeDir}\n    maxBytes: 1073741824\n  tags:\n    ttl: 1s` },

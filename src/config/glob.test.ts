@@ -1,6 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { compileGlob, exactRegExp, globLiteralHost, globProblem, isFullyAnchored } from '../../src/config/glob.js';
+import { compileGlob, exactRegExp, globLiteralHost, globProblem, isFullyAnchored } from './glob.js';
 
 describe('compileGlob', () => {
   // [glob, subject, matches]

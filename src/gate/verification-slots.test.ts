@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { VerificationSlots } from '../../src/gate/verification-slots.js';
+import { VerificationSlots } from './verification-slots.js';
 
 const open = (): AbortSignal => new AbortController().signal;
 /** Whether `p` has settled, after the microtasks queued so far have run. */

@@ -1,37 +1,34 @@
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import type { Digest } from '../../src/oci/digest.js';
 import { Catalog } from '../../src/store/catalog.js';
 import { ContentStore } from '../../src/store/content-store.js';
 import { META_SWEEP_BATCH_FILES } from '../../src/store/limits.js';
-import { tempDir } from '../helpers/net.js';
+import { tempDir } from '../helpers/temp.js';
+import { sha256, sha256Hex } from '../helpers/digest.js';
+import { fakeClock } from '../helpers/clock.js';
 
 // Two stores sharing one directory (two sigil processes: the file system is all
 // they share) sweep the same metadata at once while one of them stores objects and writes
 // records. Each stale document is removed once; nothing about a stored object, and nothing
 // written since the sweeps began, is lost; no claimed file is left in tmp/.
 
-const sha256 = (b: Uint8Array): Digest => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-const fileName = (key: string): string => `${createHash('sha256').update(key, 'utf8').digest('hex')}.json`;
+const fileName = (key: string): string => `${sha256Hex(key)}.json`;
 
-const dirs: string[] = [];
-after(async () => {
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
-});
+const freshDir = (): Promise<string> => tempDir('sigil-sweep-shared');
 
 test('two stores on one directory sweeping at once while one of them writes', async () => {
-  const dir = await tempDir('sigil-r4-sweep');
-  dirs.push(dir);
-  let t = Date.UTC(2030, 0, 1);
-  const now = (): number => t;
+  const dir = await freshDir();
+  const clock = fakeClock();
+  const now = clock.now;
   const a = await ContentStore.open({ dir, maxBytes: 1 << 30, now, sweepMetaAtOpen: false });
   const b = await ContentStore.open({ dir, maxBytes: 1 << 30, now, sweepMetaAtOpen: false });
   const catalogB = new Catalog(b);
   const n = META_SWEEP_BATCH_FILES * 2;
-  const old = t - 1000;
+  const old = now() - 1000;
   await mkdir(join(dir, 'meta', 'blob'), { recursive: true });
   const doc = (key: string): Promise<void> => writeFile(join(dir, 'meta', 'blob', fileName(key)), JSON.stringify({ key, updated: old, value: 1 }));
   const storedKeys: string[] = [];
@@ -48,7 +45,7 @@ test('two stores on one directory sweeping at once while one of them writes', as
     else arriving.push({ key, bytes, digest: d });
     await doc(key);
   }
-  t += 1000;
+  clock.advance(1000);
   const sweeps = Promise.all([a.sweepMeta(), b.sweepMeta()]);
   // meanwhile b stores the `arriving` objects and records them (object first, then the record)
   const fresh: string[] = [];

@@ -6,9 +6,9 @@ import { execFile } from 'node:child_process';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { defaultPublicGoodPath, loadTrust, PUBLIC_GOOD } from '../../src/verify/trust.js';
-import { tempDir } from '../helpers/net.js';
-import { PGI_ROOT, PUBLIC_GOOD_ROOT, REAL, writePkiRoot } from '../helpers/verify-fixtures.js';
+import { defaultPublicGoodPath, loadTrust, PUBLIC_GOOD } from './trust.js';
+import { tempDir } from '../../test/helpers/temp.js';
+import { PGI_ROOT, PUBLIC_GOOD_ROOT, REAL, writePkiRoot } from '../../test/helpers/verify-fixtures.js';
 
 const PROJECT = join(REAL, '..', '..', '..');
 const opts = { publicGoodPath: PUBLIC_GOOD_ROOT };

@@ -4,14 +4,14 @@
 // U+00FF, and itself appends "…" when it truncates). Node refuses such header values
 // (ERR_INVALID_CHAR), so the pull fails with 500 instead of being served with a warning.
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { startFaultServer, type FaultServer } from '../helpers/fault-server.js';
-import { tempDir } from '../helpers/net.js';
+import { tempDir } from '../helpers/temp.js';
 import { generateKey } from '../helpers/signer.js';
 import { startSigil, type SigilHandle } from '../helpers/sigil.js';
+import { sha256 } from '../helpers/digest.js';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const body = Buffer.from(JSON.stringify({
@@ -20,7 +20,7 @@ const body = Buffer.from(JSON.stringify({
   config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${'2'.repeat(64)}`, size: 2 },
   layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: `sha256:${'3'.repeat(64)}`, size: 2 }],
 }));
-const digest = `sha256:${createHash('sha256').update(body).digest('hex')}`;
+const digest = sha256(body);
 
 let upstream: FaultServer;
 let sigil: SigilHandle;
