@@ -91,6 +91,16 @@ export function isSigilError(e: unknown): e is SigilError {
   return e instanceof SigilError;
 }
 
+/** An error's message for a report: `CODE: message` for sigil's own. */
+export function messageOf(e: unknown): string {
+  return isSigilError(e) ? `${e.code}: ${e.message}` : e instanceof Error ? e.message : String(e);
+}
+
+/** An error as a cause in a verdict or a reason: `CODE: message` for sigil's own. */
+export function causeOf(e: unknown): string {
+  return isSigilError(e) ? `${e.code}: ${e.message}` : String(e);
+}
+
 /** The distribution-spec error body for an error. */
 export function ociErrorBody(code: string, message: string, detail?: unknown): string {
   const err: { code: string; message: string; detail?: unknown } = { code, message };
