@@ -1,5 +1,5 @@
 import type { Config } from '../config/types.js';
-import { isSigilError } from '../errors.js';
+import { messageOf } from '../errors.js';
 import type { ManifestGate } from '../gate/manifest-gate.js';
 import type { Evaluation, ManifestTarget } from '../policy/evaluation.js';
 import type { Digest } from '../oci/digest.js';
@@ -88,8 +88,4 @@ export class SignatureHomes {
     const slash = sr.indexOf('/');
     return new Set([own, slash > 0 && this.#upstreams.has(sr.slice(0, slash)) ? sr : `${upstream}/${sr}`]);
   }
-}
-
-function messageOf(e: unknown): string {
-  return isSigilError(e) ? `${e.code}: ${e.message}` : e instanceof Error ? e.message : String(e);
 }
