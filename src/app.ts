@@ -45,6 +45,10 @@ export interface AppDeps {
   readonly timeouts?: Partial<Timeouts>;
   /** Hash workers for blob digests, shared by the upstream clients; closed with the app. */
   readonly hashes: HashPool;
+  /** The gate's clock (its verdict lifetimes; tests move it); default performance.now. */
+  readonly now?: () => number;
+  /** The gate's decision deadline (tests shorten it); default VERIFICATION_DEADLINE_MS. */
+  readonly verificationDeadlineMs?: number;
 }
 
 export interface DepsOptions {
@@ -57,6 +61,13 @@ export interface DepsOptions {
   /** Stale-if-error's deadline and its timer (tests); default STALE_DEADLINE_MS on real timers. */
   staleDeadlineMs?: number;
   staleTimer?: Timer;
+  /**
+   * The clock of the memory caches (tag TTL), the stale-if-error breaker, the store admission,
+   * the keeper and the gate's verdicts (tests move it); default the real clocks.
+   */
+  now?: () => number;
+  /** The gate's decision deadline (tests shorten it); default VERIFICATION_DEADLINE_MS. */
+  verificationDeadlineMs?: number;
 }
 
 /**
@@ -102,9 +113,11 @@ export async function defaultDeps(config: Config, opts: DepsOptions = {}): Promi
     store: parts,
     staleDeadlineMs: opts.staleDeadlineMs,
     timer: opts.staleTimer,
+    now: opts.now,
   });
   const store = parts && keeper ? { ...parts, keeper } : undefined;
-  return { logger, metrics, clients, verifier, store, offline, timeouts: opts.timeouts, hashes };
+  const gate = { ...(opts.now !== undefined ? { now: opts.now } : {}), ...(opts.verificationDeadlineMs !== undefined ? { verificationDeadlineMs: opts.verificationDeadlineMs } : {}) };
+  return { logger, metrics, clients, verifier, store, offline, timeouts: opts.timeouts, hashes, ...gate };
 }
 
 /**
@@ -160,6 +173,8 @@ export async function buildApp(config: Config, deps?: AppDeps): Promise<FastifyI
     logger: deps.logger,
     verifier: deps.verifier,
     keeper: deps.store?.keeper,
+    now: deps.now,
+    verificationDeadlineMs: deps.verificationDeadlineMs,
   });
   // Client auth (server.auth) and the 405 for push/delete are tied to the /v2/ routes themselves.
   const auth = config.server.auth ? new BasicAuthChecker(config.server.auth.users) : null;

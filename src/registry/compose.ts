@@ -24,7 +24,7 @@ export interface StackDeps {
   /** Hash workers for blob digests (the upstream client's checks, reads behind a download). */
   readonly hashes?: HashPool | undefined;
   readonly timeouts?: Partial<Timeouts> | undefined;
-  /** Clock of the memory caches and of the stale-if-error breaker (tests); default performance.now. */
+  /** Clock of the memory caches, the stale-if-error breaker, the admission and the keeper (tests); default the real clocks. */
   readonly now?: (() => number) | undefined;
   /** Stale-if-error's deadline and timer (tests); default STALE_DEADLINE_MS on real timers. */
   readonly staleDeadlineMs?: number | undefined;
@@ -87,12 +87,12 @@ export interface ServeStack {
  * store alone.
  */
 export function composeServe(config: Config, deps: StackDeps & { readonly offline: boolean; readonly store?: StoreParts | undefined }): ServeStack {
-  const admission = deps.store && new StoreAdmission(config.policies, { ttlMs: config.cache.verifications.ttlMs });
+  const admission = deps.store && new StoreAdmission(config.policies, { ttlMs: config.cache.verifications.ttlMs, now: deps.now });
   const store = deps.store && admission && { ...deps.store, admission };
   const registries = new Map<string, Registry>();
   for (const u of config.upstreams) {
     registries.set(u.name, deps.offline && store ? storeOnly(u.name, store) : serveRegistry(upstreamClient(u, deps), u, config.cache, deps, store));
   }
-  const keeper = store && new StoreKeeper(store, store.admission, deps.logger);
+  const keeper = store && new StoreKeeper(store, store.admission, deps.logger, deps.now);
   return keeper ? { registries, keeper } : { registries };
 }

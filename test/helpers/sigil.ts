@@ -35,7 +35,17 @@ export async function compileConfig(yamlText: string, opts: { cwd?: string; env?
 /** Starts sigil in-process on 127.0.0.1 and a free port, with logs captured for assertions. */
 export async function startSigil(
   yamlText: string,
-  opts: { cwd?: string; env?: Record<string, string>; timeouts?: Partial<Timeouts>; offline?: boolean; storeClock?: () => number; staleDeadlineMs?: number } = {},
+  opts: {
+    cwd?: string;
+    env?: Record<string, string>;
+    timeouts?: Partial<Timeouts>;
+    offline?: boolean;
+    storeClock?: () => number;
+    /** The caches', keeper's and gate's clock (app.ts DepsOptions.now): `fakeClock().now`, moved instead of waited out. */
+    now?: () => number;
+    staleDeadlineMs?: number;
+    verificationDeadlineMs?: number;
+  } = {},
 ): Promise<SigilHandle> {
   const config = await compileConfig(yamlText, opts);
   const logs: LogRecord[] = [];
@@ -53,7 +63,15 @@ export async function startSigil(
     },
   });
   const logger = createLogger(config.server.logLevel === 'info' ? 'debug' : config.server.logLevel, sink);
-  const deps = await defaultDeps(config, { logger, timeouts: opts.timeouts, offline: opts.offline, storeClock: opts.storeClock, staleDeadlineMs: opts.staleDeadlineMs });
+  const deps = await defaultDeps(config, {
+    logger,
+    timeouts: opts.timeouts,
+    offline: opts.offline,
+    storeClock: opts.storeClock,
+    now: opts.now,
+    staleDeadlineMs: opts.staleDeadlineMs,
+    verificationDeadlineMs: opts.verificationDeadlineMs,
+  });
   const app = await buildApp(config, deps);
   await app.listen({ host: '127.0.0.1', port: 0 });
   const address = app.server.address();

@@ -13,6 +13,19 @@ export const ISSUER = 'https://issuer.sigil.test';
 export const SUBJECT = 'https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main';
 export const UPSTREAM = 'reg.test';
 
+export interface SigilOptions {
+  timeouts?: Partial<Timeouts>;
+  upstreamUrl?: string;
+  extra?: string;
+  offline?: boolean;
+  trustedRoots?: string[];
+  /** The caches', keeper's and gate's clock (`fakeClock().now`): moved past a TTL instead of waited out. */
+  now?: () => number;
+  /** Shortened deadlines (stale-if-error's, the gate's decision): defaults STALE_DEADLINE_MS, VERIFICATION_DEADLINE_MS. */
+  staleDeadlineMs?: number;
+  verificationDeadlineMs?: number;
+}
+
 /** A real registry, a private Sigstore, test keys written to files, and a place for sigil configs. */
 export interface VerifyEnv {
   readonly registry: RegistryHandle;
@@ -24,7 +37,7 @@ export interface VerifyEnv {
   readonly dir: string;
   push(repo: string, tag: string, opts?: Parameters<typeof pushImage>[3]): Promise<PushedImage>;
   /** Starts sigil with `policies` (YAML list items, indented by 2) and both trust roots. */
-  sigil(policiesYaml: string, opts?: { timeouts?: Partial<Timeouts>; upstreamUrl?: string; extra?: string; offline?: boolean; trustedRoots?: string[] }): Promise<SigilHandle>;
+  sigil(policiesYaml: string, opts?: SigilOptions): Promise<SigilHandle>;
   stop(): Promise<void>;
 }
 
@@ -64,7 +77,13 @@ export async function startVerifyEnv(): Promise<VerifyEnv> {
         policiesYaml,
         opts.extra ?? '',
       ].join('\n');
-      const s = await startSigil(yaml, { timeouts: opts.timeouts, offline: opts.offline });
+      const s = await startSigil(yaml, {
+        timeouts: opts.timeouts,
+        offline: opts.offline,
+        now: opts.now,
+        staleDeadlineMs: opts.staleDeadlineMs,
+        verificationDeadlineMs: opts.verificationDeadlineMs,
+      });
       sigils.push(s);
       return s;
     },

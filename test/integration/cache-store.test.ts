@@ -3,6 +3,7 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { request } from 'undici';
+import { fakeClock } from '../helpers/clock.js';
 import { startForwarder, type Forwarder } from '../helpers/forwarder.js';
 import { tempDir } from '../helpers/temp.js';
 import { pushLegacySignature } from '../helpers/publish.js';
@@ -121,10 +122,11 @@ describe('when the upstream fails', () => {
     const idx = await pushIndex(env.target, 'prod/stale', 'v1', [{ os: 'linux', architecture: 'amd64' }]);
     await pushLegacySignature(env.target, 'prod/stale', idx.digest, [legacyLayer(env.keys.p256, idx.digest)]);
     const child = idx.children[0];
-    const sigil = await env.sigil(policies(env.keys.p256.path), { upstreamUrl: fwd.url, extra: storeConfig() });
+    const clock = fakeClock();
+    const sigil = await env.sigil(policies(env.keys.p256.path), { upstreamUrl: fwd.url, extra: storeConfig(), now: clock.now });
     assert.equal((await get(sigil, '/v2/prod/stale/manifests/v1')).status, 200);
     await pullImage(sigil, 'prod/stale', child.digest, child);
-    await new Promise((r) => setTimeout(r, 1200)); // past the tag TTL: the next lookup asks the upstream
+    clock.advance(1200); // past the tag TTL: the next lookup asks the upstream
     fwd.setDown(true);
     try {
       const m = await get(sigil, '/v2/prod/stale/manifests/v1');

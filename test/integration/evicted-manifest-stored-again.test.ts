@@ -3,6 +3,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { request } from 'undici';
+import { fakeClock } from '../helpers/clock.js';
 import { startForwarder, type Forwarder } from '../helpers/forwarder.js';
 import { tempDir } from '../helpers/temp.js';
 import { pushLegacySignature } from '../helpers/publish.js';
@@ -38,18 +39,19 @@ test('an evicted manifest is stored again when it is pulled again, so stale-if-e
   const img = await env.push('prod/daily', 'v1');
   await pushLegacySignature(env.target, 'prod/daily', img.digest, [legacyLayer(env.keys.p256, img.digest)]);
   const storeDir = await tempDir('sigil-kept-');
+  const clock = fakeClock();
   const sigil = await env.sigil(
     `  - name: prod\n    match: ["reg.test/prod/**"]\n    mode: enforce\n    authorities:\n      - { key: ${env.keys.p256.path}, tlog: ignore }`,
-    { upstreamUrl: fwd.url, extra: `cache:\n  store:\n    dir: ${storeDir}\n    maxBytes: 1073741824\n  tags:\n    ttl: 1s` },
+    { upstreamUrl: fwd.url, now: clock.now, extra: `cache:\n  store:\n    dir: ${storeDir}\n    maxBytes: 1073741824\n  tags:\n    ttl: 1s` },
   );
   assert.equal((await get(`${sigil.url}/v2/prod/daily/manifests/v1`)).status, 200);
   // Evicted (by another sigil process sharing the store).
   await rm(join(storeDir, 'blobs', 'sha256', img.digest.slice(7)));
-  await new Promise((r) => setTimeout(r, 1200)); // past the tag TTL (and KEPT_STAT_MS: a kept object is looked for on disk again)
+  clock.advance(1200); // past the tag TTL (and KEPT_STAT_MS: a kept object is looked for on disk again)
   const again = await get(`${sigil.url}/v2/prod/daily/manifests/v1`);
   assert.equal(again.status, 200);
   assert.equal(again.headers['sigil-verification'], 'verified');
-  await new Promise((r) => setTimeout(r, 1200));
+  clock.advance(1200); // past the tag TTL again: the next lookup asks the upstream, which is down
   fwd.setDown(true);
   try {
     const stale = await get(`${sigil.url}/v2/prod/daily/manifests/v1`);

@@ -19,7 +19,7 @@ import { legacyLayer, sigTag } from '../helpers/signer.js';
 import { compileConfig } from '../helpers/sigil.js';
 import { startVerifyEnv, type VerifyEnv } from '../helpers/verify-env.js';
 
-const DEADLINE_MS = 3_000;
+const DEADLINE_MS = 1_500;
 /** More artifact decisions at once than there are slots in all. */
 const HOSTILE = MAX_CONCURRENT_VERIFICATIONS + 2;
 

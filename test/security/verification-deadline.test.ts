@@ -5,7 +5,9 @@ import { defaultDeps, type AppDeps } from '../../src/app.js';
 import { createLogger } from '../../src/audit/logger.js';
 import { FAILURE_TTL_MS } from '../../src/gate/verdicts.js';
 import { isSigilError } from '../../src/errors.js';
-import { MAX_CONCURRENT_VERIFICATIONS, MAX_CONCURRENT_VERIFICATIONS_PER_UPSTREAM, ManifestGate, type ManifestDecision } from '../../src/gate/manifest-gate.js';
+import { MAX_CONCURRENT_VERIFICATIONS, MAX_CONCURRENT_VERIFICATIONS_PER_UPSTREAM, ManifestGate, VERIFICATION_DEADLINE_MS, type ManifestDecision } from '../../src/gate/manifest-gate.js';
+import { STALE_DEADLINE_MS } from '../../src/registry/stale-deadline.js';
+import { fakeClock, type FakeClock } from '../helpers/clock.js';
 import { startFaultServer, type FaultServer } from '../helpers/fault-server.js';
 import { tempDir } from '../helpers/temp.js';
 import { pushBundleReferrer, pushLegacySignature } from '../helpers/publish.js';
@@ -24,7 +26,13 @@ import { pull, startVerifyEnv, type VerifyEnv } from '../helpers/verify-env.js';
 // The hostile upstream is an in-process proxy in front of the real registry (a real registry cannot
 // drip); the images and their signatures are real, pushed and signed as cosign does. The gate runs
 // with the real upstream clients, caches, content store and verifier, and a short deadline.
-const DEADLINE_MS = 6_000;
+const DEADLINE_MS = 3_000;
+/**
+ * The stored-image tests run sigil with both deadlines scaled down by this much, in the ratio of
+ * the shipped ones (STALE_DEADLINE_MS within VERIFICATION_DEADLINE_MS), and move a fake clock
+ * past the tag and verdict lifetimes instead of waiting them out.
+ */
+const SCALE = 0.5;
 /** More hostile decisions than there are slots in all: some hold slots, the rest wait. */
 const HOSTILE = MAX_CONCURRENT_VERIFICATIONS + 2;
 const ACCEPT = 'application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json';
@@ -242,9 +250,12 @@ async function silenceable(): Promise<{ up: FaultServer; silence(): void }> {
   };
 }
 
-const storedSigil = async (upstreamUrl: string): Promise<Awaited<ReturnType<VerifyEnv['sigil']>>> =>
+const storedSigil = async (upstreamUrl: string, clock: FakeClock): Promise<Awaited<ReturnType<VerifyEnv['sigil']>>> =>
   env.sigil(`  - name: signed\n    match: ["**"]\n    mode: enforce\n    authorities:\n      - { key: ${env.keys.p256.path}, tlog: ignore }`, {
     upstreamUrl,
+    now: clock.now,
+    staleDeadlineMs: STALE_DEADLINE_MS * SCALE,
+    verificationDeadlineMs: VERIFICATION_DEADLINE_MS * SCALE,
     extra: `cache:\n  store:\n    dir: ${await tempDir('sigil-verify-deadline-stale-')}\n    maxBytes: 104857600\n  tags:\n    ttl: 1s\n  verifications:\n    ttl: 1s`,
   });
 
@@ -252,15 +263,21 @@ const storedSigil = async (upstreamUrl: string): Promise<Awaited<ReturnType<Veri
 // answered from the store; the stored signatures of an image are reached through up to three
 // lookups (referrers, referrers tag, `.sig` tag). Once one lookup found the upstream failing, the
 // others are answered from the store at once, so a stored image re-verifies within the deadline.
-// With the default deadline, not a test one.
+// Run with both deadlines scaled down in the shipped ratio.
+test('one stale-if-error cut-off fits inside the decision deadline, with room for the rest of the verification', () => {
+  assert.ok(STALE_DEADLINE_MS < VERIFICATION_DEADLINE_MS, `STALE_DEADLINE_MS ${STALE_DEADLINE_MS} ms, VERIFICATION_DEADLINE_MS ${VERIFICATION_DEADLINE_MS} ms`);
+  assert.equal((STALE_DEADLINE_MS * SCALE) / (VERIFICATION_DEADLINE_MS * SCALE), STALE_DEADLINE_MS / VERIFICATION_DEADLINE_MS);
+});
+
 test('a stored signed image still re-verifies from the store within the deadline while its upstream is silent', async () => {
   const { up, silence } = await silenceable();
   try {
     await pushSigned('stored/app');
-    const sigil = await storedSigil(up.url);
+    const clock = fakeClock();
+    const sigil = await storedSigil(up.url, clock);
     const first = await pull(sigil, 'stored/app', 'v1');
     assert.equal(first.headers['sigil-verification'], 'verified');
-    await sleep(1500); // past the tag and verdict lifetimes: both are asked of the upstream again
+    clock.advance(1500); // past the tag and verdict lifetimes: both are asked of the upstream again
     silence();
     const asked = up.requests.length;
     const r = await pull(sigil, 'stored/app', 'v1');
@@ -286,10 +303,11 @@ test('a stored image signed with a bundle re-verifies by digest from the store w
     const img = await env.push('stored/bundled', 'v1');
     const bundle = bundleFor(env.keys.p256, img.digest);
     await pushBundleReferrer(env.target, 'stored/bundled', { digest: img.digest, size: img.manifest.length, mediaType: img.mediaType }, bundle);
-    const sigil = await storedSigil(up.url);
+    const clock = fakeClock();
+    const sigil = await storedSigil(up.url, clock);
     const first = await pull(sigil, 'stored/bundled', img.digest);
     assert.equal(first.headers['sigil-verification'], 'verified', first.body.toString());
-    await sleep(1500); // past the verdict lifetime
+    clock.advance(1500); // past the verdict lifetime
     silence();
     const asked = up.requests.length;
     const r = await pull(sigil, 'stored/bundled', img.digest);
