@@ -11,6 +11,7 @@ import { isRepositoryName, isTag } from '../oci/reference.js';
 import { headerValue } from './error-map.js';
 import type { Exchange } from './http.js';
 import { tryParseJson } from '../oci/json.js';
+import { manifestObject } from '../oci/manifest.js';
 
 // RFC 9110: a decimal Content-Length
 const CONTENT_LENGTH_RE = /^\d{1,15}$/;
@@ -45,9 +46,8 @@ export function checkReference(reference: string): void {
 /** The body's own `mediaType`, else an OCI manifest (what a manifest without one is). */
 export function bodyMediaType(bytes: Buffer): string {
   // not JSON: the caller's parser will say so
-  const parsed = tryParseJson(bytes) as { mediaType?: unknown } | null | undefined;
-  if (typeof parsed?.mediaType === 'string' && parsed.mediaType !== '') return parsed.mediaType;
-  return MT.OCI_MANIFEST;
+  const declared = manifestObject(bytes)?.mediaType;
+  return typeof declared === 'string' && declared !== '' ? declared : MT.OCI_MANIFEST;
 }
 
 export function parseTagList(body: Buffer): { name?: string; tags: string[] } | undefined {
