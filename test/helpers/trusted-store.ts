@@ -1,12 +1,15 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { statfsSync } from 'node:fs';
 import { open, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { HashPool, type StreamHash } from '../../src/hash/hash-pool.js';
 import type { HashAlgorithm } from '../../src/hash/ring.js';
 import type { Digest } from '../../src/oci/digest.js';
+import { ctimeTracksWrites } from '../../src/store/file-identity.js';
 import { ContentStore, VERIFY_AHEAD_MAX_BYTES, type ContentStoreOptions } from '../../src/store/index.js';
 import { tempDir } from './net.js';
 
@@ -15,6 +18,13 @@ import { tempDir } from './net.js';
 
 /** Trust only files whose last change is this old (the default is 2 s: coarse timestamps). */
 export const TRUST_AGE_MS = 40;
+
+/**
+ * A spec that needs reads to be trusted skips (with this reason) where the temp directory is on a
+ * file system the store does not trust (tmpfs, say: file-identity.ts ctimeTracksWrites).
+ */
+export const UNTRUSTED_TMPDIR: string | false = ((type) =>
+  ctimeTracksWrites(type) ? false : `${tmpdir()} is on a file system (statfs type 0x${type.toString(16)}) where every read hashes`)(statfsSync(tmpdir()).type);
 
 export const sha256 = (b: Uint8Array): Digest => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
