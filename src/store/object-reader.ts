@@ -65,7 +65,10 @@ export class ObjectReader {
   /**
    * A stream of the object, or of bytes [start, end] inclusive (else RANGE_INVALID); null when
    * absent, unreadable, or found damaged before anything of it was returned. Marks it used. The
-   * stream holds the file open, so eviction (even by another process) does not cut it short.
+   * stream holds the file open, so eviction (even by another process) does not cut a hashed read
+   * short; a trusted read it does (unlinking a file changes its ctime, as another process's
+   * last-use write or a file renamed over it do): it fails before its last chunk, and the next
+   * read hashes.
    *
    * A whole object (or a range that is every byte of it) is checked: up to VERIFY_AHEAD_MAX_BYTES
    * before it is returned, a larger one as it streams, its last chunk held back until the check

@@ -205,3 +205,17 @@ test('a trusted read cut off by another process sharing the directory (its last-
     await a.store.close();
   }
 });
+
+test("a trusted read of an object this process removes meanwhile is cut off (unlinking changed the open file's ctime)", trust, async () => {
+  const bytes = randomBytes(BIG);
+  const { store, hashes, digest } = await trustedStore(bytes);
+  try {
+    const s = await store.openRead(digest);
+    assert.equal(hashes.started, 1, 'trusted');
+    assert.equal(await store.remove(digest), true);
+    const r = await readThrough(s);
+    assert.ok(!r.complete && r.bytes.length < BIG, `received ${r.bytes.length} of ${BIG}, complete: ${r.complete}`);
+  } finally {
+    await store.close();
+  }
+});
