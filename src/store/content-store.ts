@@ -143,7 +143,7 @@ export class ContentStore {
     const staleTemps = await cleanStaleTemps(layout, now(), opts.tmpStaleMs ?? TMP_STALE_MS);
     const index = await scanObjects(layout, (path) => opts.logger?.warn({ path }, 'content store: ignoring a stray file'));
     // trusted reads (object-reader.ts) only where a file's ctime tracks every change of its bytes
-    const trustedReads = ctimeTracksWrites((await statfs(layout.dir)).type);
+    const trustedReads = await statfs(layout.dir).then((st) => ctimeTracksWrites(st.type), () => false);
     const store = new ContentStore(opts, layout, index, now, trustedReads);
     opts.logger?.info({ dir: opts.dir, objects: index.count, bytes: index.bytes, staleTemps, trustedReads }, 'content store opened');
     if (index.bytes > opts.maxBytes) await store.evict();
