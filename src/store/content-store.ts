@@ -1,4 +1,4 @@
-import { lstat, rm } from 'node:fs/promises';
+import { lstat, rm, statfs } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Metrics } from '../audit/metrics.js';
@@ -8,6 +8,7 @@ import type { HashPool } from '../hash/hash-pool.js';
 import type { EvictResult } from './eviction.js';
 import { StoreHealth, ioErrorCode } from './health.js';
 import type { StoreFault } from './health.js';
+import { ctimeTracksWrites } from './file-identity.js';
 import { LastUse } from './last-use.js';
 import { Layout, cleanStaleTemps, isErrno } from './layout.js';
 import { STORE_RETRY_MS, TMP_STALE_MS, TRUST_CTIME_MIN_AGE_MS, WRITE_IDLE_TIMEOUT_MS } from './limits.js';
@@ -79,7 +80,7 @@ export class ContentStore {
   readonly #writer: ObjectWriter;
   #closed = false;
 
-  private constructor(opts: ContentStoreOptions, layout: Layout, index: ObjectIndex, now: () => number) {
+  private constructor(opts: ContentStoreOptions, layout: Layout, index: ObjectIndex, now: () => number, trustFileSystem: boolean) {
     this.#layout = layout;
     this.#maxBytes = opts.maxBytes;
     this.#index = index;
@@ -113,6 +114,7 @@ export class ContentStore {
       ...shared,
       remove: (d) => this.remove(d),
       trustAgeMs: opts.trustCtimeAgeMs ?? TRUST_CTIME_MIN_AGE_MS,
+      trustFileSystem,
       wallClock: Date.now,
       ...(logger !== undefined ? { logger } : {}),
       ...(opts.metrics !== undefined ? { metrics: opts.metrics } : {}),
@@ -140,8 +142,10 @@ export class ContentStore {
     await layout.create();
     const staleTemps = await cleanStaleTemps(layout, now(), opts.tmpStaleMs ?? TMP_STALE_MS);
     const index = await scanObjects(layout, (path) => opts.logger?.warn({ path }, 'content store: ignoring a stray file'));
-    const store = new ContentStore(opts, layout, index, now);
-    opts.logger?.info({ dir: opts.dir, objects: index.count, bytes: index.bytes, staleTemps }, 'content store opened');
+    // trusted reads (object-reader.ts) only where a file's ctime tracks every change of its bytes
+    const trustedReads = await statfs(layout.dir).then((st) => ctimeTracksWrites(st.type), () => false);
+    const store = new ContentStore(opts, layout, index, now, trustedReads);
+    opts.logger?.info({ dir: opts.dir, objects: index.count, bytes: index.bytes, staleTemps, trustedReads }, 'content store opened');
     if (index.bytes > opts.maxBytes) await store.evict();
     if (opts.sweepMetaAtOpen !== false) store.#upkeep.track(store.sweepMeta(), 'sweeping metadata');
     return store;

@@ -27,6 +27,10 @@ export interface Followed {
  * just lags further behind. It stays FOLLOW_HOLD_BACK_BYTES behind until the digest
  * checks, then delivers the rest and ends (the fsync and rename need not be over: the
  * bytes are right either way); it errors when the writer fails before that.
+ *
+ * The digest checked is of the bytes the writer was given; what a follower delivers is read
+ * back from the temp file, which someone who can write the store's directory may have changed
+ * since. A consumer that serves these bytes hashes them itself (registry/behind-download.ts).
  */
 export class FollowerStream extends Readable {
   readonly #followed: Followed;

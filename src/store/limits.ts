@@ -48,8 +48,9 @@ export const FOLLOW_CHUNK_BYTES = READ_CHUNK_BYTES;
 
 /**
  * A follower stays this many bytes behind the writer until the digest is checked, so
- * that a follower's consumer never receives a complete blob with the wrong digest (the
- * same rule as upstream/blob-verify.ts, which holds back one chunk).
+ * that a follower's consumer never receives a complete blob with the wrong digest from the
+ * upstream (the same rule as upstream/blob-verify.ts, which holds back one chunk). The temp
+ * file changed on disk is another matter: the consumer hashes what it serves (follower.ts).
  */
 export const FOLLOW_HOLD_BACK_BYTES = 1;
 

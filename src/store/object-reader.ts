@@ -29,6 +29,8 @@ export interface ObjectReaderOptions {
   readonly remove: (digest: Digest) => Promise<boolean>;
   /** TRUST_CTIME_MIN_AGE_MS, or a test's. */
   readonly trustAgeMs: number;
+  /** The store's file system keeps ctimes that trusted reads can rely on (file-identity.ts ctimeTracksWrites). */
+  readonly trustFileSystem: boolean;
   /** The real clock, to compare with file timestamps (never the store's injected one). */
   readonly wallClock: () => number;
   readonly hashes?: HashPool;
@@ -48,6 +50,10 @@ export interface ObjectReaderOptions {
  * before the last chunk goes out: a write during the read changes the ctime, and the read fails
  * instead of completing. Trust is recorded only when the file's ctime was TRUST_CTIME_MIN_AGE_MS
  * old as the hashing read began (coarse timestamps), and only if the file was unchanged at its end.
+ * Such a read first writes the file's dirty pages back (fdatasync): a page someone holds dirty and
+ * writable in a shared memory mapping takes writes without a fault, so without a new ctime; written
+ * back, it is write-protected, and the next write through the mapping faults and changes the ctime.
+ * Only on file systems where that holds (file-identity.ts ctimeTracksWrites); elsewhere every read hashes.
  */
 export class ObjectReader {
   readonly #o: ObjectReaderOptions;
@@ -59,7 +65,10 @@ export class ObjectReader {
   /**
    * A stream of the object, or of bytes [start, end] inclusive (else RANGE_INVALID); null when
    * absent, unreadable, or found damaged before anything of it was returned. Marks it used. The
-   * stream holds the file open, so eviction (even by another process) does not cut it short.
+   * stream holds the file open, so eviction (even by another process) does not cut a hashed read
+   * short; a trusted read it does (unlinking a file changes its ctime, as another process's
+   * last-use write or a file renamed over it do): it fails before its last chunk, and the next
+   * read hashes.
    *
    * A whole object (or a range that is every byte of it) is checked: up to VERIFY_AHEAD_MAX_BYTES
    * before it is returned, a larger one as it streams, its last chunk held back until the check
@@ -120,7 +129,8 @@ export class ObjectReader {
 
   /** A small object, read whole and checked before anything is returned. */
   async #readAhead(digest: Digest, { fh, entry, identity }: OpenedObject): Promise<Readable | null> {
-    const startedAt = this.#o.wallClock();
+    const trusted = this.#trusted(entry, identity);
+    const mayTrust = !trusted && (await this.#mayTrust(fh, identity));
     let bytes: Buffer;
     let after: FileIdentity;
     try {
@@ -132,7 +142,7 @@ export class ObjectReader {
     } finally {
       await fh.close();
     }
-    if (!(this.#trusted(entry, identity) && sameIdentity(identity, after))) {
+    if (!(trusted && sameIdentity(identity, after))) {
       let got: Digest;
       try {
         got = await this.#hashOf(digest, bytes);
@@ -145,14 +155,14 @@ export class ObjectReader {
         await this.#damaged(digest, identity, `bytes that hash to ${got}`);
         return null;
       }
-      this.#verified(entry, identity, after, startedAt);
+      if (mayTrust) this.#verified(entry, identity, after);
     }
     this.#o.lastUse.touch(digest);
     return bufferStream(bytes);
   }
 
   /** A large object, checked as it streams: by its identity when trusted, else by its hash. */
-  #streamChecked(digest: Digest, { fh, entry, identity }: OpenedObject): Readable {
+  async #streamChecked(digest: Digest, { fh, entry, identity }: OpenedObject): Promise<Readable> {
     const size = entry.size;
     const endIdentity = async (): Promise<FileIdentity> => identityOf(await fh.stat({ bigint: true }));
     if (this.#trusted(entry, identity)) {
@@ -166,7 +176,7 @@ export class ObjectReader {
         closed: release,
       });
     }
-    const startedAt = this.#o.wallClock();
+    const mayTrust = await this.#mayTrust(fh, identity);
     const hash = startHash(this.#o.hashes, digestAlgorithm(digest), size);
     this.#o.lastUse.touch(digest);
     return this.#stream(digest, fh, 0, size - 1, {
@@ -181,7 +191,7 @@ export class ObjectReader {
           await this.#damaged(digest, identity, `bytes that hash to ${got}`);
           throw this.#damageError(digest);
         }
-        this.#verified(entry, identity, await endIdentity(), startedAt);
+        if (mayTrust) this.#verified(entry, identity, await endIdentity());
       },
       closed: () => hash.abort(),
     });
@@ -208,9 +218,24 @@ export class ObjectReader {
     return entry.verified !== undefined && sameIdentity(entry.verified, identity);
   }
 
-  /** The bytes read between `before` and `after` hashed to the digest: trusted from now on, when the rule allows. */
-  #verified(entry: Entry, before: FileIdentity, after: FileIdentity, startedAt: number): void {
-    if (sameIdentity(before, after) && trustable(before, startedAt, this.#o.trustAgeMs)) entry.verified = before;
+  /**
+   * Whether the hashing read about to begin may make the file trusted: on a file system whose
+   * ctime tracks writes, when the file's ctime is old enough now; its dirty pages are then written
+   * back first (see the class), and when that fails it is not trusted.
+   */
+  async #mayTrust(fh: FileHandle, identity: FileIdentity): Promise<boolean> {
+    if (!this.#o.trustFileSystem || !trustable(identity, this.#o.wallClock(), this.#o.trustAgeMs)) return false;
+    try {
+      await fh.datasync();
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** The bytes read between `before` and `after` (a read #mayTrust allowed) hashed to the digest: trusted from now on if unchanged. */
+  #verified(entry: Entry, before: FileIdentity, after: FileIdentity): void {
+    if (sameIdentity(before, after)) entry.verified = before;
   }
 
   /** A trusted object's file changed while it was read: not trusted any more (its next read hashes it). */
