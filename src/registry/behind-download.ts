@@ -5,16 +5,20 @@ import { DigestCheck } from '../hash/checked-stream.js';
 import type { HashPool } from '../hash/hash-pool.js';
 import type { Digest } from '../oci/digest.js';
 import type { Registry } from '../oci/registry.js';
+import { FollowerStream } from '../store/follower.js';
 import { ioErrorCode } from '../store/health.js';
 
 /**
  * A request reading behind the store's download of a blob (`follower`, the store's stream of the
- * file being written). When the store fails under it (a disk fault: full, removed, an I/O error —
- * not the upstream's bytes, not a wrong digest), the rest comes from the upstream, from the first
- * byte this request has not had yet: a store fault degrades to pass-through, it does not cut
- * downloads off. The bytes are hashed on the way (hash/checked-stream.ts: the last chunk is held
- * back until they match): those before the fault came from the store's unfinished file, the rest
- * from another answer, so only the whole, checked, may complete.
+ * file being written). The store's writer hashes the download once: its follower holds the last
+ * byte back until that hash matched, and fails when it did not, so the bytes pass here unhashed.
+ * When the store fails under it (a disk fault: full, removed, an I/O error — not the upstream's
+ * bytes, not a wrong digest), the rest comes from the upstream, from the first byte this request
+ * has not had yet: a store fault degrades to pass-through, it does not cut downloads off. That
+ * answer is another one than the store's, so from then on the whole is checked here: the bytes
+ * delivered, read again from the store's file, then the rest, the last chunk held back until
+ * they match (hash/checked-stream.ts). A follower that cannot be read again (not the live
+ * writer's), and a file that cannot, is checked as it streams, the whole of it here.
  */
 export function behindDownload(
   up: Registry,
@@ -24,6 +28,36 @@ export function behindDownload(
 ): Readable {
   const { repository, digest, size } = blob;
   const what = `upstream ${up.name}: blob ${digest} of ${repository}`;
+  const live = follower instanceof FollowerStream ? follower : undefined;
+  const dropFile = live?.keepFile();
+  const check = (): DigestCheck =>
+    new DigestCheck({
+      digest,
+      ...(size !== undefined ? { expectedLength: size } : {}),
+      ...(deps.hashes !== undefined ? { hashes: deps.hashes } : {}),
+      mismatch: (got) => new SigilError({ code: 'DIGEST_MISMATCH', message: `${what}: the bytes hash to ${got}`, detail: { expected: digest, got } }),
+      wrongLength: (count) => new SigilError({ code: 'UPSTREAM_BAD_RESPONSE', message: `${what}: ${count} bytes, announced ${size}` }),
+    });
+
+  /** The upstream's bytes from `from` on (a 206 starts there, upstream/ranges.ts; a 200 is the whole blob again). */
+  async function* upstreamFrom(from: number): AsyncGenerator<Buffer> {
+    const res = await up.openBlob(repository, digest, from > 0 ? { method: 'GET', range: `bytes=${from}-` } : { method: 'GET' });
+    yield* skipped(res.body as AsyncIterable<Buffer>, res.status === 200 ? from : 0);
+  }
+
+  /** After a fault at `delivered`: the rest, checked together with what was delivered, read again. */
+  async function* checkedRest(delivered: number): AsyncGenerator<Buffer> {
+    async function* whole(): AsyncGenerator<Buffer> {
+      yield* live!.readAgain(delivered);
+      yield* upstreamFrom(delivered);
+    }
+    const checked = check();
+    pipeline(Readable.from(whole(), { objectMode: false }), checked, () => {
+      /* an error is the iterator's below */
+    });
+    yield* skipped(checked, delivered);
+  }
+
   async function* resume(): AsyncGenerator<Buffer> {
     let delivered = 0;
     try {
@@ -36,28 +70,35 @@ export function behindDownload(
       if (ioErrorCode(err) === undefined) throw err;
       deps.logger.warn({ upstream: up.name, repository, digest, delivered, err: String(err) }, 'store failed under a download: the rest comes from the upstream');
     }
-    const res = await up.openBlob(repository, digest, delivered > 0 ? { method: 'GET', range: `bytes=${delivered}-` } : { method: 'GET' });
-    // a 206 starts where it was asked to (upstream/ranges.ts); a 200 is the whole blob again
-    let skip = res.status === 200 ? delivered : 0;
-    for await (const chunk of res.body as AsyncIterable<Buffer>) {
-      if (skip >= chunk.length) {
-        skip -= chunk.length;
-        continue;
-      }
-      yield skip > 0 ? chunk.subarray(skip) : chunk;
-      skip = 0;
-    }
+    yield* live !== undefined ? checkedRest(delivered) : upstreamFrom(delivered);
   }
-  const checked = new DigestCheck({
-    digest,
-    ...(size !== undefined ? { expectedLength: size } : {}),
-    ...(deps.hashes !== undefined ? { hashes: deps.hashes } : {}),
-    mismatch: (got) => new SigilError({ code: 'DIGEST_MISMATCH', message: `${what}: the bytes hash to ${got}`, detail: { expected: digest, got } }),
-    wrongLength: (count) => new SigilError({ code: 'UPSTREAM_BAD_RESPONSE', message: `${what}: ${count} bytes, announced ${size}` }),
-  });
+
   // bytes, not objects: an object-mode stream would read 16 chunks ahead of a slow client
-  pipeline(Readable.from(resume(), { objectMode: false }), checked, () => {
-    /* an error is the consumer's (pipeline destroyed `checked` with it) */
+  const source = Readable.from(resume(), { objectMode: false });
+  let out: Readable = source;
+  if (live === undefined) {
+    // not the live writer's stream (the object was committed meanwhile): checked whole, as it streams
+    out = check();
+    pipeline(source, out as DigestCheck, () => {
+      /* an error is the consumer's (pipeline destroyed `out` with it) */
+    });
+  }
+  // however it ends (a generator never started does not run its cleanup): the store's stream and file go
+  out.once('close', () => {
+    follower.destroy();
+    dropFile?.();
   });
-  return checked;
+  return out;
+}
+
+/** `source` without its first `skip` bytes. */
+async function* skipped(source: AsyncIterable<Buffer>, skip: number): AsyncGenerator<Buffer> {
+  for await (const chunk of source) {
+    if (skip >= chunk.length) {
+      skip -= chunk.length;
+      continue;
+    }
+    yield skip > 0 ? chunk.subarray(skip) : chunk;
+    skip = 0;
+  }
 }

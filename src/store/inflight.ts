@@ -6,6 +6,7 @@ import { digestAlgorithm } from '../oci/digest.js';
 import type { Digest } from '../oci/digest.js';
 import { FollowerStream } from './follower.js';
 import { FILE_MODE } from './layout.js';
+import { FOLLOW_RECENT_BYTES } from './limits.js';
 import { startHash } from '../hash/hash-pool.js';
 import type { HashPool, StreamHash } from '../hash/hash-pool.js';
 import type { Followed, FollowState } from './follower.js';
@@ -17,6 +18,8 @@ export interface InFlightOptions {
   readonly maxSize: number;
   readonly tmpPath: string;
   readonly idleTimeoutMs: number;
+  /** Keep the chunks written last for followers (the caller never changes a written chunk: object-writer.ts WriteOptions). */
+  readonly keepRecent?: boolean;
   /** Renames the checked, fsynced temp into place and records it; runs once, after the digest check. */
   readonly commit: (tmpPath: string, size: number) => Promise<void>;
   /** The write is over (committed or failed): forget it, synchronously with the state change. */
@@ -59,7 +62,10 @@ export function rest(bufs: readonly Buffer[], n: number): Buffer[] {
  * followers. The writer's chunks go to a temp file opened O_EXCL|O_RDWR; followers
  * read the same file descriptor at their own offsets (pread), so they never hold
  * more than one chunk and keep working after the rename (same inode). The file
- * descriptor closes when the writer and every follower are done with it.
+ * descriptor closes when the writer and every follower are done with it. When the
+ * caller hands its chunks over (`keepRecent`), the last FOLLOW_RECENT_BYTES written stay
+ * in memory, so followers that keep up (the request that started the download among
+ * them) do not read the file back.
  */
 export class InFlightWrite implements Followed {
   readonly writer: Writable;
@@ -76,6 +82,10 @@ export class InFlightWrite implements Followed {
   #state: FollowState = { kind: 'writing', written: 0 };
   #refs = 1; // the writer's
   #waiters: Array<() => void> = [];
+  /** The chunks written last, FOLLOW_RECENT_BYTES of them (followers that keep up take them from here), and where they start. */
+  #recent: Buffer[] = [];
+  #recentAt = 0;
+  #recentBytes = 0;
   #idle: NodeJS.Timeout | undefined;
   #ioReported = false;
 
@@ -152,6 +162,38 @@ export class InFlightWrite implements Followed {
     return new Promise<void>((resolve) => this.#waiters.push(resolve));
   }
 
+  recent(pos: number, max: number): Buffer | undefined {
+    let at = this.#recentAt;
+    if (pos < at) return undefined;
+    for (const c of this.#recent) {
+      if (pos < at + c.length) {
+        const from = pos - at;
+        return c.subarray(from, from + Math.min(max, c.length - from));
+      }
+      at += c.length;
+    }
+    return undefined;
+  }
+
+  #keepRecent(chunks: readonly Buffer[]): void {
+    for (const c of chunks) {
+      if (c.length === 0) continue;
+      this.#recent.push(c);
+      this.#recentBytes += c.length;
+    }
+    let drop = 0;
+    while (drop < this.#recent.length - 1 && this.#recentBytes - this.#recent[drop]!.length >= FOLLOW_RECENT_BYTES) {
+      this.#recentBytes -= this.#recent[drop]!.length;
+      this.#recentAt += this.#recent[drop]!.length;
+      drop++;
+    }
+    if (drop > 0) this.#recent.splice(0, drop);
+  }
+
+  retain(): void {
+    this.#refs++;
+  }
+
   release(): void {
     this.#refs--;
     if (this.#refs === 0) {
@@ -200,6 +242,7 @@ export class InFlightWrite implements Followed {
       pending = rest(pending, bytesWritten);
     }
     if (this.#state.kind !== 'writing') return; // aborted meanwhile
+    if (this.#opts.keepRecent === true) this.#keepRecent(chunks);
     this.#state = { kind: 'writing', written: at + length };
     this.#notify();
   }
@@ -245,6 +288,8 @@ export class InFlightWrite implements Followed {
           ? err
           : new SigilError({ code: 'INTERNAL', message: `content store: the write of ${this.#opts.digest} was aborted`, cause: err ?? undefined });
       this.#state = { kind: 'failed', error };
+      this.#recent = [];
+      this.#recentBytes = 0;
       this.#opts.settled();
       this.#notify();
       // `done` settles once the temp is gone: a caller that awaited it sees a clean directory.
