@@ -9,6 +9,12 @@ import { FollowerStream } from '../store/follower.js';
 import { ioErrorCode } from '../store/health.js';
 
 /**
+ * What a reader behind a download buffers for its client (beyond the store's own follower
+ * buffer): one upstream-sized chunk, so a stream stays near 1 MiB with its socket's.
+ */
+const RELAY_HIGH_WATER_BYTES = 64 * 1024;
+
+/**
  * A request reading behind the store's download of a blob (`follower`, the store's stream of the
  * file being written). The store's writer hashes the download once: its follower holds the last
  * byte back until that hash matched, and fails when it did not, so the bytes pass here unhashed.
@@ -58,34 +64,49 @@ export function behindDownload(
     yield* skipped(checked, delivered);
   }
 
-  async function* resume(): AsyncGenerator<Buffer> {
-    let delivered = 0;
-    try {
-      for await (const chunk of follower as AsyncIterable<Buffer>) {
-        delivered += chunk.length;
-        yield chunk;
-      }
+  // Chunks are relayed as they come ('data'), not through an async iterator: a paused stream's
+  // read() joins everything it buffered into one new buffer, a copy (and garbage) per chunk.
+  let delivered = 0;
+  let current: Readable | undefined;
+  let rest: Readable | undefined;
+  const body = new Readable({
+    highWaterMark: RELAY_HIGH_WATER_BYTES,
+    // nothing is read (and no error can surface) before the client reads
+    read: () => (current === undefined ? start() : void current.resume()),
+  });
+  const relay = (src: Readable, failed: (err: Error) => void): void => {
+    current = src;
+    src.on('data', (chunk: Buffer) => {
+      delivered += chunk.length;
+      if (!body.push(chunk)) src.pause();
+    });
+    src.once('end', () => body.push(null));
+    src.once('error', failed);
+  };
+  const start = (): void => relay(follower, (err) => {
+    if (body.destroyed) return;
+    if (ioErrorCode(err) === undefined) {
+      body.destroy(err);
       return;
-    } catch (err) {
-      if (ioErrorCode(err) === undefined) throw err;
-      deps.logger.warn({ upstream: up.name, repository, digest, delivered, err: String(err) }, 'store failed under a download: the rest comes from the upstream');
     }
-    yield* live !== undefined ? checkedRest(delivered) : upstreamFrom(delivered);
-  }
+    deps.logger.warn({ upstream: up.name, repository, digest, delivered, err: String(err) }, 'store failed under a download: the rest comes from the upstream');
+    // bytes, not objects: an object-mode stream would read 16 chunks ahead of a slow client
+    rest = Readable.from(live !== undefined ? checkedRest(delivered) : upstreamFrom(delivered), { objectMode: false });
+    relay(rest, (e) => body.destroy(e));
+  });
 
-  // bytes, not objects: an object-mode stream would read 16 chunks ahead of a slow client
-  const source = Readable.from(resume(), { objectMode: false });
-  let out: Readable = source;
+  let out: Readable = body;
   if (live === undefined) {
     // not the live writer's stream (the object was committed meanwhile): checked whole, as it streams
     out = check();
-    pipeline(source, out as DigestCheck, () => {
+    pipeline(body, out as DigestCheck, () => {
       /* an error is the consumer's (pipeline destroyed `out` with it) */
     });
   }
-  // however it ends (a generator never started does not run its cleanup): the store's stream and file go
+  // however it ends: the store's stream, the upstream's and the kept file go
   out.once('close', () => {
     follower.destroy();
+    rest?.destroy();
     dropFile?.();
   });
   return out;
