@@ -1,7 +1,7 @@
 import type { FileHandle } from 'node:fs/promises';
 import { PassThrough, Readable } from 'node:stream';
 import { SigilError } from '../errors.js';
-import { FOLLOW_CHUNK_BYTES, FOLLOW_HOLD_BACK_BYTES } from './limits.js';
+import { FOLLOW_BUFFER_BYTES, FOLLOW_CHUNK_BYTES, FOLLOW_HOLD_BACK_BYTES } from './limits.js';
 
 export type FollowState =
   | { readonly kind: 'writing'; readonly written: number }
@@ -44,7 +44,7 @@ export class FollowerStream extends Readable {
   #kept = false;
 
   constructor(followed: Followed) {
-    super({ highWaterMark: FOLLOW_CHUNK_BYTES });
+    super({ highWaterMark: FOLLOW_BUFFER_BYTES });
     this.#followed = followed;
   }
 

@@ -47,6 +47,13 @@ export const READ_CHUNK_BYTES = 256 * 1024;
 export const FOLLOW_CHUNK_BYTES = READ_CHUNK_BYTES;
 
 /**
+ * A follower reads ahead of its consumer while it buffers less than this: one chunk read ahead
+ * at most (64 concurrent cold pulls of one blob took 1.5 MiB each with a buffer as large as a
+ * chunk, which lets a second chunk in behind the first).
+ */
+export const FOLLOW_BUFFER_BYTES = 64 * 1024;
+
+/**
  * A write keeps this much of what it wrote last in memory (the upstream's own buffers: no
  * copy), and followers within it are served from there instead of reading the file back
  * (a read and a new buffer per chunk: on one core the read-back cost about as much CPU as the
