@@ -6,7 +6,7 @@ import { digestAlgorithm } from '../oci/digest.js';
 import type { Digest } from '../oci/digest.js';
 import { FollowerStream } from './follower.js';
 import { FILE_MODE } from './layout.js';
-import { FOLLOW_RECENT_BYTES } from './limits.js';
+import { RecentChunks } from './recent-chunks.js';
 import { startHash } from '../hash/hash-pool.js';
 import type { HashPool, StreamHash } from '../hash/hash-pool.js';
 import type { Followed, FollowState } from './follower.js';
@@ -82,16 +82,15 @@ export class InFlightWrite implements Followed {
   #state: FollowState = { kind: 'writing', written: 0 };
   #refs = 1; // the writer's
   #waiters: Array<() => void> = [];
-  /** The chunks written last, FOLLOW_RECENT_BYTES of them (followers that keep up take them from here), and where they start. */
-  #recent: Buffer[] = [];
-  #recentAt = 0;
-  #recentBytes = 0;
+  /** The chunks written last (followers that keep up take them from here); only when the caller hands them over. */
+  readonly #recent: RecentChunks | undefined;
   #idle: NodeJS.Timeout | undefined;
   #ioReported = false;
 
   constructor(opts: InFlightOptions) {
     this.#opts = opts;
     this.#hash = startHash(opts.hashes, digestAlgorithm(opts.digest), opts.expectedSize);
+    this.#recent = opts.keepRecent === true ? new RecentChunks() : undefined;
     this.#opened = new Promise<FileHandle>((resolve, reject) => {
       this.#resolveOpened = resolve;
       this.#rejectOpened = reject;
@@ -163,31 +162,7 @@ export class InFlightWrite implements Followed {
   }
 
   recent(pos: number, max: number): Buffer | undefined {
-    let at = this.#recentAt;
-    if (pos < at) return undefined;
-    for (const c of this.#recent) {
-      if (pos < at + c.length) {
-        const from = pos - at;
-        return c.subarray(from, from + Math.min(max, c.length - from));
-      }
-      at += c.length;
-    }
-    return undefined;
-  }
-
-  #keepRecent(chunks: readonly Buffer[]): void {
-    for (const c of chunks) {
-      if (c.length === 0) continue;
-      this.#recent.push(c);
-      this.#recentBytes += c.length;
-    }
-    let drop = 0;
-    while (drop < this.#recent.length - 1 && this.#recentBytes - this.#recent[drop]!.length >= FOLLOW_RECENT_BYTES) {
-      this.#recentBytes -= this.#recent[drop]!.length;
-      this.#recentAt += this.#recent[drop]!.length;
-      drop++;
-    }
-    if (drop > 0) this.#recent.splice(0, drop);
+    return this.#recent?.at(pos, max);
   }
 
   retain(): void {
@@ -242,7 +217,7 @@ export class InFlightWrite implements Followed {
       pending = rest(pending, bytesWritten);
     }
     if (this.#state.kind !== 'writing') return; // aborted meanwhile
-    if (this.#opts.keepRecent === true) this.#keepRecent(chunks);
+    this.#recent?.keep(chunks);
     this.#state = { kind: 'writing', written: at + length };
     this.#notify();
   }
@@ -272,6 +247,7 @@ export class InFlightWrite implements Followed {
     await this.#io(this.#opts.commit(this.#opts.tmpPath, size));
     if (this.#state.kind !== 'verified') return; // aborted during the rename: the object is valid all the same
     this.#state = { kind: 'committed', size };
+    this.#recent?.drop(); // followers still reading, slow ones, read the file: the memory goes now
     this.#opts.settled();
     this.#notify();
     this.#resolveDone();
@@ -288,8 +264,7 @@ export class InFlightWrite implements Followed {
           ? err
           : new SigilError({ code: 'INTERNAL', message: `content store: the write of ${this.#opts.digest} was aborted`, cause: err ?? undefined });
       this.#state = { kind: 'failed', error };
-      this.#recent = [];
-      this.#recentBytes = 0;
+      this.#recent?.drop();
       this.#opts.settled();
       this.#notify();
       // `done` settles once the temp is gone: a caller that awaited it sees a clean directory.
