@@ -17,14 +17,15 @@ const RELAY_HIGH_WATER_BYTES = 64 * 1024;
 /**
  * A request reading behind the store's download of a blob (`follower`, the store's stream of the
  * file being written). The store's writer hashes the download once: its follower holds the last
- * byte back until that hash matched, and fails when it did not, so the bytes pass here unhashed.
+ * byte back until that hash matched and fails when it did not, so the bytes pass here unhashed.
  * When the store fails under it (a disk fault: full, removed, an I/O error — not the upstream's
  * bytes, not a wrong digest), the rest comes from the upstream, from the first byte this request
- * has not had yet: a store fault degrades to pass-through, it does not cut downloads off. That
- * answer is another one than the store's, so from then on the whole is checked here: the bytes
- * delivered, read again from the store's file, then the rest, the last chunk held back until
- * they match (hash/checked-stream.ts). A follower that cannot be read again (not the live
- * writer's), and a file that cannot, is checked as it streams, the whole of it here.
+ * has not had yet: a store fault degrades to pass-through, it does not cut downloads off. That is
+ * another answer than the one the writer hashed, so from then on the whole is checked here: the
+ * bytes delivered, read again from the store's file, then the rest, the last chunk held back until
+ * they match (hash/checked-stream.ts); a file that cannot be read again cuts the answer off.
+ * A follower that is not the live writer's (the object was committed meanwhile) is checked here
+ * as it streams, the whole of it, and after a fault only the rest is asked for.
  */
 export function behindDownload(
   up: Registry,
