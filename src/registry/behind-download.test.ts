@@ -147,3 +147,19 @@ test('a disk fault after wrong first bytes: the whole is checked, so a right res
   await assert.rejects(r.got, (e) => isSigilError(e) && e.code === 'DIGEST_MISMATCH');
   assert.ok(Buffer.concat(r.chunks).length < BYTES.length, 'cut off before the end');
 });
+
+test('a disk fault under the live write: the reader that started it and one that joined later both complete, each from its own first byte not had', async () => {
+  const up = rig();
+  const r = await liveRig(up);
+  await r.write(Buffer.from(BYTES.subarray(0, 8)));
+  await r.had(7);
+  const store = stores.at(-1)!;
+  const joined = store.content.beginWrite(DIGEST, BYTES.length);
+  assert.equal(joined.kind, 'follower');
+  if (joined.kind !== 'follower') return;
+  const late = behindDownload(up, { repository: 'app', digest: DIGEST, size: BYTES.length }, joined.stream, { logger: silentLogger() });
+  r.writer.destroy(ioFault());
+  assert.deepEqual(await r.got, BYTES);
+  assert.deepEqual(await collect(late), BYTES, 'read only after the fault: all of it from the upstream');
+  assert.deepEqual(up.calls.toSorted(), [`openBlob GET app@${DIGEST}`, `openBlob GET bytes=7- app@${DIGEST}`].toSorted());
+});
