@@ -57,7 +57,8 @@ export async function startDownload(up: Registry, store: StoreParts, blob: Downl
     res.body?.destroy();
     return passthrough;
   }
-  const w = content.beginWrite(digest, admittedSize ?? announced);
+  // an upstream body's chunks are its own, never changed: followers that keep up are served from them
+  const w = content.beginWrite(digest, admittedSize ?? announced, { chunksHandedOver: true });
   if (w.kind === 'follower') {
     // Another download of this digest (another repository or upstream) is writing it: do not
     // depend on it (it may be slow on purpose); these requests pass through instead.

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
+import { PassThrough } from 'node:stream';
 import { afterEach, test } from 'node:test';
 import type { Policy } from '../config/types.js';
+import { isSigilError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import { FakeRegistry, collect, sha256, silentLogger } from '../../test/helpers/fake-registry.js';
 import { tempStore } from '../../test/helpers/temp-store.js';
@@ -101,4 +103,30 @@ test(`past MAX_STORE_DOWNLOADS (${MAX_STORE_DOWNLOADS}) downloads at once, blobs
   assert.equal(await store.content.has(last), false);
   below.release();
   for (const r of await Promise.all(first)) await collect(r.body);
+});
+
+test('a lying upstream: the request that started the download and the one that joined it are both cut off before the last byte, nothing stored', async () => {
+  const { store, below, layer } = await rig();
+  const right = Buffer.from('the real layer');
+  const d = sha256(right);
+  const forged = new PassThrough();
+  let asked = 0;
+  below.openBlob = async () => {
+    asked++;
+    return { status: 200, headers: { 'content-length': String(right.length) }, body: forged };
+  };
+  const reads = await Promise.all([layer.openBlob('app', d, { method: 'GET' }), layer.openBlob('app', d, { method: 'GET' })]);
+  forged.end('a forged layer'); // as long as the real one; both requests read behind the download by now
+  for (const r of reads) {
+    const had: Buffer[] = [];
+    await assert.rejects(
+      (async () => {
+        for await (const c of r.body!) had.push(c as Buffer);
+      })(),
+      (e) => isSigilError(e) && e.code === 'DIGEST_MISMATCH',
+    );
+    assert.ok(Buffer.concat(had).length < right.length, 'cut off before the end');
+  }
+  assert.equal(asked, 1, 'one download');
+  assert.equal(await store.content.has(d), false);
 });

@@ -17,7 +17,7 @@ import { MetaStore } from './meta.js';
 import type { MetaSweepResult } from './meta.js';
 import { ObjectReader } from './object-reader.js';
 import { ObjectWriter } from './object-writer.js';
-import type { BeginWrite } from './object-writer.js';
+import type { BeginWrite, WriteOptions } from './object-writer.js';
 import { lookupObject, scanObjects } from './object-index.js';
 import type { Entry, ObjectIndex } from './object-index.js';
 
@@ -186,9 +186,9 @@ export class ContentStore {
   }
 
   /** A coalesced streaming write: the writer, or a follower reading behind it (object-writer.ts). */
-  beginWrite(digest: Digest, expectedSize?: number): BeginWrite {
+  beginWrite(digest: Digest, expectedSize?: number, opts?: WriteOptions): BeginWrite {
     this.#checkOpen();
-    return this.#writer.beginWrite(digest, expectedSize);
+    return this.#writer.beginWrite(digest, expectedSize, opts);
   }
 
   /** Whether a blob write of `size` bytes should start now (writing, and room on the file system). */

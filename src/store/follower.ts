@@ -1,7 +1,7 @@
 import type { FileHandle } from 'node:fs/promises';
 import { PassThrough, Readable } from 'node:stream';
 import { SigilError } from '../errors.js';
-import { FOLLOW_CHUNK_BYTES, FOLLOW_HOLD_BACK_BYTES } from './limits.js';
+import { FOLLOW_BUFFER_BYTES, FOLLOW_CHUNK_BYTES, FOLLOW_HOLD_BACK_BYTES } from './limits.js';
 
 export type FollowState =
   | { readonly kind: 'writing'; readonly written: number }
@@ -17,14 +17,22 @@ export interface Followed {
   handle(): Promise<FileHandle>;
   /** Resolves at the next chunk written, commit or failure. */
   progress(): Promise<void>;
+  /**
+   * Up to `max` bytes from `pos` out of the chunks the writer wrote last, still in memory (the
+   * upstream's own buffers, never reused): a follower that keeps up is served without reading
+   * the file back. Undefined: `pos` is not among them (read the file).
+   */
+  recent(pos: number, max: number): Buffer | undefined;
+  /** One more holder of the descriptor (released with `release`). */
+  retain(): void;
   /** The follower is done with the descriptor. */
   release(): void;
 }
 
 /**
- * Reads behind a writer: delivers what is on disk, then waits for the writer's next
- * chunk. Memory is one chunk at a time, whatever the blob's size; a slow consumer
- * just lags further behind. It stays FOLLOW_HOLD_BACK_BYTES behind until the digest
+ * Reads behind a writer: delivers what is written, then waits for the writer's next
+ * chunk. Memory is one chunk at a time, whatever the blob's size; a follower that keeps
+ * up takes the writer's last chunks from memory, one that lags reads the file. It stays FOLLOW_HOLD_BACK_BYTES behind until the digest
  * checks, then delivers the rest and ends (the fsync and rename need not be over: the
  * bytes are right either way); it errors when the writer fails before that.
  *
@@ -37,9 +45,10 @@ export class FollowerStream extends Readable {
   #pos = 0;
   #pumping = false;
   #released = false;
+  #kept = false;
 
   constructor(followed: Followed) {
-    super({ highWaterMark: FOLLOW_CHUNK_BYTES });
+    super({ highWaterMark: FOLLOW_BUFFER_BYTES });
     this.#followed = followed;
   }
 
@@ -58,6 +67,39 @@ export class FollowerStream extends Readable {
     this.#followed.release();
   }
 
+  /**
+   * Keeps the temp file's descriptor open after this stream ends or fails, for `readAgain`,
+   * until the returned function is called.
+   */
+  keepFile(): () => void {
+    if (this.#kept) throw new SigilError({ code: 'INTERNAL', message: 'content store: follower file kept twice' });
+    this.#kept = true;
+    this.#followed.retain();
+    let dropped = false;
+    return () => {
+      if (dropped) return;
+      dropped = true;
+      this.#followed.release();
+    };
+  }
+
+  /**
+   * The file's first `end` bytes, read again (after a fault: what this stream delivered, to be
+   * hashed with the rest from elsewhere). Only between `keepFile` and its release.
+   */
+  async *readAgain(end: number): AsyncGenerator<Buffer> {
+    if (!this.#kept) throw new SigilError({ code: 'INTERNAL', message: 'content store: follower file not kept' });
+    const fh = await this.#followed.handle();
+    for (let pos = 0; pos < end; ) {
+      const want = Math.min(end - pos, FOLLOW_CHUNK_BYTES);
+      const buf = Buffer.allocUnsafe(want);
+      const { bytesRead } = await fh.read(buf, 0, want, pos);
+      if (bytesRead === 0) throw new SigilError({ code: 'INTERNAL', message: `content store: the file ends at ${pos} bytes, ${end} were delivered` });
+      pos += bytesRead;
+      yield bytesRead === want ? buf : buf.subarray(0, bytesRead);
+    }
+  }
+
   async #pump(): Promise<void> {
     if (this.#pumping) return;
     this.#pumping = true;
@@ -73,6 +115,12 @@ export class FollowerStream extends Readable {
         const limit = complete ? st.size : st.written - FOLLOW_HOLD_BACK_BYTES;
         if (this.#pos < limit) {
           const want = Math.min(limit - this.#pos, FOLLOW_CHUNK_BYTES);
+          const kept = this.#followed.recent(this.#pos, want);
+          if (kept !== undefined) {
+            this.#pos += kept.length;
+            if (!this.push(kept)) return;
+            continue;
+          }
           const buf = Buffer.allocUnsafe(want);
           const fh = await this.#followed.handle();
           const { bytesRead } = await fh.read(buf, 0, want, this.#pos);

@@ -6,6 +6,7 @@ import { digestAlgorithm } from '../oci/digest.js';
 import type { Digest } from '../oci/digest.js';
 import { FollowerStream } from './follower.js';
 import { FILE_MODE } from './layout.js';
+import { RecentChunks } from './recent-chunks.js';
 import { startHash } from '../hash/hash-pool.js';
 import type { HashPool, StreamHash } from '../hash/hash-pool.js';
 import type { Followed, FollowState } from './follower.js';
@@ -17,6 +18,8 @@ export interface InFlightOptions {
   readonly maxSize: number;
   readonly tmpPath: string;
   readonly idleTimeoutMs: number;
+  /** Keep the chunks written last for followers (the caller never changes a written chunk: object-writer.ts WriteOptions). */
+  readonly keepRecent?: boolean;
   /** Renames the checked, fsynced temp into place and records it; runs once, after the digest check. */
   readonly commit: (tmpPath: string, size: number) => Promise<void>;
   /** The write is over (committed or failed): forget it, synchronously with the state change. */
@@ -59,7 +62,10 @@ export function rest(bufs: readonly Buffer[], n: number): Buffer[] {
  * followers. The writer's chunks go to a temp file opened O_EXCL|O_RDWR; followers
  * read the same file descriptor at their own offsets (pread), so they never hold
  * more than one chunk and keep working after the rename (same inode). The file
- * descriptor closes when the writer and every follower are done with it.
+ * descriptor closes when the writer and every follower are done with it. When the
+ * caller hands its chunks over (`keepRecent`), the last FOLLOW_RECENT_BYTES written stay
+ * in memory, so followers that keep up (the request that started the download among
+ * them) do not read the file back.
  */
 export class InFlightWrite implements Followed {
   readonly writer: Writable;
@@ -76,12 +82,15 @@ export class InFlightWrite implements Followed {
   #state: FollowState = { kind: 'writing', written: 0 };
   #refs = 1; // the writer's
   #waiters: Array<() => void> = [];
+  /** The chunks written last (followers that keep up take them from here); only when the caller hands them over. */
+  readonly #recent: RecentChunks | undefined;
   #idle: NodeJS.Timeout | undefined;
   #ioReported = false;
 
   constructor(opts: InFlightOptions) {
     this.#opts = opts;
     this.#hash = startHash(opts.hashes, digestAlgorithm(opts.digest), opts.expectedSize);
+    this.#recent = opts.keepRecent === true ? new RecentChunks() : undefined;
     this.#opened = new Promise<FileHandle>((resolve, reject) => {
       this.#resolveOpened = resolve;
       this.#rejectOpened = reject;
@@ -152,6 +161,14 @@ export class InFlightWrite implements Followed {
     return new Promise<void>((resolve) => this.#waiters.push(resolve));
   }
 
+  recent(pos: number, max: number): Buffer | undefined {
+    return this.#recent?.at(pos, max);
+  }
+
+  retain(): void {
+    this.#refs++;
+  }
+
   release(): void {
     this.#refs--;
     if (this.#refs === 0) {
@@ -200,6 +217,7 @@ export class InFlightWrite implements Followed {
       pending = rest(pending, bytesWritten);
     }
     if (this.#state.kind !== 'writing') return; // aborted meanwhile
+    this.#recent?.keep(chunks);
     this.#state = { kind: 'writing', written: at + length };
     this.#notify();
   }
@@ -229,6 +247,7 @@ export class InFlightWrite implements Followed {
     await this.#io(this.#opts.commit(this.#opts.tmpPath, size));
     if (this.#state.kind !== 'verified') return; // aborted during the rename: the object is valid all the same
     this.#state = { kind: 'committed', size };
+    this.#recent?.drop(); // followers still reading, slow ones, read the file: the memory goes now
     this.#opts.settled();
     this.#notify();
     this.#resolveDone();
@@ -245,6 +264,7 @@ export class InFlightWrite implements Followed {
           ? err
           : new SigilError({ code: 'INTERNAL', message: `content store: the write of ${this.#opts.digest} was aborted`, cause: err ?? undefined });
       this.#state = { kind: 'failed', error };
+      this.#recent?.drop();
       this.#opts.settled();
       this.#notify();
       // `done` settles once the temp is gone: a caller that awaited it sees a clean directory.

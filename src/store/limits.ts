@@ -47,6 +47,23 @@ export const READ_CHUNK_BYTES = 256 * 1024;
 export const FOLLOW_CHUNK_BYTES = READ_CHUNK_BYTES;
 
 /**
+ * A follower reads ahead of its consumer while it buffers less than this: one chunk read ahead
+ * at most (64 concurrent cold pulls of one blob took 1.5 MiB each with a buffer as large as a
+ * chunk, which lets a second chunk in behind the first).
+ */
+export const FOLLOW_BUFFER_BYTES = 64 * 1024;
+
+/**
+ * A write keeps this much of what it wrote last in memory (the upstream's own buffers: no
+ * copy), and followers within it are served from there instead of reading the file back
+ * (a read and a new buffer per chunk: on one core the read-back cost about as much CPU as the
+ * write, and its buffers brought most of the fill's full garbage collections). Per download, not
+ * per stream; four write batches, so the request that started the download, when its client
+ * keeps up with the upstream, never reads the file.
+ */
+export const FOLLOW_RECENT_BYTES = 4 * 1024 * 1024;
+
+/**
  * A follower stays this many bytes behind the writer until the digest is checked, so
  * that a follower's consumer never receives a complete blob with the wrong digest from the
  * upstream (the same rule as upstream/blob-verify.ts, which holds back one chunk). The temp

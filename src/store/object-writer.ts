@@ -19,6 +19,17 @@ export type BeginWrite =
   | { readonly kind: 'writer'; readonly writer: Writable; readonly done: Promise<void>; readonly opened: Promise<void> }
   | { readonly kind: 'follower'; readonly stream: Readable };
 
+/** How a streaming write is fed. */
+export interface WriteOptions {
+  /**
+   * The writer's caller never changes a chunk after writing it (an upstream's body, whose
+   * buffers are its own): the write keeps the chunks it wrote last, and followers that keep up
+   * are served from them instead of reading the file back (inflight.ts). Without it a caller
+   * may reuse a chunk once its write's callback ran.
+   */
+  readonly chunksHandedOver?: boolean;
+}
+
 export interface ObjectWriterOptions {
   readonly layout: Layout;
   readonly index: ObjectIndex;
@@ -89,7 +100,7 @@ export class ObjectWriter {
    * object is stored or the write failed (DIGEST_MISMATCH on a wrong digest or size).
    * Later callers get a `follower` stream reading behind the writer, or the stored file.
    */
-  beginWrite(digest: Digest, expectedSize?: number): BeginWrite {
+  beginWrite(digest: Digest, expectedSize?: number, opts: WriteOptions = {}): BeginWrite {
     const { layout, index } = this.#o;
     const path = layout.objectPath(digest);
     const current = this.#inflight.get(digest);
@@ -113,6 +124,7 @@ export class ObjectWriter {
       maxSize: this.#o.maxBytes,
       tmpPath,
       idleTimeoutMs: this.#o.idleTimeoutMs,
+      keepRecent: opts.chunksHandedOver === true,
       ...(this.#o.hashes !== undefined ? { hashes: this.#o.hashes } : {}),
       ioFailed: (err) => this.#o.health.failed('write', err, { digest, path: tmpPath }),
       commit: async (tmp, size) => {
