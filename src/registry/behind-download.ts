@@ -17,7 +17,9 @@ const RELAY_HIGH_WATER_BYTES = 64 * 1024;
 /**
  * A request reading behind the store's download of a blob (`follower`, the store's stream of the
  * file being written). The store's writer hashes the download once: its follower holds the last
- * byte back until that hash matched and fails when it did not, so the bytes pass here unhashed.
+ * byte back until that hash matched and fails when it did not (and, once it reads the file back
+ * rather than the writer's chunks in memory, hashes what it delivers itself: store/follower.ts),
+ * so the bytes pass here unhashed.
  * When the store fails under it (a disk fault: full, removed, an I/O error — not the upstream's
  * bytes, not a wrong digest), the rest comes from the upstream, from the first byte this request
  * has not had yet: a store fault degrades to pass-through, it does not cut downloads off. That is

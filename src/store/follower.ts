@@ -1,6 +1,8 @@
+import { createHash, type Hash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import { PassThrough, Readable } from 'node:stream';
 import { SigilError } from '../errors.js';
+import { digestAlgorithm, type Digest } from '../oci/digest.js';
 import { FOLLOW_BUFFER_BYTES, FOLLOW_CHUNK_BYTES, FOLLOW_HOLD_BACK_BYTES } from './limits.js';
 
 export type FollowState =
@@ -36,20 +38,27 @@ export interface Followed {
  * checks, then delivers the rest and ends (the fsync and rename need not be over: the
  * bytes are right either way); it errors when the writer fails before that.
  *
- * The digest checked is of the bytes the writer was given; what a follower delivers is read
- * back from the temp file, which someone who can write the store's directory may have changed
- * since. A consumer that serves these bytes hashes them itself (registry/behind-download.ts).
+ * The digest the writer checks is of the bytes it was given: chunks taken from memory are those
+ * very bytes. Bytes read back from the temp file may have been changed since by someone who can
+ * write the store's directory, so from its first read of the file on, a follower checks itself:
+ * it hashes the file's bytes before that point (read again, not delivered) and every byte it
+ * delivers after, and releases its last chunk only when that hash is the digest (else it fails
+ * with DIGEST_MISMATCH). A follower that keeps up never reads the file and never hashes.
  */
 export class FollowerStream extends Readable {
   readonly #followed: Followed;
+  readonly #digest: Digest;
+  /** From the first read of the file on: the hash of the bytes up to #pos (see the class comment). */
+  #check: Hash | undefined;
   #pos = 0;
   #pumping = false;
   #released = false;
   #kept = false;
 
-  constructor(followed: Followed) {
+  constructor(followed: Followed, digest: Digest) {
     super({ highWaterMark: FOLLOW_BUFFER_BYTES });
     this.#followed = followed;
+    this.#digest = digest;
   }
 
   override _read(): void {
@@ -100,6 +109,31 @@ export class FollowerStream extends Readable {
     }
   }
 
+  /** A hash of the file's first `end` bytes, read again (what this stream delivered from memory before it). */
+  async #hashFileTo(fh: FileHandle, end: number): Promise<Hash> {
+    const h = createHash(digestAlgorithm(this.#digest));
+    const buf = Buffer.allocUnsafe(Math.min(Math.max(end, 1), FOLLOW_CHUNK_BYTES));
+    for (let pos = 0; pos < end; ) {
+      const { bytesRead } = await fh.read(buf, 0, Math.min(end - pos, buf.length), pos);
+      if (bytesRead === 0) throw new SigilError({ code: 'INTERNAL', message: `content store: the file ends at ${pos} bytes, ${end} were delivered` });
+      h.update(buf.subarray(0, bytesRead));
+      pos += bytesRead;
+    }
+    return h;
+  }
+
+  /** The whole is hashed, before its last chunk is released: it must be the digest. */
+  #verify(): void {
+    const got = `${digestAlgorithm(this.#digest)}:${this.#check!.digest('hex')}`;
+    if (got !== this.#digest) {
+      throw new SigilError({
+        code: 'DIGEST_MISMATCH',
+        message: `content store: the bytes of ${this.#digest} read back from its file hash to ${got}`,
+        detail: { expected: this.#digest, got },
+      });
+    }
+  }
+
   async #pump(): Promise<void> {
     if (this.#pumping) return;
     this.#pumping = true;
@@ -115,21 +149,24 @@ export class FollowerStream extends Readable {
         const limit = complete ? st.size : st.written - FOLLOW_HOLD_BACK_BYTES;
         if (this.#pos < limit) {
           const want = Math.min(limit - this.#pos, FOLLOW_CHUNK_BYTES);
-          const kept = this.#followed.recent(this.#pos, want);
-          if (kept !== undefined) {
-            this.#pos += kept.length;
-            if (!this.push(kept)) return;
-            continue;
+          let chunk = this.#followed.recent(this.#pos, want);
+          if (chunk === undefined) {
+            const fh = await this.#followed.handle();
+            if (this.#check === undefined) this.#check = await this.#hashFileTo(fh, this.#pos);
+            const buf = Buffer.allocUnsafe(want);
+            const { bytesRead } = await fh.read(buf, 0, want, this.#pos);
+            if (this.destroyed) return;
+            if (bytesRead === 0) {
+              throw new SigilError({ code: 'INTERNAL', message: `content store: follower found ${this.#pos} bytes, expected more` });
+            }
+            chunk = bytesRead === want ? buf : buf.subarray(0, bytesRead);
           }
-          const buf = Buffer.allocUnsafe(want);
-          const fh = await this.#followed.handle();
-          const { bytesRead } = await fh.read(buf, 0, want, this.#pos);
-          if (this.destroyed) return;
-          if (bytesRead === 0) {
-            throw new SigilError({ code: 'INTERNAL', message: `content store: follower found ${this.#pos} bytes, expected more` });
+          this.#pos += chunk.length;
+          if (this.#check !== undefined) {
+            this.#check.update(chunk);
+            if (complete && this.#pos === st.size) this.#verify();
           }
-          this.#pos += bytesRead;
-          if (!this.push(bytesRead === want ? buf : buf.subarray(0, bytesRead))) return;
+          if (!this.push(chunk)) return;
           continue;
         }
         if (complete) {

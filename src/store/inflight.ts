@@ -140,7 +140,7 @@ export class InFlightWrite implements Followed {
   /** A new follower reading from byte 0 (only while writing; the store routes later callers to the file). */
   follow(): FollowerStream {
     this.#refs++;
-    return new FollowerStream(this);
+    return new FollowerStream(this, this.#opts.digest);
   }
 
   /** Aborts the write (store closing); followers error with `err`. */

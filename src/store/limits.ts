@@ -67,7 +67,7 @@ export const FOLLOW_RECENT_BYTES = 4 * 1024 * 1024;
  * A follower stays this many bytes behind the writer until the digest is checked, so
  * that a follower's consumer never receives a complete blob with the wrong digest from the
  * upstream (the same rule as upstream/blob-verify.ts, which holds back one chunk). The temp
- * file changed on disk is another matter: the consumer hashes what it serves (follower.ts).
+ * file changed on disk is another matter: a follower that reads it back checks itself (follower.ts).
  */
 export const FOLLOW_HOLD_BACK_BYTES = 1;
 

@@ -13,8 +13,8 @@ import { neverServedComplete, overwrite, readThrough, removeStores, sha256, stor
 // The store hashes a download as the writer hands it the bytes; the requests reading behind it
 // read them back from the temp file on disk, where someone who can write the store's directory
 // may change them after the writer hashed them. What must hold: such bytes are never served
-// complete — neither to the requests reading behind the download (they hash what they deliver,
-// registry/behind-download.ts), nor later from the committed object (its first read hashes it).
+// complete — neither to the requests reading behind the download (a follower that reads the file back hashes what it delivers,
+// store/follower.ts), nor later from the committed object (its first read hashes it).
 
 const SIZE = VERIFY_AHEAD_MAX_BYTES + 5 * READ_CHUNK_BYTES + 123;
 
