@@ -25,7 +25,8 @@ const RELAY_HIGH_WATER_BYTES = 64 * 1024;
  * has not had yet: a store fault degrades to pass-through, it does not cut downloads off. That is
  * another answer than the one the writer hashed, so from then on the whole is checked here: the
  * bytes delivered, read again from the store's file, then the rest, the last chunk held back until
- * they match (hash/checked-stream.ts); a file that cannot be read again cuts the answer off.
+ * they match (hash/checked-stream.ts); a file that cannot be read again, or that reads other than
+ * what the follower delivered from it (store/follower.ts readAgain), cuts the answer off.
  * A follower that is not the live writer's (the object was committed meanwhile) is checked here
  * as it streams, the whole of it, and after a fault only the rest is asked for.
  */

@@ -93,19 +93,35 @@ export class FollowerStream extends Readable {
   }
 
   /**
-   * The file's first `end` bytes, read again (after a fault: what this stream delivered, to be
-   * hashed with the rest from elsewhere). Only between `keepFile` and its release.
+   * The file's first `end` bytes, read again (after this stream failed on a fault: what it
+   * delivered, to be hashed with the rest from elsewhere). Only between `keepFile` and its release.
+   * Once this stream read the file back, the file may have changed since, so what it reads again
+   * need not be what it delivered: it reads again as far as it hashed, and fails with
+   * DIGEST_MISMATCH unless that hashes the same (before its last chunk is read, so after the
+   * chunks up to `end`, which a consumer checking the whole has not finished with).
    */
   async *readAgain(end: number): AsyncGenerator<Buffer> {
     if (!this.#kept) throw new SigilError({ code: 'INTERNAL', message: 'content store: follower file not kept' });
     const fh = await this.#followed.handle();
-    for (let pos = 0; pos < end; ) {
-      const want = Math.min(end - pos, FOLLOW_CHUNK_BYTES);
+    const hashed = this.#check?.copy();
+    const to = hashed === undefined ? end : Math.max(end, this.#pos);
+    const again = hashed === undefined ? undefined : createHash(digestAlgorithm(this.#digest));
+    for (let pos = 0; pos < to; ) {
+      const want = Math.min(to - pos, FOLLOW_CHUNK_BYTES);
       const buf = Buffer.allocUnsafe(want);
       const { bytesRead } = await fh.read(buf, 0, want, pos);
-      if (bytesRead === 0) throw new SigilError({ code: 'INTERNAL', message: `content store: the file ends at ${pos} bytes, ${end} were delivered` });
+      if (bytesRead === 0) throw new SigilError({ code: 'INTERNAL', message: `content store: the file ends at ${pos} bytes, ${to} were delivered` });
+      const chunk = bytesRead === want ? buf : buf.subarray(0, bytesRead);
+      again?.update(chunk);
+      if (pos < end) yield chunk.subarray(0, end - pos);
       pos += bytesRead;
-      yield bytesRead === want ? buf : buf.subarray(0, bytesRead);
+    }
+    if (hashed !== undefined && again!.digest('hex') !== hashed.digest('hex')) {
+      throw new SigilError({
+        code: 'DIGEST_MISMATCH',
+        message: `content store: the file of ${this.#digest} read again is not what was delivered from it`,
+        detail: { expected: this.#digest },
+      });
     }
   }
 
