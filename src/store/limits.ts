@@ -64,6 +64,16 @@ export const FOLLOW_BUFFER_BYTES = 64 * 1024;
 export const FOLLOW_RECENT_BYTES = 4 * 1024 * 1024;
 
 /**
+ * ...and at most this many of its chunks (an upstream's socket reads, 16–64 KiB each: a thousand
+ * cover FOLLOW_RECENT_BYTES). An upstream that sends its body in tiny chunks (chunked encoding,
+ * a byte each) would otherwise have a write hold millions of buffer objects, some 190 bytes of
+ * memory each for one byte of blob; with it, fewer bytes are kept and followers read the file.
+ * With MAX_STORE_DOWNLOADS (registry/write-through.ts, 16 per upstream) at once, the chunks kept
+ * are at most 16 × (4 MiB + one chunk) per upstream.
+ */
+export const FOLLOW_RECENT_CHUNKS = 1024;
+
+/**
  * A follower stays this many bytes behind the writer until the digest is checked, so
  * that a follower's consumer never receives a complete blob with the wrong digest from the
  * upstream (the same rule as upstream/blob-verify.ts, which holds back one chunk). The temp

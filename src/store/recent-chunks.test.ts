@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { FOLLOW_RECENT_BYTES } from './limits.js';
+import { FOLLOW_RECENT_BYTES, FOLLOW_RECENT_CHUNKS } from './limits.js';
 import { RecentChunks } from './recent-chunks.js';
 
 const chunk = (n: number, fill: number): Buffer => Buffer.alloc(n, fill);
@@ -27,6 +27,16 @@ test(`only the last ${FOLLOW_RECENT_BYTES} bytes are kept; a position before the
   assert.equal(r.at(3 * size, 1), undefined);
   assert.deepEqual(r.at(4 * size, 1), Buffer.alloc(1, 4), 'the oldest kept');
   assert.deepEqual(r.at((n - 1) * size, 1), Buffer.alloc(1, n - 1));
+});
+
+test(`an upstream's tiny chunks: only the last ${FOLLOW_RECENT_CHUNKS} are kept (not millions of buffer objects)`, () => {
+  const r = new RecentChunks();
+  const n = 4 * FOLLOW_RECENT_CHUNKS;
+  const source = Buffer.alloc(n, 7);
+  for (let i = 0; i < n; i++) r.keep([source.subarray(i, i + 1)]);
+  assert.equal(r.at(n - FOLLOW_RECENT_CHUNKS - 1, 1), undefined, 'read from the file');
+  assert.deepEqual(r.at(n - FOLLOW_RECENT_CHUNKS, 1), Buffer.alloc(1, 7), 'the oldest kept');
+  assert.deepEqual(r.at(n - 1, 5), Buffer.alloc(1, 7), 'the last');
 });
 
 test('once the write is over nothing is kept', () => {

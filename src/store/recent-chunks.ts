@@ -1,7 +1,7 @@
-import { FOLLOW_RECENT_BYTES } from './limits.js';
+import { FOLLOW_RECENT_BYTES, FOLLOW_RECENT_CHUNKS } from './limits.js';
 
 /**
- * The chunks a write wrote last, FOLLOW_RECENT_BYTES of them, by position in the object: a
+ * The chunks a write wrote last, FOLLOW_RECENT_BYTES of them (at most FOLLOW_RECENT_CHUNKS), by position in the object: a
  * follower that keeps up takes its bytes from here instead of reading the file back. Holds the
  * writer's own buffers (no copy), so only for a writer whose caller never changes a chunk after
  * writing it (an upstream's body).
@@ -20,7 +20,7 @@ export class RecentChunks {
       this.#bytes += c.length;
     }
     let drop = 0;
-    while (drop < this.#chunks.length - 1 && this.#bytes - this.#chunks[drop]!.length >= FOLLOW_RECENT_BYTES) {
+    while (drop < this.#chunks.length - 1 && (this.#bytes - this.#chunks[drop]!.length >= FOLLOW_RECENT_BYTES || this.#chunks.length - drop > FOLLOW_RECENT_CHUNKS)) {
       this.#bytes -= this.#chunks[drop]!.length;
       this.#at += this.#chunks[drop]!.length;
       drop++;
