@@ -40,7 +40,7 @@ test('concurrent GETs of an admitted blob share one download into the store, eac
   const d = blob('layer bytes');
   below.hold.add('openBlob GET');
   const reads = [layer.openBlob('app', d, { method: 'GET' }), layer.openBlob('app', d, { method: 'GET' })];
-  for (let i = 0; i < 100 && below.waiting === 0; i++) await new Promise((r) => setImmediate(r));
+  await below.held();
   below.release();
   for (const r of await Promise.all(reads)) assert.deepEqual(await collect(r.body), Buffer.from('layer bytes'));
   assert.equal(below.count('openBlob'), 1, below.calls.join(', '));

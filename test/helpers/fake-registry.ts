@@ -82,6 +82,7 @@ export class FakeRegistry implements Registry {
   /** Calls that wait, by description prefix, until `release()`. */
   readonly #held: Array<{ what: string; go: () => void }> = [];
   readonly hold = new Set<string>();
+  readonly #onHeld: Array<{ n: number; resolve: () => void }> = [];
 
   constructor(name = 'up.test') {
     this.name = name;
@@ -105,6 +106,12 @@ export class FakeRegistry implements Registry {
 
   get waiting(): number {
     return this.#held.length;
+  }
+
+  /** Resolves once at least `n` calls are waiting (no polling: the tests' order, not the machine's speed). */
+  held(n = 1): Promise<void> {
+    if (this.#held.length >= n) return Promise.resolve();
+    return new Promise((resolve) => this.#onHeld.push({ n, resolve }));
   }
 
   async fetchManifest(repository: string, reference: string): Promise<FetchedManifest> {
@@ -151,7 +158,15 @@ export class FakeRegistry implements Registry {
 
   async #call(what: string): Promise<void> {
     this.calls.push(what);
-    if ([...this.hold].some((p) => what.startsWith(p))) await new Promise<void>((go) => this.#held.push({ what, go }));
+    if ([...this.hold].some((p) => what.startsWith(p))) {
+      await new Promise<void>((go) => {
+        this.#held.push({ what, go });
+        for (const w of this.#onHeld.splice(0)) {
+          if (this.#held.length >= w.n) w.resolve();
+          else this.#onHeld.push(w);
+        }
+      });
+    }
     for (const [prefix, code] of this.fail) if (what.startsWith(prefix)) throw new SigilError({ code, message: `${this.name}: ${what} failed` });
   }
 }
