@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { Config, UpstreamConfig } from '../config/types.js';
-import { isSigilError } from '../errors.js';
 import { hubRepository, isDockerHub, resolveImageName, resolvePathName, splitReference } from './image-name.js';
+import { thrownCode as code } from '../../test/helpers/errors.js';
 
 const D = `sha256:${'a'.repeat(64)}`;
 
@@ -27,15 +27,6 @@ function config(defaultUpstream?: string, extra: UpstreamConfig[] = []): Config 
   };
 }
 
-function code(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    if (isSigilError(e)) return e.code;
-    throw e;
-  }
-  return 'no error';
-}
 
 function path(c: Config, name: string, ns?: string): string {
   const r = resolvePathName(c, name, ns);

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Config, UpstreamConfig } from '../../src/config/types.js';
-import { isSigilError } from '../../src/errors.js';
 import { route } from '../../src/http/route.js';
+import { thrownCode as code } from '../helpers/errors.js';
 
 function upstream(name: string, url: string): UpstreamConfig {
   return { name, url: new URL(url), staleIfError: true, verifyBlobDigests: true };
@@ -24,15 +24,6 @@ function config(defaultUpstream?: string): Config {
   };
 }
 
-function code(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    if (isSigilError(e)) return e.code;
-    throw e;
-  }
-  return 'no error';
-}
 
 // How names map to upstreams (ns=, path prefix, defaultUpstream, Docker Hub's library/) is
 // specified beside its owner, src/oci/image-name.test.ts; here, that route applies it.
