@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { statfsSync } from 'node:fs';
 import { open, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -10,7 +9,7 @@ import { HashPool, type StreamHash } from '../../src/hash/hash-pool.js';
 import type { HashAlgorithm } from '../../src/hash/ring.js';
 import type { Digest } from '../../src/oci/digest.js';
 import { ctimeTracksWrites } from '../../src/store/file-identity.js';
-import { ContentStore, VERIFY_AHEAD_MAX_BYTES, type ContentStoreOptions } from '../../src/store/index.js';
+import { ContentStore, READ_CHUNK_BYTES, VERIFY_AHEAD_MAX_BYTES, type ContentStoreOptions } from '../../src/store/index.js';
 import { tempDir } from './temp.js';
 
 // Setup of the specs of trusted reads (store/object-reader.ts): an object hashed in this process
@@ -26,7 +25,15 @@ export const TRUST_AGE_MS = 40;
 export const UNTRUSTED_TMPDIR: string | false = ((type) =>
   ctimeTracksWrites(type) ? false : `${tmpdir()} is on a file system (statfs type 0x${type.toString(16)}) where every read hashes`)(statfsSync(tmpdir()).type);
 
-export const sha256 = (b: Uint8Array): Digest => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+import { sha256 } from './digest.js';
+export { sha256 };
+
+/** An object read whole and checked before anything of it is returned. */
+export const SMALL = 300 * 1024;
+/** An object checked as it streams, over several read chunks. */
+export const BIG = VERIFY_AHEAD_MAX_BYTES + 5 * READ_CHUNK_BYTES + 123;
+/** Options of a test that needs trusted reads: skipped where the temp directory is not trusted. */
+export const trust = { skip: UNTRUSTED_TMPDIR };
 
 /** Counts the hashes the store starts (inline: no worker threads). */
 export class CountingPool extends HashPool {

@@ -17,6 +17,9 @@ import {
   TRUST_AGE_MS,
   trustedStore,
   UNTRUSTED_TMPDIR,
+  SMALL,
+  BIG,
+  trust,
 } from '../helpers/trusted-store.js';
 
 // Trusted reads (store/object-reader.ts): an object hashed in this process is served again without
@@ -26,9 +29,6 @@ import {
 // process); a whole-object Range is checked like a whole read; the last chunk is held back at
 // every size, chunk boundaries included.
 
-const SMALL = 300 * 1024; // read whole, checked before anything is returned
-const BIG = VERIFY_AHEAD_MAX_BYTES + 5 * READ_CHUNK_BYTES + 123; // checked as it streams
-const trust = { skip: UNTRUSTED_TMPDIR };
 
 after(removeStores);
 

@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, test, type TestContext } from 'node:test';
-import { READ_CHUNK_BYTES, VERIFY_AHEAD_MAX_BYTES } from '../../src/store/index.js';
 import { mapFile, type MappedFile } from '../helpers/mapped-file.js';
 import { mountTmpfs, type Tmpfs } from '../helpers/tmpfs.js';
-import { hashesFor, neverServedComplete, removeStores, settled, storeWith, type StoredObject } from '../helpers/trusted-store.js';
+import { BIG, hashesFor, neverServedComplete, removeStores, settled, SMALL, storeWith, type StoredObject } from '../helpers/trusted-store.js';
 
 // Someone who can write the store's directory may hold an object's file open through a shared,
 // writable memory mapping. The kernel updates a file's times when a write through a mapping
@@ -13,9 +12,6 @@ import { hashesFor, neverServedComplete, removeStores, settled, storeWith, type 
 // must hold: a change through such a mapping is never served complete, on a disk file system
 // (its pages are written back, and so write-protected, before a read that may be trusted begins)
 // and on tmpfs (which never writes pages back: nothing is trusted there).
-
-const SMALL = 300 * 1024; // read whole, checked before anything is returned
-const BIG = VERIFY_AHEAD_MAX_BYTES + 5 * READ_CHUNK_BYTES + 123; // checked as it streams
 
 after(removeStores);
 

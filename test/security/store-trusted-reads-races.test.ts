@@ -15,6 +15,9 @@ import {
   TRUST_AGE_MS,
   trustedStore,
   UNTRUSTED_TMPDIR,
+  SMALL,
+  BIG,
+  trust,
 } from '../helpers/trusted-store.js';
 
 // Trusted reads (store/object-reader.ts) check fstat once every byte has been read, before the
@@ -24,9 +27,6 @@ import {
 // change of the file's inode during a trusted read (another process's last-use write, eviction,
 // another file renamed over it) cuts that read off: the client asks again, and that read hashes.
 
-const SMALL = 300 * 1024; // read whole, checked before anything is returned
-const BIG = VERIFY_AHEAD_MAX_BYTES + 5 * READ_CHUNK_BYTES + 123; // checked as it streams
-const trust = { skip: UNTRUSTED_TMPDIR };
 
 after(removeStores);
 

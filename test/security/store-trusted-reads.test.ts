@@ -13,6 +13,8 @@ import {
   storeWith,
   trustedStore,
   UNTRUSTED_TMPDIR,
+  SMALL,
+  BIG,
 } from '../helpers/trusted-store.js';
 
 // A stored object hashed in this process is served again without hashing while its file is
@@ -20,8 +22,6 @@ import {
 // never served complete under its digest, whether its bytes were changed in place with the mtime
 // put back, the file was replaced by another, or it changed while it was being read.
 
-const SMALL = 300 * 1024; // read whole, checked before anything is returned
-const BIG = VERIFY_AHEAD_MAX_BYTES + 5 * READ_CHUNK_BYTES + 123; // checked as it streams
 
 after(removeStores);
 
