@@ -1,6 +1,13 @@
 import type { FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { READ_CHUNK_BYTES } from './limits.js';
+import { storeReadSlabs, type SlabPool } from './read-slabs.js';
+
+/**
+ * Slabs a piped stream has out at once: one being read while the one before is written. Memory
+ * per warm stream is then two chunks (512 KiB), whatever the client's speed.
+ */
+export const SLABS_PER_STREAM = 2;
 
 export interface ObjectStreamOptions {
   readonly fh: FileHandle;
@@ -23,6 +30,8 @@ export interface ObjectStreamOptions {
   readonly readFailed?: (err: unknown) => void;
   /** The stream is over (ended, failed or destroyed); the file is closed by then or being closed. */
   readonly closed?: () => void;
+  /** Where a piped stream takes its read buffers (default: the process's store-read slabs). */
+  readonly slabs?: SlabPool;
 }
 
 /**
@@ -30,12 +39,21 @@ export interface ObjectStreamOptions {
  * stream holds one chunk being read and at most one waiting for its consumer (its high-water
  * mark), whatever the object's size. Knowing where the range ends, it holds back only the last
  * chunk, until `beforeLast` has passed. The file is closed when the stream is over.
+ *
+ * Piped (`pipe(dest)`, as fastify sends a stream body), it writes into `dest` itself: each chunk
+ * is read into a slab of a shared pool, written with a callback, and the slab goes back to the
+ * pool when `dest` reports it written, so serving a stored blob allocates nothing per chunk.
+ * Read as a stream otherwise ('data', async iteration), each chunk is a fresh buffer the
+ * consumer may keep.
  */
 export class ObjectStream extends Readable {
   readonly #opts: ObjectStreamOptions;
   #pos: number;
   #pumping = false;
+  #piped = false;
   #closed = false;
+  /** A piped stream waiting for a write to complete (or for destroy). */
+  #wake: (() => void) | undefined;
 
   constructor(opts: ObjectStreamOptions) {
     super({ highWaterMark: READ_CHUNK_BYTES });
@@ -44,10 +62,18 @@ export class ObjectStream extends Readable {
   }
 
   override _read(): void {
-    void this.#pump();
+    if (!this.#piped) void this.#pump();
+  }
+
+  override pipe<T extends NodeJS.WritableStream>(dest: T, opts?: { end?: boolean }): T {
+    if (this.#pumping || this.#piped || this.readableFlowing !== null || this.readableLength > 0) return super.pipe(dest, opts);
+    this.#piped = true;
+    void this.#pumpInto(dest, opts?.end !== false);
+    return dest;
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.#wakeUp();
     this.#close().then(
       () => cb(err),
       () => cb(err),
@@ -59,6 +85,65 @@ export class ObjectStream extends Readable {
     this.#closed = true;
     this.#opts.closed?.();
     await this.#opts.fh.close();
+  }
+
+  #wakeUp(): void {
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
+  }
+
+  /** Reads `want` bytes at the current position into `buf`: the chunk read (checked by onChunk). */
+  async #readChunk(buf: Buffer, want: number): Promise<Buffer> {
+    const o = this.#opts;
+    let bytesRead: number;
+    try {
+      ({ bytesRead } = await o.fh.read(buf, 0, want, this.#pos));
+    } catch (err) {
+      o.readFailed?.(err);
+      throw err;
+    }
+    if (bytesRead === 0 && !this.destroyed) throw await o.short(this.#pos);
+    this.#pos += bytesRead;
+    return bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
+  }
+
+  /** The piped stream: reads into pooled slabs and writes them into `dest`, SLABS_PER_STREAM at most out. */
+  async #pumpInto(dest: NodeJS.WritableStream, end: boolean): Promise<void> {
+    const o = this.#opts;
+    const slabs = o.slabs ?? storeReadSlabs;
+    let writing = 0;
+    let destFailed = false;
+    const written = (slab: Buffer) => (err?: Error | null) => {
+      writing--;
+      if (err) destFailed = true; // `dest` failed: whoever owns it destroys this stream
+      else slabs.give(slab);
+      this.#wakeUp();
+    };
+    try {
+      while (this.#pos <= o.end) {
+        while (writing >= SLABS_PER_STREAM && !this.destroyed && !destFailed) await new Promise<void>((r) => (this.#wake = r));
+        if (this.destroyed || destFailed) return;
+        const slab = slabs.take();
+        const chunk = await this.#readChunk(slab, Math.min(o.end + 1 - this.#pos, slab.length));
+        if (this.destroyed) return;
+        await o.onChunk?.(chunk);
+        if (this.#pos > o.end) await o.beforeLast?.();
+        if (this.destroyed) return;
+        writing++;
+        dest.write(chunk, written(slab));
+      }
+      if (this.#opts.start > o.end) await o.beforeLast?.(); // an empty range: nothing was read
+      if (this.destroyed) return;
+      // The stream ends as a read one does ('end', then 'close'), then `dest` is ended, as pipe() does.
+      this.once('end', () => {
+        if (end) dest.end();
+      });
+      this.push(null);
+      this.resume();
+    } catch (err) {
+      this.destroy(err as Error);
+    }
   }
 
   async #pump(): Promise<void> {
@@ -74,18 +159,8 @@ export class ObjectStream extends Readable {
           return;
         }
         const want = Math.min(o.end + 1 - this.#pos, READ_CHUNK_BYTES);
-        const buf = Buffer.allocUnsafe(want);
-        let bytesRead: number;
-        try {
-          ({ bytesRead } = await o.fh.read(buf, 0, want, this.#pos));
-        } catch (err) {
-          o.readFailed?.(err);
-          throw err;
-        }
+        const chunk = await this.#readChunk(Buffer.allocUnsafe(want), want);
         if (this.destroyed) return;
-        if (bytesRead === 0) throw await o.short(this.#pos);
-        this.#pos += bytesRead;
-        const chunk = bytesRead === want ? buf : buf.subarray(0, bytesRead);
         await o.onChunk?.(chunk);
         if (this.destroyed) return;
         if (this.#pos > o.end) {
