@@ -227,7 +227,7 @@ async function importCommand(io: CliIo, config: Config, dir: string, json: boole
     io.stderr(`sigil: ${config.source}: cache.store.dir: cannot open ${storeCfg.dir}: ${(err as Error).message}\n`);
     return 2;
   }
-  const known = new Set(config.upstreams.map((u) => u.name));
+  const known = new Set(config.upstreams.flatMap((u) => [u.name, ...u.aliases]));
   const warned = new Set<string>();
   let results: ImportResult[];
   try {
