@@ -4,6 +4,7 @@ import { pruneStore, takeInventory } from '../mirror/inventory.js';
 import { Catalog, ContentStore } from '../store/index.js';
 import { parseArgs, UsageError } from './args.js';
 import type { CliIo } from './io.js';
+import { CACHE_USAGE } from './usage.js';
 
 const DURATION_UNIT_MS: Readonly<Record<string, number>> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
 const SIZE_UNIT: Readonly<Record<string, number>> = {
@@ -16,15 +17,6 @@ const SIZE_UNIT: Readonly<Record<string, number>> = {
  * not change what it lists, and `prune` removes whole images itself.
  */
 const NO_EVICTION = Number.MAX_SAFE_INTEGER;
-
-/** `sigil cache --help`; the lines main's USAGE should carry too. */
-export const CACHE_USAGE = `Usage:
-  sigil cache ls [--config F] [--json]
-                    stored tags: digest, objects, bytes, last use
-  sigil cache prune [--older-than AGE] [--max-bytes N] [--config F] [--json]
-                    remove whole images unused for AGE (7d, 12h, 1d12h), then the least recently
-                    used ones until the store holds at most N bytes (10737418240, 10GiB)
-`;
 
 /** `7d`, `12h`, `1d12h`, `90m`, `30s`, `2w` → milliseconds; undefined when malformed. */
 export function parseAge(text: string): number | undefined {

@@ -19,30 +19,8 @@ import { Catalog, ContentStore } from '../store/index.js';
 import type { Registry } from '../oci/registry.js';
 import { parseArgs, UsageError } from './args.js';
 import type { CliIo } from './io.js';
+import { MIRROR_USAGE } from './usage.js';
 import { HashPool } from '../hash/hash-pool.js';
-
-/** `sigil mirror --help`; the lines main's USAGE should carry too. */
-export const MIRROR_USAGE = `Usage:
-  sigil mirror FILE [--config F] [--export DIR] [--json]
-                    copy the images FILE selects, verified as serve verifies them, with their
-                    signatures, into the content store (cache.store); --export also writes an
-                    OCI layout (ref names <upstream>/<repo>:<tag>, e.g. skopeo copy oci:DIR:ghcr.io/acme/app:1.2.3 …)
-  sigil mirror --import DIR [--config F] [--json]
-                    read such a layout into the content store (every digest checked), each tag
-                    verified as serve --offline verifies it before it is stored; signature data
-                    only when its content is signature data and the image it signs is kept
-
-FILE:
-  images:
-    - image: ghcr.io/acme/app     # a configured upstream's name, then the repository
-      tags: ["1.2.3"]             # explicit tags
-      semver: ">=1.2 <2"          # every tag (leading v allowed) in the range
-      latest: 3                   # the 3 highest release versions
-      platforms: [linux/amd64]    # of an index, only these children (default: all)
-
-Enforce and warn policies mirror (and import) only what verifies; the rest is reported and skipped.
-Exit status: 0 everything mirrored (imported); 1 something skipped or failed; 2 usage, config or FILE error.
-`;
 
 export interface MirrorCommandOptions {
   /** stderr is a terminal: redraw one progress line instead of printing one per image. */

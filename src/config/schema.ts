@@ -31,7 +31,8 @@ export const DEFAULT_TAG_TTL_MS = 30_000;
 export const DEFAULT_MANIFEST_CACHE_BYTES = 64 * 1024 * 1024;
 
 const DURATION_UNIT_MS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-const REGISTRY_HOST = /^[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?(?::\d{1,5})?$/;
+/** A registry host as an upstream's name (and an alias) is written: lowercase, an optional port. */
+export const REGISTRY_HOST = /^[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?(?::\d{1,5})?$/;
 const HOSTNAME = /^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$/;
 const MAX_PORT = 65_535;
 
