@@ -73,26 +73,35 @@ function flagOf(path: string): string {
  * `registryUrl`. Problems (an unreadable key, a bad regexp) are a CommandError naming the flag.
  */
 export async function configForFlags(f: AuthorityFlags, image: string, cwd: string, base: Config | undefined, registryUrl: (host: string) => Promise<string>): Promise<Config> {
-  const doc: Record<string, unknown> = {
-    upstreams: [DOCKER_HUB],
+  // With a config only the policy (and trust) are taken: its upstream is the schema's placeholder.
+  let upstream: { name: string; url: string } = DOCKER_HUB;
+  if (base === undefined) {
+    const host = registryOf(image);
+    if (!REGISTRY_HOST.test(host)) throw new CommandError(`'${image}': '${host}' is not a registry host (lowercase, with an optional port)`);
+    upstream = host === DOCKER_HUB.name ? DOCKER_HUB : { name: host, url: `https://${host}` };
+  }
+  let own = await compileFlags(f, upstream, cwd);
+  if (base !== undefined) return { ...base, policies: own.policies, trust: f.trustedRoot !== undefined ? own.trust : base.trust };
+  // Contacted only once the flags checked out (--allow-http-registry probes it).
+  const url = upstream === DOCKER_HUB ? DOCKER_HUB.url : await registryUrl(upstream.name);
+  if (url !== upstream.url) own = await compileFlags(f, { ...upstream, url }, cwd);
+  return own;
+}
+
+/** The flags' config, through the config's validation and compilation; problems name the flag. */
+async function compileFlags(f: AuthorityFlags, upstream: { name: string; url: string }, cwd: string): Promise<Config> {
+  const doc = {
+    upstreams: [upstream],
+    defaultUpstream: upstream.name,
     trust: { trustedRoot: [f.trustedRoot ?? 'public-good'] },
     policies: [{ name: FLAGS_POLICY, match: ['**'], mode: 'enforce', authorities: [f.authority] }],
   };
-  if (base === undefined) {
-    const host = registryOf(image);
-    // Checked before anything is contacted (the --allow-http-registry probe).
-    if (!REGISTRY_HOST.test(host)) throw new CommandError(`'${image}': '${host}' is not a registry host (lowercase, with an optional port)`);
-    doc.upstreams = [host === DOCKER_HUB.name ? DOCKER_HUB : { name: host, url: await registryUrl(host) }];
-    doc.defaultUpstream = host;
-  }
   const { spec, problems } = validateConfig(doc);
   const compiled = await compileConfig(spec, { source: 'the command line', baseDir: cwd });
   // The regexps are the user's as written: anchoring warnings are about configs other tools read.
   const errors = [...problems, ...compiled.problems].filter((p) => p.severity === 'error');
   if (errors.length > 0 || compiled.config === undefined) throw new CommandError(errors.map(flagProblem).join('\n'));
-  const own = compiled.config;
-  if (base === undefined) return own;
-  return { ...base, policies: own.policies, trust: f.trustedRoot !== undefined ? own.trust : base.trust };
+  return compiled.config;
 }
 
 function flagProblem(p: ConfigProblem): string {
