@@ -1,12 +1,12 @@
 import { readFileSync } from 'node:fs';
-import { parseArgs, UsageError } from './cli/args.js';
-import { configCheck } from './cli/config-check.js';
+import { CommandError, parseArgs, UsageError } from './cli/args.js';
+import { configCommand } from './cli/config-check.js';
 import type { CliIo } from './cli/io.js';
 import { startServe } from './cli/serve.js';
-import { verifyCommand } from './cli/verify.js';
+import { verifyCli } from './cli/verify.js';
 import { cacheCommand } from './cli/cache.js';
 import { mirrorCommand } from './cli/mirror.js';
-import { USAGE } from './cli/usage.js';
+import { commandUsage, SERVE_USAGE, USAGE } from './cli/usage.js';
 
 // The only file that reads process.env and argv, and decides the process's exit.
 function version(): string {
@@ -34,7 +34,7 @@ async function main(argv: string[]): Promise<number> {
     switch (command) {
       case 'serve': {
         const a = parseArgs(rest, { values: ['config'], booleans: ['offline', 'help'] });
-        if (a.flags.has('help')) return (io.stdout(USAGE), 0);
+        if (a.flags.has('help')) return (io.stdout(SERVE_USAGE), 0);
         if (a.positionals.length > 0) throw new UsageError(`unexpected argument '${a.positionals[0]}'`);
         const served = await startServe(io, { config: a.flags.get('config') as string | undefined, offline: a.flags.has('offline') });
         if (typeof served === 'number') return served;
@@ -47,29 +47,25 @@ async function main(argv: string[]): Promise<number> {
           process.on('SIGTERM', onSignal).on('SIGINT', onSignal);
         });
       }
-      case 'verify': {
-        const a = parseArgs(rest, { values: ['config'], booleans: ['json', 'help'] });
-        if (a.flags.has('help')) return (io.stdout(USAGE), 0);
-        if (a.positionals.length !== 1) throw new UsageError('expected exactly one IMAGE');
-        return await verifyCommand(io, { image: a.positionals[0], config: a.flags.get('config') as string | undefined, json: a.flags.has('json') });
-      }
+      case 'verify':
+        return await verifyCli(io, rest);
       case 'mirror':
         return await mirrorCommand(io, rest, { stderrIsTTY: process.stderr.isTTY === true });
       case 'cache':
         return await cacheCommand(io, rest);
-      case 'config': {
-        const a = parseArgs(rest, { values: ['config'], booleans: ['help'] });
-        if (a.flags.has('help')) return (io.stdout(USAGE), 0);
-        if (a.positionals[0] !== 'check' || a.positionals.length > 1) throw new UsageError(`expected 'sigil config check'`);
-        return await configCheck(io, a.flags.get('config') as string | undefined);
-      }
+      case 'config':
+        return await configCommand(io, rest);
       default:
         throw new UsageError(`unknown command '${command}'`);
     }
   } catch (e) {
     if (e instanceof UsageError) {
-      io.stderr(`sigil: ${e.message}\n\n${USAGE}`);
+      io.stderr(`sigil: ${e.message}\n\n${commandUsage(command) ?? USAGE}`);
       return 2;
+    }
+    if (e instanceof CommandError) {
+      io.stderr(`sigil: ${e.message}\n`);
+      return e.exitCode;
     }
     throw e;
   }

@@ -4,8 +4,20 @@ export interface ParsedArgs {
   readonly flags: Map<string, string | true>;
 }
 
+/** A wrong command line: reported with the command's usage, exit 2. */
 export class UsageError extends Error {
   override readonly name = 'UsageError';
+}
+
+/** A command that cannot go on for a reason that is not its command line (a config, a registry): one line, no usage. */
+export class CommandError extends Error {
+  override readonly name = 'CommandError';
+  readonly exitCode: number;
+
+  constructor(message: string, exitCode = 2) {
+    super(message);
+    this.exitCode = exitCode;
+  }
 }
 
 export function parseArgs(argv: readonly string[], spec: { values: readonly string[]; booleans: readonly string[] }): ParsedArgs {

@@ -1,9 +1,10 @@
 import { formatProblems, loadConfig } from '../config/load.js';
 import { formatBytes, formatTime, shortDigest, table } from '../mirror/format.js';
-import { pruneStore, takeInventory } from '../mirror/inventory.js';
+import { planPrune, pruneStore, takeInventory } from '../mirror/inventory.js';
 import { Catalog, ContentStore } from '../store/index.js';
 import { parseArgs, UsageError } from './args.js';
 import type { CliIo } from './io.js';
+import { CACHE_USAGE } from './usage.js';
 
 const DURATION_UNIT_MS: Readonly<Record<string, number>> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
 const SIZE_UNIT: Readonly<Record<string, number>> = {
@@ -16,15 +17,6 @@ const SIZE_UNIT: Readonly<Record<string, number>> = {
  * not change what it lists, and `prune` removes whole images itself.
  */
 const NO_EVICTION = Number.MAX_SAFE_INTEGER;
-
-/** `sigil cache --help`; the lines main's USAGE should carry too. */
-export const CACHE_USAGE = `Usage:
-  sigil cache ls [--config F] [--json]
-                    stored tags: digest, objects, bytes, last use
-  sigil cache prune [--older-than AGE] [--max-bytes N] [--config F] [--json]
-                    remove whole images unused for AGE (7d, 12h, 1d12h), then the least recently
-                    used ones until the store holds at most N bytes (10737418240, 10GiB)
-`;
 
 /** `7d`, `12h`, `1d12h`, `90m`, `30s`, `2w` → milliseconds; undefined when malformed. */
 export function parseAge(text: string): number | undefined {
@@ -45,10 +37,10 @@ export function parseSize(text: string): number | undefined {
 
 /**
  * `sigil cache ls [--config F] [--json]` and `sigil cache prune [--older-than AGE] [--max-bytes N]
- * [--config F] [--json]`. `argv` is what follows `cache`. 0 ok, 2 usage or config error.
+ * [--dry-run] [--config F] [--json]`. `argv` is what follows `cache`. 0 ok, 2 usage or config error.
  */
 export async function cacheCommand(io: CliIo, argv: readonly string[], opts: { now?: () => number } = {}): Promise<number> {
-  const a = parseArgs(argv, { values: ['config', 'older-than', 'max-bytes'], booleans: ['json', 'help'] });
+  const a = parseArgs(argv, { values: ['config', 'older-than', 'max-bytes'], booleans: ['json', 'help', 'dry-run'] });
   if (a.flags.has('help')) {
     io.stdout(CACHE_USAGE);
     return 0;
@@ -58,7 +50,8 @@ export async function cacheCommand(io: CliIo, argv: readonly string[], opts: { n
   if (extra.length > 0) throw new UsageError(`unexpected argument '${extra[0]}'`);
   let olderThanMs: number | undefined;
   let maxBytes: number | undefined;
-  if (sub === 'ls' && (a.flags.has('older-than') || a.flags.has('max-bytes'))) throw new UsageError('--older-than and --max-bytes go with cache prune');
+  if (sub === 'ls' && (a.flags.has('older-than') || a.flags.has('max-bytes') || a.flags.has('dry-run'))) throw new UsageError('--older-than, --max-bytes and --dry-run go with cache prune');
+  const dryRun = a.flags.has('dry-run');
   if (sub === 'prune') {
     const age = a.flags.get('older-than') as string | undefined;
     const size = a.flags.get('max-bytes') as string | undefined;
@@ -77,8 +70,9 @@ export async function cacheCommand(io: CliIo, argv: readonly string[], opts: { n
     return 2;
   }
   const now = opts.now ?? Date.now;
-  // No sweep at open: `ls` lists what is there; `prune` sweeps after removing, and says so.
-  const store = await ContentStore.open({ dir: storeCfg.dir, maxBytes: NO_EVICTION, now, sweepMetaAtOpen: false });
+  // No sweep at open: `ls` lists what is there; `prune` sweeps after removing, and says so. A
+  // dry run leaves the temp files of abandoned writes too (opening removes those past TMP_STALE_MS).
+  const store = await ContentStore.open({ dir: storeCfg.dir, maxBytes: NO_EVICTION, now, sweepMetaAtOpen: false, ...(dryRun ? { tmpStaleMs: Number.POSITIVE_INFINITY } : {}) });
   const json = a.flags.has('json');
   try {
     if (sub === 'ls') {
@@ -103,7 +97,21 @@ export async function cacheCommand(io: CliIo, argv: readonly string[], opts: { n
       }
       return 0;
     }
-    const summary = await pruneStore({ content: store, catalog: new Catalog(store) }, { ...(olderThanMs !== undefined ? { olderThanMs } : {}), ...(maxBytes !== undefined ? { maxBytes } : {}), now: now() });
+    const limits = { ...(olderThanMs !== undefined ? { olderThanMs } : {}), ...(maxBytes !== undefined ? { maxBytes } : {}), now: now() };
+    if (dryRun) {
+      const plan = await planPrune({ content: store, catalog: new Catalog(store) }, limits);
+      const remaining = { objects: plan.total.objects - plan.objects.size, bytes: plan.total.bytes - plan.freedBytes };
+      if (json) io.stdout(`${JSON.stringify({ dryRun: true, removedTags: plan.removedTags, removedObjects: plan.objects.size, freedBytes: plan.freedBytes, remaining })}\n`);
+      else {
+        for (const t of plan.removedTags) io.stdout(`would remove ${t}\n`);
+        io.stdout(
+          `would prune ${plan.removedTags.length} tag(s), ${plan.objects.size} object(s), ${formatBytes(plan.freedBytes)}; ` +
+            `${remaining.objects} object(s), ${formatBytes(remaining.bytes)} would remain (dry run: nothing removed)\n`,
+        );
+      }
+      return 0;
+    }
+    const summary = await pruneStore({ content: store, catalog: new Catalog(store) }, limits);
     // pruneStore drops the records of what it removed; the sweep also drops those of objects evicted earlier.
     const swept = await store.sweepMeta();
     if (json) io.stdout(`${JSON.stringify({ ...summary, metaSwept: swept })}\n`);

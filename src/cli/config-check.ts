@@ -1,5 +1,15 @@
 import { formatProblems, loadConfig } from '../config/load.js';
+import { parseArgs, UsageError } from './args.js';
 import type { CliIo } from './io.js';
+import { CONFIG_USAGE } from './usage.js';
+
+/** `sigil config check [--config F]`; `argv` is what follows `config`. */
+export async function configCommand(io: CliIo, argv: readonly string[]): Promise<number> {
+  const a = parseArgs(argv, { values: ['config'], booleans: ['help'] });
+  if (a.flags.has('help')) return (io.stdout(CONFIG_USAGE), 0);
+  if (a.positionals[0] !== 'check' || a.positionals.length > 1) throw new UsageError(`expected 'sigil config check'`);
+  return configCheck(io, a.flags.get('config') as string | undefined);
+}
 
 /** `sigil config check`: 0 valid (warnings printed), 2 invalid. */
 export async function configCheck(io: CliIo, path: string | undefined): Promise<number> {

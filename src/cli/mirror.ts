@@ -9,46 +9,30 @@ import { isSigilError } from '../errors.js';
 import { ManifestGate } from '../gate/manifest-gate.js';
 import type { CopyRecord } from '../mirror/copy.js';
 import { formatBytes, shortDigest, table } from '../mirror/format.js';
-import { MIRROR_FILE_MAX_BYTES, PROGRESS_REDRAW_MS } from '../mirror/limits.js';
+import { MIRROR_FILE_MAX_BYTES } from '../mirror/limits.js';
 import { importLayout, type ImportResult } from '../mirror/import.js';
 import { exportLayout, parseRefName } from '../mirror/oci-layout.js';
-import { runMirror, type MirrorProgress, type MirrorResult } from '../mirror/run.js';
+import { isCopied, runMirror, type MirrorResult, type MirrorStatus } from '../mirror/run.js';
 import { parseMirrorSpec } from '../mirror/spec.js';
 import { mirrorRegistry } from '../registry/compose.js';
 import { Catalog, ContentStore } from '../store/index.js';
 import type { Registry } from '../oci/registry.js';
 import { parseArgs, UsageError } from './args.js';
 import type { CliIo } from './io.js';
+import { MIRROR_USAGE } from './usage.js';
+import { importLine, ProgressLines } from './mirror-progress.js';
 import { HashPool } from '../hash/hash-pool.js';
 
-/** `sigil mirror --help`; the lines main's USAGE should carry too. */
-export const MIRROR_USAGE = `Usage:
-  sigil mirror FILE [--config F] [--export DIR] [--json]
-                    copy the images FILE selects, verified as serve verifies them, with their
-                    signatures, into the content store (cache.store); --export also writes an
-                    OCI layout (ref names <upstream>/<repo>:<tag>, e.g. skopeo copy oci:DIR:ghcr.io/acme/app:1.2.3 …)
-  sigil mirror --import DIR [--config F] [--json]
-                    read such a layout into the content store (every digest checked), each tag
-                    verified as serve --offline verifies it before it is stored; signature data
-                    only when its content is signature data and the image it signs is kept
-
-FILE:
-  images:
-    - image: ghcr.io/acme/app     # a configured upstream's name, then the repository
-      tags: ["1.2.3"]             # explicit tags
-      semver: ">=1.2 <2"          # every tag (leading v allowed) in the range
-      latest: 3                   # the 3 highest release versions
-      platforms: [linux/amd64]    # of an index, only these children (default: all)
-
-Enforce and warn policies mirror (and import) only what verifies; the rest is reported and skipped.
-Exit status: 0 everything mirrored (imported); 1 something skipped or failed; 2 usage, config or FILE error.
-`;
-
 export interface MirrorCommandOptions {
-  /** stderr is a terminal: redraw one progress line instead of printing one per image. */
+  /** stderr is a terminal: redraw one progress line instead of appending lines. */
   readonly stderrIsTTY?: boolean;
   readonly now?: () => number;
+  /** The progress lines' clock and interval (tests); default `now` and mirror-progress.ts's. */
+  readonly progress?: { readonly now: () => number; readonly intervalMs: number };
 }
+
+/** Every status, in the order the summary counts them. */
+const STATUSES: readonly MirrorStatus[] = ['verified', 'unverified', 'signature', 'denied', 'failed'];
 
 /**
  * `sigil mirror FILE [--config F] [--export DIR] [--json]` and `sigil mirror --import DIR [--config F] [--json]`.
@@ -115,12 +99,13 @@ export async function mirrorCommand(io: CliIo, argv: readonly string[], opts: Mi
   }
   try {
     const gate = new ManifestGate({ config, clients, metrics, logger, verifier });
-    const progress = new Progress(io, opts.stderrIsTTY === true, opts.now ?? Date.now);
+    const progress = new ProgressLines(io, { tty: opts.stderrIsTTY === true, now: opts.progress?.now ?? opts.now ?? Date.now, ...(opts.progress ? { intervalMs: opts.progress.intervalMs } : {}) });
     const results = await runMirror(
       { config, clients, gate, content: store, catalog: new Catalog(store), ...(opts.now ? { now: opts.now } : {}) },
       spec.images,
       progress,
     );
+    progress.finished(results);
     let exported: Awaited<ReturnType<typeof exportLayout>> | undefined;
     let exportError: string | undefined;
     if (exportDir !== undefined) {
@@ -143,7 +128,7 @@ export async function mirrorCommand(io: CliIo, argv: readonly string[], opts: Mi
     } else {
       io.stdout(summaryTable(results));
     }
-    const allMirrored = results.length > 0 && results.every((r) => r.status === 'verified' || r.status === 'unverified');
+    const allMirrored = results.length > 0 && results.every((r) => isCopied(r.status));
     return allMirrored && exportError === undefined ? 0 : 1;
   } finally {
     await closeAll(clients);
@@ -157,63 +142,13 @@ async function closeAll(clients: ReadonlyMap<string, Registry>): Promise<void> {
 }
 
 function summaryTable(results: readonly MirrorResult[]): string {
-  const rows = results.map((r) => [r.image, r.tag, shortDigest(r.digest), r.status, r.signer ?? '-', r.status === 'verified' || r.status === 'unverified' ? formatBytes(r.bytes) : '-', r.reason ?? '']);
-  const counts = ['verified', 'unverified', 'skipped', 'failed'].map((s) => `${results.filter((r) => r.status === s).length} ${s}`).join(', ');
-  return `${table(['IMAGE', 'TAG', 'DIGEST', 'STATUS', 'SIGNER', 'BYTES', 'NOTE'], rows)}${results.length} image(s): ${counts}\n`;
+  const rows = results.map((r) => [r.image, r.tag, shortDigest(r.digest), r.status, r.signer ?? '-', isCopied(r.status) ? formatBytes(r.bytes) : '-', r.reason ?? '']);
+  return `${table(['IMAGE', 'TAG', 'DIGEST', 'STATUS', 'SIGNER', 'BYTES', 'NOTE'], rows)}${results.length} image(s): ${counts(results)}\n`;
 }
 
-/** One line per image on stderr; on a terminal, a line redrawn while blobs arrive. */
-class Progress implements MirrorProgress {
-  readonly #io: CliIo;
-  readonly #tty: boolean;
-  readonly #now: () => number;
-  #label = '';
-  #bytes = 0;
-  #drawn = 0;
-
-  constructor(io: CliIo, tty: boolean, now: () => number) {
-    this.#io = io;
-    this.#tty = tty;
-    this.#now = now;
-  }
-
-  selected(entry: Parameters<MirrorProgress['selected']>[0], tags: Parameters<MirrorProgress['selected']>[1], error?: string): void {
-    const what = `${entry.upstream}/${entry.repository}`;
-    if (error !== undefined) this.#io.stderr(`${what}: ${error}\n`);
-    this.#io.stderr(`${what}: ${tags.length} tag(s) selected${tags.length > 0 ? `: ${tags.map((t) => t.tag).join(' ')}` : ''}\n`);
-  }
-
-  tagStarted(entry: Parameters<MirrorProgress['tagStarted']>[0], tag: string, index: number, total: number): void {
-    this.#label = `[${index + 1}/${total}] ${entry.upstream}/${entry.repository}:${tag}`;
-    this.#bytes = 0;
-    this.#drawn = 0;
-    if (this.#tty) this.#io.stderr(`\r\x1b[K${this.#label} …`);
-  }
-
-  bytes(n: number): void {
-    this.#bytes += n;
-    if (!this.#tty) return;
-    const t = this.#now();
-    if (t - this.#drawn < PROGRESS_REDRAW_MS) return;
-    this.#drawn = t;
-    this.#io.stderr(`\r\x1b[K${this.#label} … ${formatBytes(this.#bytes)}`);
-  }
-
-  tagDone(r: MirrorResult, index: number, total: number): void {
-    const head = `[${index + 1}/${total}] ${r.image}:${r.tag}`;
-    let line: string;
-    switch (r.status) {
-      case 'verified':
-      case 'unverified':
-        line = `${head} ${r.status} ${r.digest} (${r.objects} objects, ${formatBytes(r.bytes)}, ${formatBytes(r.newBytes)} new)${r.signer ? ` signed by ${r.signer}` : ''}${r.reason ? `: ${r.reason}` : ''}`;
-        break;
-      case 'skipped':
-      case 'failed':
-        line = `${head} ${r.status}${r.digest ? ` ${r.digest}` : ''}: ${r.reason ?? ''}`;
-        break;
-    }
-    this.#io.stderr(`${this.#tty ? '\r\x1b[K' : ''}${line}\n`);
-  }
+/** `3 verified, 0 unverified, 2 signature, 1 denied, 0 failed` */
+function counts(results: ReadonlyArray<{ readonly status: MirrorStatus }>): string {
+  return STATUSES.map((s) => `${results.filter((r) => r.status === s).length} ${s}`).join(', ');
 }
 
 async function importCommand(io: CliIo, config: Config, dir: string, json: boolean, now?: () => number): Promise<number> {
@@ -227,7 +162,7 @@ async function importCommand(io: CliIo, config: Config, dir: string, json: boole
     io.stderr(`sigil: ${config.source}: cache.store.dir: cannot open ${storeCfg.dir}: ${(err as Error).message}\n`);
     return 2;
   }
-  const known = new Set(config.upstreams.map((u) => u.name));
+  const known = new Set(config.upstreams.flatMap((u) => [u.name, ...u.aliases]));
   const warned = new Set<string>();
   let results: ImportResult[];
   try {
@@ -247,22 +182,10 @@ async function importCommand(io: CliIo, config: Config, dir: string, json: boole
   }
   if (json) io.stdout(`${JSON.stringify({ results })}\n`);
   else {
-    const rows = results.map((r) => [r.ref, shortDigest(r.digest), r.status, r.signer ?? '-', r.status === 'verified' || r.status === 'unverified' ? String(r.objects) : '-', r.reason ?? '']);
-    const counts = ['verified', 'unverified', 'skipped', 'failed'].map((s) => `${results.filter((r) => r.status === s).length} ${s}`).join(', ');
-    io.stdout(`${table(['REF', 'DIGEST', 'STATUS', 'SIGNER', 'OBJECTS', 'NOTE'], rows)}${results.length} ref(s): ${counts}\n`);
+    const rows = results.map((r) => [r.ref, shortDigest(r.digest), r.status, r.signer ?? '-', isCopied(r.status) ? String(r.objects) : '-', r.reason ?? '']);
+    io.stdout(`${table(['REF', 'DIGEST', 'STATUS', 'SIGNER', 'OBJECTS', 'NOTE'], rows)}${results.length} ref(s): ${counts(results)}\n`);
   }
-  return results.length > 0 && results.every((r) => r.status === 'verified' || r.status === 'unverified') ? 0 : 1;
-}
-
-function importLine(r: ImportResult): string {
-  switch (r.status) {
-    case 'verified':
-    case 'unverified':
-      return `${r.status} ${r.ref} ${r.digest} (${r.objects} objects, ${formatBytes(r.newBytes)} new)${r.signer ? ` signed by ${r.signer}` : ''}${r.reason ? `: ${r.reason}` : ''}`;
-    case 'skipped':
-    case 'failed':
-      return `${r.status} ${r.ref}${r.digest ? ` ${r.digest}` : ''}: ${r.reason ?? ''}`;
-  }
+  return results.length > 0 && results.every((r) => isCopied(r.status)) ? 0 : 1;
 }
 
 /** The trust material of the config, or null after saying which trusted root failed. */

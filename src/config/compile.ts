@@ -196,7 +196,7 @@ async function compileUpstream(p: Problems, u: ConfigSpec['upstreams'][number], 
     }
     tls = { ca, caPath, insecureSkipVerify: u.tls.insecureSkipVerify };
   }
-  return { name: u.name, url: frozenUrl(u.url), credentials: u.credentials, tls, staleIfError: u.staleIfError, verifyBlobDigests: u.verifyBlobDigests };
+  return { name: u.name, aliases: u.aliases, url: frozenUrl(u.url), credentials: u.credentials, tls, staleIfError: u.staleIfError, verifyBlobDigests: u.verifyBlobDigests };
 }
 
 async function compileTrustedRoot(p: Problems, entry: { at: string; value: string }, baseDir: string): Promise<string> {

@@ -70,6 +70,7 @@ describe('the example config (sigil.example.yaml)', () => {
     assert.equal(c.server.logLevel, 'info');
     assert.deepEqual(c.upstreams.map((u) => [u.name, u.url.href]), [['docker.io', 'https://registry-1.docker.io/'], ['ghcr.io', 'https://ghcr.io/'], ['registry.internal:5000', 'http://127.0.0.1:5001/']]);
     assert.deepEqual(c.upstreams[1].credentials, { username: 'bot', password: 'tok' });
+    assert.deepEqual(c.upstreams.map((u) => u.aliases), [[], ['ghcr'], []]);
     assert.match(c.upstreams[2].tls?.ca ?? '', /BEGIN CERTIFICATE/);
     assert.equal(c.upstreams[2].tls?.insecureSkipVerify, false);
     assert.ok(c.upstreams.every((u) => u.staleIfError));
@@ -244,6 +245,32 @@ describe('schema rules', () => {
     const r = await load(patched((d) => { d.upstreams[0].tls = { insecureSkipVerify: true }; d.upstreams[0].staleIfError = false; }));
     assert.deepEqual(problemsOf(r).map((p) => [p.path, p.severity]), [['upstreams[0].tls.insecureSkipVerify', 'warning']]);
     assert.equal(okConfig(r).upstreams[0].staleIfError, false);
+  });
+  test('aliases: more routing names of one upstream, each routing to one upstream only', async () => {
+    const two = (d: Doc): void => { d.upstreams.push({ name: 'registry.internal:5000', url: 'http://127.0.0.1:5001' }); };
+    const c = okConfig(await load(patched((d) => { two(d); d.upstreams[0].aliases = ['ghcr']; d.upstreams[1].aliases = ['registry.internal']; })));
+    assert.deepEqual(c.upstreams.map((u) => [u.name, u.aliases]), [['ghcr.io', ['ghcr']], ['registry.internal:5000', ['registry.internal']]]);
+    await rejects(patched((d) => { two(d); d.upstreams[1].aliases = ['ghcr.io']; }), 'upstreams[1].aliases[0]', /"ghcr.io" is already a name of upstream "ghcr.io"/);
+    await rejects(patched((d) => { two(d); d.upstreams[0].aliases = ['ghcr']; d.upstreams[1].aliases = ['ghcr']; }), 'upstreams[1].aliases[0]', /"ghcr" is already a name of upstream "ghcr.io"/);
+    // an alias clashing with a later upstream's name is reported at the alias
+    await rejects(patched((d) => { two(d); d.upstreams[0].aliases = ['registry.internal:5000']; }), 'upstreams[0].aliases[0]', /already a name of upstream "registry.internal:5000"/);
+    await rejects(patched((d) => { d.upstreams[0].aliases = ['ghcr.io']; }), 'upstreams[0].aliases[0]', /this upstream's own name/);
+    await rejects(patched((d) => { d.upstreams[0].aliases = ['ghcr', 'ghcr']; }), 'upstreams[0].aliases[1]', /listed twice/);
+    await rejects(patched((d) => { d.upstreams[0].aliases = ['GHCR/x']; }), 'upstreams[0].aliases[0]', /lowercase name/);
+    await rejects(patched((d) => { d.upstreams[0].aliases = 'ghcr'; }), 'upstreams[0].aliases', /must be a list/);
+  });
+  test('an alias stands for its upstream: defaultUpstream and signatureRepository say the name; a pattern on an alias is a warning', async () => {
+    const r = await load(patched((d) => {
+      d.upstreams[0].aliases = ['ghcr'];
+      d.defaultUpstream = 'ghcr';
+      d.policies[0].signatureRepository = 'ghcr/acme/signatures';
+      d.policies[0].match = ['ghcr.io/**', 'ghcr/acme/*'];
+    }));
+    const c = okConfig(r);
+    assert.equal(c.defaultUpstream, 'ghcr.io');
+    assert.equal(c.policies[0].signatureRepository, 'ghcr.io/acme/signatures');
+    assert.deepEqual(problemsOf(r).map((p) => [p.path, p.severity]), [['policies[0].match[1]', 'warning']]);
+    assert.match(problemsOf(r)[0].message, /"ghcr" is an alias of upstream "ghcr.io": patterns match the upstream's name/);
   });
   test('policies: name (unique), match, authorities per mode', async () => {
     await rejects(patched((d) => { delete d.policies[0].name; }), 'policies[0].name', /is required/);

@@ -31,7 +31,8 @@ export const DEFAULT_TAG_TTL_MS = 30_000;
 export const DEFAULT_MANIFEST_CACHE_BYTES = 64 * 1024 * 1024;
 
 const DURATION_UNIT_MS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-const REGISTRY_HOST = /^[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?(?::\d{1,5})?$/;
+/** A registry host as an upstream's name (and an alias) is written: lowercase, an optional port. */
+export const REGISTRY_HOST = /^[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?(?::\d{1,5})?$/;
 const HOSTNAME = /^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$/;
 const MAX_PORT = 65_535;
 
@@ -43,7 +44,7 @@ export interface PolicySpec {
   authorities: AuthoritySpec[]; annotations: Record<string, string>; predicateTypes: string[];
 }
 export interface UpstreamSpec {
-  at: string; name: string; url: string; credentials?: { username: string; password: string };
+  at: string; name: string; aliases: string[]; url: string; credentials?: { username: string; password: string };
   tls?: { ca?: string; insecureSkipVerify: boolean }; staleIfError: boolean; verifyBlobDigests: boolean;
 }
 export interface ConfigSpec {
@@ -166,10 +167,15 @@ export function parseDuration(v: unknown): number | string {
 }
 
 function checkUpstream(c: Checker, raw: unknown, at: string): UpstreamSpec | undefined {
-  const u = c.map(raw, at, ['name', 'url', 'credentials', 'tls', 'staleIfError', 'verifyBlobDigests'], true);
+  const u = c.map(raw, at, ['name', 'aliases', 'url', 'credentials', 'tls', 'staleIfError', 'verifyBlobDigests'], true);
   if (u === undefined) return undefined;
   const name = c.str(u.name, join(at, 'name'), true);
   if (name !== undefined && !REGISTRY_HOST.test(name)) c.error(join(at, 'name'), `must be a lowercase registry host like ghcr.io or registry.internal:5000, got ${JSON.stringify(name)}`);
+  const aliases = (c.list(u.aliases, join(at, 'aliases')) ?? []).map((a, i) => {
+    const alias = c.str(a, join(join(at, 'aliases'), i), true);
+    if (alias !== undefined && !REGISTRY_HOST.test(alias)) c.error(join(join(at, 'aliases'), i), `must be a lowercase name like ghcr or registry.internal, got ${JSON.stringify(alias)}`);
+    return alias ?? '';
+  });
   const urlText = c.str(u.url, join(at, 'url'), true);
   let url: URL | undefined;
   if (urlText !== undefined) {
@@ -188,7 +194,7 @@ function checkUpstream(c: Checker, raw: unknown, at: string): UpstreamSpec | und
   const verifyBlobDigests = c.bool(u.verifyBlobDigests, join(at, 'verifyBlobDigests'), true);
   if (name === undefined || url === undefined) return undefined;
   const credentials = username !== undefined && password !== undefined ? { username, password } : undefined;
-  return { at, name, url: url.origin, credentials, tls, staleIfError, verifyBlobDigests };
+  return { at, name, aliases, url: url.origin, credentials, tls, staleIfError, verifyBlobDigests };
 }
 
 function checkAuthority(c: Checker, raw: unknown, at: string): AuthoritySpec | undefined {
@@ -216,7 +222,35 @@ function checkAuthority(c: Checker, raw: unknown, at: string): AuthoritySpec | u
   return { kind: 'keyless', at, issuer: issuer.re, subject: subject.re, issuerText: issuer.text, subjectText: subject.text };
 }
 
-function checkPolicy(c: Checker, raw: unknown, at: string, upstreamNames: ReadonlySet<string>): PolicySpec | undefined {
+/**
+ * Every routing name — upstream names, then their aliases; as written, even of otherwise invalid
+ * upstreams, so one mistake is not reported twice — mapped to the name of its upstream. A name
+ * routes to one upstream only.
+ */
+function routingNames(c: Checker, upRaw: readonly unknown[]): Map<string, string> {
+  const names = new Map<string, string>();
+  const written = upRaw.map((u) => (u !== null && typeof u === 'object' ? (u as { name?: unknown; aliases?: unknown }) : {}));
+  written.forEach((u, i) => {
+    if (typeof u.name !== 'string') return;
+    if (names.has(u.name)) c.error(join(join('upstreams', i), 'name'), `duplicate upstream name ${JSON.stringify(u.name)}`);
+    else names.set(u.name, u.name);
+  });
+  written.forEach((u, i) => {
+    if (typeof u.name !== 'string' || !Array.isArray(u.aliases)) return;
+    u.aliases.forEach((alias: unknown, j) => {
+      if (typeof alias !== 'string') return;
+      const owner = names.get(alias);
+      const at = join(join(join('upstreams', i), 'aliases'), j);
+      if (owner === undefined) names.set(alias, u.name as string);
+      else if (alias === u.name) c.error(at, `${JSON.stringify(alias)} is this upstream's own name`);
+      else c.error(at, owner === u.name ? `${JSON.stringify(alias)} is listed twice` : `${JSON.stringify(alias)} is already a name of upstream ${JSON.stringify(owner)}`);
+    });
+  });
+  return names;
+}
+
+/** `upstreamNames`: every routing name → its upstream's name (routingNames). */
+function checkPolicy(c: Checker, raw: unknown, at: string, upstreamNames: ReadonlyMap<string, string>): PolicySpec | undefined {
   const p = c.map(raw, at, ['name', 'match', 'mode', 'signatureRepository', 'authorities', 'annotations', 'predicateTypes'], true);
   if (p === undefined) return undefined;
   const name = c.str(p.name, join(at, 'name'), true);
@@ -231,12 +265,18 @@ function checkPolicy(c: Checker, raw: unknown, at: string, upstreamNames: Readon
     else if (glob !== undefined) {
       match.push(glob);
       const host = globLiteralHost(glob);
-      if (host !== undefined && !upstreamNames.has(host)) c.warn(gat, `no upstream is named ${JSON.stringify(host)}, so this pattern matches nothing (patterns match "<upstream name>/<repository>")`);
+      const owner = host === undefined ? undefined : upstreamNames.get(host);
+      if (host !== undefined && owner === undefined) c.warn(gat, `no upstream is named ${JSON.stringify(host)}, so this pattern matches nothing (patterns match "<upstream name>/<repository>")`);
+      else if (owner !== undefined && owner !== host) c.warn(gat, `${JSON.stringify(host)} is an alias of upstream ${JSON.stringify(owner)}: patterns match the upstream's name, so this one matches nothing (write ${JSON.stringify(owner)})`);
     }
   });
   const mode = c.oneOf(p.mode, join(at, 'mode'), MODES, DEFAULT_MODE);
-  const signatureRepository = c.str(p.signatureRepository, join(at, 'signatureRepository'));
+  let signatureRepository = c.str(p.signatureRepository, join(at, 'signatureRepository'));
   if (signatureRepository !== undefined && !/^[^\s/@]+(?:\/[^\s/@:]+)*$/.test(signatureRepository)) c.error(join(at, 'signatureRepository'), 'must be a repository like ghcr.io/acme/signatures (no tag or digest)');
+  // `<alias>/<repo>` is `<upstream name>/<repo>`: signatures are looked up under the upstream's name.
+  const [srHost, ...srRest] = signatureRepository?.split('/') ?? [];
+  const srOwner = srHost === undefined ? undefined : upstreamNames.get(srHost);
+  if (srOwner !== undefined && srRest.length > 0) signatureRepository = [srOwner, ...srRest].join('/');
   const authRaw = c.list(p.authorities, join(at, 'authorities')) ?? [];
   if (authRaw.length === 0 && mode !== 'off') c.error(join(at, 'authorities'), `mode ${mode} needs at least one authority (or use mode: off)`);
   const authorities = authRaw.map((a, i) => checkAuthority(c, a, join(join(at, 'authorities'), i))).filter((a) => a !== undefined);
@@ -273,16 +313,11 @@ export function validateConfig(raw: unknown): { spec: ConfigSpec; problems: Conf
   const upRaw = c.list(root.upstreams, 'upstreams');
   if (upRaw === undefined || upRaw.length === 0) c.error('upstreams', 'must list at least one upstream registry');
   const upstreams = (upRaw ?? []).map((u, i) => checkUpstream(c, u, join('upstreams', i))).filter((u) => u !== undefined);
-  // Names as written, even of otherwise invalid upstreams, so one mistake is not reported twice.
-  const names = new Set<string>();
-  (upRaw ?? []).forEach((u, i) => {
-    const n = (u as { name?: unknown } | null)?.name;
-    if (typeof n !== 'string') return;
-    if (names.has(n)) c.error(join(join('upstreams', i), 'name'), `duplicate upstream name ${JSON.stringify(n)}`);
-    names.add(n);
-  });
-  const defaultUpstream = c.str(root.defaultUpstream, 'defaultUpstream');
-  if (defaultUpstream !== undefined && !names.has(defaultUpstream)) c.error('defaultUpstream', `names no upstream: ${JSON.stringify(defaultUpstream)}${suggestion(defaultUpstream, [...names])}`);
+  const names = routingNames(c, upRaw ?? []);
+  const defaultName = c.str(root.defaultUpstream, 'defaultUpstream');
+  if (defaultName !== undefined && !names.has(defaultName)) c.error('defaultUpstream', `names no upstream: ${JSON.stringify(defaultName)}${suggestion(defaultName, [...names.keys()])}`);
+  // An alias names its upstream: the rest of sigil sees the upstream's name only.
+  const defaultUpstream = defaultName === undefined ? undefined : (names.get(defaultName) ?? defaultName);
 
   const tr = c.map(root.trust, 'trust', ['trustedRoot']) ?? {};
   const trRaw = typeof tr.trustedRoot === 'string' ? [tr.trustedRoot] : c.list(tr.trustedRoot, 'trust.trustedRoot') ?? [DEFAULT_TRUSTED_ROOT];

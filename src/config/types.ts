@@ -24,6 +24,11 @@ export interface ServerConfig {
 export interface UpstreamConfig {
   /** Registry host clients think they pull from (matched to ns= and first path segment). */
   readonly name: string;
+  /**
+   * Further routing names (`aliases`): matched to ns= and the first path segment like `name`;
+   * policies, the content store and every answer still say `name`.
+   */
+  readonly aliases: readonly string[];
   /** Base URL, e.g. https://registry-1.docker.io (no trailing slash, no path). */
   readonly url: URL;
   readonly credentials?: { readonly username: string; readonly password: string };

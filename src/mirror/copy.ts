@@ -50,6 +50,13 @@ function notFound(e: unknown): boolean {
   return isSigilError(e) && (e.code === 'MANIFEST_UNKNOWN' || e.code === 'NAME_UNKNOWN');
 }
 
+/** When a `platforms:` filter selects none of an index's children: says so, naming what the index has. */
+export function unmatchedPlatforms(children: readonly Descriptor[], platforms: readonly Platform[] | undefined): string | undefined {
+  if (platforms === undefined || children.some((c) => platformWanted(c, platforms))) return undefined;
+  const listed = [...new Set(children.map((c) => (c.platform ? platformText(c.platform) : 'no platform')))];
+  return `platforms [${platforms.map(platformText).join(', ')}] match none of the ${children.length} manifest(s) of this index (${listed.join(', ')}): nothing to mirror`;
+}
+
 /**
  * Copies manifests, blobs and signature data from an upstream into the content store and
  * records them in the catalog, in an order that never leaves a record pointing at missing
@@ -76,9 +83,8 @@ export class Copier {
       if (children.length > MAX_INDEX_CHILDREN) {
         throw new SigilError({ code: 'MANIFEST_INVALID', message: `${what}: ${children.length} child manifests, more than ${MAX_INDEX_CHILDREN}` });
       }
-      if (platforms !== undefined && children.length === 0) {
-        throw new SigilError({ code: 'MANIFEST_UNKNOWN', message: `${what}: no child manifest for ${platforms.map(platformText).join(', ')}` });
-      }
+      const none = unmatchedPlatforms(parsed.children, platforms);
+      if (none !== undefined) throw new SigilError({ code: 'MANIFEST_UNKNOWN', message: `${what}: ${none}` });
       for (const child of children) {
         const fetched = await loc.client.fetchManifest(loc.repository, child.digest, { accept: child.mediaType });
         if (fetched.bytes.length !== child.size) {

@@ -36,3 +36,16 @@ export function formatTime(ms: number | null): string {
   if (ms === null) return '-';
   return new Date(ms).toISOString().slice(0, 16).replace('T', ' ');
 }
+
+/** 4200 → "4.2 s", 95000 → "1m35s": how long a mirror took. */
+export function formatDuration(ms: number): string {
+  const s = Math.max(0, ms) / 1000;
+  if (s < 60) return `${s < 10 ? s.toFixed(1) : Math.round(s)} s`;
+  const whole = Math.round(s);
+  return `${Math.floor(whole / 60)}m${String(whole % 60).padStart(2, '0')}s`;
+}
+
+/** Bytes over a time as "2.9 MiB/s" ("-" before any time has passed). */
+export function formatRate(bytes: number, ms: number): string {
+  return ms > 0 ? `${formatBytes(Math.round((bytes * 1000) / ms))}/s` : '-';
+}

@@ -14,16 +14,16 @@ import type { ObjectRef, RepositoryRef } from '../store/catalog-keys.js';
 import type { ContentStore } from '../store/content-store.js';
 import type { LayoutWriter, Tally } from './import-writer.js';
 import type { RefName } from './oci-layout.js';
-import { judge } from './run.js';
+import { isCopied, judge, type MirrorStatus } from './run.js';
 import { SignatureHomes, referrersIndexProblem, type SignatureTag } from './signature-data.js';
 
 /**
- * verified / unverified / skipped / failed as `sigil mirror` reports them (run.ts MirrorStatus);
- * signature data (cosign and referrers tags, bundle referrers) is `unverified` when its content
- * proves it is signature data, and follows the image it signs: skipped when that image is
- * neither imported nor stored and passing (signature-data.ts).
+ * verified / unverified / signature / denied / failed as `sigil mirror` reports them (run.ts
+ * MirrorStatus); signature data (cosign and referrers tags, bundle referrers) is `signature` when
+ * its content proves it is signature data, and follows the image it signs: denied when that image
+ * is neither imported nor stored and passing (signature-data.ts).
  */
-export type ImportStatus = 'verified' | 'unverified' | 'skipped' | 'failed';
+export type ImportStatus = MirrorStatus;
 
 /**
  * The judging half of `sigil mirror --import` (import.ts): each imported entry judged by serve's
@@ -59,7 +59,7 @@ export interface Entry {
   decision?: Decision;
 }
 
-export const isKept = (e: Entry): boolean => e.decision?.status === 'verified' || e.decision?.status === 'unverified';
+export const isKept = (e: Entry): boolean => e.decision !== undefined && isCopied(e.decision.status);
 
 /** The serve gate over the store alone: every configured upstream, and any other the layout names. */
 export function storeGate(deps: JudgeDeps, entries: readonly Entry[]): ManifestGate {
@@ -94,20 +94,20 @@ export async function judgeEntries(gate: ManifestGate, entries: readonly Entry[]
       let j: Decision = judge(ev);
       let asReferrersIndex = false;
       const t = e.tagged;
-      if (t !== undefined && j.status === 'skipped') {
+      if (t !== undefined && !isCopied(j.status)) {
         if (t.as === 'referrers') {
           const problem = await referrersIndexProblem(gate, target, ev, t.subject, e.tally.manifests);
           asReferrersIndex = problem === undefined;
-          if (problem !== undefined) j = { status: 'skipped', reason: `tagged as the referrers index of ${t.subject}, but ${problem}` };
+          if (problem !== undefined) j = { status: 'denied', reason: `tagged as the referrers index of ${t.subject}, but ${problem}` };
         } else {
-          j = { status: 'skipped', reason: `tagged as signature data of ${t.subject}, but not signature data${ev.notArtifact ? ` (${ev.notArtifact})` : ''}: ${j.reason}` };
+          j = { status: 'denied', reason: `tagged as signature data of ${t.subject}, but not signature data${ev.notArtifact ? ` (${ev.notArtifact})` : ''}: ${j.reason}` };
         }
       }
       const subject = t?.subject ?? e.tally.subject;
-      if (subject !== undefined && (j.status === 'unverified' || asReferrersIndex)) {
+      if (subject !== undefined && (j.status === 'signature' || j.status === 'unverified' || asReferrersIndex)) {
         e.sigOf = subject;
         const why = ev.basis === 'signature-artifact' || asReferrersIndex ? '' : ` (${j.reason})`;
-        j = { status: 'unverified', reason: `signature data of ${subject}${why}` };
+        j = { status: 'signature', reason: `signature data of ${subject}${why}` };
       }
       e.decision = { ...j, ev, ...(ev.policy ? { policy: ev.policy.name } : {}) };
     } catch (err) {
@@ -131,7 +131,7 @@ export async function keepSignatureDataWithSubjects(entries: readonly Entry[], s
     for (const e of entries) {
       if (e.sigOf === undefined || !isKept(e)) continue;
       if (subjects.keptByImport(e, reachedBy.get(e.sigOf) ?? []) || (await subjects.storedAndPassing(e))) continue;
-      e.decision = { status: 'skipped', reason: `signature data of ${e.sigOf}, which is not imported, nor stored and passing, for ${e.ref.upstream}/${e.ref.repository}` };
+      e.decision = { status: 'denied', reason: `signature data of ${e.sigOf}, which is not imported, nor stored and passing, for ${e.ref.upstream}/${e.ref.repository}` };
       changed = true;
     }
   }
@@ -184,7 +184,7 @@ export class Subjects {
       if (!(await this.#writer.storedBefore(upstream, repository, subject))) continue;
       try {
         const ev = await this.#gate.evaluate({ upstream, repository, reference: subject });
-        if (judge(ev).status !== 'skipped') return true;
+        if (isCopied(judge(ev).status)) return true;
       } catch {
         // cannot be judged from the store: it does not hold this signature data
       }

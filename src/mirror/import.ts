@@ -2,7 +2,8 @@ import { isKept, judgeEntries, keepSignatureDataWithSubjects, storeGate, Subject
 import { LayoutWriter, type Tally } from './import-writer.js';
 import { SigilError, messageOf } from '../errors.js';
 import { descriptor, type Descriptor } from '../oci/manifest.js';
-import { REF_NAME, checkLayoutFile, parseRefName, readIndex, type IndexDescriptor } from './oci-layout.js';
+import { REF_NAME, checkLayoutFile, parseRefName, readIndex, type IndexDescriptor, type RefName } from './oci-layout.js';
+import { upstreamRoutedBy } from '../oci/image-name.js';
 import { signatureTagOf } from './signature-data.js';
 
 export type { ImportStatus } from './import-judge.js';
@@ -68,7 +69,7 @@ export async function importLayout(deps: ImportDeps, dir: string, onResult: (r: 
       fail(messageOf(e));
       continue;
     }
-    const parsed = typeof ref === 'string' ? parseRefName(ref) : undefined;
+    const parsed = typeof ref === 'string' ? underUpstreamName(deps, parseRefName(ref)) : undefined;
     if (parsed === undefined) {
       fail(typeof ref === 'string' ? `ref name '${ref}' is not <upstream>/<repository>:<tag> or …@<digest>` : `no ${REF_NAME} annotation`, desc.digest);
       continue;
@@ -125,6 +126,12 @@ export async function importLayout(deps: ImportDeps, dir: string, onResult: (r: 
     onResult(r);
   }
   return results;
+}
+
+/** A ref name written with an upstream's alias is filed under the upstream's name, as serve files it. */
+function underUpstreamName(deps: ImportDeps, ref: RefName | undefined): RefName | undefined {
+  const upstream = ref && upstreamRoutedBy(deps.config, ref.upstream);
+  return ref && upstream && upstream.name !== ref.upstream ? { ...ref, upstream: upstream.name } : ref;
 }
 
 function resultOf(e: Entry): ImportResult {

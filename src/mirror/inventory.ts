@@ -208,11 +208,23 @@ export interface PruneSummary {
   readonly remaining: { readonly objects: number; readonly bytes: number };
 }
 
+/** What a prune removes: whole images, and the objects that go with them or are loose. */
+export interface PrunePlan {
+  /** The images removed whole, as `<upstream>/<repository>:<tag>`, sorted. */
+  readonly removedTags: readonly string[];
+  /** Each object removed, with its size. */
+  readonly objects: ReadonlyMap<Digest, number>;
+  readonly freedBytes: number;
+  /** The store before the prune. */
+  readonly total: { readonly objects: number; readonly bytes: number };
+}
+
 /**
- * Removes whole images and loose objects (see Unit), then every catalog record that names
- * something no longer stored, so that neither `serve --offline` nor `cache ls` sees half an image.
+ * What a prune removes (see Unit): images unused for `olderThanMs` and loose objects as old,
+ * then loose objects and least recently used images until at most `maxBytes` remain. Reads
+ * only: `cache prune --dry-run` reports it, pruneStore carries it out.
  */
-export async function pruneStore(store: Store, opts: PruneOptions): Promise<PruneSummary> {
+export async function planPrune(store: Store, opts: PruneOptions): Promise<PrunePlan> {
   const walker = new StoreWalker(store);
   const { tags } = await walker.load();
   let kept = await walker.units(tags);
@@ -223,53 +235,62 @@ export async function pruneStore(store: Store, opts: PruneOptions): Promise<Prun
     kept = kept.filter((u) => (u.lastUsed ?? 0) >= cutoff);
   }
   const reachedBy = (units: readonly Unit[]): Set<Digest> => new Set(units.flatMap((u) => [...u.objects.keys()]));
-  const remove = new Set<Digest>();
+  const remove = new Map<Digest, number>();
   let reached = reachedBy(kept);
   // loose (and newly unreached) objects: by age first
   const lru = [...walker.objects].sort((a, b) => a[1].lastUsed - b[1].lastUsed);
   if (opts.olderThanMs !== undefined) {
     const cutoff = opts.now - opts.olderThanMs;
-    for (const [d, o] of lru) if (!reached.has(d) && o.lastUsed < cutoff) remove.add(d);
+    for (const [d, o] of lru) if (!reached.has(d) && o.lastUsed < cutoff) remove.set(d, o.size);
   }
+  let total = 0;
+  for (const o of walker.objects.values()) total += o.size;
   if (opts.maxBytes !== undefined) {
-    let total = 0;
-    for (const [d, o] of walker.objects) if (!remove.has(d)) total += o.size;
+    let left = total;
+    for (const size of remove.values()) left -= size;
     const limit = opts.maxBytes;
-    const evictLoose = (): void => {
-      for (const [d, o] of lru) {
-        if (total <= limit) return;
-        if (reached.has(d) || remove.has(d)) continue;
-        remove.add(d);
-        total -= o.size;
-      }
-    };
-    evictLoose();
+    for (const [d, o] of lru) {
+      if (left <= limit) break;
+      if (reached.has(d) || remove.has(d)) continue;
+      remove.set(d, o.size);
+      left -= o.size;
+    }
     // then whole images, least recently used first (what another image shares stays)
     const byUse = [...kept].sort((a, b) => (a.lastUsed ?? 0) - (b.lastUsed ?? 0));
-    while (total > opts.maxBytes && byUse.length > 0) {
+    while (left > limit && byUse.length > 0) {
       const u = byUse.shift() as Unit;
       dropped.push(u);
       kept = kept.filter((k) => k !== u);
       reached = reachedBy(kept);
       for (const [d, size] of u.objects) {
         if (reached.has(d) || remove.has(d) || !walker.objects.has(d)) continue;
-        remove.add(d);
-        total -= size;
+        remove.set(d, size);
+        left -= size;
       }
     }
   }
+  let freedBytes = 0;
+  for (const size of remove.values()) freedBytes += size;
+  return { removedTags: [...new Set(dropped.map((u) => u.ref))].sort(), objects: remove, freedBytes, total: { objects: walker.objects.size, bytes: total } };
+}
+
+/**
+ * Removes what planPrune plans, then every catalog record that names something no longer
+ * stored, so that neither `serve --offline` nor `cache ls` sees half an image.
+ */
+export async function pruneStore(store: Store, opts: PruneOptions): Promise<PruneSummary> {
+  const plan = await planPrune(store, opts);
   let removedObjects = 0;
   let freedBytes = 0;
-  for (const d of remove) {
+  for (const [d, size] of plan.objects) {
     if (await store.content.remove(d)) {
       removedObjects++;
-      freedBytes += walker.objects.get(d)?.size ?? 0;
+      freedBytes += size;
     }
   }
-  const droppedRefs = new Set(dropped.map((u) => u.ref));
-  const removedRecords = await dropStaleRecords(store, droppedRefs);
+  const removedRecords = await dropStaleRecords(store, new Set(plan.removedTags));
   const usage = store.content.usage();
-  return { removedTags: [...droppedRefs].sort(), removedObjects, freedBytes, removedRecords, remaining: { objects: usage.objects, bytes: usage.bytes } };
+  return { removedTags: plan.removedTags, removedObjects, freedBytes, removedRecords, remaining: { objects: usage.objects, bytes: usage.bytes } };
 }
 
 /** Deletes tag records of dropped images and every record naming an object that is gone. */

@@ -27,3 +27,9 @@ export const LAYOUT_INDEX_MAX_BYTES = 16 * 1024 * 1024;
 
 /** The TTY progress line is redrawn at most this often. */
 export const PROGRESS_REDRAW_MS = 200;
+
+/**
+ * Without a terminal (a log, CI), a progress line while an image downloads at most this often:
+ * often enough to show a long download moving, rarely enough not to flood the log.
+ */
+export const PROGRESS_LINE_MS = 10_000;

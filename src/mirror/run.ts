@@ -7,17 +7,26 @@ import type { Registry } from '../oci/registry.js';
 import { decide } from '../policy/decide.js';
 import type { Evaluation } from '../policy/evaluation.js';
 import type { ContentStore } from '../store/content-store.js';
-import { Copier, CopyRecord, type Location } from './copy.js';
+import { Copier, CopyRecord, unmatchedPlatforms, type Location } from './copy.js';
+import { parseManifest } from '../oci/manifest.js';
 import { listAllTags, selectTags, type SelectedTag } from './select.js';
 import type { MirrorImage } from './spec.js';
 
 /**
  * verified: mirrored, its signature verified under the policy;
- * unverified: mirrored without verification (no policy, mode off, or a signature artifact);
- * skipped: not mirrored, it does not verify under an enforce or warn policy;
- * failed: not mirrored, something went wrong (missing tag, upstream error, store too small).
+ * unverified: mirrored without verification (no policy, or mode off);
+ * signature: mirrored as signature data (a signature artifact, proven by its content);
+ * denied: not mirrored, it does not verify under an enforce or warn policy;
+ * failed: not mirrored, something went wrong (missing tag, upstream error, signatures that could
+ * not be read, store too small, a platforms filter that selects nothing).
+ * (Not `skipped`: in the Sigil-Verification header that means "not judged".)
  */
-export type MirrorStatus = 'verified' | 'unverified' | 'skipped' | 'failed';
+export type MirrorStatus = 'verified' | 'unverified' | 'signature' | 'denied' | 'failed';
+
+/** The statuses of what was copied (mirrored or imported). */
+export function isCopied(status: MirrorStatus): boolean {
+  return status === 'verified' || status === 'unverified' || status === 'signature';
+}
 
 export interface MirrorResult {
   /** `<upstream>/<repository>` */
@@ -136,7 +145,9 @@ async function mirrorTag(deps: MirrorDeps, copier: Copier, entry: MirrorImage, t
   const judged = judge(ev);
   const policy = ev.policy?.name;
   const common = { ...base, digest, ...(policy !== undefined ? { policy } : {}) };
-  if (judged.status === 'skipped') return { ...common, status: 'skipped', reason: judged.reason, bytes: 0, newBytes: 0, objects: 0 };
+  if (!isCopied(judged.status)) return { ...common, status: judged.status, reason: judged.reason, bytes: 0, newBytes: 0, objects: 0 };
+  const none = platformsMiss(ev, entry);
+  if (none !== undefined) return { ...common, status: 'failed', reason: none, bytes: 0, newBytes: 0, objects: 0 };
 
   const loc: Location = { upstream: entry.upstream, repository: entry.repository, client: deps.clients.get(entry.upstream) as Registry };
   const rec = new CopyRecord();
@@ -171,12 +182,27 @@ async function mirrorTag(deps: MirrorDeps, copier: Copier, entry: MirrorImage, t
 
 /**
  * Enforce and warn policies mirror (and import) only what verifies (what serve lets through
- * unmarked); `off`, no policy and signature artifacts are copied unverified.
+ * unmarked); `off` and no policy are copied unverified, signature artifacts as signature data.
+ * What could not be checked (an `indeterminate` outcome) failed rather than was denied.
  */
-export function judge(ev: Evaluation): { status: 'verified' | 'unverified' | 'skipped'; signer?: string; reason?: string } {
+export function judge(ev: Evaluation): { status: MirrorStatus; signer?: string; reason?: string } {
   const d = decide(ev.policy, ev);
   if (d.verification === 'verified') return { status: 'verified', ...(d.signer !== undefined ? { signer: d.signer } : {}) };
-  return { status: d.action === 'allow' ? 'unverified' : 'skipped', ...(d.because !== undefined ? { reason: d.because } : {}) };
+  const reason = d.because !== undefined ? { reason: d.because } : {};
+  if (ev.basis === 'signature-artifact') return { status: 'signature', ...reason };
+  if (d.action === 'allow') return { status: 'unverified', ...reason };
+  return { status: ev.outcome?.kind === 'indeterminate' ? 'failed' : 'denied', ...reason };
+}
+
+/** A `platforms:` filter that selects none of an index's children: why nothing is mirrored. */
+function platformsMiss(ev: Evaluation, entry: MirrorImage): string | undefined {
+  if (entry.platforms === undefined) return undefined;
+  try {
+    const parsed = parseManifest(ev.manifest.bytes, ev.manifest.mediaType, `${entry.upstream}/${entry.repository}@${ev.manifest.digest}`);
+    return parsed.kind === 'index' ? unmatchedPlatforms(parsed.children, entry.platforms) : undefined;
+  } catch {
+    return undefined; // not a manifest sigil can copy: the copy says so
+  }
 }
 
 /** Where the gate looks for signatures: the image's repository, or the policy's signatureRepository. */

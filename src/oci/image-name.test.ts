@@ -7,7 +7,7 @@ import { thrownCode as code } from '../../test/helpers/errors.js';
 const D = `sha256:${'a'.repeat(64)}`;
 
 function upstream(name: string, url: string): UpstreamConfig {
-  return { name, url: new URL(url), staleIfError: true, verifyBlobDigests: true };
+  return { name, aliases: [], url: new URL(url), staleIfError: true, verifyBlobDigests: true };
 }
 
 function config(defaultUpstream?: string, extra: UpstreamConfig[] = []): Config {
@@ -117,6 +117,30 @@ describe('resolveImageName: the name of an image reference (sigil verify, a mirr
   test('a repository outside the grammar: invalid-repository, naming it', () => {
     const r = resolveImageName(config('ghcr.io'), 'ghcr.io/Acme/App');
     assert.ok('problem' in r && r.problem === 'invalid-repository' && r.repository === 'Acme/App');
+  });
+});
+
+describe('aliases: further routing names of one upstream', () => {
+  // podman/CRI-O cannot remap to `sigil:5000/registry.test:5000`: a port-less alias reaches it.
+  const aliased = (): Config => {
+    const c = config('docker.io');
+    return { ...c, upstreams: c.upstreams.map((u) => (u.name === 'registry.test:5000' ? { ...u, aliases: ['registry.test', 'internal'] } : u)) };
+  };
+  test('an alias as first path segment or ns= resolves to the upstream itself, whose name is what the rest sees', () => {
+    assert.equal(path(aliased(), 'registry.test/team/app'), 'registry.test:5000 team/app');
+    assert.equal(path(aliased(), 'internal/team/app'), 'registry.test:5000 team/app');
+    assert.equal(path(aliased(), 'team/app', 'registry.test'), 'registry.test:5000 team/app');
+    const c = aliased();
+    assert.equal(resolvePathName(c, 'internal/x', undefined).upstream, c.upstreams[2]);
+  });
+  test('an image reference may name the registry by an alias too', () => {
+    assert.equal(ref(aliased(), 'registry.test/team/app'), 'registry.test:5000 team/app');
+    assert.equal(ref(aliased(), 'internal/team/app'), 'registry.test:5000 team/app');
+  });
+  test('without the alias the same names are what they were: a repository on the default upstream, an unknown registry', () => {
+    assert.equal(path(config('docker.io'), 'internal/team/app'), 'docker.io internal/team/app');
+    assert.equal(ref(config('docker.io'), 'registry.test/team/app'), 'unknown-registry');
+    assert.equal(code(() => resolvePathName(config('docker.io'), 'team/app', 'registry.test')), 'NAME_UNKNOWN');
   });
 });
 

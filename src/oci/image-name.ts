@@ -14,7 +14,9 @@ import { isRepositoryName } from './reference.js';
  *   else a first segment equal to an upstream's name (stripped), else `defaultUpstream`; the
  *   client chose the registry by talking to sigil, so an unconfigured host-looking first segment
  *   is part of the repository on the default upstream, never a host.
- * Both put Docker Hub's official images under `library/` the same way (`hubRepository`).
+ * Both put Docker Hub's official images under `library/` the same way (`hubRepository`), and both
+ * take an upstream's `aliases` as names of it (`upstreamRoutedBy`): what they resolve to is the
+ * upstream itself, so policies, the store and answers see its `name` whatever the client wrote.
  */
 
 /** Docker Hub's registry hosts: an upstream reached at one of them is Docker Hub whatever its name. */
@@ -33,6 +35,11 @@ export function hubRepository(u: UpstreamConfig, repository: string): string {
 /** The configured upstream whose name (a host, with its port) is `name`. */
 export function upstreamNamed(config: Config, name: string): UpstreamConfig | undefined {
   return config.upstreams.find((u) => u.name === name);
+}
+
+/** The configured upstream that `name` routes to: its name or one of its aliases (config validation keeps them unique). */
+export function upstreamRoutedBy(config: Config, name: string): UpstreamConfig | undefined {
+  return config.upstreams.find((u) => u.name === name || u.aliases.includes(name));
 }
 
 /** docker's reference grammar: a first component holding `.` or `:`, or `localhost`, is a registry host. */
@@ -72,7 +79,7 @@ export type NameProblem =
 export function resolveImageName(config: Config, name: string): ResolvedName | NameProblem {
   const slash = name.indexOf('/');
   const first = slash > 0 ? name.slice(0, slash) : '';
-  let upstream = upstreamNamed(config, first);
+  let upstream = upstreamRoutedBy(config, first);
   let repository = name;
   if (upstream !== undefined) repository = name.slice(slash + 1);
   else if (looksLikeHost(first)) return { problem: 'unknown-registry', registry: first };
@@ -93,11 +100,11 @@ export function resolvePathName(config: Config, name: string, ns: string | undef
   let upstream: UpstreamConfig | undefined;
   let repository = name;
   if (ns !== undefined && ns !== '') {
-    upstream = upstreamNamed(config, ns);
+    upstream = upstreamRoutedBy(config, ns);
     if (!upstream) throw new SigilError({ code: 'NAME_UNKNOWN', message: `registry '${ns}' (from ns=) is not a configured upstream` });
   } else {
     const slash = name.indexOf('/');
-    const first = slash > 0 ? upstreamNamed(config, name.slice(0, slash)) : undefined;
+    const first = slash > 0 ? upstreamRoutedBy(config, name.slice(0, slash)) : undefined;
     if (first) {
       upstream = first;
       repository = name.slice(slash + 1);

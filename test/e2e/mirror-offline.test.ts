@@ -106,9 +106,9 @@ after(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-test('mirror skipped the unsigned image (exit 1) and the import took everything exported (exit 0)', () => {
+test('mirror denied the unsigned image (exit 1) and the import took everything exported (exit 0)', () => {
   assert.equal(mirrorCode, 1, logs);
-  assert.match(logs, /reg\.test\/prod\/unsigned:1\.0 skipped/);
+  assert.match(logs, /reg\.test\/prod\/unsigned:1\.0 denied/);
   assert.equal(importCode, 0, logs);
 });
 

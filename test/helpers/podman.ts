@@ -22,13 +22,18 @@ export interface PodmanHandle {
   stop(): Promise<void>;
 }
 
+export interface PodmanOptions {
+  /** More of registries.conf, e.g. `[[registry]]` tables remapping a registry to a mirror. */
+  registriesConf?: string;
+}
+
 /** A private podman: storage, configuration and temp dirs under one temp dir, removed by stop(). */
-export async function startPodman(): Promise<PodmanHandle> {
+export async function startPodman(opts: PodmanOptions = {}): Promise<PodmanHandle> {
   const dir = await mkdtemp(join(tmpdir(), 'sigil-podman-'));
   const paths = { root: join(dir, 'root'), runroot: join(dir, 'run'), home: join(dir, 'home'), tmp: join(dir, 'tmp') };
   await Promise.all(Object.values(paths).map((p) => mkdir(p, { recursive: true })));
   await Promise.all([
-    writeFile(join(dir, 'registries.conf'), 'unqualified-search-registries = []\n'),
+    writeFile(join(dir, 'registries.conf'), `unqualified-search-registries = []\n${opts.registriesConf ?? ''}`),
     writeFile(join(dir, 'policy.json'), JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] })),
     writeFile(join(dir, 'containers.conf'), '[engine]\nevents_logger = "file"\ncgroup_manager = "cgroupfs"\n'),
     writeFile(join(dir, 'storage.conf'), `[storage]\ndriver = "vfs"\nrunroot = "${paths.runroot}"\ngraphroot = "${paths.root}"\n`),

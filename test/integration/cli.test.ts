@@ -27,6 +27,20 @@ test('--version, --help, and usage errors exit 2 with the usage', async () => {
   }
 });
 
+test('sigil <command> --help prints that command\'s help and exits 0; a usage error of the command prints it, not the whole usage', async () => {
+  for (const command of ['serve', 'verify', 'mirror', 'cache', 'config']) {
+    const h = await runSigil([command, '--help']);
+    assert.equal(h.code, 0, command);
+    assert.match(h.stdout, new RegExp(`^Usage:\n  sigil ${command} `), command);
+    assert.doesNotMatch(h.stdout, /Config lookup/, `${command}: the whole usage`);
+  }
+  const bad = await runSigil(['cache', 'prune', '--older-than', 'soon']);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /^sigil: --older-than: 'soon' is not an age/);
+  assert.match(bad.stderr, /Usage:\n  sigil cache ls/);
+  assert.doesNotMatch(bad.stderr, /sigil serve/);
+});
+
 test('config check: built-in default is valid; a bad file exits 2 naming each YAML path', async () => {
   const empty = join(dir, 'empty');
   await mkdir(empty);

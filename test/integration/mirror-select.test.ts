@@ -11,7 +11,8 @@ import { selectTags } from '../../src/mirror/select.js';
 import { parseMirrorSpec } from '../../src/mirror/spec.js';
 import { Catalog, ContentStore } from '../../src/store/index.js';
 import { tempDir } from '../helpers/temp.js';
-import { pushImage } from '../helpers/push.js';
+import type { Digest } from '../../src/oci/digest.js';
+import { pushImage, pushIndex } from '../helpers/push.js';
 import { startRegistry, type RegistryHandle } from '../helpers/registry.js';
 import { compileConfig } from '../helpers/sigil.js';
 
@@ -49,6 +50,10 @@ before(async () => {
   dir = await tempDir('sigil-mirror-select-');
   storeDir = join(dir, 'store');
   for (const t of TAGS) await pushImage({ url: registry.url }, 'lab/app', t);
+  await pushIndex({ url: registry.url }, 'lab/multi', '1.0', [
+    { os: 'linux', architecture: 'amd64' },
+    { os: 'linux', architecture: 'arm64' },
+  ]);
   cfg = join(dir, 'sigil.yaml');
   await writeFile(
     cfg,
@@ -118,7 +123,7 @@ describe('tag selection', () => {
     assert.equal(await mirrorCommand(text.io, [file, '--config', cfg]), 1);
     assert.match(text.out(), /^IMAGE\s+TAG\s+DIGEST\s+STATUS\s+SIGNER\s+BYTES\s+NOTE$/m);
     assert.match(text.out(), /reg\.test\/lab\/app\s+nope\s+-\s+failed/);
-    assert.match(text.out(), /2 image\(s\): 0 verified, 1 unverified, 0 skipped, 1 failed/);
+    assert.match(text.out(), /2 image\(s\): 0 verified, 1 unverified, 0 signature, 0 denied, 1 failed/);
     // stderr is not a terminal here: plain lines, no cursor control
     assert.doesNotMatch(text.err(), /\x1b\[/);
     assert.match(text.err(), /^\[1\/2\] reg\.test\/lab\/app:1\.0\.0 unverified sha256:[a-f0-9]{64} \(\d+ objects/m);
@@ -126,6 +131,34 @@ describe('tag selection', () => {
 });
 
 describe('progress and limits', () => {
+  test('without a terminal, progress lines while an image downloads, with totals and rates, and the totals at the end', async () => {
+    // images not mirrored before, so that their blobs are downloaded
+    for (const t of ['a', 'b']) await pushImage({ url: registry.url }, 'lab/fresh', t);
+    const file = join(dir, 'lines.yaml');
+    await writeFile(file, 'images:\n  - image: reg.test/lab/fresh\n    tags: [a, b]\n');
+    const c = capture();
+    // every blob chunk past the interval makes a line: an interval of 0 shows them all
+    assert.equal(await mirrorCommand(c.io, [file, '--config', cfg], { progress: { now: Date.now, intervalMs: 0 } }), 0, c.err());
+    assert.match(c.err(), /^\[1\/2\] reg\.test\/lab\/fresh:a … \d[\d.]* (B|KiB) at \S+ (B|KiB|MiB)\/s; total \d[\d.]* (B|KiB) in \d[\d.]* s \(\S+ \S+\/s\)$/m);
+    assert.match(c.err(), /^\[2\/2\] reg\.test\/lab\/fresh:b … .*; total /m);
+    assert.match(c.err(), /^2 image\(s\) in \d[\d.]* s: \d[\d.]* (B|KiB) downloaded \(.*\/s\)$/m);
+    assert.doesNotMatch(c.err(), /\x1b/);
+  });
+
+  test('a platforms filter that selects nothing of an index says so, naming the platforms there are (exit 1)', async () => {
+    const r = await mirror('images:\n  - image: reg.test/lab/multi\n    tags: ["1.0"]\n    platforms: [linux/s390x]\n');
+    assert.equal(r.code, 1, r.err);
+    assert.equal(r.results[0].status, 'failed');
+    assert.equal(r.results[0].reason, 'platforms [linux/s390x] match none of the 2 manifest(s) of this index (linux/amd64, linux/arm64): nothing to mirror');
+    const store = await ContentStore.open({ dir: storeDir, maxBytes: 1 << 30 });
+    try {
+      assert.equal(await new Catalog(store).getTag('reg.test', 'lab/multi', '1.0'), null);
+      assert.equal(await store.has(r.results[0].digest as Digest), false);
+    } finally {
+      await store.close();
+    }
+  });
+
   test('on a terminal the progress line is redrawn in place; the summary stays plain', async () => {
     const file = join(dir, 'tty.yaml');
     await writeFile(file, 'images:\n  - image: reg.test/lab/app\n    tags: ["1.0.0"]\n');

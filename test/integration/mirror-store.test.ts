@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { cp, readFile, readdir, rm, utimes, writeFile } from 'node:fs/promises';
+import { cp, readFile, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { request } from 'undici';
@@ -165,7 +165,7 @@ after(async () => {
 });
 
 describe('sigil mirror into the content store', () => {
-  test('verified images are mirrored, unsigned and wrongly signed ones under enforce are skipped and reported (exit 1)', () => {
+  test('verified images are mirrored, unsigned and wrongly signed ones under enforce are denied and reported (exit 1)', () => {
     assert.equal(mirrorRun.code, 1, mirrorRun.err);
     const by = Object.fromEntries(mirrorRun.json.results.map((r) => [r.image, r]));
     assert.equal(by['reg.test/prod/app'].status, 'verified');
@@ -174,20 +174,20 @@ describe('sigil mirror into the content store', () => {
     assert.equal(by['reg.test/prod/multi'].status, 'verified');
     assert.equal(by['reg.test/prod/keyless'].status, 'verified');
     assert.equal(by['reg.test/prod/keyless'].signer, `${SUBJECT} (issuer ${ISSUER})`);
-    assert.equal(by['reg.test/prod/unsigned'].status, 'skipped');
+    assert.equal(by['reg.test/prod/unsigned'].status, 'denied');
     assert.match(String(by['reg.test/prod/unsigned'].reason), /no signature found \(policy prod, enforce\)/);
-    assert.equal(by['reg.test/prod/badsig'].status, 'skipped');
+    assert.equal(by['reg.test/prod/badsig'].status, 'denied');
     assert.match(String(by['reg.test/prod/badsig'].reason), /no valid signature/);
     assert.equal(by['reg.test/lab/tool'].status, 'unverified');
     assert.match(String(by['reg.test/lab/tool'].reason), /policy lab has mode off/);
     // one progress line per image on stderr
     for (const img of ['prod/app', 'prod/multi', 'prod/keyless', 'prod/unsigned', 'prod/badsig', 'lab/tool']) {
-      assert.match(mirrorRun.err, new RegExp(`^\\[\\d/6\\] reg\\.test/${img.replace('/', '\\/')}:\\S+ (verified|unverified|skipped)`, 'm'));
+      assert.match(mirrorRun.err, new RegExp(`^\\[\\d/6\\] reg\\.test/${img.replace('/', '\\/')}:\\S+ (verified|unverified|denied)`, 'm'));
     }
-    assert.match(mirrorRun.err, /skipped sha256:[a-f0-9]{64}: no signature found/);
+    assert.match(mirrorRun.err, /denied sha256:[a-f0-9]{64}: no signature found/);
   });
 
-  test('everything mirrored is in the store with its catalog records; nothing of the skipped images is', async () => {
+  test('everything mirrored is in the store with its catalog records; nothing of the denied images is', async () => {
     await withStore(storeDir, async (catalog, store) => {
       const tag = await catalog.getTag('reg.test', 'prod/app', '1.0');
       assert.equal(tag?.value.digest, app.digest);
@@ -287,8 +287,9 @@ describe('the export, read by skopeo and imported into another store', () => {
     const code = await mirrorCommand(c.io, ['--import', layoutDir, '--config', cfg2]);
     assert.equal(code, 0, c.err() + c.out());
     assert.match(c.out(), /^REF\s+DIGEST\s+STATUS\s+SIGNER\s+OBJECTS\s+NOTE$/m);
-    // verified again from the imported signatures: the three prod images; signature data and lab/tool unverified
-    assert.match(c.out(), /8 ref\(s\): 3 verified, 5 unverified, 0 skipped, 0 failed/);
+    // verified again from the imported signatures: the three prod images; lab/tool unverified; the signature data as such
+    assert.match(c.out(), /8 ref\(s\): 3 verified, 1 unverified, 4 signature, 0 denied, 0 failed/);
+    assert.match(c.out(), new RegExp(`^reg\\.test/prod/app:${sigTag(app.digest)}\\s+sha256:[a-f0-9]{12}\\s+signature\\s+-\\s+\\d+\\s+signature data of ${app.digest}$`, 'm'));
     assert.match(c.out(), new RegExp(`^reg\\.test/prod/app:1\\.0\\s+sha256:[a-f0-9]{12}\\s+verified\\s+${env.keys.p256.keyId}\\s+4\\s`, 'm'));
     assert.match(c.err(), /^verified reg\.test\/prod\/keyless:1\.0 sha256:[a-f0-9]{64} \(3 objects, .* new\) signed by https:\/\/github\.com\/acme/m);
     assert.match(c.err(), /^unverified reg\.test\/lab\/tool:1\.0 .*policy lab has mode off$/m);
@@ -326,9 +327,9 @@ describe('the export, read by skopeo and imported into another store', () => {
     assert.match(appResult?.reason ?? '', /DIGEST_MISMATCH/);
     // its signature data goes with it; everything else is imported
     const appSig = results.find((r) => r.ref === `reg.test/prod/app:${sigTag(app.digest)}`);
-    assert.equal(appSig?.status, 'skipped');
+    assert.equal(appSig?.status, 'denied');
     assert.match(appSig?.reason ?? '', /signature data of sha256:[a-f0-9]{64}, which is not imported/);
-    assert.ok(results.filter((r) => !r.ref.startsWith('reg.test/prod/app:')).every((r) => r.status === 'verified' || r.status === 'unverified'), JSON.stringify(results));
+    assert.ok(results.filter((r) => !r.ref.startsWith('reg.test/prod/app:')).every((r) => ['verified', 'unverified', 'signature'].includes(r.status)), JSON.stringify(results));
     await withStore(fresh, async (catalog, store) => {
       assert.equal(await catalog.getTag('reg.test', 'prod/app', '1.0'), null);
       assert.equal(await catalog.getTag('reg.test', 'prod/app', sigTag(app.digest)), null);
@@ -376,23 +377,23 @@ describe('--import verifies each tag as serve --offline would', () => {
     enforceRun = await importInto(enforceStore, configText);
   });
 
-  test('under enforce: the signed image is verified, the others and their signature data are skipped (exit 1)', () => {
+  test('under enforce: the signed image is verified, the others and their signature data are denied (exit 1)', () => {
     assert.equal(enforceRun.code, 1, enforceRun.err);
     assert.equal(byRef('reg.test/prod/app:1.0')?.status, 'verified');
     assert.equal(byRef('reg.test/prod/app:1.0')?.signer, env.keys.p256.keyId);
-    assert.equal(byRef(`reg.test/prod/app:${sigTag(app.digest)}`)?.status, 'unverified');
+    assert.equal(byRef(`reg.test/prod/app:${sigTag(app.digest)}`)?.status, 'signature');
     assert.equal(byRef('reg.test/lab/tool:1.0')?.status, 'unverified');
-    assert.equal(byRef('reg.test/prod/unsigned:1.0')?.status, 'skipped');
+    assert.equal(byRef('reg.test/prod/unsigned:1.0')?.status, 'denied');
     assert.match(byRef('reg.test/prod/unsigned:1.0')?.reason ?? '', /no signature found \(policy prod, enforce\)/);
-    assert.equal(byRef('reg.test/prod/badsig:1.0')?.status, 'skipped');
+    assert.equal(byRef('reg.test/prod/badsig:1.0')?.status, 'denied');
     assert.match(byRef('reg.test/prod/badsig:1.0')?.reason ?? '', /no valid signature/);
-    assert.equal(byRef(`reg.test/prod/badsig:${sigTag(badsig.digest)}`)?.status, 'skipped');
-    assert.equal(byRef('reg.test/prod/shared:1.0')?.status, 'skipped');
+    assert.equal(byRef(`reg.test/prod/badsig:${sigTag(badsig.digest)}`)?.status, 'denied');
+    assert.equal(byRef('reg.test/prod/shared:1.0')?.status, 'denied');
     assert.equal(enforceRun.results.length, 7);
-    assert.match(enforceRun.err, /^skipped reg\.test\/prod\/unsigned:1\.0 sha256:[a-f0-9]{64}: no signature found/m);
+    assert.match(enforceRun.err, /^denied reg\.test\/prod\/unsigned:1\.0 sha256:[a-f0-9]{64}: no signature found/m);
   });
 
-  test('nothing of a skipped image stays in the catalog; its objects go unless a kept image has them', async () => {
+  test('nothing of a denied image stays in the catalog; its objects go unless a kept image has them', async () => {
     await withStore(enforceStore, async (catalog, store) => {
       for (const [repo, img] of [['prod/unsigned', unsigned], ['prod/badsig', badsig], ['prod/shared', shared]] as const) {
         assert.equal(await catalog.getTag('reg.test', repo, '1.0'), null, repo);
@@ -405,7 +406,7 @@ describe('--import verifies each tag as serve --offline would', () => {
       // prod/app keeps the layer prod/shared had too
       assert.ok(await catalog.hasBlob('reg.test', 'prod/app', app.layers[0].digest as Digest));
       assert.equal(await catalog.hasBlob('reg.test', 'prod/shared', app.layers[0].digest as Digest), false);
-      // what was not skipped is there, with its tag
+      // what was not denied is there, with its tag
       assert.equal((await catalog.getTag('reg.test', 'prod/app', '1.0'))?.value.digest, app.digest);
       assert.ok(await catalog.getTag('reg.test', 'prod/app', sigTag(app.digest)));
       assert.equal((await catalog.getTag('reg.test', 'lab/tool', '1.0'))?.value.digest, tool.digest);
@@ -440,12 +441,12 @@ describe('--import verifies each tag as serve --offline would', () => {
     });
   });
 
-  test('under warn the same: what does not verify is skipped', async () => {
+  test('under warn the same: what does not verify is denied', async () => {
     const warn = await importInto(join(dir, 'store-warn'), configText.replace('mode: enforce', 'mode: warn'));
     assert.equal(warn.code, 1, warn.err);
     const by = (ref: string) => warn.results.find((r) => r.ref === ref);
     assert.equal(by('reg.test/prod/app:1.0')?.status, 'verified');
-    assert.equal(by('reg.test/prod/unsigned:1.0')?.status, 'skipped');
+    assert.equal(by('reg.test/prod/unsigned:1.0')?.status, 'denied');
     assert.match(by('reg.test/prod/unsigned:1.0')?.reason ?? '', /\(policy prod, warn\)/);
     await withStore(join(dir, 'store-warn'), async (catalog) => {
       assert.equal(await catalog.getTag('reg.test', 'prod/unsigned', '1.0'), null);
@@ -453,7 +454,7 @@ describe('--import verifies each tag as serve --offline would', () => {
     });
   });
 
-  test('importing the same layout again keeps the skipped images out and what was stored in', async () => {
+  test('importing the same layout again keeps the denied images out and what was stored in', async () => {
     const again = await importInto(enforceStore, configText);
     assert.equal(again.code, 1);
     assert.deepEqual(again.results.map((r) => [r.ref, r.status]), enforceRun.results.map((r) => [r.ref, r.status]));
@@ -559,15 +560,15 @@ describe('--import keeps signature data only when its content is signature data 
   test('a runnable image tagged as the signature of an absent image is not imported, with its reason, and the import exits 1', async () => {
     assert.equal(run.code, 1, run.err);
     const r = byRef(`reg.test/prod/evil:${evil.tag}`);
-    assert.equal(r?.status, 'skipped', JSON.stringify(r));
+    assert.equal(r?.status, 'denied', JSON.stringify(r));
     assert.equal(r?.digest, evil.manifest);
     assert.match(r?.reason ?? '', /not signature data/);
     assert.match(r?.reason ?? '', /no signature found \(policy prod, enforce\)/);
-    assert.match(run.err, new RegExp(`^skipped reg\\.test/prod/evil:${evil.tag.replace('.', '\\.')} ${evil.manifest}: `, 'm'));
+    assert.match(run.err, new RegExp(`^denied reg\\.test/prod/evil:${evil.tag.replace('.', '\\.')} ${evil.manifest}: `, 'm'));
     // the export's own entries are imported as before
     const own = run.results.filter((x) => ![`reg.test/prod/evil:${evil.tag}`, `reg.test/prod/multi:${disguised.tag}`, fallbackRef, orphanSigRef].includes(x.ref));
     assert.equal(own.length, 8);
-    assert.ok(own.every((x) => x.status === 'verified' || x.status === 'unverified'), JSON.stringify(own));
+    assert.ok(own.every((x) => ['verified', 'unverified', 'signature'].includes(x.status)), JSON.stringify(own));
     await withStore(hostileStore, async (catalog, store) => {
       assert.equal(await catalog.getTag('reg.test', 'prod/evil', evil.tag), null);
       assert.equal(await store.getMeta('manifest', `reg.test/prod/evil@${evil.manifest}`), null);
@@ -578,7 +579,7 @@ describe('--import keeps signature data only when its content is signature data 
 
   test('one shaped like a signature artifact whose content is not signature data is judged like any image, its subject there or not', async () => {
     const r = byRef(`reg.test/prod/multi:${disguised.tag}`);
-    assert.equal(r?.status, 'skipped', JSON.stringify(r));
+    assert.equal(r?.status, 'denied', JSON.stringify(r));
     assert.match(r?.reason ?? '', /not signature data \((config|layer 0): /);
     assert.match(r?.reason ?? '', /no signature found \(policy prod, enforce\)/);
     await withStore(hostileStore, async (catalog, store) => {
@@ -591,7 +592,7 @@ describe('--import keeps signature data only when its content is signature data 
 
   test('a referrers fallback tag whose index lists a runnable image is not imported, nor is that image', async () => {
     const r = byRef(fallbackRef);
-    assert.equal(r?.status, 'skipped', JSON.stringify(r));
+    assert.equal(r?.status, 'denied', JSON.stringify(r));
     assert.match(r?.reason ?? '', new RegExp(`${referrer.manifest}.*not signature data`));
     await withStore(hostileStore, async (catalog, store) => {
       assert.equal(await catalog.getTag('reg.test', 'prod/app', app.digest.replace(':', '-')), null);
@@ -602,7 +603,7 @@ describe('--import keeps signature data only when its content is signature data 
 
   test('signature data whose subject is neither imported nor stored is not imported', async () => {
     const r = byRef(orphanSigRef);
-    assert.equal(r?.status, 'skipped', JSON.stringify(r));
+    assert.equal(r?.status, 'denied', JSON.stringify(r));
     assert.match(r?.reason ?? '', /signature data of sha256:[a-f0-9]{64}, which is not imported/);
     await withStore(hostileStore, async (catalog) => {
       assert.equal(await catalog.getTag('reg.test', 'prod/app', orphanSigRef.slice('reg.test/prod/app:'.length)), null);
@@ -649,10 +650,10 @@ describe('--import keeps signature data only when its content is signature data 
     await writeFile(join(sigOnly, 'index.json'), JSON.stringify(index));
     const onto = await importLayout(sigOnly, hostileStore);
     assert.equal(onto.code, 0, onto.err);
-    assert.deepEqual(onto.results.map((r) => r.status), ['unverified']);
+    assert.deepEqual(onto.results.map((r) => r.status), ['signature']);
     const empty = await importLayout(sigOnly, join(dir, 'store-sig-only'));
     assert.equal(empty.code, 1, empty.err);
-    assert.equal(empty.results[0]?.status, 'skipped');
+    assert.equal(empty.results[0]?.status, 'denied');
     assert.match(empty.results[0]?.reason ?? '', /signature data of sha256:[a-f0-9]{64}, which is not imported/);
     await withStore(join(dir, 'store-sig-only'), async (catalog, store) => {
       assert.equal(await catalog.getTag('reg.test', 'prod/app', sigTag(app.digest)), null);
@@ -738,6 +739,41 @@ describe('sigil cache ls and prune', () => {
     assert.match(text.out(), /^TAG\s+DIGEST\s+OBJECTS\s+BYTES\s+LAST USED \(UTC\)/);
     assert.match(text.out(), /^reg\.test\/prod\/app:1\.0\s+sha256:[a-f0-9]{12}\s+7\s+/m);
     assert.match(text.out(), /4 tag\(s\); \d+ object\(s\)/);
+  });
+
+  /** Every file under the store with its size and modification time. */
+  async function snapshot(): Promise<string[]> {
+    const entries = await readdir(pruneDir, { recursive: true, withFileTypes: true });
+    const out: string[] = [];
+    for (const e of entries.filter((x) => x.isFile())) {
+      const path = join(e.parentPath, e.name);
+      const st = await stat(path);
+      out.push(`${path} ${st.size} ${st.mtimeMs}`);
+    }
+    return out.sort();
+  }
+
+  test('prune --dry-run says what would be removed and removes nothing, not even an abandoned temp file', async () => {
+    await age('reg.test/lab/tool:1.0', 30 * 86_400_000);
+    const abandoned = join(pruneDir, 'tmp', 'blob.1.abandoned.tmp');
+    await writeFile(abandoned, 'half a blob');
+    const old = (Date.now() - 7 * 86_400_000) / 1000;
+    await utimes(abandoned, old, old);
+    const before = await snapshot();
+    const c = capture();
+    assert.equal(await cacheCommand(c.io, ['prune', '--older-than', '7d', '--dry-run', '--config', pruneCfg]), 0, c.err());
+    assert.match(c.out(), /^would remove reg\.test\/lab\/tool:1\.0$/m);
+    assert.match(c.out(), /would prune 1 tag\(s\), 3 object\(s\), .*would remain \(dry run: nothing removed\)/);
+    const j = capture();
+    assert.equal(await cacheCommand(j.io, ['prune', '--max-bytes', '1', '--dry-run', '--json', '--config', pruneCfg]), 0, j.err());
+    const plan = JSON.parse(j.out()) as { dryRun: boolean; removedTags: string[]; removedObjects: number; remaining: { objects: number; bytes: number } };
+    assert.equal(plan.dryRun, true);
+    assert.deepEqual(plan.removedTags, ['reg.test/lab/tool:1.0', 'reg.test/prod/app:1.0', 'reg.test/prod/keyless:1.0', 'reg.test/prod/multi:2.0']);
+    assert.deepEqual(plan.remaining, { objects: 0, bytes: 0 });
+    assert.deepEqual(await snapshot(), before);
+    await withStore(pruneDir, async (catalog) => assert.ok(await catalog.getTag('reg.test', 'lab/tool', '1.0')));
+    await rm(abandoned, { force: true });
+    await assert.rejects(cacheCommand(capture().io, ['ls', '--dry-run', '--config', pruneCfg]), UsageError);
   });
 
   test('prune --older-than removes whole images unused that long, and their records', async () => {

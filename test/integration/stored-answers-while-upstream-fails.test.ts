@@ -84,7 +84,7 @@ async function rig(opts: { storedReferrers?: boolean } = {}): Promise<Rig> {
   await catalog.putManifest(UP, 'app', DIGEST, OCI_MANIFEST, MANIFEST);
   await catalog.putTag(UP, 'app', 'v1', { digest: DIGEST, mediaType: OCI_MANIFEST });
   if (opts.storedReferrers) await catalog.putReferrers(UP, 'app', DIGEST, []);
-  const upstream = { name: UP, url: new URL(up.url), staleIfError: true, verifyBlobDigests: true };
+  const upstream = { name: UP, aliases: [], url: new URL(up.url), staleIfError: true, verifyBlobDigests: true };
   const reg = serveRegistry(
     upstreamClient(upstream, { metrics, logger }),
     upstream,

@@ -58,6 +58,7 @@ function makeClient(
   const logger = pino({ level: 'debug' }, { write: (s: string) => void rawLogs.push(s) });
   const cfg: UpstreamConfig = {
     name: 'test-upstream',
+    aliases: [],
     url: new URL(url),
     staleIfError: false,
     verifyBlobDigests: true,

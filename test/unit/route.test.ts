@@ -5,7 +5,7 @@ import { route } from '../../src/http/route.js';
 import { thrownCode as code } from '../helpers/errors.js';
 
 function upstream(name: string, url: string): UpstreamConfig {
-  return { name, url: new URL(url), staleIfError: true, verifyBlobDigests: true };
+  return { name, aliases: [], url: new URL(url), staleIfError: true, verifyBlobDigests: true };
 }
 
 function config(defaultUpstream?: string): Config {

@@ -1,0 +1,74 @@
+import { INDEX_MEDIA_TYPES } from '../oci/media-types.js';
+import { decide } from '../policy/decide.js';
+import type { Evaluation } from '../policy/evaluation.js';
+import { signerHeader, type Outcome } from '../verify/types.js';
+
+/** What `sigil verify` checked: the resolved IMAGE. */
+export interface ImageRef {
+  readonly upstream: string;
+  readonly repository: string;
+  /** The tag or digest asked for. */
+  readonly reference: string;
+  /** `repo:tag@digest`: the tag whose index may vouch for the digest (a platform manifest). */
+  readonly indexTag?: string;
+}
+
+/** The verdict on IMAGE, and how an index came into it. */
+export interface Checked {
+  readonly ev: Evaluation;
+  /** The digest's own outcome when it did not verify on its own and `ev` is its verdict through the tag's index. */
+  readonly own?: Outcome;
+  /** Why the tag's index did not vouch for the digest. */
+  readonly indexNote?: string;
+}
+
+/** The `--json` report. */
+export function report(ref: ImageRef, c: Checked) {
+  const { ev } = c;
+  const o = ev.outcome;
+  const d = decide(ev.policy, ev);
+  return {
+    image: `${ref.upstream}/${ref.repository}`,
+    reference: ref.indexTag !== undefined ? `${ref.indexTag}@${ref.reference}` : ref.reference,
+    digest: ev.manifest.digest,
+    policy: ev.policy?.name ?? null,
+    mode: ev.policy?.mode ?? null,
+    verified: d.verification === 'verified',
+    outcome: o?.kind ?? (ev.basis === 'no-policy' ? 'no-policy' : 'skipped'),
+    signer: d.signer ?? null,
+    viaIndex: ev.index ?? null,
+    ...(c.own !== undefined ? { ownOutcome: c.own.kind } : {}),
+    ...(c.indexNote !== undefined ? { indexNote: c.indexNote } : {}),
+    cause: o?.kind === 'indeterminate' ? o.cause : null,
+    signatures: (o?.checks ?? []).map((s) => (s.ok ? { source: s.source, ok: true, signer: signerHeader(s.signer) } : { source: s.source, ok: false, reason: s.reason })),
+  };
+}
+
+/** The report for people. */
+export function text(ref: ImageRef, c: Checked): string {
+  const { ev } = c;
+  const r = report(ref, c);
+  const head = `${r.image}@${r.digest} (${r.reference})`;
+  if (r.verified) {
+    const lines = [`verified: ${head}`, `  policy: ${r.policy}`, `  signer: ${r.signer}`];
+    if (r.viaIndex) lines.push(`  via index: ${r.viaIndex}${ref.indexTag !== undefined ? ` (${ref.indexTag})` : ''}`);
+    if (c.own !== undefined) lines.push(`  this platform manifest has no valid signature of its own (${c.own.kind}): it passes as a child of the verified index that lists it`);
+    return `${lines.join('\n')}\n`;
+  }
+  const lines = [`NOT verified: ${head}`];
+  const d = decide(ev.policy, ev);
+  if (d.verification === 'skipped') lines.push(`  ${ev.basis === 'signature-artifact' ? 'this is ' : ''}${d.because}`);
+  else lines.push(`  policy: ${r.policy} (${r.mode})`, `  outcome: ${r.outcome}${r.cause ? `: ${r.cause}` : ''}`);
+  if (r.outcome === 'unsigned') lines.push('  no signature found');
+  for (const s of r.signatures) lines.push(`  ${s.source}: ${s.ok ? `verified by ${s.signer}` : s.reason}`);
+  if (c.indexNote !== undefined) lines.push(`  ${c.indexNote}`);
+  else if (platformCandidate(ref, ev)) {
+    lines.push(`  a platform manifest of an image index passes when the index that lists it verifies: check it through the index's tag, as ${r.image}:TAG@${r.digest}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/** Asked for by digest alone, an image manifest (not an index) that carries no signature: maybe a platform of a signed index. */
+function platformCandidate(ref: ImageRef, ev: Evaluation): boolean {
+  return ref.reference.includes(':') && ref.indexTag === undefined && ev.outcome?.kind === 'unsigned' && !INDEX_MEDIA_TYPES.has(ev.manifest.mediaType);
+}
