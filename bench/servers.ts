@@ -35,10 +35,10 @@ async function ready(proc: Proc, url: string): Promise<void> {
 }
 
 /** The baseline: bench/pipe-proxy.ts in its own node process. */
-export async function startPipeProxy(upstream: string, defer: Defer): Promise<Server> {
+export async function startPipeProxy(upstream: string, defer: Defer, cpus?: string): Promise<Server> {
   const port = await freePort();
   const script = new URL('./pipe-proxy.js', import.meta.url).pathname;
-  const proc = spawnServer('pipe proxy', [join(PROJECT_DIR, 'scripts/node'), script, String(port), upstream], { env: baseEnv() });
+  const proc = spawnServer('pipe proxy', [join(PROJECT_DIR, 'scripts/node'), script, String(port), upstream], { env: baseEnv(), ...(cpus !== undefined ? { cpus } : {}) });
   defer(proc);
   const url = `http://127.0.0.1:${port}`;
   await ready(proc, `${url}/v2/`);

@@ -5,6 +5,8 @@ import { median } from './measure.js';
 export type Peer = 'distribution' | 'sigilStore' | 'sigil';
 /** The two peers that keep blobs. */
 type Keeper = 'distribution' | 'sigilStore';
+/** Cold-fill references that keep nothing (store-section.ts). */
+export type Reference = 'pipe' | 'sigil';
 type PerPeer<T> = Partial<Record<Peer, T>>;
 
 export interface StreamPhase {
@@ -38,6 +40,12 @@ export interface StoreFigures {
     storedMbps: Partial<Record<Keeper, number[]>>;
     /** CPU s of the peer's process until then. */
     cpuS: Partial<Record<Keeper, number[]>>;
+    /**
+     * References, pinned the same, that store nothing: the first GET of the same blobs through
+     * a bare node:http pipe proxy (no hash, no store: what Node.js streams on that core) and
+     * through sigil without a store (digest-checked); MB/s and the process's CPU s.
+     */
+    reference: Partial<Record<Reference, { mbps: number[]; cpuS: number[] }>>;
   };
   warm: { mbps: Partial<Record<Keeper, number[]>>; cpuS: Partial<Record<Keeper, number[]>> };
   manifests: PerPeer<{ rps: number; p50: number; p99: number }>;
@@ -116,7 +124,8 @@ export function storeLines(s: StoreFigures, sigilName: string): string[] {
     `- cold fill: the first GET of each of ${s.coldFills} distinct ${size} blobs through each peer (which goes first alternates), timed to its last byte, ` +
       'and until the peer serves the blob from its own store (distribution: its data file and the repository\'s link exist; sigil: a HEAD answered without an upstream request). ' +
       'distribution 2.8 streams the first GET straight from the origin and stores the blob with a second download of its own in the background; ' +
-      'sigil downloads once into its store, hashes the bytes, and serves the client from the file behind the download',
+      'sigil downloads once into its store, hashes the bytes, and serves the client from the file behind the download. ' +
+      'After each blob\'s pair, two references that keep nothing GET it too, pinned the same: a bare node:http pipe proxy (bench/pipe-proxy.ts: what Node.js streams on one core, no hash) and the store-less sigil (the digest check alone)',
     `- warm reads: the first blob again from each one's store, ${s.warmReps} GETs each, alternating (sigil checked: no upstream request)`,
     `- manifests: the 4-platform index by tag, autocannon c=${s.connections}, ${s.loadS} s per run after a 1 s warm-up, runs ordered sigil, sigil-store, distribution, distribution, sigil-store, sigil (figures over both runs)`,
     '- memory: RSS sampled every 10 ms during every measurement above, and VmHWM at its end',
@@ -127,6 +136,10 @@ export function storeLines(s: StoreFigures, sigilName: string): string[] {
       atLeast(med(s.cold.firstMbps.sigilStore), med(s.cold.firstMbps.distribution), COLD_VS_DISTRIBUTION, 'distribution')),
     row('cold fill, until served from the store, MB/s (size ÷ time from the first GET)', med(s.cold.storedMbps.distribution), med(s.cold.storedMbps.sigilStore), 0),
     row('cold fill, CPU s of the peer until stored', med(s.cold.cpuS.distribution), med(s.cold.cpuS.sigilStore), 2),
+    row('reference: first GET through a bare Node.js pipe proxy (sigil column), MB/s', med(s.cold.firstMbps.distribution), med(s.cold.reference.pipe?.mbps), 0),
+    row('reference: first GET through sigil without a store (sigil column), MB/s', med(s.cold.firstMbps.distribution), med(s.cold.reference.sigil?.mbps), 0),
+    row('reference: CPU s of the first GET, the bare pipe (sigil column)', undefined, med(s.cold.reference.pipe?.cpuS), 2),
+    row('reference: CPU s of the first GET, sigil without a store (sigil column)', undefined, med(s.cold.reference.sigil?.cpuS), 2),
     row(`warm read, ${size} from the store, MB/s (median of ${s.warmReps})`, med(s.warm.mbps.distribution), med(s.warm.mbps.sigilStore), 0,
       atLeast(med(s.warm.mbps.sigilStore), med(s.warm.mbps.distribution), WARM_VS_DISTRIBUTION, 'distribution')),
     row('warm read, CPU s of the peer', med(s.warm.cpuS.distribution), med(s.warm.cpuS.sigilStore), 2),

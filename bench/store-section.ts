@@ -4,7 +4,9 @@
  * pinned to the same single core (taskset) so that neither wins by using more cores:
  *
  * - cold fill: the first GET of each of a few 256 MiB blobs through each (alternating which goes
- *   first), timed to its last byte and until the peer serves the blob from its own store;
+ *   first), timed to its last byte and until the peer serves the blob from its own store; then,
+ *   as references that keep nothing, the same GET through a bare node:http pipe proxy and a
+ *   store-less sigil pinned the same (what Node.js itself streams on that core);
  * - warm reads: the first blob again, served from each one's store;
  * - manifests by tag (the index, c=16): sigil with the store, sigil without it, distribution;
  * - memory: VmHWM and sampled RSS of each peer through all of the above;
@@ -27,9 +29,9 @@ import type { Counts } from './fixture.js';
 import { fetchBlob, getTimed, load, mergeLoads } from './measure.js';
 import type { BlobRun, LoadResult } from './measure.js';
 import { memoryOf, resetPeakRss, sampleRss } from './procs.js';
-import { startSigil } from './servers.js';
+import { startPipeProxy, startSigil } from './servers.js';
 import type { SigilOptions } from './servers.js';
-import type { Peer, StoreFigures, StreamPhase } from './store-report.js';
+import type { Peer, Reference, StoreFigures, StreamPhase } from './store-report.js';
 
 export const STORE_BLOB_BYTES = 256 * MIB; // ~1-3 s per GET here: long enough to measure, short enough for several
 export const STREAM_BLOB_BYTES = 64 * MIB; // the issue's figure
@@ -66,7 +68,15 @@ const blobUrl = (t: Target, blob: Blob): string => `${t.v2}${REPO_STORE}/blobs/$
 
 const sigilStored = (c: Ctx, t: Target, blob: Blob): Promise<boolean> => servedFromStore(c.agent, t.metrics ?? '', blobUrl(t, blob));
 
-async function startPeers(c: Ctx, sigil: SigilCommon, dir: string, cpus: string | undefined): Promise<Record<Peer, Target>> {
+/** A cold-fill reference (keeps nothing): its name, pid and "/v2/" URL. */
+interface RefTarget {
+  ref: Reference;
+  name: string;
+  pid: number;
+  v2: string;
+}
+
+async function startPeers(c: Ctx, sigil: SigilCommon, dir: string, cpus: string | undefined): Promise<{ peers: Record<Peer, Target>; refs: RefTarget[] }> {
   const pin = cpus !== undefined ? { cpus } : {};
   const dist = await startRegistry({ proxy: c.registry.url, ...pin });
   onCleanup(() => dist.stop());
@@ -90,8 +100,13 @@ async function startPeers(c: Ctx, sigil: SigilCommon, dir: string, cpus: string 
     sigilStore: { peer: 'sigilStore', name: 'sigil-store', pid: store.proc.pid, v2: `${store.url}/v2/`, metrics: store.url, stored: (b) => sigilStored(c, peers.sigilStore, b) },
     sigil: { peer: 'sigil', name: 'sigil', pid: plain.proc.pid, v2: `${plain.url}/v2/`, metrics: plain.url, stored: () => Promise.resolve(false) },
   };
-  log(`store section: distribution proxy pid ${dist.pid}, sigil-store-pinned pid ${store.proc.pid}, sigil-pinned pid ${plain.proc.pid}${cpus !== undefined ? `, all on CPU ${cpus}` : ' (not pinned: no taskset)'}`);
-  return peers;
+  const pipe = await startPipeProxy(c.registry.url, defer, cpus);
+  const refs: RefTarget[] = [
+    { ref: 'pipe', name: 'pipe-pinned', pid: pipe.proc.pid, v2: `${pipe.url}/v2/` },
+    { ref: 'sigil', name: 'sigil-pinned', pid: plain.proc.pid, v2: `${plain.url}/v2/` },
+  ];
+  log(`store section: distribution proxy pid ${dist.pid}, sigil-store-pinned pid ${store.proc.pid}, sigil-pinned pid ${plain.proc.pid}, pipe-pinned pid ${pipe.proc.pid}${cpus !== undefined ? `, all on CPU ${cpus}` : ' (not pinned: no taskset)'}`);
+  return { peers, refs };
 }
 
 /** Runs `fn` while sampling the peer's RSS; the largest sample goes into `f.memory.maxSampled`. */
@@ -130,6 +145,18 @@ async function coldFill(c: Ctx, f: StoreFigures, t: Target, blob: Blob, i: numbe
     cpu,
     storedS,
   );
+}
+
+/** The first GET of `blob` through a reference that keeps nothing. */
+async function referenceGet(c: Ctx, f: StoreFigures, t: RefTarget, blob: Blob, i: number): Promise<void> {
+  await waitQuiet(c.quiet);
+  const meter = cpuMeter(c.registry.pid, t.pid);
+  const run = await fetchBlob(`${t.v2}${REPO_STORE}/blobs/${blob.digest}`, blob.size, c.agent);
+  const cpu = meter.stop();
+  const r = (f.cold.reference[t.ref] ??= { mbps: [], cpuS: [] });
+  r.mbps.push(run.mbps);
+  r.cpuS.push(cpu.proxy);
+  record(c, `store: cold reference ${i + 1} ${t.name}: ${run.mbps.toFixed(0)} MB/s (${run.seconds.toFixed(2)} s); CPU s: ${cpuText(cpu, t.name)}`, cpu, run.seconds);
 }
 
 /** The blob again from `t`'s store; sigil must not ask its upstream meanwhile. */
@@ -264,7 +291,7 @@ export async function storeSection(c: Ctx, o: StoreSetup): Promise<StoreFigures>
     many: await pushRandomBlob(c.registry, o.dir, REPO_STORE, STREAM_BLOB_BYTES),
   };
   const cpus = existsSync(TASKSET_BIN) ? String(availableParallelism() - 1) : undefined;
-  const peers = await startPeers(c, o.sigil, o.dir, cpus);
+  const { peers, refs } = await startPeers(c, o.sigil, o.dir, cpus);
   const f: StoreFigures = {
     pinnedCpu: cpus,
     blobBytes: STORE_BLOB_BYTES,
@@ -272,7 +299,7 @@ export async function storeSection(c: Ctx, o: StoreSetup): Promise<StoreFigures>
     warmReps: o.n.warmReps,
     loadS: o.n.loadS,
     connections: LOAD_CONNECTIONS,
-    cold: { firstMbps: {}, storedMbps: {}, cpuS: {} },
+    cold: { firstMbps: {}, storedMbps: {}, cpuS: {}, reference: {} },
     warm: { mbps: {}, cpuS: {} },
     manifests: {},
     memory: { idle: {}, maxSampled: {}, hwm: {} },
@@ -282,7 +309,10 @@ export async function storeSection(c: Ctx, o: StoreSetup): Promise<StoreFigures>
     f.memory.idle[t.peer] = memoryOf(t.pid).rss;
   }
   const pair = (k: number): Target[] => (k % 2 === 0 ? [peers.sigilStore, peers.distribution] : [peers.distribution, peers.sigilStore]);
-  for (const [i, blob] of blobs.entries()) for (const t of pair(i)) await coldFill(c, f, t, blob, i);
+  for (const [i, blob] of blobs.entries()) {
+    for (const t of pair(i)) await coldFill(c, f, t, blob, i);
+    for (const r of i % 2 === 0 ? refs : [...refs].reverse()) await referenceGet(c, f, r, blob, i);
+  }
   for (let rep = 0; rep < o.n.warmReps; rep++) for (const t of pair(rep)) await warmRead(c, f, t, blobs[0], rep);
   const runs: Partial<Record<Peer, LoadResult[]>> = {};
   for (const p of MANIFEST_ORDER) (runs[p] ??= []).push(await manifestLoad(c, f, peers[p], o.n));
