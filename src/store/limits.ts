@@ -35,8 +35,9 @@ export const MTIME_SLACK_MS = 2_000;
 
 /**
  * Chunk size for serving stored objects and reading behind a write: memory per stream is a few
- * chunks (one being read, one buffered for the consumer, one in the socket), so 256 KiB keeps a
- * stream near 1 MiB — 64 concurrent pulls of one big blob through 4 MiB chunks peaked at 544 MiB.
+ * chunks (a stored object served over HTTP: two pooled slabs, store/read-slabs.ts; a reader
+ * behind a write: one being read, one buffered for the consumer), so 256 KiB keeps a stream at
+ * or under 1 MiB — 64 concurrent pulls of one big blob through 4 MiB chunks peaked at 544 MiB.
  * Four times Node's 64 KiB default, so a quarter of the read and socket-write calls; measured
  * here serving a page-cached 64 MiB file over loopback, 256 KiB was within the noise of 1 MiB and
  * 4 MiB, 64 KiB clearly slower.
