@@ -1,7 +1,10 @@
 export const USAGE = `sigil — an OCI registry proxy that only lets signed images through
 
 Usage:
-  sigil serve [--config FILE] [--offline]   run the proxy until SIGTERM/SIGINT
+  sigil serve [--config FILE] [--listen HOST:PORT] [--log-format json|pretty] [--offline]
+                                             run the proxy until SIGTERM/SIGINT; SIGHUP, or a change of a
+                                             file the config names, reloads it (--listen or $SIGIL_LISTEN
+                                             overrides server.listen; logs are JSON unless --log-format pretty)
   sigil verify IMAGE [--config FILE] [--json]
                                              verify IMAGE (host/repo:tag or host/repo@sha256:…) as serve
                                              would; print who signed it, or why not (exit 0 / 1)
