@@ -153,7 +153,11 @@ async function blob(req: FastifyRequest, reply: FastifyReply, deps: V2Deps, clie
   const range = req.headers.range;
   // Under enforce a stored blob is served only while a manifest that passes names it here;
   // otherwise it comes from the upstream as it would without a store (offline: refused).
-  const fromStore = await deps.gate.storedBlobAllowed(r.upstream.name, r.repository, digest);
+  const allowed = await deps.gate.storedBlobAllowed(r.upstream.name, r.repository, digest);
+  if (allowed === 'not-stored' && deps.offline) {
+    throw new SigilError({ code: 'BLOB_UNKNOWN', message: `${r.upstream.name}/${r.repository}: blob ${digest} is not in the content store` });
+  }
+  const fromStore = allowed === true;
   if (!fromStore && deps.offline) {
     throw new SigilError({ code: 'POLICY_DENIED', message: `${r.upstream.name}/${r.repository}: blob ${digest} is named by no stored manifest that passes the policy` });
   }
