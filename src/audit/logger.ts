@@ -26,11 +26,11 @@ export const REDACT_PATHS = [
  * A JSON logger; by default to stdout, written asynchronously: lines that arrive while
  * a write is under way go out together in the next one, instead of one write(2) per
  * line on the event loop. pino flushes what is pending when the process exits.
- * `pretty`: the same records as readable text (level, time, message, then the fields),
+ * `pretty`: the same records as readable text, one line each (time, level, message, fields),
  * formatted in this process (pino-pretty as a stream, not a worker thread), colored on a TTY.
  */
 export function createLogger(level: string, destination?: DestinationStream, format: LogFormat = 'json'): Logger {
   const options = { level, redact: { paths: REDACT_PATHS, censor: '[redacted]' } };
-  if (format === 'pretty') return pino(options, pretty({ destination: destination ?? 1, sync: false, translateTime: 'SYS:standard', ignore: 'pid,hostname' }));
+  if (format === 'pretty') return pino(options, pretty({ destination: destination ?? 1, sync: false, translateTime: 'SYS:standard', ignore: 'pid,hostname', singleLine: true }));
   return pino(options, destination ?? pino.destination({ dest: 1, sync: false }));
 }
