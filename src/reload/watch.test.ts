@@ -38,6 +38,9 @@ function handTimer() {
       pending = undefined;
       fn?.();
     },
+    get isArmed(): boolean {
+      return pending !== undefined;
+    },
   };
 }
 
@@ -47,13 +50,21 @@ async function rig(files: Record<string, string>) {
   const t = handTimer();
   const calls: string[][] = [];
   const watcher = new FileWatcher({ onChange: (changed) => calls.push(changed), logger: createLogger('silent'), timer: t.timer });
-  /** After the change: the event arrives, the debounce fires, the comparison ends. */
-  const settle = async (): Promise<string[]> => {
-    await t.armed();
+  return { dir, watcher, calls, settle: () => settle(t, watcher), t };
+}
+
+/**
+ * After a change: the event arrives and schedules a look; each look that finds a new content
+ * schedules another; fired until none is scheduled. What all those looks reported.
+ */
+async function settle(t: ReturnType<typeof handTimer>, watcher: FileWatcher): Promise<string[]> {
+  await t.armed();
+  const found: string[] = [];
+  while (t.isArmed) {
     t.fire();
-    return watcher.settled;
-  };
-  return { dir, watcher, calls, settle };
+    found.push(...(await watcher.settled));
+  }
+  return found;
 }
 
 test('a file rewritten in place is a change', async () => {
@@ -95,9 +106,7 @@ test('a Kubernetes ConfigMap update (the ..data symlink swapped to a new directo
   await symlink('..2030_01_01_00_01_00.2', join(mount, '..data_tmp'));
   await rename(join(mount, '..data_tmp'), join(mount, '..data'));
   await rm(join(mount, '..2030_01_01_00_00_00.1'), { recursive: true });
-  await t.armed();
-  t.fire();
-  assert.deepEqual(await watcher.settled, [file]);
+  assert.deepEqual(await settle(t, watcher), [file]);
   assert.deepEqual(calls, [[file]]);
   watcher.close();
 });
@@ -156,6 +165,21 @@ test('watching a new list drops the directories no file is in any more; a file k
   await writeFile(join(a, 'sigil.yaml'), '2'); // changed before the next watch(): still a change
   await watcher.watch([join(a, 'sigil.yaml')]);
   assert.deepEqual(watcher.directories, [a]);
-  assert.deepEqual(await watcher.check(), [join(a, 'sigil.yaml')]);
+  assert.deepEqual(await watcher.check(), [], 'first look');
+  assert.deepEqual(await watcher.check(), [join(a, 'sigil.yaml')], 'second look, the same content');
+  watcher.close();
+});
+
+test('a file still being written between two looks counts only once its content holds still', async () => {
+  const { dir, watcher, calls, t } = await rig({ 'sigil.yaml': 'policies: [a, b, c]\n' });
+  const file = join(dir, 'sigil.yaml');
+  await watcher.watch([file]);
+  await writeFile(file, 'policies: [a]\n'); // the first part of a slow copy: valid, and fewer policies
+  await t.armed();
+  t.fire();
+  assert.deepEqual(await watcher.settled, [], 'a content seen once does not count yet');
+  await writeFile(file, 'policies: [a, b, c, d]\n'); // the copy goes on
+  assert.deepEqual(await settle(t, watcher), [file]);
+  assert.deepEqual(calls, [[file]], 'one change, the finished file');
   watcher.close();
 });

@@ -5,10 +5,12 @@ import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 
 /**
- * How long after the first change in a watched directory the files are compared. An editor
- * saves in steps (a temp file, a rename, a chmod), `kubectl` updates a ConfigMap or Secret by
- * swapping a symlink, and a certificate and its key are written one after the other: one
- * comparison after the burst, not one reload per step.
+ * How long after the first change in a watched directory the files are compared, and how long a
+ * changed content must then stay the same before it counts. An editor saves in steps (a temp
+ * file, a rename, a chmod), `kubectl` updates a ConfigMap or Secret by swapping a symlink, a
+ * certificate and its key are written one after the other, and a file copied in place is
+ * readable half-written: a half-written config can be valid YAML that lists fewer policies.
+ * One reload after the burst, from contents that held still for this long.
  */
 export const RELOAD_DEBOUNCE_MS = 500;
 
@@ -30,7 +32,8 @@ const realTimer: DebounceTimer = {
  * renaming a new `..data` into place, change the directory entry and leave a watch on the old
  * file (inode) blind. Any event in such a directory schedules one comparison of the files'
  * contents (through symlinks) with what was last seen; only a changed content counts, so an
- * unrelated file in the same directory, or a file saved unchanged, reloads nothing.
+ * unrelated file in the same directory, or a file saved unchanged, reloads nothing; and it
+ * counts once a second look, RELOAD_DEBOUNCE_MS later, finds the same content.
  */
 export class FileWatcher {
   readonly #onChange: (changed: string[]) => void;
@@ -39,6 +42,8 @@ export class FileWatcher {
   readonly #timer: DebounceTimer;
   /** file → sha256 of its content, or the error reading it (a missing file is a state too). */
   readonly #seen = new Map<string, string>();
+  /** file → a changed content seen once, waiting for a second look to find it again. */
+  readonly #settling = new Map<string, string>();
   readonly #dirs = new Map<string, FSWatcher>();
   #scheduled: unknown = undefined;
   #checking: Promise<string[]> = Promise.resolve([]);
@@ -59,7 +64,12 @@ export class FileWatcher {
   async watch(files: readonly string[]): Promise<void> {
     if (this.#closed) return;
     const wanted = new Set(files);
-    for (const f of [...this.#seen.keys()]) if (!wanted.has(f)) this.#seen.delete(f);
+    for (const f of [...this.#seen.keys()]) {
+      if (!wanted.has(f)) {
+        this.#seen.delete(f);
+        this.#settling.delete(f);
+      }
+    }
     for (const f of wanted) if (!this.#seen.has(f)) this.#seen.set(f, await contentOf(f));
     const dirs = new Set([...wanted].map((f) => dirname(f)));
     for (const [dir, w] of this.#dirs) {
@@ -71,18 +81,36 @@ export class FileWatcher {
     for (const dir of dirs) if (!this.#dirs.has(dir)) this.#watchDir(dir);
   }
 
-  /** Compares every watched file with what was last seen; calls onChange with those that changed. */
+  /**
+   * Compares every watched file with what was last seen; calls onChange with those whose new
+   * content this look found as the previous look did (a first sighting schedules another look).
+   */
   check(): Promise<string[]> {
     this.#checking = this.#checking.then(async () => {
       const changed: string[] = [];
+      let settling = false;
       for (const [file, before] of this.#seen) {
         const now = await contentOf(file);
-        if (now !== before && this.#seen.has(file)) {
+        if (!this.#seen.has(file)) continue; // no longer watched
+        if (now === before) {
+          this.#settling.delete(file);
+        } else if (this.#settling.get(file) === now) {
+          this.#settling.delete(file);
           this.#seen.set(file, now);
           changed.push(file);
+        } else {
+          this.#settling.set(file, now);
+          settling = true;
         }
       }
-      if (changed.length > 0 && !this.#closed) this.#onChange(changed);
+      if (settling) this.#schedule(); // the second look
+      if (changed.length > 0 && !this.#closed) {
+        try {
+          this.#onChange(changed);
+        } catch (err) {
+          this.#log.error({ err: String(err) }, 'config: reacting to changed files failed');
+        }
+      }
       return changed;
     });
     return this.#checking;
