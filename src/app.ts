@@ -37,9 +37,12 @@ declare module 'fastify' {
   }
 }
 
+/** A config's trust material, as the gate uses it and /readyz reports it. */
+export type LoadedVerifier = SignatureVerifier & { readonly sources: readonly string[] };
+
 /** What one config builds, served together: a request uses one generation from start to end. */
 export interface ServeGeneration extends V2Deps {
-  readonly verifier: SignatureVerifier & { readonly sources: readonly string[] };
+  readonly verifier: LoadedVerifier;
   /** Closes its upstream clients (once no request uses it any more). */
   close(): Promise<void>;
 }
@@ -47,6 +50,8 @@ export interface ServeGeneration extends V2Deps {
 export interface ConfigControl {
   /** The config new requests are served by, and its generation number (1 at start). */
   readonly current: { readonly id: number; readonly config: Config };
+  /** Replaced generations still serving requests that started under them (closed after the last). */
+  readonly draining: number;
   /** Reloads the config (see reload/reloader.ts); `trigger` is logged. Never rejects. */
   reload(trigger: string): Promise<ReloadOutcome>;
 }
@@ -54,7 +59,7 @@ export interface ConfigControl {
 /** The parts built from a config: trust, one registry per upstream, the store's keeper. */
 export interface ConfigParts {
   readonly clients: ReadonlyMap<string, Registry>;
-  readonly verifier: SignatureVerifier & { readonly sources: readonly string[] };
+  readonly verifier: LoadedVerifier;
   readonly keeper?: StoreKeeper;
 }
 
@@ -69,7 +74,7 @@ export interface AppDeps {
   readonly logger: Logger;
   readonly metrics: Metrics;
   readonly clients: ReadonlyMap<string, Registry>;
-  readonly verifier: SignatureVerifier & { readonly sources: readonly string[] };
+  readonly verifier: LoadedVerifier;
   /** With `cache.store`: the store, its catalog and what keeps what the gate lets through. */
   readonly store?: { readonly content: ContentStore; readonly catalog: Catalog; readonly keeper: StoreKeeper };
   readonly offline: boolean;
@@ -170,8 +175,8 @@ function trustOf(config: Config): TrustedVerifier {
 }
 
 /**
- * Trust material, read offline once. Throws (with the path at fault) when a trusted root
- * cannot be read: `sigil serve` reports it and exits 2.
+ * Trust material, read offline, at start and on each reload. Throws (with the path at fault)
+ * when a trusted root cannot be read: `sigil serve` reports it and exits 2, a reload is refused.
  */
 export function loadVerifier(config: Config, publicGoodPath = defaultPublicGoodPath()): TrustedVerifier {
   return new TrustedVerifier(loadTrust(config.trust.trustedRoot, { publicGoodPath }));
@@ -243,6 +248,9 @@ export async function buildApp(config: Config, deps?: AppDeps): Promise<FastifyI
     get current() {
       const g = generations.current;
       return { id: g.id, config: g.value.config };
+    },
+    get draining() {
+      return generations.draining;
     },
     reload: (trigger: string) => reloader.reload(trigger),
   } satisfies ConfigControl);
