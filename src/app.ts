@@ -258,10 +258,11 @@ export async function buildApp(config: Config, deps?: AppDeps): Promise<FastifyI
   app.decorateRequest('sigilRoute', null);
   app.decorateRequest('sigilGeneration', null);
   // Before every other hook: the request keeps this generation to its end, whatever reloads meanwhile.
-  app.addHook('onRequest', async (req, reply) => {
+  app.addHook('onRequest', (req, reply, done) => {
     const lease = generations.acquire();
     req.sigilGeneration = lease;
     reply.raw.once('close', lease.release);
+    done();
   });
   registerErrorHandling(app);
 

@@ -8,9 +8,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, test } from 'node:test';
 import { request } from 'undici';
 import { sha256 } from '../helpers/digest.js';
+import { startFaultServer } from '../helpers/fault-server.js';
 import { pushLegacySignature } from '../helpers/publish.js';
 import { legacyLayer } from '../helpers/signer.js';
-import type { SigilHandle } from '../helpers/sigil.js';
+import { simpleConfig, startSigil, type SigilHandle } from '../helpers/sigil.js';
 import { tempDir } from '../helpers/temp.js';
 import { pull, startVerifyEnv, type VerifyEnv } from '../helpers/verify-env.js';
 
@@ -167,9 +168,55 @@ test('under load, during repeated reloads, every request is answered, each under
     }
   }
   assert.ok(served.size > RELOADS / 2, `requests were served by only ${served.size} generations`);
+  // Every replaced generation was closed once its last request was done (a response's end is
+  // seen by the server just after the client has read it).
+  for (let i = 0; i < 100 && s.app.sigilConfig.draining > 0; i++) await sleep(10);
+  assert.equal(s.app.sigilConfig.draining, 0, 'replaced generations left open');
   // Each manifest decision's audit line names its generation: never a decision of one served by the other.
   for (const d of s.logs.filter((l) => l.audit === 'decision')) {
     const g = d.generation as number;
     assert.equal(d.verification === 'verified', allows.get(g), `generation ${g} decided ${String(d.verification)}`);
+  }
+});
+
+test('a blob streaming when the config is reloaded is served to its end by the old generation, closed only after it', async () => {
+  const blob = Buffer.alloc(512 * 1024, 7);
+  const digest = sha256(blob);
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  const upstream = await startFaultServer(async (req, res) => {
+    if (!req.url?.includes('/blobs/')) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(blob.length) });
+    res.write(blob.subarray(0, blob.length / 2));
+    await released;
+    res.end(blob.subarray(blob.length / 2));
+  });
+  const s = await startSigil(simpleConfig([{ name: 'slow.test', url: upstream.url }]));
+  try {
+    const res = await request(`${s.url}/v2/slow.test/app/blobs/${digest}`);
+    assert.equal(res.statusCode, 200);
+    const chunks: Buffer[] = [];
+    const body = (async () => {
+      for await (const c of res.body) chunks.push(c as Buffer);
+    })();
+    // The config no longer has that upstream at all.
+    const outcome = await s.reload(simpleConfig([{ name: 'other.test', url: 'http://127.0.0.1:9' }]));
+    assert.equal(outcome.ok, true);
+    assert.equal(s.app.sigilConfig.draining, 1, 'the old generation is still in use');
+    const gone = await request(`${s.url}/v2/slow.test/app/blobs/${digest}`);
+    await gone.body.dump();
+    assert.equal(gone.statusCode, 404, 'a new request still reached the removed upstream');
+    release();
+    await body;
+    assert.equal(sha256(Buffer.concat(chunks)), digest, 'the blob in flight was cut');
+    for (let i = 0; i < 100 && s.app.sigilConfig.draining > 0; i++) await sleep(10);
+    assert.equal(s.app.sigilConfig.draining, 0, 'the old generation was left open');
+  } finally {
+    release();
+    await s.stop();
+    await upstream.stop();
   }
 });
