@@ -220,3 +220,15 @@ test('a blob streaming when the config is reloaded is served to its end by the o
     await upstream.stop();
   }
 });
+
+test('a reloaded server.logLevel applies to the lines that follow', async () => {
+  const s = await env.sigil(prod(allowKey));
+  assert.equal((await s.reload(env.config(prod(allowKey)).replace('  logLevel: info', '  logLevel: warn'))).ok, true);
+  assert.equal(s.app.log.level, 'warn');
+  assert.equal((await s.reload(env.config(prod(allowKey)))).ok, true);
+  assert.equal(s.app.log.level, 'info');
+  await (await request(`${s.url}/healthz`, { headers: { 'x-request-id': 'heard' } })).body.dump();
+  const logged = () => s.logs.some((l) => l.msg === 'request completed' && l.reqId === 'heard');
+  for (let i = 0; i < 100 && !logged(); i++) await sleep(10); // (the access line follows the answer)
+  assert.equal(logged(), true);
+});
