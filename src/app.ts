@@ -307,15 +307,21 @@ export async function buildApp(config: Config, deps?: AppDeps): Promise<FastifyI
  */
 async function install(app: FastifyInstance, generations: Generations<ServeGeneration>, config: Config, deps: AppDeps): Promise<number> {
   const parts = deps.rebuild(config);
-  const tls = config.server.tls;
-  if (tls) {
-    try {
-      (app.server as unknown as TlsServer).setSecureContext({ cert: tls.cert, key: tls.key });
-    } catch (err) {
-      await Promise.all([...parts.clients.values()].map((c) => c.close()));
-      throw new Error(`server.tls: ${(err as Error).message}`, { cause: err });
+  try {
+    const tls = config.server.tls;
+    if (tls) {
+      try {
+        (app.server as unknown as TlsServer).setSecureContext({ cert: tls.cert, key: tls.key });
+      } catch (err) {
+        throw new Error(`server.tls: ${(err as Error).message}`, { cause: err });
+      }
     }
+    const was = generations.current.value.config.server.logLevel;
+    const id = generations.swap((n) => serveGeneration(n, config, parts, deps));
+    if (config.server.logLevel !== was) deps.logger.level = config.server.logLevel;
+    return id;
+  } catch (err) {
+    await Promise.all([...parts.clients.values()].map((c) => c.close()));
+    throw err;
   }
-  if (config.server.logLevel !== generations.current.value.config.server.logLevel) deps.logger.level = config.server.logLevel;
-  return generations.swap((id) => serveGeneration(id, config, parts, deps));
 }

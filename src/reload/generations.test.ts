@@ -75,3 +75,14 @@ test('close ends every generation, also those a request still holds', async () =
   await gens.close();
   assert.deepEqual(closed.sort(), ['config-1', 'config-2']);
 });
+
+test('after close, a swap is refused and builds nothing (a reload finishing during shutdown leaves nothing open)', async () => {
+  const { gens } = rig();
+  await gens.close();
+  let built = false;
+  assert.throws(() => gens.swap((id) => {
+    built = true;
+    return `config-${id}`;
+  }), /the server is closing/);
+  assert.equal(built, false);
+});

@@ -27,6 +27,8 @@ export class Generations<T> {
   /** Retired generations being closed (or waiting for their users). */
   readonly #closing = new Set<Promise<void>>();
   readonly #retired = new Set<Entry<T>>();
+  /** Closed: no generation is swapped in any more (a reload finishing during shutdown). */
+  #ended = false;
 
   /** `first(1)` builds generation 1; `close` ends a retired generation (its upstream clients, …) and must not reject. */
   constructor(first: (id: number) => T, close: (value: T) => Promise<void>) {
@@ -66,6 +68,7 @@ export class Generations<T> {
    * Returns the new id. When `build` throws, nothing changes.
    */
   swap(build: (id: number) => T): number {
+    if (this.#ended) throw new Error('the server is closing');
     const old = this.#current;
     this.#current = { id: old.id + 1, value: build(old.id + 1), users: 0, retired: false, closed: false };
     this.#retire(old);
@@ -77,6 +80,7 @@ export class Generations<T> {
    * whatever still holds one will not be answered anyway).
    */
   async close(): Promise<void> {
+    this.#ended = true;
     this.#retire(this.#current);
     for (const entry of [...this.#retired]) this.#end(entry);
     await Promise.all([...this.#closing]);
