@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { CommandError, parseArgs, UsageError } from './cli/args.js';
 import { configCommand } from './cli/config-check.js';
 import type { CliIo } from './cli/io.js';
-import { startServe } from './cli/serve.js';
+import { startServe, type Served } from './cli/serve.js';
 import { verifyCli } from './cli/verify.js';
 import { cacheCommand } from './cli/cache.js';
 import { mirrorCommand } from './cli/mirror.js';
@@ -33,16 +33,24 @@ async function main(argv: string[]): Promise<number> {
   try {
     switch (command) {
       case 'serve': {
-        const a = parseArgs(rest, { values: ['config'], booleans: ['offline', 'help'] });
+        const a = parseArgs(rest, { values: ['config', 'listen', 'log-format'], booleans: ['offline', 'help'] });
         if (a.flags.has('help')) return (io.stdout(SERVE_USAGE), 0);
         if (a.positionals.length > 0) throw new UsageError(`unexpected argument '${a.positionals[0]}'`);
-        const served = await startServe(io, { config: a.flags.get('config') as string | undefined, offline: a.flags.has('offline') });
-        if (typeof served === 'number') return served;
+        const listenFlag = a.flags.get('listen') as string | undefined;
+        const listenEnv = io.env.SIGIL_LISTEN === '' ? undefined : io.env.SIGIL_LISTEN;
+        const listen = listenFlag !== undefined ? { value: listenFlag, from: '--listen' } : listenEnv !== undefined ? { value: listenEnv, from: '$SIGIL_LISTEN' } : undefined;
+        // SIGHUP reloads; until the server is up it is ignored (node's default would end the process).
+        let served: Served | undefined;
+        const onHangup = () => void served?.reload('SIGHUP');
+        process.on('SIGHUP', onHangup);
+        const started = await startServe(io, { config: a.flags.get('config') as string | undefined, offline: a.flags.has('offline'), listen, logFormat: a.flags.get('log-format') as string | undefined });
+        if (typeof started === 'number') return (process.off('SIGHUP', onHangup), started);
+        served = started;
         return await new Promise<number>((resolve) => {
           const onSignal = (sig: string) => {
-            process.off('SIGTERM', onSignal).off('SIGINT', onSignal);
-            served.app.log.info({ signal: sig }, 'shutting down');
-            served.stop().then(resolve, () => resolve(1));
+            process.off('SIGTERM', onSignal).off('SIGINT', onSignal).off('SIGHUP', onHangup);
+            started.app.log.info({ signal: sig }, 'shutting down');
+            started.stop().then(resolve, () => resolve(1));
           };
           process.on('SIGTERM', onSignal).on('SIGINT', onSignal);
         });

@@ -1,4 +1,4 @@
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** All of sigil's Prometheus metrics, on a registry of this app's own (never the global one). */
 export class Metrics {
@@ -16,6 +16,9 @@ export class Metrics {
   readonly staleResponses: Counter<'upstream'>;
   readonly storeDamaged: Counter;
   readonly storeFaults: Counter<'op' | 'code'>;
+  readonly configReloads: Counter<'result'>;
+  readonly configLastReloadSuccess: Gauge;
+  readonly configLastReloadSuccessful: Gauge;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const registry = new Registry();
@@ -99,6 +102,24 @@ export class Metrics {
       name: 'sigil_verdict_cache_total',
       help: 'Verdict cache lookups, by result (hit or miss)',
       labelNames: ['result'],
+      registers: [registry],
+    });
+    this.configReloads = new Counter({
+      name: 'sigil_config_reloads_total',
+      help: 'Config reloads (SIGHUP or a changed file), by result: success, or failure (refused; the running config keeps serving)',
+      labelNames: ['result'],
+      registers: [registry],
+    });
+    // Both results exist from the start, so that rate() and alerts see a first failure.
+    for (const result of ['success', 'failure']) this.configReloads.inc({ result }, 0);
+    this.configLastReloadSuccess = new Gauge({
+      name: 'sigil_config_last_reload_success_timestamp_seconds',
+      help: 'When the config now serving was loaded (at start or by the last successful reload), seconds since the epoch',
+      registers: [registry],
+    });
+    this.configLastReloadSuccessful = new Gauge({
+      name: 'sigil_config_last_reload_successful',
+      help: '1 when the last config load or reload succeeded, 0 when the last reload was refused',
       registers: [registry],
     });
   }

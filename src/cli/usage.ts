@@ -5,7 +5,10 @@
 export const USAGE = `sigil — an OCI registry proxy that only lets signed images through
 
 Usage:
-  sigil serve [--config FILE] [--offline]   run the proxy until SIGTERM/SIGINT
+  sigil serve [--config FILE] [--listen HOST:PORT] [--log-format json|pretty] [--offline]
+                                             run the proxy until SIGTERM/SIGINT; SIGHUP, or a change of a
+                                             file the config names, reloads it (--listen or $SIGIL_LISTEN
+                                             overrides server.listen; logs are JSON unless --log-format pretty)
   sigil verify IMAGE [--config FILE] [--json]
                                              verify IMAGE (host/repo:tag or host/repo@sha256:…) as serve
                                              would; print who signed it, or why not (exit 0 / 1 / 3)
@@ -32,8 +35,11 @@ Exit status: 0 ok (verify: verified); 1 failure (verify: not verified); 2 usage 
 `;
 
 export const SERVE_USAGE = `Usage:
-  sigil serve [--config F] [--offline]
+  sigil serve [--config F] [--listen HOST:PORT] [--log-format json|pretty] [--offline]
                     run the proxy until SIGTERM/SIGINT, then drain the requests in flight;
+                    SIGHUP, or a change of the config or a file it names, reloads the config
+                    --listen (else $SIGIL_LISTEN) overrides server.listen
+                    --log-format pretty prints readable logs (default: JSON lines)
                     --offline serves only from the content store (cache.store) and contacts no upstream
 
 Exit status: 0 clean shutdown; 1 cannot listen, or requests still open 30 s after the signal;

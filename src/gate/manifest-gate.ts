@@ -127,17 +127,19 @@ export class ManifestGate {
 
   /**
    * May a blob be served from the content store? Under enforce only while a manifest that passes
-   * the current policy and trust names it in this repository: one let through in this process
+   * the current policy and trust names it in this repository: one let through by this gate
    * within the verdict lifetime, else one the store records as naming it, judged now (from the
-   * store's own copy and signatures when offline). Other modes: always.
+   * store's own copy and signatures when offline). Other modes: always. `not-stored`: the store
+   * has no record of it for this repository when asked — and must not be read for it after all
+   * (another process, or a gate of an earlier config, may be committing it this very moment).
    */
-  async storedBlobAllowed(upstream: string, repository: string, digest: Digest): Promise<boolean> {
+  async storedBlobAllowed(upstream: string, repository: string, digest: Digest): Promise<boolean | 'not-stored'> {
     const keeper = this.#keeper;
     if (!keeper) return true;
     if (keeper.servesUnnamed(upstream, repository)) return true;
     if (keeper.admittedBy(upstream, repository, digest)) return true;
     const namers = await keeper.blobNamers(upstream, repository, digest);
-    if (namers === null) return true; // not stored for this repository: nothing to serve from the store
+    if (namers === null) return 'not-stored';
     for (const namer of namers) {
       const target = { upstream, repository, reference: namer };
       let ev: Evaluation;

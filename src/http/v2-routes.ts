@@ -33,6 +33,7 @@ function one(q: Query, key: string): string | undefined {
 
 /**
  * The pull side of the OCI Distribution Spec under /v2/; push and delete answer 405.
+ * `depsOf(req)` gives what a request is served with: the config generation it started under.
  *
  * The routes live in one encapsulated plugin whose onRequest hook runs for every request the
  * router matches to one of them, however its target was spelled (`/%762/…`, absolute-form,
@@ -40,10 +41,11 @@ function one(q: Query, key: string): string | undefined {
  * path). The hook runs before any body is read: credentials first, then the 405 for methods
  * that would write. A request that matches no route gets the 404 handler and never a route.
  */
-export function registerV2Routes(app: FastifyInstance, deps: V2Deps): void {
+export function registerV2Routes(app: FastifyInstance, depsOf: (req: FastifyRequest) => V2Deps): void {
   app.register(async (v2) => {
     v2.addHook('onRequest', async (req, reply) => {
-      if (deps.auth) await requireCredentials(deps.auth, req, reply);
+      const { auth } = depsOf(req);
+      if (auth) await requireCredentials(auth, req, reply);
       if (!PULL_METHODS.includes(req.method)) {
         req.sigilRoute = 'push';
         throw unsupported(req.method);
@@ -60,11 +62,11 @@ export function registerV2Routes(app: FastifyInstance, deps: V2Deps): void {
         },
       });
     }
-    registerPullRoutes(v2, deps);
+    registerPullRoutes(v2, depsOf);
   });
 }
 
-function registerPullRoutes(app: FastifyInstance, deps: V2Deps): void {
+function registerPullRoutes(app: FastifyInstance, depsOf: (req: FastifyRequest) => V2Deps): void {
   const base = async (_req: FastifyRequest, reply: FastifyReply) => {
     reply.headers(API_VERSION_HEADER).type('application/json');
     return '{}';
@@ -77,6 +79,7 @@ function registerPullRoutes(app: FastifyInstance, deps: V2Deps): void {
     url: '/v2/*',
     exposeHeadRoute: false,
     handler: async (req, reply) => {
+      const deps = depsOf(req);
       const params = req.params as { '*': string };
       const query = req.query as Query;
       const r = route(deps.config, params['*'], one(query, 'ns'));
@@ -150,7 +153,11 @@ async function blob(req: FastifyRequest, reply: FastifyReply, deps: V2Deps, clie
   const range = req.headers.range;
   // Under enforce a stored blob is served only while a manifest that passes names it here;
   // otherwise it comes from the upstream as it would without a store (offline: refused).
-  const fromStore = await deps.gate.storedBlobAllowed(r.upstream.name, r.repository, digest);
+  const allowed = await deps.gate.storedBlobAllowed(r.upstream.name, r.repository, digest);
+  if (allowed === 'not-stored' && deps.offline) {
+    throw new SigilError({ code: 'BLOB_UNKNOWN', message: `${r.upstream.name}/${r.repository}: blob ${digest} is not in the content store` });
+  }
+  const fromStore = allowed === true;
   if (!fromStore && deps.offline) {
     throw new SigilError({ code: 'POLICY_DENIED', message: `${r.upstream.name}/${r.repository}: blob ${digest} is named by no stored manifest that passes the policy` });
   }

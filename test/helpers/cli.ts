@@ -43,5 +43,34 @@ export function spawnSigil(args: string[], opts: { cwd?: string; env?: Record<st
   p.stderr?.on('data', (d: Buffer) => (out.stderr += d.toString()));
   const exited = new Promise<number | null>((resolve) => p.on('close', (code) => resolve(code)));
   process.once('exit', () => p.kill('SIGKILL'));
-  return { process: p, out, exited };
+  /**
+   * Resolves once stdout holds `count` matches of `pattern` (a global RegExp), with them; rejects
+   * when the process ends first, or after `guardMs` (a guard against a hang, not a timing check).
+   */
+  const stdoutMatches = (pattern: RegExp, count = 1, guardMs = 30_000): Promise<RegExpMatchArray[]> =>
+    new Promise((resolve, reject) => {
+      const found = () => [...out.stdout.matchAll(pattern)];
+      const check = () => {
+        if (found().length < count) return;
+        done();
+        resolve(found());
+      };
+      const onClose = (code: number | null) => {
+        done();
+        reject(new Error(`sigil exited (${code}) before printing ${pattern}\n${out.stdout}\n${out.stderr}`));
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new Error(`no ${pattern} on stdout within ${guardMs} ms\n${out.stdout}\n${out.stderr}`));
+      }, guardMs);
+      const done = () => {
+        clearTimeout(timer);
+        p.stdout?.off('data', check);
+        p.off('close', onClose);
+      };
+      p.stdout?.on('data', check);
+      p.once('close', onClose);
+      check();
+    });
+  return { process: p, out, exited, stdoutMatches };
 }

@@ -1,11 +1,19 @@
 import { request as httpRequest } from 'node:http';
 import { startFaultServer, type FaultServer } from './fault-server.js';
 
+/** A request held before it is forwarded: `arrived` once it came in, `release()` lets it go on. */
+export interface Held {
+  readonly arrived: Promise<void>;
+  release(): void;
+}
+
 export interface Forwarder extends FaultServer {
   /** While down, every request has its connection destroyed (an upstream outage). */
   setDown(down: boolean): void;
   /** Requests seen, as "METHOD /path" without the query. */
   count(method: string, pathPrefix: string): number;
+  /** The next request of `method` whose path starts with `pathPrefix` waits until released (others pass). */
+  hold(method: string, pathPrefix: string): Held;
 }
 
 /**
@@ -15,7 +23,15 @@ export interface Forwarder extends FaultServer {
 export async function startForwarder(targetUrl: string): Promise<Forwarder> {
   const target = new URL(targetUrl);
   let down = false;
-  const server = await startFaultServer((req, res) => {
+  const holds: Array<{ method: string; prefix: string; arrive: () => void; released: Promise<void> }> = [];
+  const server = await startFaultServer(async (req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    const h = holds.findIndex((x) => x.method === req.method && path.startsWith(x.prefix));
+    if (h >= 0) {
+      const [held] = holds.splice(h, 1);
+      held.arrive();
+      await held.released;
+    }
     if (down) {
       res.socket?.destroy();
       return;
@@ -33,5 +49,13 @@ export async function startForwarder(targetUrl: string): Promise<Forwarder> {
       down = d;
     },
     count: (method, pathPrefix) => server.requests.filter((r) => r.method === method && r.url.split('?')[0].startsWith(pathPrefix)).length,
+    hold: (method, prefix) => {
+      let arrive!: () => void;
+      let release!: () => void;
+      const arrived = new Promise<void>((r) => (arrive = r));
+      const released = new Promise<void>((r) => (release = r));
+      holds.push({ method, prefix, arrive, released });
+      return { arrived, release };
+    },
   };
 }

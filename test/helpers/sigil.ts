@@ -7,6 +7,7 @@ import { createLogger } from '../../src/audit/logger.js';
 import { loadConfigFromText } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
 import type { Timeouts } from '../../src/upstream/limits.js';
+import type { ReloadOutcome } from '../../src/reload/reloader.js';
 
 /** A parsed pino record. */
 export type LogRecord = Record<string, unknown> & { level: number; msg?: string };
@@ -22,6 +23,11 @@ export interface SigilHandle {
   readonly hashes: HashPool;
   /** Every log line sigil wrote, parsed. */
   readonly logs: LogRecord[];
+  /**
+   * Reloads as SIGHUP does, from `yamlText` when given (it stays the config text for later
+   * reloads), else from the text last given; compiled as at start (same cwd and env).
+   */
+  reload(yamlText?: string): Promise<ReloadOutcome>;
   stop(): Promise<void>;
 }
 
@@ -48,6 +54,7 @@ export async function startSigil(
   } = {},
 ): Promise<SigilHandle> {
   const config = await compileConfig(yamlText, opts);
+  let text = yamlText;
   const logs: LogRecord[] = [];
   let partial = '';
   const sink = new Writable({
@@ -71,6 +78,7 @@ export async function startSigil(
     now: opts.now,
     staleDeadlineMs: opts.staleDeadlineMs,
     verificationDeadlineMs: opts.verificationDeadlineMs,
+    loadConfig: () => loadConfigFromText(text, { source: 'test.yaml', env: opts.env ?? {}, baseDir: opts.cwd ?? process.cwd() }),
   });
   const app = await buildApp(config, deps);
   await app.listen({ host: '127.0.0.1', port: 0 });
@@ -86,6 +94,10 @@ export async function startSigil(
     metrics: deps.metrics,
     hashes: deps.hashes,
     logs,
+    reload: (next) => {
+      if (next !== undefined) text = next;
+      return app.sigilConfig.reload('test');
+    },
     stop: () => app.close(),
   };
 }

@@ -38,6 +38,8 @@ export interface VerifyEnv {
   push(repo: string, tag: string, opts?: Parameters<typeof pushImage>[3]): Promise<PushedImage>;
   /** Starts sigil with `policies` (YAML list items, indented by 2) and both trust roots. */
   sigil(policiesYaml: string, opts?: SigilOptions): Promise<SigilHandle>;
+  /** The config `sigil()` starts with (for a reload: `handle.reload(env.config(…))`). */
+  config(policiesYaml: string, opts?: Pick<SigilOptions, 'upstreamUrl' | 'extra' | 'trustedRoots'>): string;
   stop(): Promise<void>;
 }
 
@@ -54,6 +56,21 @@ export async function startVerifyEnv(): Promise<VerifyEnv> {
   }
   const sigils: SigilHandle[] = [];
   const target = { url: registry.url };
+  const config = (policiesYaml: string, opts: Pick<SigilOptions, 'upstreamUrl' | 'extra' | 'trustedRoots'> = {}): string =>
+    [
+      'server:',
+      '  listen: 127.0.0.1:0',
+      '  logLevel: info',
+      'upstreams:',
+      `  - name: ${UPSTREAM}`,
+      `    url: ${opts.upstreamUrl ?? registry.url}`,
+      `defaultUpstream: ${UPSTREAM}`,
+      'trust:',
+      `  trustedRoot: [${(opts.trustedRoots ?? ['public-good', sigstore.trustedRootPath]).join(', ')}]`,
+      'policies:',
+      policiesYaml,
+      opts.extra ?? '',
+    ].join('\n');
   return {
     registry,
     target,
@@ -62,22 +79,9 @@ export async function startVerifyEnv(): Promise<VerifyEnv> {
     stranger: generateKey('p256'),
     dir,
     push: (repo, tag, opts) => pushImage(target, repo, tag, opts),
+    config,
     async sigil(policiesYaml, opts = {}) {
-      const yaml = [
-        'server:',
-        '  listen: 127.0.0.1:0',
-        '  logLevel: info',
-        'upstreams:',
-        `  - name: ${UPSTREAM}`,
-        `    url: ${opts.upstreamUrl ?? registry.url}`,
-        `defaultUpstream: ${UPSTREAM}`,
-        'trust:',
-        `  trustedRoot: [${(opts.trustedRoots ?? ['public-good', sigstore.trustedRootPath]).join(', ')}]`,
-        'policies:',
-        policiesYaml,
-        opts.extra ?? '',
-      ].join('\n');
-      const s = await startSigil(yaml, {
+      const s = await startSigil(config(policiesYaml, opts), {
         timeouts: opts.timeouts,
         offline: opts.offline,
         now: opts.now,

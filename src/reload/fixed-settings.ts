@@ -1,0 +1,42 @@
+import type { Config } from '../config/types.js';
+import { deepFreeze } from '../config/compile.js';
+
+/**
+ * The settings a reload cannot change, because they were used once at start: the socket sigil
+ * listens on (`server.listen`, or `--listen`), whether it speaks TLS at all (`server.tls` added or
+ * removed; a changed certificate or key is reloaded), and the content store it opened
+ * (`cache.store`). Everything else of a config is reloaded.
+ */
+export interface Fixed {
+  /** The reloaded config with these settings as the running process has them. */
+  readonly config: Config;
+  /** One line per setting that changed in the file and needs a restart, with the value kept. */
+  readonly restartNeeded: readonly string[];
+}
+
+const address = (l: Config['server']['listen']): string => (l.host.includes(':') ? `[${l.host}]:${l.port}` : `${l.host}:${l.port}`);
+const storeText = (s: Config['cache']['store']): string => (s === undefined ? 'none' : `${s.dir} (maxBytes ${s.maxBytes})`);
+
+/** `next` with the running process's fixed settings, and which of them `next` wanted changed. */
+export function keepFixed(next: Config, running: Config): Fixed {
+  const restartNeeded: string[] = [];
+  const [was, now] = [running.server, next.server];
+  if (was.listen.host !== now.listen.host || was.listen.port !== now.listen.port) {
+    restartNeeded.push(`server.listen: ${address(now.listen)} needs a restart (still listening on ${address(was.listen)})`);
+  }
+  if ((was.tls === undefined) !== (now.tls === undefined)) {
+    restartNeeded.push(`server.tls: ${now.tls ? 'turning TLS on' : 'turning TLS off'} needs a restart (still serving ${was.tls ? 'HTTPS with the running certificate' : 'plain HTTP'})`);
+  }
+  const [s0, s1] = [running.cache.store, next.cache.store];
+  if (s0?.dir !== s1?.dir || s0?.maxBytes !== s1?.maxBytes) {
+    restartNeeded.push(`cache.store: ${storeText(s1)} needs a restart (still using ${storeText(s0)})`);
+  }
+  if (restartNeeded.length === 0) return { config: next, restartNeeded };
+  const tls = (was.tls === undefined) === (now.tls === undefined) ? now.tls : was.tls;
+  const config: Config = {
+    ...next,
+    server: { ...now, listen: was.listen, tls },
+    cache: { ...next.cache, store: s0 },
+  };
+  return { config: deepFreeze(config), restartNeeded };
+}

@@ -1,0 +1,168 @@
+import { createHash } from 'node:crypto';
+import { watch, type FSWatcher } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import type { Logger } from 'pino';
+
+/**
+ * How long after the first change in a watched directory the files are compared, and how long a
+ * changed content must then stay the same before it counts. An editor saves in steps (a temp
+ * file, a rename, a chmod), `kubectl` updates a ConfigMap or Secret by swapping a symlink, a
+ * certificate and its key are written one after the other, and a file copied in place is
+ * readable half-written: a half-written config can be valid YAML that lists fewer policies.
+ * One reload after the burst, from contents that held still for this long.
+ */
+export const RELOAD_DEBOUNCE_MS = 500;
+
+/** The debounce's timer (tests fire it by hand). */
+export interface DebounceTimer {
+  set(fn: () => void, ms: number): unknown;
+  clear(handle: unknown): void;
+}
+
+const realTimer: DebounceTimer = {
+  set: (fn, ms) => setTimeout(fn, ms).unref(),
+  clear: (h) => clearTimeout(h as NodeJS.Timeout),
+};
+
+/**
+ * Watches the files a config names and says which changed. It watches their directories, not
+ * the files: an editor that saves by writing a new file and renaming it over the old one, and
+ * Kubernetes, which mounts a ConfigMap or Secret as symlinks through `..data` and updates them by
+ * renaming a new `..data` into place, change the directory entry and leave a watch on the old
+ * file (inode) blind. Any event in such a directory schedules one comparison of the files'
+ * contents (through symlinks) with what was last seen; only a changed content counts, so an
+ * unrelated file in the same directory, or a file saved unchanged, reloads nothing; and it
+ * counts once a second look, RELOAD_DEBOUNCE_MS later, finds the same content.
+ */
+export class FileWatcher {
+  readonly #onChange: (changed: string[]) => void;
+  readonly #log: Logger;
+  readonly #debounceMs: number;
+  readonly #timer: DebounceTimer;
+  /** file → sha256 of its content, or the error reading it (a missing file is a state too). */
+  readonly #seen = new Map<string, string>();
+  /** file → a changed content seen once, waiting for a second look to find it again. */
+  readonly #settling = new Map<string, string>();
+  readonly #dirs = new Map<string, FSWatcher>();
+  #scheduled: unknown = undefined;
+  #checking: Promise<string[]> = Promise.resolve([]);
+  #closed = false;
+
+  constructor(opts: { onChange: (changed: string[]) => void; logger: Logger; debounceMs?: number; timer?: DebounceTimer }) {
+    this.#onChange = opts.onChange;
+    this.#log = opts.logger;
+    this.#debounceMs = opts.debounceMs ?? RELOAD_DEBOUNCE_MS;
+    this.#timer = opts.timer ?? realTimer;
+  }
+
+  /**
+   * From now on, watches these files (and no others). Files watched already keep what was last
+   * seen of them, so a change made while a reload was reading them is still seen as one; new
+   * files are read now.
+   */
+  async watch(files: readonly string[]): Promise<void> {
+    if (this.#closed) return;
+    const wanted = new Set(files);
+    for (const f of [...this.#seen.keys()]) {
+      if (!wanted.has(f)) {
+        this.#seen.delete(f);
+        this.#settling.delete(f);
+      }
+    }
+    for (const f of wanted) if (!this.#seen.has(f)) this.#seen.set(f, await contentOf(f));
+    const dirs = new Set([...wanted].map((f) => dirname(f)));
+    for (const [dir, w] of this.#dirs) {
+      if (!dirs.has(dir)) {
+        w.close();
+        this.#dirs.delete(dir);
+      }
+    }
+    for (const dir of dirs) if (!this.#dirs.has(dir)) this.#watchDir(dir);
+  }
+
+  /**
+   * Compares every watched file with what was last seen; calls onChange with those whose new
+   * content this look found as the previous look did (a first sighting schedules another look).
+   */
+  check(): Promise<string[]> {
+    this.#checking = this.#checking.then(async () => {
+      const changed: string[] = [];
+      let settling = false;
+      for (const [file, before] of this.#seen) {
+        const now = await contentOf(file);
+        if (!this.#seen.has(file)) continue; // no longer watched
+        if (now === before) {
+          this.#settling.delete(file);
+        } else if (this.#settling.get(file) === now) {
+          this.#settling.delete(file);
+          this.#seen.set(file, now);
+          changed.push(file);
+        } else {
+          this.#settling.set(file, now);
+          settling = true;
+        }
+      }
+      if (settling) this.#schedule(); // the second look
+      if (changed.length > 0 && !this.#closed) {
+        try {
+          this.#onChange(changed);
+        } catch (err) {
+          this.#log.error({ err: String(err) }, 'config: reacting to changed files failed');
+        }
+      }
+      return changed;
+    });
+    return this.#checking;
+  }
+
+  /** The comparison the last event led to, once it is done (tests: what it found). */
+  get settled(): Promise<string[]> {
+    return this.#checking;
+  }
+
+  /** The directories watched now. */
+  get directories(): string[] {
+    return [...this.#dirs.keys()];
+  }
+
+  close(): void {
+    this.#closed = true;
+    if (this.#scheduled !== undefined) this.#timer.clear(this.#scheduled);
+    for (const w of this.#dirs.values()) w.close();
+    this.#dirs.clear();
+  }
+
+  #watchDir(dir: string): void {
+    let w: FSWatcher;
+    try {
+      // persistent: false, so that watching never keeps a stopping process alive.
+      w = watch(dir, { persistent: false }, () => this.#schedule());
+    } catch (err) {
+      this.#log.warn({ dir, err: (err as Error).message }, 'config: cannot watch this directory; changes of the files in it need SIGHUP');
+      return;
+    }
+    w.on('error', (err) => {
+      this.#log.warn({ dir, err: err.message }, 'config: watching this directory failed; watched again after the next reload, SIGHUP until then');
+      w.close();
+      if (this.#dirs.get(dir) === w) this.#dirs.delete(dir);
+    });
+    this.#dirs.set(dir, w);
+  }
+
+  #schedule(): void {
+    if (this.#scheduled !== undefined || this.#closed) return;
+    this.#scheduled = this.#timer.set(() => {
+      this.#scheduled = undefined;
+      void this.check();
+    }, this.#debounceMs);
+  }
+}
+
+async function contentOf(file: string): Promise<string> {
+  try {
+    return createHash('sha256').update(await readFile(file)).digest('hex');
+  } catch (err) {
+    return `unreadable: ${(err as NodeJS.ErrnoException).code ?? String(err)}`;
+  }
+}
