@@ -3,7 +3,7 @@ import { formatProblems, loadConfig } from '../config/load.js';
 import type { Config } from '../config/types.js';
 import { isSigilError } from '../errors.js';
 import { ManifestGate } from '../gate/manifest-gate.js';
-import { decide } from '../policy/decide.js';
+import { decide, quorumReasons } from '../policy/decide.js';
 import type { Evaluation } from '../policy/evaluation.js';
 import { resolveImageName, splitReference } from '../oci/image-name.js';
 import { isReference } from '../oci/reference.js';
@@ -96,11 +96,13 @@ function report(ref: ImageRef, ev: Evaluation) {
 function text(ref: ImageRef, ev: Evaluation): string {
   const r = report(ref, ev);
   const head = `${r.image}@${r.digest} (${ref.reference})`;
-  if (r.verified) return `verified: ${head}\n  policy: ${r.policy}\n  signer: ${r.signer}${r.viaIndex ? `\n  via index: ${r.viaIndex}` : ''}\n`;
+  const quorum = ev.outcome?.kind === 'verified' || ev.outcome?.kind === 'invalid' ? ev.outcome.quorum : undefined;
+  const counted = quorum ? quorumReasons(quorum).map((q) => `\n  ${q}`).join('') : '';
+  if (r.verified) return `verified: ${head}\n  policy: ${r.policy}\n  signer: ${r.signer}${r.viaIndex ? `\n  via index: ${r.viaIndex}` : ''}${counted}\n`;
   const lines = [`NOT verified: ${head}`];
   const d = decide(ev.policy, ev);
   if (d.verification === 'skipped') lines.push(`  ${ev.basis === 'signature-artifact' ? 'this is ' : ''}${d.because}`);
-  else lines.push(`  policy: ${r.policy} (${r.mode})`, `  outcome: ${r.outcome}${r.cause ? `: ${r.cause}` : ''}`);
+  else lines.push(`  policy: ${r.policy} (${r.mode})`, `  outcome: ${r.outcome}${r.cause ? `: ${r.cause}` : ''}${counted}`);
   if (r.outcome === 'unsigned') lines.push('  no signature found');
   for (const s of r.signatures) lines.push(`  ${s.source}: ${s.ok ? `verified by ${s.signer}` : s.reason}`);
   return `${lines.join('\n')}\n`;
