@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import type { Digest } from '../oci/digest.js';
 import { verifyCandidates } from './candidates.js';
+import { RFC3161_TIMESTAMPS_MAX } from './limits.js';
 import { loadTrust, type TrustBundle } from './trust.js';
 import type { CandidateSignature, Outcome } from './types.js';
 import type { PrivateSigstore } from '../../test/helpers/private-sigstore.js';
@@ -84,6 +85,14 @@ describe('cosign v3 bundles with a Rekor v2 entry: the signing time comes from t
   test('a timestamp outside the certificate\'s validity: denied, with both times', () => {
     const reason = onlyReason(verifyCandidates([bundle(alice(2 * HOUR_MS), { rekorV2: { log, kind: 'dsse' }, timestamp: tsa })], { digest }, alicePolicy, full));
     assert.match(reason, /^the certificate \(valid \S+Z to \S+Z\) is not valid at the time of its RFC 3161 timestamp, \S+Z$/);
+  });
+
+  test('more timestamps than RFC3161_TIMESTAMPS_MAX: refused before any is checked', () => {
+    const json = JSON.parse(bundleFor(alice(), digest, { rekorV2: { log, kind: 'dsse' }, timestamp: tsa }).toString()) as { verificationMaterial: { timestampVerificationData: { rfc3161Timestamps: unknown[] } } };
+    const stamps = json.verificationMaterial.timestampVerificationData.rfc3161Timestamps;
+    json.verificationMaterial.timestampVerificationData.rfc3161Timestamps = Array.from({ length: RFC3161_TIMESTAMPS_MAX + 1 }, () => stamps[0]);
+    const reason = onlyReason(verifyCandidates([{ format: 'bundle', source: 'referrer 0', bundle: Buffer.from(JSON.stringify(json)) }], { digest }, alicePolicy, full));
+    assert.equal(reason, `${RFC3161_TIMESTAMPS_MAX + 1} RFC 3161 timestamps exceed RFC3161_TIMESTAMPS_MAX (${RFC3161_TIMESTAMPS_MAX})`);
   });
 
   test('a key-signed bundle with a Rekor v2 entry: verified under tlog: require', () => {
