@@ -149,7 +149,10 @@ function issues(profile: CaProfile, leaf: X509Certificate): boolean {
  * timestamp, fails with a TypeError; the stand-in entry only feeds `now` to
  * the chain check (it is in `timestamps`, not in `tlogEntries`, so no log
  * verification is skipped), and if sigstore-js ever verified such stand-ins
- * the check would fail, not pass. Throws an Error with the reason.
+ * the check would fail, not pass. A profile that requires a log requires a
+ * verified time too (a SET or an RFC 3161 timestamp): a Rekor v2 entry alone
+ * gives none. RFC 3161 timestamps and the certificate's validity at their time
+ * are checked first, for their reasons. Throws an Error with the reason.
  */
 export function verifyCertificateEntity(entity: SignedEntity, trust: TrustBundle, now: Date): void {
   if (entity.key.$case !== 'certificate') throw new TypeError('verifyCertificateEntity needs a certificate-signed entity');
