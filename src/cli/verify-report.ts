@@ -1,5 +1,5 @@
 import { INDEX_MEDIA_TYPES } from '../oci/media-types.js';
-import { decide } from '../policy/decide.js';
+import { decide, quorumReasons } from '../policy/decide.js';
 import type { Evaluation } from '../policy/evaluation.js';
 import { signerHeader, type Outcome } from '../verify/types.js';
 
@@ -49,16 +49,20 @@ export function text(ref: ImageRef, c: Checked): string {
   const { ev } = c;
   const r = report(ref, c);
   const head = `${r.image}@${r.digest} (${r.reference})`;
+  // a threshold policy: which authorities verified, by which signers (policy/decide.ts)
+  const quorum = ev.outcome?.kind === 'verified' || ev.outcome?.kind === 'invalid' ? ev.outcome.quorum : undefined;
+  const counted = quorum ? quorumReasons(quorum).map((q) => `  ${q}`) : [];
   if (r.verified) {
     const lines = [`verified: ${head}`, `  policy: ${r.policy}`, `  signer: ${r.signer}`];
     if (r.viaIndex) lines.push(`  via index: ${r.viaIndex}${ref.indexTag !== undefined ? ` (${ref.indexTag})` : ''}`);
+    lines.push(...counted);
     if (c.own !== undefined) lines.push(`  this platform manifest has no valid signature of its own (${c.own.kind}): it passes as a child of the verified index that lists it`);
     return `${lines.join('\n')}\n`;
   }
   const lines = [`NOT verified: ${head}`];
   const d = decide(ev.policy, ev);
   if (d.verification === 'skipped') lines.push(`  ${ev.basis === 'signature-artifact' ? 'this is ' : ''}${d.because}`);
-  else lines.push(`  policy: ${r.policy} (${r.mode})`, `  outcome: ${r.outcome}${r.cause ? `: ${r.cause}` : ''}`);
+  else lines.push(`  policy: ${r.policy} (${r.mode})`, `  outcome: ${r.outcome}${r.cause ? `: ${r.cause}` : ''}`, ...counted);
   if (r.outcome === 'unsigned') lines.push('  no signature found');
   for (const s of r.signatures) lines.push(`  ${s.source}: ${s.ok ? `verified by ${s.signer}` : s.reason}`);
   if (c.indexNote !== undefined) lines.push(`  ${c.indexNote}`);

@@ -9,7 +9,7 @@ import { createHash, createPrivateKey, createPublicKey, X509Certificate, type Ke
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { AuthoritySpec, ConfigSpec, PolicySpec } from './schema.js';
-import { DEFAULT_TRUSTED_ROOT, join } from './schema.js';
+import { DEFAULT_THRESHOLD, DEFAULT_TRUSTED_ROOT, join } from './schema.js';
 import { compileGlob } from './glob.js';
 import type { Authority, Config, ConfigProblem, Policy, ServerConfig, UpstreamConfig } from './types.js';
 
@@ -91,8 +91,33 @@ function canonicalJson(v: unknown): string {
 export function policyFingerprint(p: Omit<Policy, 'fingerprint' | 'name' | 'matchers'>): string {
   const authorities = p.authorities.map((a) =>
     a.kind === 'key' ? { kind: a.kind, pem: a.pem, tlog: a.tlog } : { kind: a.kind, issuer: a.issuer.source, subject: a.subject.source });
-  const content = { match: p.match, mode: p.mode, signatureRepository: p.signatureRepository ?? null, authorities, annotations: p.annotations, predicateTypes: p.predicateTypes };
+  const content = {
+    match: p.match, mode: p.mode, signatureRepository: p.signatureRepository ?? null, authorities, annotations: p.annotations, predicateTypes: p.predicateTypes,
+    // Left out at its default, so that the fingerprints (and stored verdicts) of policies without one stay as they were.
+    ...(p.threshold !== undefined && p.threshold !== DEFAULT_THRESHOLD ? { threshold: p.threshold } : {}),
+  };
   return createHash('sha256').update(canonicalJson(content)).digest('hex');
+}
+
+/** What makes two authorities the same one: the same key, or the same identity patterns. */
+function authorityIdentity(a: Authority): string {
+  return a.kind === 'key' ? `key\n${a.pem}` : `keyless\n${a.issuer.source}\n${a.subject.source}`;
+}
+
+/** A threshold counts distinct authorities: listing one twice cannot make up the number. */
+function thresholdProblem(s: PolicySpec, authorities: readonly Authority[]): string | undefined {
+  // Past the number listed is the schema's error; a key that did not compile has its own.
+  if (s.threshold <= 1 || s.threshold > authorities.length || authorities.length !== s.authorities.length) return undefined;
+  const first = new Map<string, number>();
+  const same: string[] = [];
+  authorities.forEach((a, i) => {
+    const id = authorityIdentity(a);
+    const j = first.get(id);
+    if (j === undefined) first.set(id, i);
+    else same.push(`authorities[${j}] and [${i}]`);
+  });
+  if (first.size >= s.threshold) return undefined;
+  return `${s.threshold} distinct authorities must verify, but ${same.join(', ')} are the same (${first.size} distinct)`;
 }
 
 function keyTypeProblem(key: KeyObject): string | undefined {
@@ -134,7 +159,9 @@ async function compilePolicy(p: Problems, s: PolicySpec, baseDir: string): Promi
     const compiled = a.kind === 'key' ? await compileKey(p, a, baseDir) : { kind: a.kind, issuer: a.issuer, subject: a.subject, issuerText: a.issuerText, subjectText: a.subjectText };
     if (compiled !== undefined) authorities.push(compiled);
   }
-  const body = { match: s.match, mode: s.mode, signatureRepository: s.signatureRepository, authorities, annotations: s.annotations, predicateTypes: s.predicateTypes };
+  const why = thresholdProblem(s, authorities);
+  if (why !== undefined) p.error(join(s.at, 'threshold'), why);
+  const body = { match: s.match, mode: s.mode, signatureRepository: s.signatureRepository, authorities, annotations: s.annotations, predicateTypes: s.predicateTypes, threshold: s.threshold };
   return { name: s.name, ...body, matchers: s.match.map(compileGlob), fingerprint: policyFingerprint(body) };
 }
 

@@ -88,6 +88,7 @@ describe('the example config (sigil.example.yaml)', () => {
     assert.ok(keyless.subject.test('https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main'));
     assert.deepEqual(acme.annotations, { env: 'prod' });
     assert.deepEqual(acme.predicateTypes, ['https://sigstore.dev/cosign/sign/v1']);
+    assert.equal(acme.threshold, 1);
     assert.equal(rest.mode, 'warn');
     assert.match(acme.fingerprint, /^[0-9a-f]{64}$/);
     assert.notEqual(acme.fingerprint, rest.fingerprint);
@@ -295,6 +296,20 @@ describe('schema rules', () => {
     await rejects(auth({ keyless: { issuer: 5, subject: 's' } }), 'policies[0].authorities[0].keyless.issuer', /must be a string/);
     await rejects(auth({ keyless: { issuerRegExp: '^(x$', subject: 's' } }), 'policies[0].authorities[0].keyless.issuerRegExp', /invalid regular expression/);
   });
+  test('threshold: a positive integer, at most the number of distinct authorities (default 1)', async () => {
+    const two = [{ keyless: { issuer: 'https://issuer.example', subject: 'alice@example.com' } }, { key: 'config/keys/acme.pub' }];
+    await rejects(patched((d) => { d.policies[0].threshold = 0; }), 'policies[0].threshold', /must be a positive integer, got the number 0/);
+    await rejects(patched((d) => { d.policies[0].threshold = 1.5; }), 'policies[0].threshold', /must be a positive integer/);
+    await rejects(patched((d) => { d.policies[0].threshold = '2'; }), 'policies[0].threshold', /must be a positive integer, got the string "2"/);
+    await rejects(patched((d) => { d.policies[0].threshold = 2; }), 'policies[0].threshold', /^2 distinct authorities must verify, but the policy lists 1$/);
+    await rejects(patched((d) => { d.policies[0].threshold = 2; d.policies[0].authorities = [{ key: p256Pem }, { key: 'config/keys/acme.pub' }]; }), 'policies[0].threshold',
+      /^2 distinct authorities must verify, but authorities\[0\] and \[1\] are the same \(1 distinct\)$/);
+    await rejects(patched((d) => { d.policies[0].threshold = 2; d.policies[0].authorities = [two[0], { keyless: { issuerRegExp: '^https://issuer\\.example$', subject: 'alice@example.com' } }]; }),
+      'policies[0].threshold', /are the same \(1 distinct\)/);
+    const c = okConfig(await load(patched((d) => { d.policies[0].threshold = 2; d.policies[0].authorities = two; })));
+    assert.equal(c.policies[0].threshold, 2);
+    assert.equal(okConfig(await load(BASE)).policies[0].threshold, 1);
+  });
   test('an unanchored regexp is a warning that names the risk', async () => {
     const r = await load(patched((d) => { d.policies[0].authorities = [{ keyless: { issuer: 'i', subjectRegExp: 'https://github\\.com/acme/.+' } }]; }));
     const c = okConfig(r);
@@ -378,6 +393,9 @@ describe('compiled config', () => {
       (d: Doc) => { d.policies[0].authorities = [{ key: p256Pem }]; }]) {
       assert.notEqual(await fp(change), base);
     }
+    assert.equal(await fp((d) => { d.policies[0].threshold = 1; }), base, 'the default threshold written out');
+    const two = (d: Doc): void => { d.policies[0].authorities.push({ key: p256Pem }); };
+    assert.notEqual(await fp((d) => { two(d); d.policies[0].threshold = 2; }), await fp(two), 'a threshold changes the verdicts');
   });
   test('is deep-frozen, URLs and maps included, and its RegExps still work', async () => {
     const text = (await readFile(new URL('sigil.example.yaml', FIXTURES), 'utf8')).replaceAll('/etc/sigil/', `${tmp}/etc/sigil/`);

@@ -23,6 +23,8 @@ export const DEFAULT_TRUSTED_ROOT = 'public-good';
 export const DEFAULT_VERIFICATION_MAX_ENTRIES = 10_000;
 /** Re-check verified results every 10 minutes so a revoked key stops passing soon. */
 export const DEFAULT_VERIFICATION_TTL_MS = 10 * 60_000;
+/** Without `threshold`, any one authority that verifies is enough. */
+export const DEFAULT_THRESHOLD = 1;
 /** Policies with no `mode` fail closed. */
 export const DEFAULT_MODE: Mode = 'enforce';
 /** How long a tag → digest answer is reused before the upstream is asked again (a HEAD). */
@@ -40,8 +42,8 @@ export type AuthoritySpec =
   | { kind: 'key'; at: string; key: string; tlog: TlogMode }
   | { kind: 'keyless'; at: string; issuer: RegExp; subject: RegExp; issuerText: string; subjectText: string };
 export interface PolicySpec {
-  name: string; match: string[]; mode: Mode; signatureRepository?: string;
-  authorities: AuthoritySpec[]; annotations: Record<string, string>; predicateTypes: string[];
+  at: string; name: string; match: string[]; mode: Mode; signatureRepository?: string;
+  authorities: AuthoritySpec[]; annotations: Record<string, string>; predicateTypes: string[]; threshold: number;
 }
 export interface UpstreamSpec {
   at: string; name: string; aliases: string[]; url: string; credentials?: { username: string; password: string };
@@ -251,7 +253,7 @@ function routingNames(c: Checker, upRaw: readonly unknown[]): Map<string, string
 
 /** `upstreamNames`: every routing name → its upstream's name (routingNames). */
 function checkPolicy(c: Checker, raw: unknown, at: string, upstreamNames: ReadonlyMap<string, string>): PolicySpec | undefined {
-  const p = c.map(raw, at, ['name', 'match', 'mode', 'signatureRepository', 'authorities', 'annotations', 'predicateTypes'], true);
+  const p = c.map(raw, at, ['name', 'match', 'mode', 'signatureRepository', 'authorities', 'annotations', 'predicateTypes', 'threshold'], true);
   if (p === undefined) return undefined;
   const name = c.str(p.name, join(at, 'name'), true);
   const matchRaw = typeof p.match === 'string' ? [p.match] : c.list(p.match, join(at, 'match'));
@@ -288,8 +290,12 @@ function checkPolicy(c: Checker, raw: unknown, at: string, upstreamNames: Readon
   const ptRaw = c.list(p.predicateTypes, join(at, 'predicateTypes'));
   if (ptRaw !== undefined && ptRaw.length === 0) c.error(join(at, 'predicateTypes'), 'must list at least one predicate type (omit it for the default)');
   const predicateTypes = (ptRaw ?? [...DEFAULT_PREDICATE_TYPES]).map((t, i) => c.str(t, join(join(at, 'predicateTypes'), i), true) ?? '');
+  const threshold = c.positiveInt(p.threshold, join(at, 'threshold'), DEFAULT_THRESHOLD);
+  if (threshold > authRaw.length && (authRaw.length > 0 || p.threshold !== undefined)) {
+    c.error(join(at, 'threshold'), `${threshold} distinct authorities must verify, but the policy lists ${authRaw.length}`);
+  }
   if (name === undefined) return undefined;
-  return { name, match, mode, signatureRepository, authorities, annotations, predicateTypes };
+  return { at, name, match, mode, signatureRepository, authorities, annotations, predicateTypes, threshold };
 }
 
 /** Validates a parsed config tree; see the file comment. */

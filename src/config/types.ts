@@ -79,6 +79,11 @@ export interface Policy {
   readonly authorities: readonly Authority[];
   readonly annotations: Readonly<Record<string, string>>;
   readonly predicateTypes: readonly string[];
+  /**
+   * How many distinct authorities must verify, each by a signature of a distinct signer (N-of-M,
+   * e.g. two-person release signing). Absent: 1, any one authority.
+   */
+  readonly threshold?: number;
   /** sha256 over the policy's canonical JSON: part of verdict cache keys. */
   readonly fingerprint: string;
 }

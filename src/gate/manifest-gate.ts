@@ -179,7 +179,7 @@ export class ManifestGate {
       index: ev.index,
       cached: ev.cached,
       ms,
-      reasons: ev.outcome && d.verification === 'unverified' ? d.reasons : undefined,
+      reasons: ev.outcome && (d.verification === 'unverified' || d.reasons.length > 0) ? d.reasons : undefined,
       notArtifact: ev.notArtifact,
     };
     if (d.action === 'deny') {

@@ -168,3 +168,58 @@ describe('admitsUnnamedBlob: a blob no passing manifest named is stored only out
     assert.equal(admitsUnnamedBlob(undefined), true);
   });
 });
+
+describe('decide: a threshold policy names which authorities verified and which did not', () => {
+  const alice = { kind: 'keyless', subject: 'alice@acme.test', issuer: 'https://idp' } as const;
+  const key = { kind: 'key', keyId: 'sha256:bb' } as const;
+  const quorum = (met: number) => ({
+    threshold: 2,
+    met: [
+      { authority: 'authority 0 (keyless alice@acme.test (issuer https://idp))', signer: alice, source: 'referrer sha256:11' },
+      { authority: 'authority 1 (key sha256:bb)', signer: key, source: 'sha256-ab.sig layer 1' },
+    ].slice(0, met),
+    unmet: [
+      ...(met < 2 ? [{ authority: 'authority 1 (key sha256:bb)', why: 'no signature verified' }] : []),
+      { authority: 'authority 2 (key sha256:cc)', why: 'no signature verified' },
+    ],
+  });
+
+  test('verified: every credited signer in Sigil-Signer, one reason line per authority', () => {
+    const d = decide(policy('enforce'), judged('signature', { kind: 'verified', signer: alice, checks: [passed], quorum: quorum(2) }));
+    assert.equal(d.action, 'allow');
+    assert.equal(d.signer, 'alice@acme.test (issuer https://idp), sha256:bb');
+    assert.deepEqual(d.reasons, [
+      'threshold 2 met: 2 authorities verified by distinct signers',
+      'authority 0 (keyless alice@acme.test (issuer https://idp)): verified, signer alice@acme.test (issuer https://idp) (referrer sha256:11)',
+      'authority 1 (key sha256:bb): verified, signer sha256:bb (sha256-ab.sig layer 1)',
+      'authority 2 (key sha256:cc): not verified: no signature verified',
+    ]);
+  });
+
+  test('not met: denied with the count in the wording, the authorities in the reasons and the detail', () => {
+    const d = decide(policy('enforce'), judged('signature', { kind: 'invalid', checks: [passed, failed], quorum: quorum(1) }));
+    assert.equal(d.action, 'deny');
+    assert.equal(d.wording, 'threshold not met: 1 of 2 required authorities verified by distinct signers: 2 signature(s) found (policy p)');
+    assert.equal(
+      d.because,
+      'threshold not met: 1 of 2 required authorities verified by distinct signers (2 signature(s) found; verified: authority 0 (keyless alice@acme.test (issuer https://idp))) (policy p, enforce)',
+    );
+    assert.deepEqual(d.reasons, [
+      'threshold 2 not met: 1 authority verified by distinct signers',
+      'authority 0 (keyless alice@acme.test (issuer https://idp)): verified, signer alice@acme.test (issuer https://idp) (referrer sha256:11)',
+      'authority 1 (key sha256:bb): not verified: no signature verified',
+      'authority 2 (key sha256:cc): not verified: no signature verified',
+      'sha256-ab.sig layer 0: signature does not verify',
+    ]);
+    assert.deepEqual(d.denial?.threshold, {
+      required: 2,
+      verified: ['authority 0 (keyless alice@acme.test (issuer https://idp))'],
+      notVerified: ['authority 1 (key sha256:bb)', 'authority 2 (key sha256:cc)'],
+    });
+  });
+
+  test('warn: the Warning text carries the count', () => {
+    const d = decide(policy('warn'), judged('signature', { kind: 'invalid', checks: [failed], quorum: quorum(0) }));
+    assert.equal(d.warning, 'sigil: threshold not met: 0 of 2 required authorities verified by distinct signers: 1 signature(s) found (policy p)');
+  });
+});

@@ -1,6 +1,6 @@
 import type { Policy } from '../config/types.js';
 import type { FetchedManifest } from '../oci/registry.js';
-import { signerHeader, type Outcome, type SignatureCheck } from '../verify/types.js';
+import { signerHeader, type Outcome, type Quorum, type SignatureCheck } from '../verify/types.js';
 import type { Evaluation, Verification } from './evaluation.js';
 
 /**
@@ -55,7 +55,7 @@ export function decide(policy: Policy | undefined, judged: JudgedManifest): Deci
     case 'signature':
     case 'index': {
       const o = judged.outcome;
-      if (o?.kind === 'verified') return { action: 'allow', verification: 'verified', signer: signerHeader(o.signer), reasons: [] };
+      if (o?.kind === 'verified') return { action: 'allow', verification: 'verified', signer: signersOf(o), reasons: o.quorum ? quorumReasons(o.quorum) : [] };
       const wording = `${summary(o)} (policy ${policy?.name})`;
       const unverified = { verification: 'unverified' as const, because: `${describe(o)} (policy ${policy?.name}, ${policy?.mode})`, reasons: o ? reasonsOf(o) : [], wording };
       if (policy?.mode !== 'enforce') return { ...unverified, action: 'warn', warning: `sigil: ${wording}` };
@@ -83,10 +83,11 @@ function summary(o: Outcome | undefined): string {
     case undefined:
       return 'not verified';
     case 'verified':
-      return `verified (${signerHeader(o.signer)})`;
+      return `verified (${signersOf(o)})`;
     case 'unsigned':
       return 'no signature found';
     case 'invalid':
+      if (o.quorum) return `${quorumShort(o.quorum)}: ${o.checks.length} signature(s) found`;
       return `no valid signature: ${o.checks.length} signature(s) found, none verified`;
     case 'indeterminate':
       return `could not verify: ${o.cause}`;
@@ -103,6 +104,7 @@ function describe(o: Outcome | undefined): string {
     case 'unsigned':
       return 'no signature found';
     case 'invalid': {
+      if (o.quorum) return `${quorumShort(o.quorum)} (${o.checks.length} signature(s) found${o.quorum.met.length > 0 ? `; verified: ${o.quorum.met.map((m) => m.authority).join(', ')}` : ''})`;
       const first = o.checks.find((c) => !c.ok);
       return `no valid signature (${o.checks.length} found${first && !first.ok ? `; ${first.source}: ${first.reason}` : ''})`;
     }
@@ -111,9 +113,29 @@ function describe(o: Outcome | undefined): string {
   }
 }
 
+/** The Sigil-Signer text: the signer, or every signer a threshold credited, in policy order. */
+function signersOf(o: Extract<Outcome, { kind: 'verified' }>): string {
+  return o.quorum ? o.quorum.met.map((m) => signerHeader(m.signer)).join(', ') : signerHeader(o.signer);
+}
+
+/** A threshold that was not met, in a few words. */
+function quorumShort(q: Quorum): string {
+  return `threshold not met: ${q.met.length} of ${q.threshold} required authorities verified by distinct signers`;
+}
+
+/** A threshold's count, then one line per authority: who verified it where, or why not. */
+export function quorumReasons(q: Quorum): string[] {
+  return [
+    `threshold ${q.threshold} ${q.met.length >= q.threshold ? 'met' : 'not met'}: ${q.met.length} ${q.met.length === 1 ? 'authority' : 'authorities'} verified by distinct signers`,
+    ...q.met.map((m) => `${m.authority}: verified, signer ${signerHeader(m.signer)} (${m.source})`),
+    ...q.unmet.map((u) => `${u.authority}: not verified: ${u.why}`),
+  ];
+}
+
 function reasonsOf(o: Outcome): string[] {
   const r = o.checks.flatMap((c) => (c.ok ? [] : [`${c.source}: ${c.reason}`]));
-  return o.kind === 'indeterminate' ? [o.cause, ...r] : r;
+  if (o.kind === 'indeterminate') return [o.cause, ...r];
+  return o.kind === 'invalid' && o.quorum ? [...quorumReasons(o.quorum), ...r] : r;
 }
 
 function denialDetail(policy: Policy, o: Outcome | undefined, digest: string): Record<string, unknown> {
@@ -123,6 +145,9 @@ function denialDetail(policy: Policy, o: Outcome | undefined, digest: string): R
     outcome: o?.kind,
     signatures: o ? o.checks.map(checkDetail) : [],
     ...(o?.kind === 'indeterminate' ? { cause: o.cause } : {}),
+    ...(o?.kind === 'invalid' && o.quorum
+      ? { threshold: { required: o.quorum.threshold, verified: o.quorum.met.map((m) => m.authority), notVerified: o.quorum.unmet.map((u) => u.authority) } }
+      : {}),
   };
 }
 

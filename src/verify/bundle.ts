@@ -12,7 +12,7 @@ import type { Authority, Policy } from '../config/types.js';
 import { statementBindingProblem } from './binding.js';
 import { certificateIdentity, matchIdentity } from './identity.js';
 import type { PublicKey } from './key-signature.js';
-import { BUNDLE_MAX_BYTES, CERT_CHAIN_MAX_LENGTH } from './limits.js';
+import { BUNDLE_MAX_BYTES, CERT_CHAIN_MAX_LENGTH, RFC3161_TIMESTAMPS_MAX } from './limits.js';
 import { requireSignatureBy } from './precheck.js';
 import { dsseSignatureContent, verifyCertificateEntity, verifyKeyEntity } from './sigstore-run.js';
 import type { TrustBundle } from './trust.js';
@@ -60,6 +60,8 @@ export function prepareBundle(c: BundleCandidate, subject: Subject, policy: Poli
   if (binding !== undefined) return binding;
   const certs = certificatesOf(bundle);
   if (certs.length > CERT_CHAIN_MAX_LENGTH) return `${certs.length} certificates exceed CERT_CHAIN_MAX_LENGTH (${CERT_CHAIN_MAX_LENGTH})`;
+  const stamps = bundle.verificationMaterial.timestampVerificationData?.rfc3161Timestamps.length ?? 0;
+  if (stamps > RFC3161_TIMESTAMPS_MAX) return `${stamps} RFC 3161 timestamps exceed RFC3161_TIMESTAMPS_MAX (${RFC3161_TIMESTAMPS_MAX})`;
 
   const entity = toSignedEntity(bundle);
   const wrapped: SignedEntity = { ...entity, signature: dsseSignatureContent(entity.signature, envelope.payloadType, envelope.payload) };

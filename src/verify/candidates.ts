@@ -1,13 +1,16 @@
 /**
  * The verification entry point: every candidate signature against every
- * authority of the policy, until one pair passes. Nothing here throws: any
- * exception (from sigstore-js, OpenSSL, JSON parsing) is that attempt's
- * reason, and every candidate keeps its reason in the outcome.
+ * authority of the policy, until one pair passes — or, for a policy with a
+ * threshold above 1, until enough distinct authorities are met by distinct
+ * signers (quorum.ts counts them). Nothing here throws: any exception (from
+ * sigstore-js, OpenSSL, JSON parsing) is that attempt's reason, and every
+ * candidate keeps its reason in the outcome.
  */
 import type { Authority, Policy } from '../config/types.js';
 import { prepareBundle, verifyBundle, type PreparedBundle } from './bundle.js';
-import { parsePublicKey, type PublicKey } from './key-signature.js';
+import { keyIdOf, parsePublicKey, type PublicKey } from './key-signature.js';
 import { prepareLegacy, verifyLegacy, type PreparedLegacy } from './legacy.js';
+import { countQuorum, type Pass } from './quorum.js';
 import { describeError } from './sigstore-run.js';
 import type { TrustBundle } from './trust.js';
 import type { CandidateSignature, Outcome, SignatureCheck, Signer, Subject } from './types.js';
@@ -55,25 +58,43 @@ function attempt(p: Prepared, authority: Authority, key: AuthorityKey, trust: Tr
   return p.format === 'legacy' ? verifyLegacy(p.value, authority, key, trust, now) : verifyBundle(p.value, authority, key, trust, now);
 }
 
-function checkCandidate(c: CandidateSignature, subject: Subject, policy: Policy, trust: TrustBundle, keys: readonly AuthorityKey[], now: Date): SignatureCheck {
+/** One candidate's check, and every authority it verified under (only the first unless `every`). */
+interface Checked {
+  readonly check: SignatureCheck;
+  readonly passes: readonly Pass[];
+}
+
+/** The key that made a verified signature: the authority's key, or the certificate's. */
+function signingKey(p: Prepared, signer: Signer): string {
+  if (signer.kind === 'key') return signer.keyId;
+  // A keyless signer always verified with its certificate's key.
+  const certificate = p.value.certificate;
+  return certificate === undefined ? '' : keyIdOf(certificate.publicKey);
+}
+
+function checkCandidate(c: CandidateSignature, subject: Subject, policy: Policy, trust: TrustBundle, keys: readonly AuthorityKey[], now: Date, every: boolean): Checked {
   const source = c.source;
   try {
     const prepared = prepare(c, subject, policy);
-    if (typeof prepared === 'string') return { source, ok: false, reason: prepared };
+    if (typeof prepared === 'string') return { check: { source, ok: false, reason: prepared }, passes: [] };
     const reasons: string[] = [];
+    const passes: Pass[] = [];
     for (const i of attemptOrder(prepared, keys)) {
       const authority = policy.authorities[i];
       try {
         const signer = attempt(prepared, authority, keys[i], trust, now);
-        return { source, ok: true, signer, authority: i };
+        passes.push({ source, authority: i, signer, signingKey: signingKey(prepared, signer) });
+        if (!every) break;
       } catch (e) {
         const reason = describeError(e);
         reasons.push(policy.authorities.length === 1 ? reason : `authority ${i} (${authorityLabel(authority, keys[i])}): ${reason}`);
       }
     }
-    return { source, ok: false, reason: reasons.join('; ') };
+    const first = passes[0];
+    if (first !== undefined) return { check: { source, ok: true, signer: first.signer, authority: first.authority }, passes };
+    return { check: { source, ok: false, reason: reasons.join('; ') }, passes };
   } catch (e) {
-    return { source, ok: false, reason: describeError(e) };
+    return { check: { source, ok: false, reason: describeError(e) }, passes: [] };
   }
 }
 
@@ -90,8 +111,10 @@ function parseAuthorityKey(a: Authority): AuthorityKey {
  * Verifies the candidate signatures of one manifest under a policy.
  * - `unsigned`: no candidates;
  * - `verified`: the first (candidate, authority) pair that passes, with the
- *   checks made until then;
- * - `invalid`: every candidate failed, each with its reason;
+ *   checks made until then; with a threshold N above 1, the first candidate
+ *   after which N authorities are met by distinct signers, with the quorum;
+ * - `invalid`: every candidate failed, each with its reason (with a threshold,
+ *   too few authorities were met, and the quorum says which were);
  * - `indeterminate`: the policy gives nothing to verify with.
  */
 export function verifyCandidates(
@@ -105,11 +128,21 @@ export function verifyCandidates(
   if (policy.authorities.length === 0) return { kind: 'indeterminate', cause: `policy ${policy.name} has no authority to verify with`, checks: [] };
   const now = opts.now ?? new Date();
   const keys = policy.authorities.map(parseAuthorityKey);
+  const threshold = policy.threshold ?? 1;
+  const labels = policy.authorities.map((a, i) => `authority ${i} (${authorityLabel(a, keys[i])})`);
   const checks: SignatureCheck[] = [];
+  const passes: Pass[] = [];
   for (const c of candidates) {
-    const check = checkCandidate(c, subject, policy, trust, keys, now);
+    const { check, passes: found } = checkCandidate(c, subject, policy, trust, keys, now, threshold > 1);
     checks.push(check);
-    if (check.ok) return { kind: 'verified', signer: check.signer, checks };
+    if (threshold <= 1) {
+      if (check.ok) return { kind: 'verified', signer: check.signer, checks };
+      continue;
+    }
+    if (found.length === 0) continue;
+    passes.push(...found);
+    const quorum = countQuorum(passes, labels, threshold);
+    if (quorum.met.length >= threshold) return { kind: 'verified', signer: quorum.met[0].signer, checks, quorum };
   }
-  return { kind: 'invalid', checks };
+  return threshold <= 1 ? { kind: 'invalid', checks } : { kind: 'invalid', checks, quorum: countQuorum(passes, labels, threshold) };
 }

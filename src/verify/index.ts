@@ -9,5 +9,6 @@ export { keyIdOf, parsePublicKey, verifyWithKey, type PublicKey } from './key-si
 export { certificateIdentity, matchesWhole, matchIdentity, type CertificateIdentity, type IdentityMatch } from './identity.js';
 export { COSIGN_SIGNATURE_TYPE, IN_TOTO_PAYLOAD_TYPE, legacyBindingProblem, statementBindingProblem } from './binding.js';
 export { CERTIFICATE_ANNOTATION, CHAIN_ANNOTATION, REKOR_BUNDLE_ANNOTATION, SIGNATURE_ANNOTATION } from './legacy.js';
+export { RFC3161_TIMESTAMP_ANNOTATION } from './rfc3161.js';
 export { ANNOTATION_MAX_BYTES, BUNDLE_MAX_BYTES, CERT_CHAIN_MAX_LENGTH, LEGACY_PAYLOAD_MAX_BYTES } from './limits.js';
 export { signerHeader, type CandidateSignature, type Outcome, type SignatureCheck, type Signer, type Subject } from './types.js';

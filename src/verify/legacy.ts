@@ -1,11 +1,13 @@
 /**
  * cosign's legacy signature layout (`sha256-<hex>.sig`): the layer blob is
  * the simple-signing payload, the layer annotations carry the base64
- * signature, the Fulcio certificate and chain, and the Rekor SET bundle.
- * `prepareLegacy` checks limits and binding once per candidate; `verifyLegacy`
- * runs one authority and returns the signer or throws the reason.
+ * signature, the Fulcio certificate and chain, the Rekor SET bundle and an
+ * RFC 3161 timestamp over the signature bytes (`cosign sign
+ * --timestamp-server-url`). `prepareLegacy` checks limits and binding once per
+ * candidate; `verifyLegacy` runs one authority and returns the signer or throws
+ * the reason.
  */
-import { X509Certificate } from '@sigstore/core';
+import { X509Certificate, type RFC3161Timestamp } from '@sigstore/core';
 import type { SignedEntity } from '@sigstore/verify';
 import type { Authority, Policy } from '../config/types.js';
 import { legacyBindingProblem } from './binding.js';
@@ -13,6 +15,7 @@ import { certificateIdentity, matchIdentity } from './identity.js';
 import type { PublicKey } from './key-signature.js';
 import { ANNOTATION_MAX_BYTES, CERT_CHAIN_MAX_LENGTH, LEGACY_PAYLOAD_MAX_BYTES } from './limits.js';
 import { parseRekorBundleAnnotation, rekorKeyProblem, type LegacyRekorEntry } from './rekor-entry.js';
+import { parseTimestampAnnotation, RFC3161_TIMESTAMP_ANNOTATION } from './rfc3161.js';
 import { requireSignatureBy } from './precheck.js';
 import { payloadSignatureContent, verifyCertificateEntity, verifyKeyEntity } from './sigstore-run.js';
 import type { TrustBundle } from './trust.js';
@@ -34,6 +37,18 @@ export interface PreparedLegacy {
   readonly certificate?: X509Certificate;
   /** The parsed Rekor entry, or why the annotation did not parse, or undefined when absent. */
   readonly rekor?: LegacyRekorEntry | Error;
+  /** The RFC 3161 timestamp annotation, parsed, or why it did not parse, or undefined when absent. */
+  readonly timestamp?: RFC3161Timestamp | Error;
+}
+
+/** An optional annotation parsed; its error is kept, to be the reason only where it is used. */
+function parsedAnnotation<T>(text: string | undefined, parse: (text: string) => T): T | Error | undefined {
+  if (text === undefined || text === '') return undefined;
+  try {
+    return parse(text);
+  } catch (e) {
+    return e as Error;
+  }
 }
 
 /** Checks limits, decoding and binding; returns the reason the candidate cannot count, or the parsed candidate. */
@@ -62,24 +77,19 @@ export function prepareLegacy(c: LegacyCandidate, subject: Subject, policy: Poli
       return `${CERTIFICATE_ANNOTATION} is not a PEM certificate: ${(e as Error).message}`;
     }
   }
-  const rekorText = c.annotations[REKOR_BUNDLE_ANNOTATION];
-  let rekor: LegacyRekorEntry | Error | undefined;
-  if (rekorText !== undefined && rekorText !== '') {
-    try {
-      rekor = parseRekorBundleAnnotation(rekorText);
-    } catch (e) {
-      rekor = e as Error;
-    }
-  }
-  return { payload: c.payload, signature: Buffer.from(b64, 'base64'), certificate, rekor };
+  const rekor = parsedAnnotation(c.annotations[REKOR_BUNDLE_ANNOTATION], parseRekorBundleAnnotation);
+  const timestamp = parsedAnnotation(c.annotations[RFC3161_TIMESTAMP_ANNOTATION], parseTimestampAnnotation);
+  return { payload: c.payload, signature: Buffer.from(b64, 'base64'), certificate, rekor, timestamp };
 }
 
-function entityOf(p: PreparedLegacy, rekor: LegacyRekorEntry | undefined, key: SignedEntity['key']): SignedEntity {
+function entityOf(p: PreparedLegacy, rekor: LegacyRekorEntry | undefined, key: SignedEntity['key'], timestamp?: RFC3161Timestamp): SignedEntity {
+  const timestamps: SignedEntity['timestamps'] = rekor === undefined ? [] : [{ $case: 'transparency-log', tlogEntry: rekor.entry }];
+  if (timestamp !== undefined) timestamps.push({ $case: 'timestamp-authority', timestamp });
   return {
     signature: payloadSignatureContent(p.payload, p.signature, rekor?.hash),
     key,
     tlogEntries: rekor === undefined ? [] : [rekor.entry],
-    timestamps: rekor === undefined ? [] : [{ $case: 'transparency-log', tlogEntry: rekor.entry }],
+    timestamps,
   };
 }
 
@@ -88,10 +98,19 @@ function usableRekor(p: PreparedLegacy): LegacyRekorEntry | undefined {
   return p.rekor;
 }
 
+/** The timestamp annotation of a keyless signature: one that does not parse fails it (fail closed). */
+function usableTimestamp(p: PreparedLegacy): RFC3161Timestamp | undefined {
+  if (p.timestamp instanceof Error) throw new Error(`${RFC3161_TIMESTAMP_ANNOTATION}: ${p.timestamp.message}`);
+  return p.timestamp;
+}
+
 /**
  * Verifies a prepared legacy candidate with one authority; returns the signer
  * or throws an Error whose message is the reason. `key` is the authority's
- * parsed key (key authorities only).
+ * parsed key (key authorities only). The RFC 3161 timestamp counts for keyless
+ * signatures (a verified time at which the certificate must be valid, checked
+ * with the Rekor SET's when there is one); a key has no validity to check, so
+ * key signatures leave it aside.
  */
 export function verifyLegacy(p: PreparedLegacy, authority: Authority, key: PublicKey | undefined, trust: TrustBundle, now: Date): Signer {
   if (authority.kind === 'key') {
@@ -108,7 +127,7 @@ export function verifyLegacy(p: PreparedLegacy, authority: Authority, key: Publi
   const identity = matchIdentity(authority, certificateIdentity(p.certificate));
   if (!identity.ok) throw new Error(identity.reason);
   const rekor = usableRekor(p);
-  const entity = entityOf(p, rekor, { $case: 'certificate', certificate: p.certificate });
+  const entity = entityOf(p, rekor, { $case: 'certificate', certificate: p.certificate }, usableTimestamp(p));
   requireSignatureBy(entity, p.certificate.publicKey, "the certificate's key");
   const problem = rekor === undefined ? undefined : rekorKeyProblem(rekor, { spki: p.certificate.publicKey, certDer: p.certificate.root.toDER() });
   if (problem !== undefined) throw new Error(problem);

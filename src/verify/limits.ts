@@ -21,6 +21,13 @@ export const BUNDLE_MAX_BYTES = 4 * 1024 * 1024;
 export const CERT_CHAIN_MAX_LENGTH = 10;
 
 /**
+ * RFC 3161 timestamps one bundle may carry: cosign v3 attaches one. Each costs a signature
+ * verification (twice: sigil's reason check and sigstore-js's) and sigstore-js compares them
+ * pairwise for duplicates.
+ */
+export const RFC3161_TIMESTAMPS_MAX = 4;
+
+/**
  * One annotation value (certificate, chain, Rekor bundle): a chain of
  * CERT_CHAIN_MAX_LENGTH RSA-4096 certificates in PEM is ~25 KiB.
  */

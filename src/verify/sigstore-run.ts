@@ -9,6 +9,7 @@ import type { TransparencyLogEntry } from '@sigstore/bundle';
 import { Verifier, type SignedEntity, type TrustMaterial } from '@sigstore/verify';
 import type { TlogMode } from '../config/types.js';
 import { verifyWithKey, type PublicKey } from './key-signature.js';
+import { tsaTime } from './rfc3161.js';
 import type { CaProfile, TrustBundle } from './trust.js';
 
 type SignatureContent = SignedEntity['signature'];
@@ -76,6 +77,23 @@ function isSignatureError(e: unknown): boolean {
 }
 
 /**
+ * The times the entity's RFC 3161 timestamps vouch for, each checked against the trusted roots'
+ * timestamp authorities with its own reason (rfc3161.ts); the Verifier checks them again.
+ */
+function tsaTimes(entity: SignedEntity, trust: TrustBundle): Date[] {
+  const authorities = trust.material.timestampAuthorities;
+  return entity.timestamps.flatMap((t) => (t.$case === 'timestamp-authority' ? [tsaTime(t.timestamp, entity.signature.signature, authorities)] : []));
+}
+
+/** A Rekor v2 entry (inclusion proof, no SET) is no signing time: only a SET or a TSA gives one. */
+const NO_SIGNING_TIME =
+  'no verified signing time: the Rekor entry has an inclusion proof but no SET (as Rekor v2 writes them), so the time must come from an RFC 3161 timestamp, and there is none';
+
+function hasSigningTime(entity: SignedEntity): boolean {
+  return entity.timestamps.some((t) => t.$case === 'timestamp-authority' || t.tlogEntry.inclusionPromise !== undefined);
+}
+
+/**
  * Verifies an entity signed with a configured key. With `tlog: require` one
  * transparency-log entry must verify against the trusted logs; with
  * `ignore` the entity's log entries and timestamps are dropped, not checked.
@@ -86,6 +104,7 @@ export function verifyKeyEntity(entity: SignedEntity, key: PublicKey, trust: Tru
   const subject: SignedEntity =
     tlog === 'require' ? { ...entity, key: { $case: 'public-key', hint: key.keyId } } : { ...entity, key: { $case: 'public-key', hint: key.keyId }, tlogEntries: [], timestamps: [] };
   if (tlog === 'require' && subject.tlogEntries.length === 0) throw new Error('no Rekor entry and tlog: require');
+  tsaTimes(subject, trust);
   try {
     new Verifier(material, { tlogThreshold: tlog === 'require' ? 1 : 0, ctlogThreshold: 0, timestampThreshold: 0 }).verify(subject);
   } catch (e) {
@@ -130,16 +149,28 @@ function issues(profile: CaProfile, leaf: X509Certificate): boolean {
  * timestamp, fails with a TypeError; the stand-in entry only feeds `now` to
  * the chain check (it is in `timestamps`, not in `tlogEntries`, so no log
  * verification is skipped), and if sigstore-js ever verified such stand-ins
- * the check would fail, not pass. Throws an Error with the reason.
+ * the check would fail, not pass. A profile that requires a log requires a
+ * verified time too (a SET or an RFC 3161 timestamp): a Rekor v2 entry alone
+ * gives none. RFC 3161 timestamps and the certificate's validity at their time
+ * are checked first, for their reasons. Throws an Error with the reason.
  */
 export function verifyCertificateEntity(entity: SignedEntity, trust: TrustBundle, now: Date): void {
   if (entity.key.$case !== 'certificate') throw new TypeError('verifyCertificateEntity needs a certificate-signed entity');
   const leaf = entity.key.certificate;
   const profiles = trust.caProfiles.filter((p) => issues(p, leaf));
   if (profiles.length === 0) throw new Error('the certificate is not issued by a certificate authority of the trusted roots');
+  for (const time of tsaTimes(entity, trust)) {
+    if (!leaf.validForDate(time)) {
+      throw new Error(`the certificate (valid ${leaf.notBefore.toISOString()} to ${leaf.notAfter.toISOString()}) is not valid at the time of its RFC 3161 timestamp, ${time.toISOString()}`);
+    }
+  }
   const reasons: string[] = [];
   for (const profile of profiles) {
     const required = profile.requireTlog ? 1 : 0;
+    if (required > 0 && entity.tlogEntries.length > 0 && !hasSigningTime(entity)) {
+      reasons.push(NO_SIGNING_TIME);
+      continue;
+    }
     const subject = !profile.requireTlog && entity.timestamps.length === 0 ? { ...entity, timestamps: [verificationTime(now)] } : entity;
     try {
       new Verifier(profile.material, { ctlogThreshold: profile.requireSct ? 1 : 0, tlogThreshold: required, timestampThreshold: required }).verify(subject);

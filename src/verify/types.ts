@@ -34,11 +34,27 @@ export type SignatureCheck =
   | { readonly source: string; readonly ok: true; readonly signer: Signer; readonly authority: number }
   | { readonly source: string; readonly ok: false; readonly reason: string };
 
-/** The closed union every decision is made from. Enforce allows only `verified`. */
+/**
+ * How a policy with a `threshold` above 1 was counted: each authority credited with a signature
+ * of its own signer (no signer counts for two authorities), and the authorities left without one.
+ * Authorities are named as in reasons: "authority 0 (key sha256:…)".
+ */
+export interface Quorum {
+  readonly threshold: number;
+  readonly met: readonly { readonly authority: string; readonly signer: Signer; readonly source: string }[];
+  /** `why`: no signature verified under it, or only signers already counted for another authority did. */
+  readonly unmet: readonly { readonly authority: string; readonly why: string }[];
+}
+
+/**
+ * The closed union every decision is made from. Enforce allows only `verified`. A policy with a
+ * threshold above 1 adds its `quorum` to `verified` (`signer`: the first one credited) and to
+ * `invalid` (signatures found, too few authorities met).
+ */
 export type Outcome =
-  | { readonly kind: 'verified'; readonly signer: Signer; readonly checks: readonly SignatureCheck[] }
+  | { readonly kind: 'verified'; readonly signer: Signer; readonly checks: readonly SignatureCheck[]; readonly quorum?: Quorum }
   | { readonly kind: 'unsigned'; readonly checks: readonly SignatureCheck[] }
-  | { readonly kind: 'invalid'; readonly checks: readonly SignatureCheck[] }
+  | { readonly kind: 'invalid'; readonly checks: readonly SignatureCheck[]; readonly quorum?: Quorum }
   | { readonly kind: 'indeterminate'; readonly cause: string; readonly checks: readonly SignatureCheck[] };
 
 /** What the manifest is: the digest that signatures must name. */

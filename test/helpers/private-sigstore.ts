@@ -4,11 +4,13 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { buildCertificate, certPem, ext, keyIdentifier, name, randomSerial, signCertificate, spkiOf, tbsCertificate } from './x509.js';
 import type { Extension } from './x509.js';
+import { MerkleLog, signedCheckpoint } from './merkle.js';
 
 // A throwaway Sigstore for tests: a Fulcio-like CA (root + intermediate, ECDSA P-256) that
 // issues leaf certificates the way Fulcio does (embedded SCT from a private CT log), a Rekor
 // log (ECDSA P-256) that hands out SETs, RFC 6962 inclusion proofs and signed checkpoints,
-// and the trusted_root.json (sigstore protobuf-specs format) that trusts all of it.
+// and the trusted_root.json (sigstore protobuf-specs format) that trusts all of it — plus, when
+// asked, a Rekor v2 log (rekor-v2.ts) and timestamp authorities (tsa.ts).
 // Nothing here talks to the network.
 
 export const TRUSTED_ROOT_MEDIA_TYPE = 'application/vnd.dev.sigstore.trustedroot+json;version=0.1';
@@ -23,7 +25,6 @@ const TRUST_START = new Date('2020-01-01T00:00:00.000Z');
 const CA_NOT_AFTER = new Date('2099-12-31T23:59:59.000Z');
 /** Fulcio issues certificates valid for 10 minutes. */
 export const LEAF_VALIDITY_MS = 10 * 60 * 1000;
-const CHECKPOINT_KEY_HINT_BYTES = 4; // signed-note key hint: first 4 bytes of the log ID
 const TREE_ID_MAX = 2 ** 47; // Trillian tree IDs are int64; any positive number will do
 const MS_PER_S = 1000;
 
@@ -143,32 +144,11 @@ export function toLegacyBundleAnnotation(e: RekorEntry): string {
   });
 }
 
-// --- RFC 6962 Merkle tree ------------------------------------------------------------------
-
 const sha256 = (...parts: Uint8Array[]): Buffer => {
   const h = createHash('sha256');
   for (const p of parts) h.update(p);
   return h.digest();
 };
-const leafHash = (leaf: Uint8Array): Buffer => sha256(Buffer.from([0x00]), leaf);
-const nodeHash = (l: Uint8Array, r: Uint8Array): Buffer => sha256(Buffer.from([0x01]), l, r);
-/** Largest power of two strictly smaller than n (n >= 2). */
-const splitPoint = (n: number): number => 2 ** Math.floor(Math.log2(n - 1));
-
-function merkleRoot(leaves: Buffer[]): Buffer {
-  if (leaves.length === 1) return leaves[0];
-  const k = splitPoint(leaves.length);
-  return nodeHash(merkleRoot(leaves.slice(0, k)), merkleRoot(leaves.slice(k)));
-}
-
-/** RFC 6962 2.1.1 PATH(m, D[n]) over leaf hashes, ordered leaf to root. */
-function auditPath(m: number, leaves: Buffer[]): Buffer[] {
-  if (leaves.length <= 1) return [];
-  const k = splitPoint(leaves.length);
-  return m < k
-    ? [...auditPath(m, leaves.slice(0, k)), merkleRoot(leaves.slice(k))]
-    : [...auditPath(m - k, leaves.slice(k)), merkleRoot(leaves.slice(0, k))];
-}
 
 // --- CA ------------------------------------------------------------------------------------
 
@@ -268,9 +248,9 @@ class Sigstore implements PrivateSigstore {
   readonly #rekorKey: KeyObject;
   readonly #ctKey: KeyObject;
   readonly #treeId = randomInt(1, TREE_ID_MAX);
-  readonly #leaves: Buffer[] = [];
+  readonly #tree = new MerkleLog();
 
-  constructor(dir: string) {
+  constructor(dir: string, extra: MoreTrust) {
     this.#ca = createCa();
     this.#rogue = createCa();
     const rekor = p256();
@@ -285,7 +265,7 @@ class Sigstore implements PrivateSigstore {
     this.ctLogId = sha256(spkiOf(ct.publicKey)).toString('hex');
     const root = {
       mediaType: TRUSTED_ROOT_MEDIA_TYPE,
-      tlogs: [logKey(rekor, REKOR_URL)],
+      tlogs: [logKey(rekor, REKOR_URL), ...(extra.tlogs ?? []).map((l) => l.trustedRootLog())],
       certificateAuthorities: [
         {
           subject: { organization: CA_ORG, commonName: 'sigil-test-root' },
@@ -297,7 +277,7 @@ class Sigstore implements PrivateSigstore {
         },
       ],
       ctlogs: [logKey(ct, CTFE_URL)],
-      timestampAuthorities: [],
+      timestampAuthorities: (extra.timestampAuthorities ?? []).map((t) => t.trustedRootEntry()),
     };
     this.trustedRootJson = `${JSON.stringify(root, null, 2)}\n`;
     this.trustedRootPath = join(dir, 'trusted_root.json');
@@ -377,13 +357,17 @@ class Sigstore implements PrivateSigstore {
     const { kind, apiVersion } = body as { kind?: unknown; apiVersion?: unknown };
     if (typeof kind !== 'string' || typeof apiVersion !== 'string') throw new Error('rekor body needs kind and apiVersion');
     const canonical = Buffer.from(canonicalJson(body), 'utf8');
-    const logIndex = this.#leaves.length;
-    this.#leaves.push(leafHash(canonical));
+    const inclusion = this.#tree.append(canonical);
+    const logIndex = inclusion.logIndex;
     const integratedTime = opts.integratedTime ?? Math.floor(Date.now() / MS_PER_S);
     const setPayload = { body: canonical.toString('base64'), integratedTime, logID: this.rekorLogId, logIndex };
     const signedEntryTimestamp = sign('sha256', Buffer.from(canonicalJson(setPayload), 'utf8'), this.#rekorKey).toString('base64');
-    const leaves = this.#leaves.slice();
-    const rootHash = merkleRoot(leaves).toString('base64');
+    // A signed note as Rekor v1 writes it: origin "<name> - <tree id>".
+    const checkpoint = signedCheckpoint(`${REKOR_NAME} - ${this.#treeId}`, inclusion, {
+      name: REKOR_NAME,
+      keyId: Buffer.from(this.rekorLogId, 'hex'),
+      sign: (note) => sign('sha256', note, this.#rekorKey),
+    });
     return {
       kind,
       apiVersion,
@@ -394,26 +378,27 @@ class Sigstore implements PrivateSigstore {
       signedEntryTimestamp,
       inclusionProof: {
         logIndex,
-        treeSize: leaves.length,
-        rootHash,
-        hashes: auditPath(logIndex, leaves).map((h) => h.toString('base64')),
-        checkpoint: this.#checkpoint(leaves.length, rootHash),
+        treeSize: inclusion.treeSize,
+        rootHash: inclusion.rootHash.toString('base64'),
+        hashes: inclusion.hashes.map((h) => h.toString('base64')),
+        checkpoint,
       },
     };
   }
-
-  /** A signed note (transparency-dev/formats log checkpoint) as Rekor v1 writes it. */
-  #checkpoint(size: number, rootHashB64: string): string {
-    const note = `${REKOR_NAME} - ${this.#treeId}\n${size}\n${rootHashB64}\n`;
-    const sig = sign('sha256', Buffer.from(note, 'utf8'), this.#rekorKey);
-    const hint = Buffer.from(this.rekorLogId, 'hex').subarray(0, CHECKPOINT_KEY_HINT_BYTES);
-    return `${note}\n\u2014 ${REKOR_NAME} ${Buffer.concat([hint, sig]).toString('base64')}\n`;
-  }
 }
 
-/** Creates the CA, the logs and `<dir>/trusted_root.json`. */
-export async function createPrivateSigstore(dir: string): Promise<PrivateSigstore> {
-  const s = new Sigstore(dir);
+/**
+ * More trust material for the root: further transparency logs (a Rekor v2 log, rekor-v2.ts) and
+ * timestamp authorities (tsa.ts), listed after the private Rekor.
+ */
+export interface MoreTrust {
+  tlogs?: ReadonlyArray<{ trustedRootLog(): Record<string, unknown> }>;
+  timestampAuthorities?: ReadonlyArray<{ trustedRootEntry(): Record<string, unknown> }>;
+}
+
+/** Creates the CA, the logs and `<dir>/trusted_root.json` (listing `extra` too). */
+export async function createPrivateSigstore(dir: string, extra: MoreTrust = {}): Promise<PrivateSigstore> {
+  const s = new Sigstore(dir, extra);
   await mkdir(dir, { recursive: true });
   await writeFile(s.trustedRootPath, s.trustedRootJson);
   return s;

@@ -1,8 +1,11 @@
-import { constants, createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign } from 'node:crypto';
+import { constants, createHash, createPublicKey, generateKeyPairSync, sign } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { canonicalJson, toBundleTlogEntry, toLegacyBundleAnnotation } from './private-sigstore.js';
 import type { KeylessIdentity, PrivateSigstore, RekorEntry } from './private-sigstore.js';
+import { toBundleTlogEntryV2, type EntryVerifier, type RekorV2Log } from './rekor-v2.js';
+import { rfc3161Annotation, type TestTsa } from './tsa.js';
 import { sha256, sha256Hex } from './digest.js';
+import { ed25519phSign } from './ed25519ph.js';
 
 // The project's own cosign-format signer, for tests of sigil's signature verification.
 // It writes what cosign writes: the legacy `sha256-<hex>.sig` manifest of simple-signing
@@ -10,6 +13,7 @@ import { sha256, sha256Hex } from './digest.js';
 // code with src/ on purpose (a bug in src/ must not be mirrored here).
 
 export type { KeylessIdentity, PrivateSigstore } from './private-sigstore.js';
+export { ed25519KeyFromSeed, ed25519PublicFromSeed } from './ed25519ph.js';
 
 export const MEDIA = Object.freeze({
   OCI_MANIFEST: 'application/vnd.oci.image.manifest.v1+json',
@@ -24,6 +28,7 @@ export const ANNOTATION = Object.freeze({
   CERTIFICATE: 'dev.sigstore.cosign/certificate',
   CHAIN: 'dev.sigstore.cosign/chain',
   BUNDLE: 'dev.sigstore.cosign/bundle',
+  RFC3161_TIMESTAMP: 'dev.sigstore.cosign/rfc3161timestamp',
   // cosign v3 referrer manifest annotations
   BUNDLE_CONTENT: 'dev.sigstore.bundle.content',
   BUNDLE_PREDICATE_TYPE: 'dev.sigstore.bundle.predicateType',
@@ -132,110 +137,6 @@ function signWith(signer: Signer, data: Buffer): Buffer {
   return isKeyless(signer) ? signRaw('p256', signer.privateKey, data) : signRaw(signer.kind, signer.privateKey, data);
 }
 
-// --- Ed25519ph (RFC 8032 5.1) --------------------------------------------------------------
-// node:crypto signs pure Ed25519 only (no prehash instance, OpenSSL 3.2's "Ed25519ph" is not
-// exposed), so the prehash variant is done here on the raw seed with BigInt field arithmetic.
-// Checked against RFC 8032 7.3's test vector in test/unit/signer.test.ts. Not constant time:
-// test keys only.
-
-const ED_P = 2n ** 255n - 19n;
-const ED_L = 2n ** 252n + 27742317777372353535851937790883648493n;
-const mod = (a: bigint, m = ED_P): bigint => ((a % m) + m) % m;
-function modPow(b: bigint, e: bigint, m = ED_P): bigint {
-  let r = 1n;
-  let x = mod(b, m);
-  for (let k = e; k > 0n; k >>= 1n) {
-    if (k & 1n) r = (r * x) % m;
-    x = (x * x) % m;
-  }
-  return r;
-}
-const modInv = (a: bigint): bigint => modPow(a, ED_P - 2n);
-const ED_D = mod(-121665n * modInv(121666n));
-type EdPoint = readonly [bigint, bigint, bigint, bigint]; // extended coordinates X, Y, Z, T
-const ED_BX = 15112221349535400772501151409588531511454012693041857206046113283949847762202n;
-const ED_BY = 46316835694926478169428394003475163141307993866256225615783033603165251855960n;
-const ED_BASE: EdPoint = [ED_BX, ED_BY, 1n, mod(ED_BX * ED_BY)];
-
-function edAdd(p: EdPoint, q: EdPoint): EdPoint {
-  // RFC 8032 5.1.4, a = -1 twisted Edwards, unified addition
-  const a = mod((p[1] - p[0]) * (q[1] - q[0]));
-  const b = mod((p[1] + p[0]) * (q[1] + q[0]));
-  const c = mod(p[3] * 2n * ED_D * q[3]);
-  const d = mod(p[2] * 2n * q[2]);
-  const e = b - a;
-  const f = d - c;
-  const g = d + c;
-  const h = b + a;
-  return [mod(e * f), mod(g * h), mod(f * g), mod(e * h)];
-}
-
-function edMul(s: bigint, p: EdPoint): EdPoint {
-  let q: EdPoint = [0n, 1n, 1n, 0n];
-  let addend = p;
-  for (let k = s; k > 0n; k >>= 1n) {
-    if (k & 1n) q = edAdd(q, addend);
-    addend = edAdd(addend, addend);
-  }
-  return q;
-}
-
-const leToBig = (b: Uint8Array): bigint => BigInt(`0x${Buffer.from(b).reverse().toString('hex') || '0'}`);
-function bigToLe32(n: bigint): Buffer {
-  return Buffer.from(n.toString(16).padStart(64, '0'), 'hex').reverse();
-}
-
-function edEncode(p: EdPoint): Buffer {
-  const zi = modInv(p[2]);
-  const x = mod(p[0] * zi);
-  const y = mod(p[1] * zi);
-  const out = bigToLe32(y);
-  out[31] |= Number(x & 1n) << 7;
-  return out;
-}
-
-const sha512 = (...parts: Uint8Array[]): Buffer => {
-  const h = createHash('sha512');
-  for (const p of parts) h.update(p);
-  return h.digest();
-};
-
-/** RFC 8032 dom2(phflag=1, context=""). */
-const DOM2_PH = Buffer.concat([Buffer.from('SigEd25519 no Ed25519 collisions', 'ascii'), Buffer.from([1, 0])]);
-
-/** Public key (32 bytes) from an Ed25519 seed, by the same arithmetic the signer uses. */
-export function ed25519PublicFromSeed(seed: Buffer): Buffer {
-  return edEncode(edMul(clampedScalar(seed), ED_BASE));
-}
-
-function clampedScalar(seed: Buffer): bigint {
-  const h = sha512(seed).subarray(0, 32);
-  h[0] &= 248;
-  h[31] &= 127;
-  h[31] |= 64;
-  return leToBig(h);
-}
-
-function ed25519phSign(privateKey: KeyObject, message: Buffer): Buffer {
-  const jwk = privateKey.export({ format: 'jwk' });
-  if (jwk.crv !== 'Ed25519' || typeof jwk.d !== 'string') throw new Error('ed25519ph needs an Ed25519 private key');
-  const seed = Buffer.from(jwk.d, 'base64url');
-  const s = clampedScalar(seed);
-  const prefix = sha512(seed).subarray(32);
-  const publicKey = edEncode(edMul(s, ED_BASE));
-  const ph = sha512(message);
-  const r = mod(leToBig(sha512(DOM2_PH, prefix, ph)), ED_L);
-  const rEnc = edEncode(edMul(r, ED_BASE));
-  const k = mod(leToBig(sha512(DOM2_PH, rEnc, publicKey, ph)), ED_L);
-  return Buffer.concat([rEnc, bigToLe32(mod(r + k * s, ED_L))]);
-}
-
-/** PKCS#8 DER prefix of an Ed25519 private key (RFC 8410), followed by the 32-byte seed. */
-const ED25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
-export function ed25519KeyFromSeed(seed: Buffer): KeyObject {
-  return createPrivateKey({ key: Buffer.concat([ED25519_PKCS8_PREFIX, seed]), format: 'der', type: 'pkcs8' });
-}
-
 // --- legacy .sig layers --------------------------------------------------------------------
 
 export interface LegacySignatureLayer {
@@ -252,6 +153,8 @@ export interface LegacyLayerOptions {
   rekor?: PrivateSigstore;
   /** Unix seconds for the Rekor entry (default now). */
   integratedTime?: number;
+  /** Add cosign's `dev.sigstore.cosign/rfc3161timestamp` annotation: this TSA's token over the raw signature bytes. */
+  timestamp?: TestTsa;
   /**
    * Break the layer after signing and logging: 'payload' swaps in a payload for the same digest
    * with other `optional` annotations (so only the signature check can catch it); 'signature'
@@ -262,6 +165,10 @@ export interface LegacyLayerOptions {
 
 function pemOf(signer: Signer): string {
   return isKeyless(signer) ? signer.certPem : signer.publicPem;
+}
+
+function entryVerifier(signer: Signer): EntryVerifier {
+  return isKeyless(signer) ? { certDer: signer.certDer } : { publicKey: signer.publicKey, prehash: signer.kind === 'ed25519ph' };
 }
 
 /** A hashedrekord v0.0.1 body as Rekor stores it for a signature over `payload`. */
@@ -298,6 +205,7 @@ export function legacyLayer(signer: Signer, digest: string, opts: LegacyLayerOpt
     rekorEntry = opts.rekor.rekorEntry(hashedRekordBody(signer, payload, signature), { integratedTime: opts.integratedTime });
     annotations[ANNOTATION.BUNDLE] = toLegacyBundleAnnotation(rekorEntry);
   }
+  if (opts.timestamp) annotations[ANNOTATION.RFC3161_TIMESTAMP] = rfc3161Annotation(opts.timestamp.timestamp(Buffer.from(signature, 'base64')));
   if (opts.tamper === 'payload') payload = cosignPayload(digest, dockerReference, { ...(opts.annotations ?? {}), tampered: 'true' });
   if (opts.tamper === 'signature') signature = flipLastBit(signature);
   annotations[ANNOTATION.SIGNATURE] = signature;
@@ -358,6 +266,10 @@ export interface BundleOptions {
   annotations?: Record<string, string>;
   /** Log a dsse v0.0.1 entry (SET + inclusion proof + checkpoint). Without it, tlogEntries is empty. */
   rekor?: PrivateSigstore;
+  /** Log a Rekor v2 entry (0.0.2: inclusion proof + checkpoint, no SET): `dsse`, or `hashedrekord` over the PAE. */
+  rekorV2?: { log: RekorV2Log; kind: 'dsse' | 'hashedrekord' };
+  /** Add an RFC 3161 timestamp of this TSA over the signature bytes (`timestampVerificationData`). */
+  timestamp?: TestTsa;
   /** Unix seconds for the Rekor entry (default now). */
   integratedTime?: number;
   /** Break the bundle after signing and logging ('payload': other subject annotations; 'signature': flip a bit). */
@@ -404,11 +316,17 @@ export function bundleFor(signer: Signer, digest: string, opts: BundleOptions = 
     };
     tlogEntries.push(toBundleTlogEntry(opts.rekor.rekorEntry(body, { integratedTime: opts.integratedTime })));
   }
+  if (opts.rekorV2) {
+    const { log, kind } = opts.rekorV2;
+    const signed = kind === 'dsse' ? payload : preAuthEncoding(MEDIA.IN_TOTO, payload);
+    tlogEntries.push(toBundleTlogEntryV2(log.append(kind, { signature: Buffer.from(sig, 'base64'), signed, verifier: entryVerifier(signer) }), log.logId));
+  }
+  const timestamps = opts.timestamp ? { timestampVerificationData: { rfc3161Timestamps: [{ signedTimestamp: opts.timestamp.timestamp(Buffer.from(sig, 'base64')).toString('base64') }] } } : {};
   if (opts.tamper === 'payload') payload = signStatement(digest, opts.predicateType, { ...(opts.annotations ?? {}), tampered: 'true' });
   if (opts.tamper === 'signature') sig = flipLastBit(sig);
   const verificationMaterial = isKeyless(signer)
-    ? { certificate: { rawBytes: signer.certDer.toString('base64') }, tlogEntries }
-    : { publicKey: { hint: signer.hint }, tlogEntries };
+    ? { certificate: { rawBytes: signer.certDer.toString('base64') }, tlogEntries, ...timestamps }
+    : { publicKey: { hint: signer.hint }, tlogEntries, ...timestamps };
   return Buffer.from(JSON.stringify({ mediaType: MEDIA.BUNDLE_V03, verificationMaterial, dsseEnvelope: envelope() }), 'utf8');
 }
 

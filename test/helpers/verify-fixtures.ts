@@ -3,7 +3,8 @@
 // trust bundles.
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
+import { after, before } from 'node:test';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Authority, Policy, TlogMode } from '../../src/config/types.js';
@@ -11,6 +12,8 @@ import type { Digest } from '../../src/oci/digest.js';
 import { loadTrust, PUBLIC_GOOD, type TrustBundle } from '../../src/verify/trust.js';
 import type { CandidateSignature, Outcome, SignatureCheck } from '../../src/verify/types.js';
 import { sha256 } from './digest.js';
+import { createPrivateSigstore, type PrivateSigstore } from './private-sigstore.js';
+import { tempDir } from './temp.js';
 
 export const REAL = fileURLToPath(new URL('../../../test/fixtures/real/', import.meta.url));
 export const PUBLIC_GOOD_ROOT = fileURLToPath(new URL('../../../assets/public-good/trusted_root.json', import.meta.url));
@@ -118,4 +121,31 @@ export function flipSignatureBit(b64: string): string {
   const sig = Buffer.from(b64, 'base64');
   sig[sig.length - 1] ^= 0x01;
   return sig.toString('base64');
+}
+
+/** A private Sigstore in a temp dir and the trust of its root alone, for the tests of one suite. */
+export interface SigstoreSuite {
+  readonly dir: string;
+  readonly sigstore: PrivateSigstore;
+  readonly trust: TrustBundle;
+}
+
+/** Creates a SigstoreSuite before the enclosing suite's tests and removes its dir after them. */
+export function privateSigstoreSuite(prefix: string): SigstoreSuite {
+  let made: { dir: string; sigstore: PrivateSigstore; trust: TrustBundle } | undefined;
+  const get = (): NonNullable<typeof made> => {
+    if (made === undefined) throw new Error('privateSigstoreSuite: used outside its suite');
+    return made;
+  };
+  before(async () => {
+    const dir = await tempDir(prefix);
+    const sigstore = await createPrivateSigstore(dir);
+    made = { dir, sigstore, trust: loadTrust([sigstore.trustedRootPath], { publicGoodPath: PUBLIC_GOOD_ROOT }) };
+  });
+  after(() => (made ? rm(made.dir, { recursive: true, force: true }) : undefined));
+  return {
+    get dir() { return get().dir; },
+    get sigstore() { return get().sigstore; },
+    get trust() { return get().trust; },
+  };
 }

@@ -117,6 +117,7 @@ export const OID = Object.freeze({
   AUTHORITY_KEY_ID: '2.5.29.35',
   EXT_KEY_USAGE: '2.5.29.37',
   CODE_SIGNING: '1.3.6.1.5.5.7.3.3',
+  TIME_STAMPING: '1.3.6.1.5.5.7.3.8',
   FULCIO_ISSUER_V1: '1.3.6.1.4.1.57264.1.1', // raw bytes of the issuer URL
   FULCIO_ISSUER_V2: '1.3.6.1.4.1.57264.1.8', // DER UTF8String of the issuer URL
   CT_PRECERT_SCTS: '1.3.6.1.4.1.11129.2.4.2', // RFC 6962 3.3
@@ -160,6 +161,8 @@ export const ext = Object.freeze({
     value: kind === 'leaf' ? der.bits(Buffer.from([0x80]), 7) : der.bits(Buffer.from([0x06]), 1),
   }),
   extKeyUsageCodeSigning: (): Extension => ({ oid: OID.EXT_KEY_USAGE, value: der.seq(der.oid(OID.CODE_SIGNING)) }),
+  /** RFC 3161 2.3: a TSA's certificate has exactly this EKU, and it is critical. */
+  extKeyUsageTimeStamping: (): Extension => ({ oid: OID.EXT_KEY_USAGE, critical: true, value: der.seq(der.oid(OID.TIME_STAMPING)) }),
   subjectKeyId: (keyId: Buffer): Extension => ({ oid: OID.SUBJECT_KEY_ID, value: der.octets(keyId) }),
   authorityKeyId: (keyId: Buffer): Extension => ({ oid: OID.AUTHORITY_KEY_ID, value: der.seq(der.implicit(0, keyId)) }),
   /** SAN with one rfc822Name ([1]) or URI ([6]); critical because Fulcio leaves have an empty subject. */
