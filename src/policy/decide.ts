@@ -41,6 +41,11 @@ export interface Decision {
   readonly warning?: string;
   /** Deny: the detail of the POLICY_DENIED error. */
   readonly denial?: Readonly<Record<string, unknown>>;
+  /**
+   * Deny: why, in a few words, for the status line's reason phrase (`sigil: no valid signature
+   * (policy prod)`): what Go clients such as containerd print of a refused pull.
+   */
+  readonly statusPhrase?: string;
 }
 
 /** The decision on a judged manifest under its policy (`undefined`: no policy matches it). */
@@ -59,7 +64,7 @@ export function decide(policy: Policy | undefined, judged: JudgedManifest): Deci
       const wording = `${summary(o)} (policy ${policy?.name})`;
       const unverified = { verification: 'unverified' as const, because: `${describe(o)} (policy ${policy?.name}, ${policy?.mode})`, reasons: o ? reasonsOf(o) : [], wording };
       if (policy?.mode !== 'enforce') return { ...unverified, action: 'warn', warning: `sigil: ${wording}` };
-      return { ...unverified, action: 'deny', denial: denialDetail(policy, o, judged.manifest.digest) };
+      return { ...unverified, action: 'deny', denial: denialDetail(policy, o, judged.manifest.digest), statusPhrase: `sigil: ${headline(o)} (policy ${policy.name})` };
     }
   }
 }
@@ -90,6 +95,22 @@ function summary(o: Outcome | undefined): string {
       return `no valid signature: ${o.checks.length} signature(s) found, none verified`;
     case 'indeterminate':
       return `could not verify: ${o.cause}`;
+  }
+}
+
+/** The outcome in a few words, for a denial's status line (the rest is in the body and the audit log). */
+function headline(o: Outcome | undefined): string {
+  switch (o?.kind) {
+    case undefined:
+      return 'not verified';
+    case 'verified':
+      return 'verified';
+    case 'unsigned':
+      return 'no signature found';
+    case 'invalid':
+      return 'no valid signature';
+    case 'indeterminate':
+      return 'could not verify';
   }
 }
 
