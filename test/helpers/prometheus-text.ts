@@ -187,6 +187,25 @@ export function exportedNames(text: string): Set<string> {
   return names;
 }
 
+/** PromQL words that are not metric names: keywords, and the operators spelled as words. */
+const PROMQL_WORDS = new Set(['by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'and', 'or', 'unless', 'bool', 'offset', 'atan2', 'inf', 'nan']);
+
+/**
+ * The metric names a PromQL expression reads: what is left once strings, label matchers, ranges,
+ * grouping clauses, Grafana variables and numbers are taken out, minus function names (a name
+ * before `(`) and keywords.
+ */
+export function metricNamesIn(expr: string): string[] {
+  const bare = expr
+    .replace(/"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`/g, '""')
+    .replace(/\$\{[^}]*\}|\$\w+/g, ' ')
+    .replace(/\{[^}]*\}/g, ' ')
+    .replace(/\[[^\]]*\]/g, ' ')
+    .replace(/\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, ' ');
+  const names = [...bare.matchAll(/(?<![\w.:])([a-zA-Z_:][a-zA-Z0-9_:]*)(?![\w:]|\s*\()/g)].map((m) => m[1]);
+  return [...new Set(names.filter((n) => !PROMQL_WORDS.has(n.toLowerCase())))];
+}
+
 /** promtool on the PATH, or undefined. */
 export function findPromtool(): string | undefined {
   for (const dir of (process.env.PATH ?? '').split(':').filter(Boolean)) {

@@ -3,7 +3,7 @@
 // on the PATH, each case is also given to promtool, which must agree.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { checkExposition, exportedNames, findPromtool, promtool } from '../helpers/prometheus-text.js';
+import { checkExposition, exportedNames, findPromtool, metricNamesIn, promtool } from '../helpers/prometheus-text.js';
 
 const PROMTOOL = findPromtool();
 const VALID = [
@@ -63,4 +63,15 @@ describe('the exposition-format check', () => {
   test('the names a query may use: families, and a histogram\'s _bucket, _sum and _count', () => {
     assert.deepEqual([...exportedNames(VALID)].sort(), ['sigil_size_bytes', 'sigil_things_total', 'sigil_wait_seconds', 'sigil_wait_seconds_bucket', 'sigil_wait_seconds_count', 'sigil_wait_seconds_sum']);
   });
+});
+
+describe('the metric names a PromQL expression reads', () => {
+  const cases: Array<[string, string[]]> = [
+    ['up{job="sigil"} == 0', ['up']],
+    ['sum by (policy) (increase(sigil_manifest_responses_total{verification="denied"}[10m])) > 10', ['sigil_manifest_responses_total']],
+    ['histogram_quantile(0.99, sum by (le, route) (rate(sigil_http_request_duration_seconds_bucket{instance=~"$instance"}[$__rate_interval])))', ['sigil_http_request_duration_seconds_bucket']],
+    ['rate(a_total[1h]) > 0.5 * rate(b_total[1h] offset 1d) and on (instance) c unless ignoring(x) d', ['a_total', 'b_total', 'c', 'd']],
+    ['sum(x_total{l="by (y) z_total"}) / 1e-9 + ${var}', ['x_total']],
+  ];
+  for (const [expr, names] of cases) test(expr, () => assert.deepEqual(metricNamesIn(expr), names));
 });
