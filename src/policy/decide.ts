@@ -82,23 +82,7 @@ export function admitsUnnamedBlob(policy: Policy | undefined): boolean {
   return policy?.mode !== 'enforce';
 }
 
-/** The outcome as serve words it (warnings, denials). */
-function summary(o: Outcome | undefined): string {
-  switch (o?.kind) {
-    case undefined:
-      return 'not verified';
-    case 'verified':
-      return `verified (${signerHeader(o.signer)})`;
-    case 'unsigned':
-      return 'no signature found';
-    case 'invalid':
-      return `no valid signature: ${o.checks.length} signature(s) found, none verified`;
-    case 'indeterminate':
-      return `could not verify: ${o.cause}`;
-  }
-}
-
-/** The outcome in a few words, for a denial's status line (the rest is in the body and the audit log). */
+/** The outcome in a few words: a denial's status line; the start of every other wording. */
 function headline(o: Outcome | undefined): string {
   switch (o?.kind) {
     case undefined:
@@ -114,21 +98,31 @@ function headline(o: Outcome | undefined): string {
   }
 }
 
+/** The outcome as serve words it (warnings, denials). */
+function summary(o: Outcome | undefined): string {
+  switch (o?.kind) {
+    case 'verified':
+      return `${headline(o)} (${signerHeader(o.signer)})`;
+    case 'invalid':
+      return `${headline(o)}: ${o.checks.length} signature(s) found, none verified`;
+    case 'indeterminate':
+      return `${headline(o)}: ${o.cause}`;
+    default:
+      return headline(o);
+  }
+}
+
 /** The outcome as `sigil mirror` and `import` word it: an invalid one with its first reason. */
 function describe(o: Outcome | undefined): string {
   switch (o?.kind) {
-    case undefined:
-      return 'not verified';
-    case 'verified':
-      return 'verified';
-    case 'unsigned':
-      return 'no signature found';
     case 'invalid': {
       const first = o.checks.find((c) => !c.ok);
-      return `no valid signature (${o.checks.length} found${first && !first.ok ? `; ${first.source}: ${first.reason}` : ''})`;
+      return `${headline(o)} (${o.checks.length} found${first && !first.ok ? `; ${first.source}: ${first.reason}` : ''})`;
     }
     case 'indeterminate':
-      return `could not verify: ${o.cause}`;
+      return summary(o);
+    default:
+      return headline(o);
   }
 }
 
