@@ -67,6 +67,8 @@ export interface SigilErrorInit {
   oci?: string;
   /** Extra response headers (Retry-After of an upstream 429). */
   headers?: Record<string, string>;
+  /** Why, in a few words, for the status line's reason phrase (a denial's `sigil: …`); default the standard phrase. */
+  reasonPhrase?: string;
 }
 
 export class SigilError extends Error {
@@ -75,6 +77,7 @@ export class SigilError extends Error {
   readonly status: number;
   readonly oci: string;
   readonly headers: Readonly<Record<string, string>>;
+  readonly reasonPhrase: string | undefined;
 
   constructor(init: SigilErrorInit) {
     super(init.message, init.cause === undefined ? undefined : { cause: init.cause });
@@ -84,6 +87,7 @@ export class SigilError extends Error {
     this.status = init.status ?? ERROR_TABLE[init.code].status;
     this.oci = init.oci ?? ERROR_TABLE[init.code].oci;
     this.headers = init.headers ?? {};
+    this.reasonPhrase = init.reasonPhrase;
   }
 }
 

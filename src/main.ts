@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { CommandError, parseArgs, UsageError } from './cli/args.js';
 import { configCommand } from './cli/config-check.js';
 import type { CliIo } from './cli/io.js';
@@ -7,12 +6,9 @@ import { verifyCli } from './cli/verify.js';
 import { cacheCommand } from './cli/cache.js';
 import { mirrorCommand } from './cli/mirror.js';
 import { commandUsage, SERVE_USAGE, USAGE } from './cli/usage.js';
+import { sigilVersion as version } from './version.js';
 
 // The only file that reads process.env and argv, and decides the process's exit.
-function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-  return pkg.version;
-}
 
 async function main(argv: string[]): Promise<number> {
   const io: CliIo = {

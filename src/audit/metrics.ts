@@ -1,4 +1,20 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { sigilVersion } from '../version.js';
+
+/**
+ * prom-client's default metrics that break the exposition format's naming rules: gauges named
+ * `_total`, which `promtool check metrics` refuses ("non-counter metrics should not have _total
+ * suffix"). Left out: each is the sum of the gauge of the same name without `_total` (by type).
+ */
+export const NON_CONFORMING_DEFAULT_METRICS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'] as const;
+
+/** What the store gauges read at each scrape (store/content-store.ts). */
+export interface ObservedStore {
+  usage(): { bytes: number; objects: number };
+  readonly maxBytes: number;
+  /** Set while the store does not write after a file system fault. */
+  readonly fault: unknown;
+}
 
 /** All of sigil's Prometheus metrics, on a registry of this app's own (never the global one). */
 export class Metrics {
@@ -19,11 +35,29 @@ export class Metrics {
   readonly configReloads: Counter<'result'>;
   readonly configLastReloadSuccess: Gauge;
   readonly configLastReloadSuccessful: Gauge;
+  readonly storeLookups: Counter<'kind' | 'result'>;
+  readonly storeFilled: Counter;
+  readonly storeEvictions: Counter;
+  readonly storeEvictedBytes: Counter;
+  readonly buildInfo: Gauge<'version' | 'node'>;
+  /** The store the gauges read, once one is watched (watchStore). */
+  #store: ObservedStore | undefined;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const registry = new Registry();
     this.registry = registry;
-    if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'sigil_process_' });
+    if (opts.defaultMetrics ?? true) {
+      // the standard names (process_cpu_seconds_total, process_resident_memory_bytes, nodejs_*): stock dashboards read them
+      collectDefaultMetrics({ register: registry });
+      for (const name of NON_CONFORMING_DEFAULT_METRICS) registry.removeSingleMetric(name);
+    }
+    this.buildInfo = new Gauge({
+      name: 'sigil_build_info',
+      help: 'Always 1; the labels say which sigil (version) runs on which Node.js (node)',
+      labelNames: ['version', 'node'],
+      registers: [registry],
+    });
+    this.buildInfo.set({ version: sigilVersion(), node: process.version }, 1);
     this.httpRequests = new Counter({
       name: 'sigil_http_requests_total',
       help: 'HTTP requests answered, by route, method and status',
@@ -122,5 +156,53 @@ export class Metrics {
       help: '1 when the last config load or reload succeeded, 0 when the last reload was refused',
       registers: [registry],
     });
+    this.storeLookups = new Counter({
+      name: 'sigil_store_lookups_total',
+      help: 'Content store lookups on the serving path, by kind (manifest by digest, blob) and result (hit: served from the store; miss: asked below)',
+      labelNames: ['kind', 'result'],
+      registers: [registry],
+    });
+    this.storeFilled = new Counter({
+      name: 'sigil_store_fill_bytes_total',
+      help: 'Bytes written into the content store (objects committed after their digest matched)',
+      registers: [registry],
+    });
+    this.storeEvictions = new Counter({
+      name: 'sigil_store_evictions_total',
+      help: 'Objects evicted from the content store, least recently used first, to stay within cache.store.maxBytes',
+      registers: [registry],
+    });
+    this.storeEvictedBytes = new Counter({
+      name: 'sigil_store_evicted_bytes_total',
+      help: 'Bytes of the objects evicted from the content store',
+      registers: [registry],
+    });
+  }
+
+  /**
+   * Exposes the content store's size and state as gauges, read at each scrape: registered with
+   * the first store watched (a sigil without a store exports none of them); a later call swaps
+   * the store they read.
+   */
+  watchStore(store: ObservedStore): void {
+    const first = this.#store === undefined;
+    this.#store = store;
+    if (!first) return;
+    const metrics = this; // inside collect(), `this` is the gauge
+    const gauge = (name: string, help: string, get: (s: ObservedStore) => number): void => {
+      new Gauge({
+        name,
+        help,
+        registers: [this.registry],
+        collect() {
+          const s = metrics.#store;
+          if (s) this.set(get(s));
+        },
+      });
+    };
+    gauge('sigil_store_bytes', 'Bytes of the objects in the content store (what this process scanned at start, plus its own writes, minus its removals)', (s) => s.usage().bytes);
+    gauge('sigil_store_objects', 'Objects in the content store (as sigil_store_bytes counts them)', (s) => s.usage().objects);
+    gauge('sigil_store_max_bytes', 'The content store\'s size limit (cache.store.maxBytes)', (s) => s.maxBytes);
+    gauge('sigil_store_writable', '1 while the content store writes; 0 after a file system fault (disk full, read-only, removed) until a retry succeeds', (s) => (s.fault === undefined ? 1 : 0));
   }
 }

@@ -163,7 +163,8 @@ export class ManifestGate {
     const d = decide(ev.policy, ev);
     const ms = Math.round((performance.now() - t0) * 10) / 10;
     const policy = ev.policy?.name ?? '';
-    this.#metrics.manifestDecisions.inc({ upstream: target.upstream, verification: d.verification, policy });
+    // a denial is counted apart from what warn serves unverified (the contract's `denied`)
+    this.#metrics.manifestDecisions.inc({ upstream: target.upstream, verification: d.action === 'deny' ? 'denied' : d.verification, policy });
     const audit = {
       audit: 'decision',
       upstream: target.upstream,
@@ -185,7 +186,7 @@ export class ManifestGate {
     if (d.action === 'deny') {
       this.#log.warn({ ...audit, verification: 'denied' }, 'manifest denied');
       this.#denied.set(`${target.upstream}|${target.repository}|${ev.manifest.digest}`, true);
-      throw new SigilError({ code: 'POLICY_DENIED', message: `${target.upstream}/${target.repository}@${ev.manifest.digest}: ${d.wording}`, detail: d.denial });
+      throw new SigilError({ code: 'POLICY_DENIED', message: `${target.upstream}/${target.repository}@${ev.manifest.digest}: ${d.wording}`, detail: d.denial, reasonPhrase: d.statusPhrase });
     }
     this.#log.info({ ...audit, stale: ev.manifest.stale }, 'manifest decision');
     if (this.#keeper) await this.#keeper.keep(target, ev);

@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { isSigilError, ociErrorBody } from '../errors.js';
+import { reasonPhrase } from './reason-phrase.js';
 
 /** Every error leaves as a distribution-spec error body; SigilError codes map through ERROR_TABLE. */
 /** Headers a handler may have set for content that an error answer must not carry. */
@@ -13,6 +14,9 @@ export function registerErrorHandling(app: FastifyInstance): void {
       const level = err.status >= 500 ? 'warn' : 'info';
       req.log[level]({ code: err.code, status: err.status, err: err.cause ? String(err.cause) : undefined }, err.message);
       reply.code(err.status).headers(err.headers).type('application/json');
+      // Go clients (containerd) print only the status line: a denial says why there too.
+      const phrase = err.reasonPhrase === undefined ? '' : reasonPhrase(err.reasonPhrase);
+      if (phrase !== '') reply.raw.statusMessage = phrase;
       return reply.send(ociErrorBody(err.oci, err.message, err.detail));
     }
     const status = 'statusCode' in err && typeof err.statusCode === 'number' && err.statusCode >= 400 ? err.statusCode : 500;

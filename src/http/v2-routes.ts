@@ -93,7 +93,7 @@ function registerPullRoutes(app: FastifyInstance, depsOf: (req: FastifyRequest) 
         case 'blob':
           // A denied manifest must not come back through the blob endpoint (containerd asks for it there).
           if (deps.gate.wasDenied(r.upstream.name, r.repository, r.endpoint.digest)) {
-            throw new SigilError({ code: 'POLICY_DENIED', message: `${r.endpoint.digest} was denied as a manifest of ${r.repository}` });
+            throw new SigilError({ code: 'POLICY_DENIED', message: `${r.endpoint.digest} was denied as a manifest of ${r.repository}`, reasonPhrase: 'sigil: denied as a manifest' });
           }
           return blob(req, reply, deps, client, r, r.endpoint.digest as Digest);
         case 'tags':
@@ -159,7 +159,11 @@ async function blob(req: FastifyRequest, reply: FastifyReply, deps: V2Deps, clie
   }
   const fromStore = allowed === true;
   if (!fromStore && deps.offline) {
-    throw new SigilError({ code: 'POLICY_DENIED', message: `${r.upstream.name}/${r.repository}: blob ${digest} is named by no stored manifest that passes the policy` });
+    throw new SigilError({
+      code: 'POLICY_DENIED',
+      message: `${r.upstream.name}/${r.repository}: blob ${digest} is named by no stored manifest that passes the policy`,
+      reasonPhrase: 'sigil: no verified manifest names this blob',
+    });
   }
   const res = await client.openBlob(r.repository, digest, {
     method: req.method === 'HEAD' ? 'HEAD' : 'GET',

@@ -57,11 +57,12 @@ describe('decide: a verified manifest is let through with its signer, under ever
 });
 
 /** The wording of each outcome that is not verified: serve's (warnings, denials), mirror's, and the audit reasons. */
-const unverified: Array<{ name: string; outcome?: Outcome; wording: string; because: (mode: Mode) => string; reasons: string[] }> = [
-  { name: 'no signature found', outcome: outcomes.unsigned, wording: 'no signature found (policy p)', because: (m) => `no signature found (policy p, ${m})`, reasons: [] },
+const unverified: Array<{ name: string; outcome?: Outcome; wording: string; because: (mode: Mode) => string; reasons: string[]; phrase: string }> = [
+  { name: 'no signature found', outcome: outcomes.unsigned, phrase: 'sigil: no signature found (policy p)', wording: 'no signature found (policy p)', because: (m) => `no signature found (policy p, ${m})`, reasons: [] },
   {
     name: 'no valid signature',
     outcome: outcomes.invalid,
+    phrase: 'sigil: no valid signature (policy p)',
     wording: 'no valid signature: 2 signature(s) found, none verified (policy p)',
     because: (m) => `no valid signature (2 found; sha256-ab.sig layer 0: signature does not verify) (policy p, ${m})`,
     reasons: ['sha256-ab.sig layer 0: signature does not verify', 'referrer sha256:22: identity does not match'],
@@ -69,11 +70,12 @@ const unverified: Array<{ name: string; outcome?: Outcome; wording: string; beca
   {
     name: 'could not verify',
     outcome: outcomes.indeterminate,
+    phrase: 'sigil: could not verify (policy p)',
     wording: 'could not verify: UPSTREAM_UNAVAILABLE: upstream timed out (policy p)',
     because: (m) => `could not verify: UPSTREAM_UNAVAILABLE: upstream timed out (policy p, ${m})`,
     reasons: ['UPSTREAM_UNAVAILABLE: upstream timed out', 'sha256-ab.sig layer 0: signature does not verify'],
   },
-  { name: 'no outcome at all', wording: 'not verified (policy p)', because: (m) => `not verified (policy p, ${m})`, reasons: [] },
+  { name: 'no outcome at all', phrase: 'sigil: not verified (policy p)', wording: 'not verified (policy p)', because: (m) => `not verified (policy p, ${m})`, reasons: [] },
 ];
 
 describe('decide: warn lets an unverified manifest through with a Warning text', () => {
@@ -104,6 +106,8 @@ describe('decide: enforce denies an unverified manifest, naming every signature 
         assert.equal(d.because, u.because('enforce'));
         assert.deepEqual(d.reasons, u.reasons);
         assert.equal(d.warning, undefined);
+        // a few words for the status line, the rest in the body: what containerd users see
+        assert.equal(d.statusPhrase, u.phrase);
       });
     }
   }

@@ -41,6 +41,11 @@ export interface Decision {
   readonly warning?: string;
   /** Deny: the detail of the POLICY_DENIED error. */
   readonly denial?: Readonly<Record<string, unknown>>;
+  /**
+   * Deny: why, in a few words, for the status line's reason phrase (`sigil: no valid signature
+   * (policy prod)`): what Go clients such as containerd print of a refused pull.
+   */
+  readonly statusPhrase?: string;
 }
 
 /** The decision on a judged manifest under its policy (`undefined`: no policy matches it). */
@@ -59,7 +64,7 @@ export function decide(policy: Policy | undefined, judged: JudgedManifest): Deci
       const wording = `${summary(o)} (policy ${policy?.name})`;
       const unverified = { verification: 'unverified' as const, because: `${describe(o)} (policy ${policy?.name}, ${policy?.mode})`, reasons: o ? reasonsOf(o) : [], wording };
       if (policy?.mode !== 'enforce') return { ...unverified, action: 'warn', warning: `sigil: ${wording}` };
-      return { ...unverified, action: 'deny', denial: denialDetail(policy, o, judged.manifest.digest) };
+      return { ...unverified, action: 'deny', denial: denialDetail(policy, o, judged.manifest.digest), statusPhrase: `sigil: ${headline(o)} (policy ${policy.name})` };
     }
   }
 }
@@ -77,25 +82,8 @@ export function admitsUnnamedBlob(policy: Policy | undefined): boolean {
   return policy?.mode !== 'enforce';
 }
 
-/** The outcome as serve words it (warnings, denials). */
-function summary(o: Outcome | undefined): string {
-  switch (o?.kind) {
-    case undefined:
-      return 'not verified';
-    case 'verified':
-      return `verified (${signersOf(o)})`;
-    case 'unsigned':
-      return 'no signature found';
-    case 'invalid':
-      if (o.quorum) return `${quorumShort(o.quorum)}: ${o.checks.length} signature(s) found`;
-      return `no valid signature: ${o.checks.length} signature(s) found, none verified`;
-    case 'indeterminate':
-      return `could not verify: ${o.cause}`;
-  }
-}
-
-/** The outcome as `sigil mirror` and `import` word it: an invalid one with its first reason. */
-function describe(o: Outcome | undefined): string {
+/** The outcome in a few words: a denial's status line; the start of every other wording. */
+function headline(o: Outcome | undefined): string {
   switch (o?.kind) {
     case undefined:
       return 'not verified';
@@ -103,13 +91,40 @@ function describe(o: Outcome | undefined): string {
       return 'verified';
     case 'unsigned':
       return 'no signature found';
+    case 'invalid':
+      return o.quorum ? 'threshold not met' : 'no valid signature';
+    case 'indeterminate':
+      return 'could not verify';
+  }
+}
+
+/** The outcome as serve words it (warnings, denials). */
+function summary(o: Outcome | undefined): string {
+  switch (o?.kind) {
+    case 'verified':
+      return `${headline(o)} (${signersOf(o)})`;
+    case 'invalid':
+      if (o.quorum) return `${quorumShort(o.quorum)}: ${o.checks.length} signature(s) found`;
+      return `${headline(o)}: ${o.checks.length} signature(s) found, none verified`;
+    case 'indeterminate':
+      return `${headline(o)}: ${o.cause}`;
+    default:
+      return headline(o);
+  }
+}
+
+/** The outcome as `sigil mirror` and `import` word it: an invalid one with its first reason. */
+function describe(o: Outcome | undefined): string {
+  switch (o?.kind) {
     case 'invalid': {
       if (o.quorum) return `${quorumShort(o.quorum)} (${o.checks.length} signature(s) found${o.quorum.met.length > 0 ? `; verified: ${o.quorum.met.map((m) => m.authority).join(', ')}` : ''})`;
       const first = o.checks.find((c) => !c.ok);
-      return `no valid signature (${o.checks.length} found${first && !first.ok ? `; ${first.source}: ${first.reason}` : ''})`;
+      return `${headline(o)} (${o.checks.length} found${first && !first.ok ? `; ${first.source}: ${first.reason}` : ''})`;
     }
     case 'indeterminate':
-      return `could not verify: ${o.cause}`;
+      return summary(o);
+    default:
+      return headline(o);
   }
 }
 

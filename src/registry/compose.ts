@@ -49,7 +49,7 @@ export function serveRegistry(up: Registry, u: Pick<UpstreamConfig, 'staleIfErro
     up, //                                                                            undici, token flow, size caps, digest checks
     store && writeThrough({ store, admission: store.admission, logger, hashes }), // admitted blobs into the store, one download each
     stale && staleDeadline({ breaker: stale.breaker, logger, deadlineMs: deps.staleDeadlineMs, timer: deps.timer }), // metadata answers within STALE_DEADLINE_MS
-    store && storeRead(store), //                                                     manifests by digest and blobs from the store
+    store && storeRead(store, metrics), //                                            manifests by digest and blobs from the store
     manifestCache({ maxBytes: cache.manifests.maxBytes, now }), //                   manifests by digest in memory; tags resolved with a HEAD
     stale && staleIfError({ ...stale, metrics }), //                                  the stored answer while the upstream fails
     tagCache({ ttlMs: cache.tags.ttlMs, now }), //                                    tag → digest for cache.tags.ttl

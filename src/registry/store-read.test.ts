@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { FakeRegistry, collect, imageManifest, sha256 } from '../../test/helpers/fake-registry.js';
 import { tempStore } from '../../test/helpers/temp-store.js';
+import { Metrics } from '../audit/metrics.js';
 import { StoreRead } from './store-read.js';
 
 let store: Awaited<ReturnType<typeof tempStore>>;
@@ -47,4 +48,22 @@ test('a blob stored for the repository comes from the store; another repository\
   (await r.openBlob('other', sha256(layer), { method: 'GET' })).body?.destroy();
   (await r.openBlob('app', sha256(layer), { method: 'GET', skipStore: true })).body?.destroy();
   assert.deepEqual(below.calls, [`openBlob GET other@${sha256(layer)}`, `openBlob GET app@${sha256(layer)}`]);
+});
+
+test('each lookup is counted, hit or miss by kind; a tag and a skipStore blob are no lookup', async () => {
+  const below = new FakeRegistry();
+  below.put('app', m, 'v1');
+  below.put('other', m);
+  below.blobs.set(sha256(layer), layer);
+  const metrics = new Metrics({ defaultMetrics: false });
+  const r = new StoreRead(below, store, metrics);
+  await r.fetchManifest('app', m.digest); // stored: hit
+  await r.fetchManifest('other', m.digest); // not stored for that repository: miss
+  await r.fetchManifest('app', 'v1'); // a tag: not looked up
+  (await r.openBlob('app', sha256(layer), { method: 'GET' })).body?.destroy(); // hit
+  (await r.openBlob('app', sha256(layer), { method: 'HEAD' })).body?.destroy(); // hit
+  (await r.openBlob('other', sha256(layer), { method: 'GET' })).body?.destroy(); // miss
+  (await r.openBlob('app', sha256(layer), { method: 'GET', skipStore: true })).body?.destroy(); // not looked up
+  const counts = Object.fromEntries((await metrics.storeLookups.get()).values.map((v) => [`${v.labels.kind} ${v.labels.result}`, v.value]));
+  assert.deepEqual(counts, { 'manifest hit': 1, 'manifest miss': 1, 'blob hit': 2, 'blob miss': 1 });
 });

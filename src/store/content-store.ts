@@ -42,7 +42,7 @@ export interface ContentStoreOptions {
   readonly sweepMetaAtOpen?: boolean;
   /** Where written and read blobs are hashed (the app's hash workers); default inline. */
   readonly hashes?: HashPool;
-  /** Where damaged objects and failed file operations are counted. */
+  /** Where damaged objects, failed file operations, fills and evictions are counted, and the store's size exposed. */
   readonly metrics?: Metrics;
   /** Overrides STORE_RETRY_MS. */
   readonly retryMs?: number;
@@ -95,6 +95,7 @@ export class ContentStore {
       logger,
       onDisk: (d) => this.onDisk(d),
       closed: () => this.#closed,
+      ...(opts.metrics !== undefined ? { metrics: opts.metrics } : {}),
     });
     this.#upkeep = upkeep;
     this.#health = new StoreHealth({
@@ -126,6 +127,7 @@ export class ContentStore {
       now,
       openRead: (d) => this.openRead(d),
       written: () => upkeep.written(),
+      ...(opts.metrics !== undefined ? { metrics: opts.metrics } : {}),
     });
   }
 
@@ -145,6 +147,7 @@ export class ContentStore {
     // trusted reads (object-reader.ts) only where a file's ctime tracks every change of its bytes
     const trustedReads = await statfs(layout.dir).then((st) => ctimeTracksWrites(st.type), () => false);
     const store = new ContentStore(opts, layout, index, now, trustedReads);
+    opts.metrics?.watchStore(store);
     opts.logger?.info({ dir: opts.dir, objects: index.count, bytes: index.bytes, staleTemps, trustedReads }, 'content store opened');
     if (index.bytes > opts.maxBytes) await store.evict();
     if (opts.sweepMetaAtOpen !== false) store.#upkeep.track(store.sweepMeta(), 'sweeping metadata');

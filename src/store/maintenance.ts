@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { Metrics } from '../audit/metrics.js';
 import type { Digest } from '../oci/digest.js';
 import { evictLru, pruneOlderThan } from './eviction.js';
 import type { EvictResult } from './eviction.js';
@@ -19,6 +20,8 @@ export interface MaintenanceOptions {
   /** Is the object on disk now (a stat, not the index)? */
   readonly onDisk: (digest: Digest) => Promise<boolean>;
   readonly closed: () => boolean;
+  /** Where evictions are counted. */
+  readonly metrics?: Metrics;
 }
 
 /**
@@ -48,7 +51,11 @@ export class Maintenance {
   /** Evicts least-recently-used objects until bytes ≤ maxBytes. */
   evict(): Promise<EvictResult> {
     const { layout, index, maxBytes } = this.#o;
-    return this.serial(() => evictLru(layout, index, maxBytes)).then((r) => this.#afterRemoval(r));
+    return this.serial(() => evictLru(layout, index, maxBytes)).then((r) => {
+      this.#o.metrics?.storeEvictions.inc(r.removed);
+      this.#o.metrics?.storeEvictedBytes.inc(r.freedBytes);
+      return this.#afterRemoval(r);
+    });
   }
 
   /** Removes objects unused for `olderThanMs`, then LRU ones down to `maxBytes`. */

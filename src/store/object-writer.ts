@@ -1,5 +1,6 @@
 import { lstat, rename, utimes } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
+import type { Metrics } from '../audit/metrics.js';
 import { SigilError } from '../errors.js';
 import type { HashPool } from '../hash/hash-pool.js';
 import { digestOf } from '../oci/digest.js';
@@ -44,6 +45,8 @@ export interface ObjectWriterOptions {
   readonly openRead: (digest: Digest) => Promise<Readable | null>;
   /** An object was added (eviction may be due). */
   readonly written: () => void;
+  /** Where the bytes of committed objects are counted (sigil_store_fill_bytes_total). */
+  readonly metrics?: Metrics;
 }
 
 /**
@@ -91,6 +94,7 @@ export class ObjectWriter {
     }
     await syncDir(layout.objectDir(digest));
     index.set(digest, bytes.length, t, t);
+    this.#o.metrics?.storeFilled.inc(bytes.length);
     this.#o.written();
   }
 
@@ -132,6 +136,7 @@ export class ObjectWriter {
         await utimes(tmp, t / 1000, t / 1000);
         await rename(tmp, path);
         index.set(digest, size, t, t);
+        this.#o.metrics?.storeFilled.inc(size);
         await syncDir(layout.objectDir(digest));
       },
       settled: () => {

@@ -151,7 +151,7 @@ ${['docker.io', 'ghcr.io', 'quay.io', NOWHERE_REGISTRY].map(upstream).join('')}p
         const from = sigil.logs.length;
         const res = await ctd.pull(c.ref, { timeoutMs: PULL_TIMEOUT_MS });
         assert.notEqual(res.code, 0, res.stdout);
-        assert.match(res.stderr, new RegExp(`pulling from host ${sigil.host.replace(/\./g, '\\.')} failed with status code \\[manifests v1\\]: 403 Forbidden`));
+        assert.match(res.stderr, new RegExp(`pulling from host ${sigil.host.replace(/\./g, '\\.')} failed with status code \\[manifests v1\\]: 403 sigil: no signature found \\(policy denied\\)`));
         assert.ok(!(await ctd.images()).includes(c.ref));
         // sigil is listed twice (the [host] entry and `server`): asked twice, denied twice, nothing else tried
         assert.deepEqual(requests(from), [`HEAD ${c.path}?ns=${c.ns}`, `HEAD ${c.path}?ns=${c.ns}`]);

@@ -261,7 +261,7 @@ policies:
 
       const denied = await ctd.pull(secure, { timeoutMs: PULL_TIMEOUT_MS });
       assert.notEqual(denied.code, 0, `the enforce image must not pull:\n${denied.stdout}`);
-      assert.match(denied.stderr, new RegExp(`pulling from host ${sigil.host.replace(/\./g, '\\.')} failed with status code \\[manifests v1\\]: 403 Forbidden`));
+      assert.match(denied.stderr, new RegExp(`pulling from host ${sigil.host.replace(/\./g, '\\.')} failed with status code \\[manifests v1\\]: 403 sigil: no signature found \\(policy secure-enforced\\)`));
       // sigil is listed twice (the [host] entry and `server`): asked twice, denied twice, nothing else tried
       const seenDenied = requestsSeen(sigil, from);
       assert.deepEqual(seenDenied, [1, 2].map(() => ({ method: 'HEAD', url: `/v2/team/secure/manifests/v1?ns=${REF_HOST_NS}`, status: 403 })), trace(seenDenied));
@@ -285,7 +285,7 @@ policies:
       const ref = `${REF_HOST}/team/secure@${pushed.digest}`;
       const res = await ctd.pull(ref, { timeoutMs: PULL_TIMEOUT_MS });
       assert.notEqual(res.code, 0, res.stdout);
-      assert.match(res.stderr, /403 Forbidden/);
+      assert.match(res.stderr, /403 sigil: no signature found \(policy secure-enforced\)/);
       const content = (await ctd.ctr(['content', 'ls', '-q'])).stdout.split('\n');
       assert.ok(!content.includes(pushed.digest) && !content.includes(pushed.layers[0].digest), 'nothing of the image reached the content store');
     });
@@ -374,7 +374,7 @@ policies:
         assert.ok(!content.includes(pushed.config.digest) && !content.includes(pushed.layers[0].digest), 'no config or layer of the denied image was fetched');
         await assert.rejects(ctd.unpackedFiles(ref), 'nothing of it is unpacked');
         if (blobType !== 'application/octet-stream') {
-          assert.match(res.stderr, /manifests[ /]sha256:[0-9a-f]{64}(\]|\?ns=registry\.test%3A5000): 403 Forbidden/);
+          assert.match(res.stderr, /manifests[ /]sha256:[0-9a-f]{64}(\]|\?ns=registry\.test%3A5000): 403 sigil: [^\n]* \(policy secure-enforced\)/);
           assert.ok(!content.includes(pushed.digest), 'the manifest itself was not fetched');
           assert.ok(!(await ctd.images()).includes(ref));
         }

@@ -36,6 +36,7 @@
  *    makes the 403 stick: ctr then fails with
  *      failed to resolve reference "<ref>": pulling from host <sigil host> failed with status
  *      code [manifests <tag>]: 403 Forbidden
+ *    — the status line as sent: a sigil denial reads `403 sigil: no signature found (policy …)` there.
  * 5. A 401 with `WWW-Authenticate: Basic realm=...` makes ctr retry the same request with the
  *    `--user` credentials (Authorization: Basic ...), then it keeps sending them.
  *

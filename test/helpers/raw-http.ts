@@ -5,6 +5,8 @@ export const RAW_REQUEST_TIMEOUT_MS = 10_000;
 
 export interface RawResponse {
   readonly status: number;
+  /** The status line's reason phrase, as sent (latin1). */
+  readonly reason: string;
   /** Header names lower-cased; a repeated header keeps its last value. */
   readonly headers: Readonly<Record<string, string>>;
   /** Everything after the header block, as sent (chunked framing left in place). */
@@ -45,7 +47,7 @@ export function rawRequest(
       const text = Buffer.concat(chunks).toString('latin1');
       const end = text.indexOf('\r\n\r\n');
       const head = end < 0 ? text : text.slice(0, end);
-      const m = /^HTTP\/1\.[01] (\d{3})/.exec(head);
+      const m = /^HTTP\/1\.[01] (\d{3})(?: ([^\r\n]*))?/.exec(head);
       if (!m) {
         reject(new Error(`${method} ${target}: no HTTP status line in ${JSON.stringify(text.slice(0, 200))}`));
         return;
@@ -55,7 +57,7 @@ export function rawRequest(
         const colon = line.indexOf(':');
         if (colon > 0) out[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
       }
-      resolve({ status: Number(m[1]), headers: out, body: end < 0 ? '' : text.slice(end + 4) });
+      resolve({ status: Number(m[1]), reason: m[2] ?? '', headers: out, body: end < 0 ? '' : text.slice(end + 4) });
     });
   });
 }

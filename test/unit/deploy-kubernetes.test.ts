@@ -20,6 +20,10 @@ const ROOT = fileURLToPath(new URL('../../../', import.meta.url)); // from dist/
 const K8S_DIR = join(ROOT, 'config/kubernetes');
 const NAMESPACE = 'sigil';
 const SIGIL_PORT = 5000;
+/** bench/results/latest.md: RSS max while serving (a 1 GiB blob from the content store: 239.7 MiB). */
+const MEASURED_SERVING_RSS_MIB = 240;
+/** bench/results/latest.md: peak RSS (VmHWM) over the whole benchmark run (413.8 MiB). */
+const MEASURED_PEAK_RSS_MIB = 414;
 
 type Obj = Record<string, any>; // manifests are untyped YAML: property chains are checked by the asserts
 
@@ -48,6 +52,13 @@ const kind = parse(await readFile(join(ROOT, 'config/kind/kind-config.yaml'), 'u
 function selects(selector: Record<string, string>, what: string): void {
   assert.ok(Object.keys(selector).length > 0, `${what}: an empty selector selects everything`);
   for (const [k, v] of Object.entries(selector)) assert.equal(podLabels[k], v, `${what}: ${k}=${v} is not on the pod template`);
+}
+
+/** A Kubernetes memory quantity (`256Mi`, `1Gi`) in MiB. */
+function mebibytes(q: string): number {
+  const m = /^(\d+)(Mi|Gi)$/.exec(q);
+  assert.ok(m, `memory quantity ${q}: use Mi or Gi`);
+  return Number(m[1]) * (m[2] === 'Gi' ? 1024 : 1);
 }
 
 /** The container port a probe or Service targets, by number or by name. */
@@ -153,6 +164,9 @@ describe('config/kubernetes', () => {
   test('resources, a grace period longer than sigil\'s drain, and the args the image expects', () => {
     assert.ok(container.resources.requests.cpu && container.resources.requests.memory);
     assert.ok(container.resources.limits.memory);
+    // from the measured RSS: the request covers serving, the limit the peak (no OOM kill at the peak)
+    assert.ok(mebibytes(container.resources.requests.memory) >= MEASURED_SERVING_RSS_MIB, 'memory request below the RSS measured while serving');
+    assert.ok(mebibytes(container.resources.limits.memory) >= MEASURED_PEAK_RSS_MIB, 'memory limit below the peak RSS measured');
     const preStop = container.lifecycle?.preStop?.sleep?.seconds ?? 0;
     assert.ok(pod.terminationGracePeriodSeconds > SHUTDOWN_GRACE_MS / 1000 + preStop, 'SIGKILL must not cut the drain short');
     assert.deepEqual(container.args, ['serve']);

@@ -249,7 +249,7 @@ policies:
     const from = plainSigil.logs.length;
     const res = await ctd.pull('docker.io/library/secure:1', { timeoutMs: PULL_TIMEOUT_MS });
     assert.notEqual(res.code, 0, res.stdout);
-    assert.match(res.stderr, /403 Forbidden/);
+    assert.match(res.stderr, /403 sigil: no signature found \(policy secure\)/);
     assert.ok(!(await ctd.images()).includes('docker.io/library/secure:1'));
     const seen = requests(plainSigil, from);
     assert.ok(seen.length > 0 && seen.every((r) => r === 'HEAD /v2/library/secure/manifests/1?ns=docker.io'), seen.join('\n'));
