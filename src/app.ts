@@ -17,7 +17,11 @@ import { Catalog, ContentStore } from './store/index.js';
 import type { Timeouts } from './upstream/limits.js';
 import { TrustedVerifier } from './gate/sigstore-verifier.js';
 import type { SignatureVerifier } from './gate/verifier.js';
-import { defaultPublicGoodPath, loadTrust } from './verify/index.js';
+import { defaultPublicGoodPath, readTrustedRoots } from './verify/index.js';
+import { TrustSource, type TufRootHolder } from './trust/trust-source.js';
+import { TufRefresher, type Timer as TufTimer } from './trust/tuf-refresher.js';
+import type { FetchTrustedRoot } from './trust/tuf-repository.js';
+import { TufMetrics } from './audit/tuf-metrics.js';
 import { HashPool } from './hash/hash-pool.js';
 
 declare module 'fastify' {
@@ -49,6 +53,8 @@ export interface AppDeps {
   readonly now?: () => number;
   /** The gate's decision deadline (tests shorten it); default VERIFICATION_DEADLINE_MS. */
   readonly verificationDeadlineMs?: number;
+  /** With `trust.tuf`: what keeps the TUF repository's trusted root fresh (the verifier reads it). */
+  readonly tuf?: TufRefresher;
 }
 
 export interface DepsOptions {
@@ -68,6 +74,8 @@ export interface DepsOptions {
   now?: () => number;
   /** The gate's decision deadline (tests shorten it); default VERIFICATION_DEADLINE_MS. */
   verificationDeadlineMs?: number;
+  /** trust.tuf's wall clock, refresh timer and fetch (tests); default Date.now, real timers, @sigstore/tuf. */
+  tuf?: { now?: () => number; timer?: TufTimer; fetch?: FetchTrustedRoot };
 }
 
 /**
@@ -77,13 +85,15 @@ export interface DepsOptions {
 export async function defaultDeps(config: Config, opts: DepsOptions = {}): Promise<AppDeps> {
   const logger = opts.logger ?? createLogger(config.server.logLevel);
   const metrics = new Metrics();
+  const offline = opts.offline ?? false;
+  const tufConfig = config.trust.tuf;
+  const tuf = tufConfig && new TufRefresher({ config: tufConfig, logger, metrics: new TufMetrics(metrics.registry), offline, ...opts.tuf });
   let verifier: TrustedVerifier;
   try {
-    verifier = loadVerifier(config);
+    verifier = loadVerifier(config, defaultPublicGoodPath(), tuf);
   } catch (err) {
     throw new Error(`trust.trustedRoot: ${(err as Error).message}`, { cause: err });
   }
-  const offline = opts.offline ?? false;
   const hashes = new HashPool({ logger });
   let parts: { content: ContentStore; catalog: Catalog } | undefined;
   if (config.cache.store) {
@@ -117,15 +127,19 @@ export async function defaultDeps(config: Config, opts: DepsOptions = {}): Promi
   });
   const store = parts && keeper ? { ...parts, keeper } : undefined;
   const gate = { ...(opts.now !== undefined ? { now: opts.now } : {}), ...(opts.verificationDeadlineMs !== undefined ? { verificationDeadlineMs: opts.verificationDeadlineMs } : {}) };
-  return { logger, metrics, clients, verifier, store, offline, timeouts: opts.timeouts, hashes, ...gate };
+  // The cached root, then the repository (never offline), before the first request.
+  await tuf?.start();
+  return { logger, metrics, clients, verifier, store, offline, timeouts: opts.timeouts, hashes, ...gate, ...(tuf ? { tuf } : {}) };
 }
 
 /**
- * Trust material, read offline once. Throws (with the path at fault) when a trusted root
- * cannot be read: `sigil serve` reports it and exits 2.
+ * Trust material: the configured roots, read offline once, plus the TUF repository's latest root
+ * when `tuf` (the refresher of trust.tuf) is given. Throws (with the path at fault) when a
+ * trusted root cannot be read: `sigil serve` reports it and exits 2.
  */
-export function loadVerifier(config: Config, publicGoodPath = defaultPublicGoodPath()): TrustedVerifier {
-  return new TrustedVerifier(loadTrust(config.trust.trustedRoot, { publicGoodPath }));
+export function loadVerifier(config: Config, publicGoodPath = defaultPublicGoodPath(), tuf?: TufRootHolder): TrustedVerifier {
+  const floor = readTrustedRoots(config.trust.trustedRoot, { publicGoodPath });
+  return new TrustedVerifier(new TrustSource(floor, config.trust.trustedRoot, tuf));
 }
 
 /** Builds the fastify app for a compiled config. Never listens: main.ts and tests do. */
@@ -182,11 +196,16 @@ export async function buildApp(config: Config, deps?: AppDeps): Promise<FastifyI
   const readiness: Readiness = {
     // Both are loaded before the app exists (a failure stops start-up), so a running app is ready.
     checks: () => ({ config: null, trust: deps.verifier.sources.length > 0 ? null : 'no trusted root loaded' }),
-    degraded: () => storeDegraded(deps.store?.content),
+    degraded: () => {
+      const tuf = deps.tuf?.degraded();
+      return { ...storeDegraded(deps.store?.content), ...(tuf ? { tuf } : {}) };
+    },
+    detail: () => (deps.tuf ? { tuf: deps.tuf.status() } : {}),
   };
   registerOpsRoutes(app, deps.metrics, readiness);
 
   app.addHook('onClose', async () => {
+    deps.tuf?.close();
     await Promise.all([...deps.clients.values()].map((c) => c.close()));
     await deps.store?.content.close();
     await deps.hashes.close();

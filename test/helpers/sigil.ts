@@ -1,12 +1,13 @@
 import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
-import { buildApp, defaultDeps } from '../../src/app.js';
+import { buildApp, defaultDeps, type DepsOptions } from '../../src/app.js';
 import type { Metrics } from '../../src/audit/metrics.js';
 import type { HashPool } from '../../src/hash/hash-pool.js';
 import { createLogger } from '../../src/audit/logger.js';
 import { loadConfigFromText } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
 import type { Timeouts } from '../../src/upstream/limits.js';
+import type { TufRefresher } from '../../src/trust/tuf-refresher.js';
 
 /** A parsed pino record. */
 export type LogRecord = Record<string, unknown> & { level: number; msg?: string };
@@ -22,6 +23,8 @@ export interface SigilHandle {
   readonly hashes: HashPool;
   /** Every log line sigil wrote, parsed. */
   readonly logs: LogRecord[];
+  /** With trust.tuf: what refreshes the TUF repository's root. */
+  readonly tuf?: TufRefresher;
   stop(): Promise<void>;
 }
 
@@ -45,6 +48,8 @@ export async function startSigil(
     now?: () => number;
     staleDeadlineMs?: number;
     verificationDeadlineMs?: number;
+    /** trust.tuf's wall clock and refresh timer (app.ts DepsOptions.tuf). */
+    tuf?: DepsOptions['tuf'];
   } = {},
 ): Promise<SigilHandle> {
   const config = await compileConfig(yamlText, opts);
@@ -71,6 +76,7 @@ export async function startSigil(
     now: opts.now,
     staleDeadlineMs: opts.staleDeadlineMs,
     verificationDeadlineMs: opts.verificationDeadlineMs,
+    tuf: opts.tuf,
   });
   const app = await buildApp(config, deps);
   await app.listen({ host: '127.0.0.1', port: 0 });
@@ -86,6 +92,7 @@ export async function startSigil(
     metrics: deps.metrics,
     hashes: deps.hashes,
     logs,
+    ...(deps.tuf ? { tuf: deps.tuf } : {}),
     stop: () => app.close(),
   };
 }
