@@ -19,7 +19,11 @@ import { Catalog, ContentStore } from './store/index.js';
 import type { Timeouts } from './upstream/limits.js';
 import { TrustedVerifier } from './gate/sigstore-verifier.js';
 import type { SignatureVerifier } from './gate/verifier.js';
-import { defaultPublicGoodPath, loadTrust } from './verify/index.js';
+import { defaultPublicGoodPath, readTrustedRoots } from './verify/index.js';
+import { TrustSource, type TufRootHolder } from './trust/trust-source.js';
+import { TufRefresher, type Timer as TufTimer } from './trust/tuf-refresher.js';
+import type { FetchTrustedRoot } from './trust/tuf-repository.js';
+import { TufMetrics } from './audit/tuf-metrics.js';
 import { HashPool } from './hash/hash-pool.js';
 import { Generations, type Lease } from './reload/generations.js';
 import { Reloader, type ReloadOutcome } from './reload/reloader.js';
@@ -92,6 +96,8 @@ export interface AppDeps {
   readonly rebuild: (config: Config) => ConfigParts;
   /** Reads the config again for a reload (serve: the same lookup and overrides as at start); without it a reload is refused. */
   readonly loadConfig?: () => Promise<LoadResult>;
+  /** With `trust.tuf`: what keeps the TUF repository's trusted root fresh (the verifier reads it). */
+  readonly tuf?: TufRefresher;
 }
 
 export interface DepsOptions {
@@ -113,6 +119,8 @@ export interface DepsOptions {
   verificationDeadlineMs?: number;
   /** How a reload reads the config again (AppDeps.loadConfig). */
   loadConfig?: () => Promise<LoadResult>;
+  /** trust.tuf's wall clock, refresh timer and fetch (tests); default Date.now, real timers, @sigstore/tuf. */
+  tuf?: { now?: () => number; timer?: TufTimer; fetch?: FetchTrustedRoot };
 }
 
 /**
@@ -122,8 +130,10 @@ export interface DepsOptions {
 export async function defaultDeps(config: Config, opts: DepsOptions = {}): Promise<AppDeps> {
   const logger = opts.logger ?? createLogger(config.server.logLevel);
   const metrics = new Metrics();
-  const verifier = trustOf(config);
   const offline = opts.offline ?? false;
+  const tufConfig = config.trust.tuf;
+  const tuf = tufConfig && new TufRefresher({ config: tufConfig, logger, metrics: new TufMetrics(metrics.registry), offline, ...opts.tuf });
+  const verifier = trustOf(config, tuf);
   const hashes = new HashPool({ logger });
   let parts: { content: ContentStore; catalog: Catalog } | undefined;
   if (config.cache.store) {
@@ -161,25 +171,35 @@ export async function defaultDeps(config: Config, opts: DepsOptions = {}): Promi
   const { clients, keeper } = compose(config, verifier);
   const store = parts && keeper ? { ...parts, keeper } : undefined;
   const gate = { ...(opts.now !== undefined ? { now: opts.now } : {}), ...(opts.verificationDeadlineMs !== undefined ? { verificationDeadlineMs: opts.verificationDeadlineMs } : {}) };
-  const rebuild = (c: Config): ConfigParts => compose(c, trustOf(c));
-  return { logger, metrics, clients, verifier, store, offline, timeouts: opts.timeouts, hashes, ...gate, rebuild, ...(opts.loadConfig ? { loadConfig: opts.loadConfig } : {}) };
+  // trust.tuf's refresher lives as long as the app: every generation's trust reads its latest root.
+  const rebuild = (c: Config): ConfigParts => compose(c, trustOf(c, tuf));
+  // The cached root, then the repository (never offline), before the first request.
+  await tuf?.start();
+  return {
+    logger, metrics, clients, verifier, store, offline, timeouts: opts.timeouts, hashes, ...gate, rebuild,
+    ...(opts.loadConfig ? { loadConfig: opts.loadConfig } : {}),
+    ...(tuf ? { tuf } : {}),
+  };
 }
 
-/** The trust material of a config; the error names the setting. */
-function trustOf(config: Config): TrustedVerifier {
+/** The trust material of a config (with trust.tuf's latest root); the error names the setting. */
+function trustOf(config: Config, tuf: TufRootHolder | undefined): TrustedVerifier {
   try {
-    return loadVerifier(config);
+    return loadVerifier(config, defaultPublicGoodPath(), tuf);
   } catch (err) {
     throw new Error(`trust.trustedRoot: ${(err as Error).message}`, { cause: err });
   }
 }
 
 /**
- * Trust material, read offline, at start and on each reload. Throws (with the path at fault)
- * when a trusted root cannot be read: `sigil serve` reports it and exits 2, a reload is refused.
+ * Trust material: the configured roots, read offline at start and on each reload, plus the TUF
+ * repository's latest root when `tuf` (the refresher of trust.tuf) is given. Throws (with the
+ * path at fault) when a trusted root cannot be read: `sigil serve` reports it and exits 2, a
+ * reload is refused.
  */
-export function loadVerifier(config: Config, publicGoodPath = defaultPublicGoodPath()): TrustedVerifier {
-  return new TrustedVerifier(loadTrust(config.trust.trustedRoot, { publicGoodPath }));
+export function loadVerifier(config: Config, publicGoodPath = defaultPublicGoodPath(), tuf?: TufRootHolder): TrustedVerifier {
+  const floor = readTrustedRoots(config.trust.trustedRoot, { publicGoodPath });
+  return new TrustedVerifier(new TrustSource(floor, config.trust.trustedRoot, tuf));
 }
 
 /**
@@ -288,11 +308,16 @@ export async function buildApp(config: Config, deps?: AppDeps): Promise<FastifyI
     // Config and trust are loaded before the app exists (a failure stops start-up) and a reload
     // that fails keeps them: a running app is ready.
     checks: () => ({ config: null, trust: generations.current.value.verifier.sources.length > 0 ? null : 'no trusted root loaded' }),
-    degraded: () => ({ ...storeDegraded(d.store?.content), ...reloader.degraded() }),
+    degraded: () => {
+      const tuf = d.tuf?.degraded();
+      return { ...storeDegraded(d.store?.content), ...reloader.degraded(), ...(tuf ? { tuf } : {}) };
+    },
+    detail: () => (d.tuf ? { tuf: d.tuf.status() } : {}),
   };
   registerOpsRoutes(app, d.metrics, readiness);
 
   app.addHook('onClose', async () => {
+    d.tuf?.close();
     await generations.close();
     await d.store?.content.close();
     await d.hashes.close();

@@ -112,6 +112,7 @@ export async function verifyCommand(io: CliIo, opts: { image: string; config?: s
     else io.stderr(`sigil: ${opts.image}: ${code === VERIFY_EXIT.couldNotCheck ? 'could not check: ' : ''}${message}\n`);
     return code;
   } finally {
+    deps.tuf?.close();
     await Promise.all([...deps.clients.values()].map((c) => c.close()));
     await deps.store?.content.close();
     await deps.hashes.close();

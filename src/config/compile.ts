@@ -7,11 +7,11 @@
  */
 import { createHash, createPrivateKey, createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { join as joinPath, resolve } from 'node:path';
 import type { AuthoritySpec, ConfigSpec, PolicySpec } from './schema.js';
 import { DEFAULT_THRESHOLD, DEFAULT_TRUSTED_ROOT, join } from './schema.js';
 import { compileGlob } from './glob.js';
-import type { Authority, Config, ConfigProblem, Policy, ServerConfig, UpstreamConfig } from './types.js';
+import type { Authority, Config, ConfigProblem, Policy, ServerConfig, TufConfig, UpstreamConfig } from './types.js';
 
 /** RSA keys below this size are breakable; cosign itself refuses to generate them. */
 export const MIN_RSA_BITS = 2048;
@@ -241,6 +241,23 @@ async function compileTrustedRoot(p: Problems, entry: { at: string; value: strin
   return file;
 }
 
+/** trust.tuf with its paths resolved; the initial root must be a TUF root.json (its signatures are checked when used). */
+async function compileTuf(p: Problems, t: NonNullable<ConfigSpec['tuf']>, storeDir: string | undefined, baseDir: string): Promise<TufConfig> {
+  const rootPath = t.root === undefined ? undefined : resolve(baseDir, t.root);
+  const text = rootPath === undefined ? undefined : await p.read('trust.tuf.root', rootPath);
+  if (text !== undefined) {
+    let type: unknown;
+    try {
+      type = (JSON.parse(text) as { signed?: { _type?: unknown } } | null)?.signed?._type;
+    } catch (e) {
+      p.error('trust.tuf.root', `${rootPath} is not JSON: ${(e as Error).message}`);
+    }
+    if (type !== undefined && type !== 'root') p.error('trust.tuf.root', `${rootPath} is not a TUF root.json (signed._type is ${JSON.stringify(type)})`);
+  }
+  const cacheDir = t.cacheDir !== undefined ? resolve(baseDir, t.cacheDir) : joinPath(storeDir ?? baseDir, 'tuf');
+  return { url: t.url, ...(rootPath !== undefined ? { rootPath } : {}), cacheDir, refreshMs: t.refreshMs };
+}
+
 /** Compiles a spec; `config` is set only when no problem is an error. */
 export async function compileConfig(spec: ConfigSpec, o: CompileOptions): Promise<{ config?: Config; problems: ConfigProblem[] }> {
   const p = new Problems();
@@ -250,11 +267,13 @@ export async function compileConfig(spec: ConfigSpec, o: CompileOptions): Promis
   for (const u of spec.upstreams) upstreams.push(await compileUpstream(p, u, o.baseDir));
   const trustedRoot: string[] = [];
   for (const e of spec.trustedRoot) trustedRoot.push(await compileTrustedRoot(p, e, o.baseDir));
+  const storeDir = spec.cache.store && resolve(o.baseDir, spec.cache.store.dir);
+  const tuf = spec.tuf && (await compileTuf(p, spec.tuf, storeDir, o.baseDir));
   const policies: Policy[] = [];
   for (const s of spec.policies) policies.push(await compilePolicy(p, s, o.baseDir));
-  const store = spec.cache.store && { dir: resolve(o.baseDir, spec.cache.store.dir), maxBytes: spec.cache.store.maxBytes };
+  const store = spec.cache.store && storeDir !== undefined ? { dir: storeDir, maxBytes: spec.cache.store.maxBytes } : undefined;
   const config: Config = {
-    server, upstreams, defaultUpstream: spec.defaultUpstream, trust: { trustedRoot }, policies,
+    server, upstreams, defaultUpstream: spec.defaultUpstream, trust: { trustedRoot, ...(tuf ? { tuf } : {}) }, policies,
     cache: { verifications: { ...spec.cache.verifications }, store, tags: { ...spec.cache.tags }, manifests: { ...spec.cache.manifests } }, source: o.source,
   };
   return { config: p.list.some((x) => x.severity === 'error') ? undefined : deepFreeze(config), problems: p.list };

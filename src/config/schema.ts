@@ -12,6 +12,7 @@
 import { isIP } from 'node:net';
 import type { ConfigProblem, ListenAddress, Mode, TlogMode } from './types.js';
 import { exactRegExp, globLiteralHost, globProblem, isFullyAnchored } from './glob.js';
+import { checkTuf, type TufSpec } from './tuf-schema.js';
 
 export const PINO_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 const MODES: readonly Mode[] = ['enforce', 'warn', 'off'];
@@ -55,6 +56,7 @@ export interface ConfigSpec {
   defaultUpstream?: string;
   /** Entries as written, with the YAML path of each (for file problems). */
   trustedRoot: { at: string; value: string }[];
+  tuf?: TufSpec;
   policies: PolicySpec[];
   cache: {
     verifications: { maxEntries: number; ttlMs: number };
@@ -134,6 +136,12 @@ class Checker {
     if (typeof v === 'number' && Number.isSafeInteger(v) && v > 0) return v;
     this.error(path, `must be a positive integer, got ${describe(v)}`);
     return 0;
+  }
+  /** A duration (parseDuration) in ms; `dflt` when absent, 0 after a problem. */
+  duration(v: unknown, path: string, dflt: number): number {
+    if (v === undefined || v === null) return dflt;
+    const ms = parseDuration(v);
+    return typeof ms === 'string' ? (this.error(path, ms), 0) : ms;
   }
   regExp(text: string, path: string): RegExp {
     try {
@@ -325,13 +333,15 @@ export function validateConfig(raw: unknown): { spec: ConfigSpec; problems: Conf
   // An alias names its upstream: the rest of sigil sees the upstream's name only.
   const defaultUpstream = defaultName === undefined ? undefined : (names.get(defaultName) ?? defaultName);
 
-  const tr = c.map(root.trust, 'trust', ['trustedRoot']) ?? {};
+  const tr = c.map(root.trust, 'trust', ['trustedRoot', 'tuf']) ?? {};
   const trRaw = typeof tr.trustedRoot === 'string' ? [tr.trustedRoot] : c.list(tr.trustedRoot, 'trust.trustedRoot') ?? [DEFAULT_TRUSTED_ROOT];
   if (trRaw.length === 0) c.error('trust.trustedRoot', `must list at least one trusted root (omit it for [${DEFAULT_TRUSTED_ROOT}])`);
   const trustedRoot = trRaw.map((v, i) => {
     const at = typeof tr.trustedRoot === 'string' ? 'trust.trustedRoot' : join('trust.trustedRoot', i);
     return { at, value: c.str(v, at, true) ?? '' };
   }).filter((e, i, all) => e.value !== '' && all.findIndex((x) => x.value === e.value) === i);
+
+  const tuf = checkTuf(c, tr.tuf, (root.cache as { store?: unknown } | null | undefined)?.store != null);
 
   const polRaw = c.list(root.policies, 'policies') ?? [];
   const policies = polRaw.map((p, i) => checkPolicy(c, p, join('policies', i), names)).filter((p) => p !== undefined);
@@ -358,7 +368,7 @@ export function validateConfig(raw: unknown): { spec: ConfigSpec; problems: Conf
 
   const spec: ConfigSpec = {
     server: { listen: typeof listen === 'string' ? DEFAULT_LISTEN : listen, tls, auth, logLevel },
-    upstreams, defaultUpstream, trustedRoot, policies,
+    upstreams, defaultUpstream, trustedRoot, tuf, policies,
     cache: {
       verifications: { maxEntries, ttlMs: typeof ttl === 'string' ? 0 : ttl },
       store,

@@ -97,11 +97,23 @@ export interface CacheConfig {
   readonly store?: { readonly dir: string; readonly maxBytes: number };
 }
 
+/** `trust.tuf`: a TUF repository that keeps a trusted root fresh (trust/ fetches it). */
+export interface TufConfig {
+  /** The repository's base URL, no trailing slash (metadata at <url>/N.root.json, targets at <url>/targets/). */
+  readonly url: string;
+  /** The initial TUF root.json (absolute); absent: public-good's, from @sigstore/tuf's seeds. */
+  readonly rootPath?: string;
+  /** Where verified metadata and the last verified trusted root are cached (absolute). */
+  readonly cacheDir: string;
+  /** How often the repository is asked for news. */
+  readonly refreshMs: number;
+}
+
 export interface Config {
   readonly server: ServerConfig;
   readonly upstreams: readonly UpstreamConfig[];
   readonly defaultUpstream?: string;
-  readonly trust: { readonly trustedRoot: readonly string[] };
+  readonly trust: { readonly trustedRoot: readonly string[]; readonly tuf?: TufConfig };
   readonly policies: readonly Policy[];
   readonly cache: CacheConfig;
   /** Where the config came from: a path, or "built-in default". */

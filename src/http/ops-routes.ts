@@ -10,6 +10,8 @@ export interface Readiness {
    * blobs pass through unstored), name → what is wrong; reported with 200, never 503.
    */
   degraded?(): Record<string, string>;
+  /** Details of parts that are not checks (the TUF root in use: its version and age), name → detail. */
+  detail?(): Record<string, unknown>;
 }
 
 /** Operational endpoints outside /v2/: never behind client auth, never contact an upstream. */
@@ -22,8 +24,10 @@ export function registerOpsRoutes(app: FastifyInstance, metrics: Metrics, readin
     const checks = readiness.checks();
     const ok = Object.values(checks).every((v) => v === null);
     const degraded = readiness.degraded?.() ?? {};
+    const detail = readiness.detail?.() ?? {};
     reply.code(ok ? 200 : 503).type('application/json');
-    return JSON.stringify({ status: ok ? 'ready' : 'not ready', checks, ...(Object.keys(degraded).length > 0 ? { degraded } : {}) });
+    const parts = { ...(Object.keys(degraded).length > 0 ? { degraded } : {}), ...(Object.keys(detail).length > 0 ? { detail } : {}) };
+    return JSON.stringify({ status: ok ? 'ready' : 'not ready', checks, ...parts });
   });
   app.get('/metrics', async (_req, reply) => {
     reply.type(metrics.registry.contentType);

@@ -52,3 +52,16 @@ test('TLS turned on or off needs a restart; the running choice is kept', async (
   assert.deepEqual(off.config.server.tls, withTls.server.tls);
   assert.match(off.restartNeeded[0], /^server\.tls: turning TLS off needs a restart/);
 });
+
+test('a TUF repository added, removed or changed needs a restart; the running one is kept', async () => {
+  const store = 'cache:\n  store:\n    dir: /var/lib/sigil\n    maxBytes: 1000\n';
+  const none = await config('  listen: 127.0.0.1:5000', store);
+  const tuf = await config('  listen: 127.0.0.1:5000', `${store}trust:\n  tuf:\n    url: https://tuf.one.test\n`);
+  const other = await config('  listen: 127.0.0.1:5000', `${store}trust:\n  tuf:\n    url: https://tuf.two.test\n`);
+  assert.deepEqual(keepFixed(tuf, tuf).restartNeeded, []);
+  assert.equal(keepFixed(tuf, none).config.trust.tuf, undefined);
+  assert.match(keepFixed(tuf, none).restartNeeded[0], /^trust\.tuf: https:\/\/tuf\.one\.test needs a restart \(still using none\)$/);
+  assert.deepEqual(keepFixed(none, tuf).config.trust.tuf, tuf.trust.tuf);
+  assert.deepEqual(keepFixed(other, tuf).config.trust.tuf, tuf.trust.tuf);
+  assert.match(keepFixed(other, tuf).restartNeeded[0], /still using https:\/\/tuf\.one\.test\)$/);
+});

@@ -4,8 +4,10 @@ import { deepFreeze } from '../config/compile.js';
 /**
  * The settings a reload cannot change, because they were used once at start: the socket sigil
  * listens on (`server.listen`, or `--listen`), whether it speaks TLS at all (`server.tls` added or
- * removed; a changed certificate or key is reloaded), and the content store it opened
- * (`cache.store`). Everything else of a config is reloaded.
+ * removed; a changed certificate or key is reloaded), the content store it opened
+ * (`cache.store`), and the TUF repository it keeps its trusted root fresh from (`trust.tuf`: its
+ * refresher lives as long as the process; every generation reads its latest root). Everything
+ * else of a config is reloaded.
  */
 export interface Fixed {
   /** The reloaded config with these settings as the running process has them. */
@@ -16,6 +18,7 @@ export interface Fixed {
 
 const address = (l: Config['server']['listen']): string => (l.host.includes(':') ? `[${l.host}]:${l.port}` : `${l.host}:${l.port}`);
 const storeText = (s: Config['cache']['store']): string => (s === undefined ? 'none' : `${s.dir} (maxBytes ${s.maxBytes})`);
+const tufText = (t: Config['trust']['tuf']): string => (t === undefined ? 'none' : t.url);
 
 /** `next` with the running process's fixed settings, and which of them `next` wanted changed. */
 export function keepFixed(next: Config, running: Config): Fixed {
@@ -31,12 +34,18 @@ export function keepFixed(next: Config, running: Config): Fixed {
   if (s0?.dir !== s1?.dir || s0?.maxBytes !== s1?.maxBytes) {
     restartNeeded.push(`cache.store: ${storeText(s1)} needs a restart (still using ${storeText(s0)})`);
   }
+  const [t0, t1] = [running.trust.tuf, next.trust.tuf];
+  if (JSON.stringify(t0) !== JSON.stringify(t1)) {
+    restartNeeded.push(`trust.tuf: ${tufText(t1)} needs a restart (still using ${tufText(t0)})`);
+  }
   if (restartNeeded.length === 0) return { config: next, restartNeeded };
   const tls = (was.tls === undefined) === (now.tls === undefined) ? now.tls : was.tls;
   const config: Config = {
     ...next,
     server: { ...now, listen: was.listen, tls },
     cache: { ...next.cache, store: s0 },
+    trust: { ...next.trust, ...(t0 !== undefined ? { tuf: t0 } : {}) },
   };
+  if (t0 === undefined) delete (config.trust as { tuf?: unknown }).tuf;
   return { config: deepFreeze(config), restartNeeded };
 }

@@ -4,7 +4,7 @@
  * the served digest. A pure library: no HTTP, no registry access.
  */
 export { verifyCandidates, type VerifyOptions } from './candidates.js';
-export { defaultPublicGoodPath, loadTrust, PUBLIC_GOOD, type CaProfile, type LoadTrustOptions, type TrustBundle } from './trust.js';
+export { defaultPublicGoodPath, loadTrust, mergeTrust, parseTrustedRoot, PUBLIC_GOOD, readTrustedRoots, type CaProfile, type LoadedRoot, type LoadTrustOptions, type TrustBundle } from './trust.js';
 export { keyIdOf, parsePublicKey, verifyWithKey, type PublicKey } from './key-signature.js';
 export { certificateIdentity, matchesWhole, matchIdentity, type CertificateIdentity, type IdentityMatch } from './identity.js';
 export { COSIGN_SIGNATURE_TYPE, IN_TOTO_PAYLOAD_TYPE, legacyBindingProblem, statementBindingProblem } from './binding.js';

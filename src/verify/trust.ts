@@ -1,8 +1,10 @@
 /**
  * Trust material: the union of the configured trusted_root.json files (the
- * Sigstore TrustedRoot format), read once at start. Nothing is fetched: the
- * public-good root ships in assets/ (scripts/build-trust.mjs extracts it from
- * @sigstore/tuf's seeds), so verification never depends on a TUF mirror.
+ * Sigstore TrustedRoot format), read once at start, and, with `trust.tuf`, the
+ * trusted root a TUF repository last served (trust/ fetches it; this file only
+ * parses and merges). The public-good root ships in assets/
+ * (scripts/build-trust.mjs extracts it from @sigstore/tuf's seeds), so
+ * verification never depends on a TUF mirror.
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -54,7 +56,8 @@ export function defaultPublicGoodPath(): string {
   return fileURLToPath(new URL('../../../assets/public-good/trusted_root.json', import.meta.url));
 }
 
-interface LoadedRoot {
+/** One parsed trusted root and the canonical JSON its fingerprint is taken over. */
+export interface LoadedRoot {
   readonly root: TrustedRoot;
   readonly canonical: string;
 }
@@ -67,6 +70,15 @@ function readRoot(entry: string, path: string): LoadedRoot {
   } catch (e) {
     throw new Error(`${label}: cannot read: ${(e as Error).message}`, { cause: e });
   }
+  return parseTrustedRoot(text, label);
+}
+
+/**
+ * Parses one trusted_root.json document; `label` names it in errors ("trusted root <path>").
+ * Throws for bad JSON, a document that is not a trusted root, a bad certificate or key, or a
+ * root that lists nothing.
+ */
+export function parseTrustedRoot(text: string, label: string): LoadedRoot {
   let raw: unknown;
   try {
     raw = parseJson(text, label);
@@ -108,12 +120,24 @@ function union(roots: readonly TrustedRoot[], cas: TrustedRoot['certificateAutho
  * or a document that is not a trusted root.
  */
 export function loadTrust(entries: readonly string[], opts: LoadTrustOptions): TrustBundle {
+  return mergeTrust(readTrustedRoots(entries, opts), entries);
+}
+
+/** Reads every entry (a path or `public-good`) as loadTrust does, without merging them. */
+export function readTrustedRoots(entries: readonly string[], opts: LoadTrustOptions): LoadedRoot[] {
   if (entries.length === 0) throw new Error('no trusted root configured');
+  return entries.map((entry) => readRoot(entry, entry === PUBLIC_GOOD ? opts.publicGoodPath : entry));
+}
+
+/**
+ * The trust material of parsed roots: their union, the fingerprint over the distinct roots
+ * (order and duplicates do not count) and the CA profiles. `sources` says where they came from.
+ */
+export function mergeTrust(loaded: readonly LoadedRoot[], sources: readonly string[]): TrustBundle {
   const distinct = new Map<string, LoadedRoot>();
-  for (const entry of entries) {
-    const loaded = readRoot(entry, entry === PUBLIC_GOOD ? opts.publicGoodPath : entry);
-    const hash = createHash('sha256').update(loaded.canonical).digest('hex');
-    if (!distinct.has(hash)) distinct.set(hash, loaded);
+  for (const l of loaded) {
+    const hash = createHash('sha256').update(l.canonical).digest('hex');
+    if (!distinct.has(hash)) distinct.set(hash, l);
   }
   const hashes = [...distinct.keys()].sort();
   const roots = hashes.map((h) => (distinct.get(h) as LoadedRoot).root);
@@ -139,7 +163,7 @@ export function loadTrust(entries: readonly string[], opts: LoadTrustOptions): T
   return {
     material: toTrustMaterial(union(roots, roots.flatMap((r) => r.certificateAuthorities))),
     fingerprint,
-    sources: [...entries],
+    sources: [...sources],
     caProfiles,
   };
 }

@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
-import { buildApp, defaultDeps } from '../../src/app.js';
+import { buildApp, defaultDeps, type DepsOptions } from '../../src/app.js';
 import type { Metrics } from '../../src/audit/metrics.js';
 import type { HashPool } from '../../src/hash/hash-pool.js';
 import { createLogger } from '../../src/audit/logger.js';
@@ -8,6 +8,7 @@ import { loadConfigFromText } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
 import type { Timeouts } from '../../src/upstream/limits.js';
 import type { ReloadOutcome } from '../../src/reload/reloader.js';
+import type { TufRefresher } from '../../src/trust/tuf-refresher.js';
 
 /** A parsed pino record. */
 export type LogRecord = Record<string, unknown> & { level: number; msg?: string };
@@ -28,6 +29,8 @@ export interface SigilHandle {
    * reloads), else from the text last given; compiled as at start (same cwd and env).
    */
   reload(yamlText?: string): Promise<ReloadOutcome>;
+  /** With trust.tuf: what refreshes the TUF repository's root. */
+  readonly tuf?: TufRefresher;
   stop(): Promise<void>;
 }
 
@@ -51,6 +54,8 @@ export async function startSigil(
     now?: () => number;
     staleDeadlineMs?: number;
     verificationDeadlineMs?: number;
+    /** trust.tuf's wall clock and refresh timer (app.ts DepsOptions.tuf). */
+    tuf?: DepsOptions['tuf'];
   } = {},
 ): Promise<SigilHandle> {
   const config = await compileConfig(yamlText, opts);
@@ -79,6 +84,7 @@ export async function startSigil(
     staleDeadlineMs: opts.staleDeadlineMs,
     verificationDeadlineMs: opts.verificationDeadlineMs,
     loadConfig: () => loadConfigFromText(text, { source: 'test.yaml', env: opts.env ?? {}, baseDir: opts.cwd ?? process.cwd() }),
+    tuf: opts.tuf,
   });
   const app = await buildApp(config, deps);
   await app.listen({ host: '127.0.0.1', port: 0 });
@@ -98,6 +104,7 @@ export async function startSigil(
       if (next !== undefined) text = next;
       return app.sigilConfig.reload('test');
     },
+    ...(deps.tuf ? { tuf: deps.tuf } : {}),
     stop: () => app.close(),
   };
 }

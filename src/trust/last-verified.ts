@@ -1,0 +1,61 @@
+/**
+ * The last trusted root sigil verified from a TUF repository, kept in the TUF cache dir so that
+ * a restart (or `sigil serve --offline`) starts from it instead of from the configured roots
+ * alone. It was verified when written; the cache dir is as trusted as the TUF metadata kept
+ * beside it (whoever can write there can also replace that metadata).
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+/** The record's file name inside `trust.tuf.cacheDir`. */
+export const LAST_VERIFIED_FILE = 'sigil-last-verified.json';
+/** Sigstore's trusted roots are tens of KiB; a record bigger than this is not one of ours. */
+export const MAX_LAST_VERIFIED_BYTES = 4 * 1024 * 1024;
+
+export interface LastVerified {
+  /** The repository it came from: a record of another repository is not used. */
+  readonly url: string;
+  readonly rootVersion: number;
+  /** When it was verified, ms since the epoch. */
+  readonly verifiedAt: number;
+  /** The `trusted_root.json` target, as served. */
+  readonly trustedRoot: string;
+}
+
+/** The record for `url` in `cacheDir`; null when there is none (else throws saying what is wrong with it). */
+export async function readLastVerified(cacheDir: string, url: string): Promise<LastVerified | null> {
+  const path = join(cacheDir, LAST_VERIFIED_FILE);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw new Error(`${path}: cannot read: ${(e as Error).message}`, { cause: e });
+  }
+  if (text.length > MAX_LAST_VERIFIED_BYTES) throw new Error(`${path}: larger than ${MAX_LAST_VERIFIED_BYTES} bytes`);
+  let r: Partial<LastVerified>;
+  try {
+    r = JSON.parse(text) as Partial<LastVerified>;
+  } catch (e) {
+    throw new Error(`${path}: not JSON: ${(e as Error).message}`, { cause: e });
+  }
+  if (r === null || typeof r !== 'object' || typeof r.url !== 'string' || !Number.isSafeInteger(r.rootVersion) || !Number.isFinite(r.verifiedAt) || typeof r.trustedRoot !== 'string') {
+    throw new Error(`${path}: not a record of a verified trusted root`);
+  }
+  return r.url === url ? (r as LastVerified) : null;
+}
+
+/** Replaces the record atomically (a temp file renamed over it): a crash leaves the old one or the new one. */
+export async function writeLastVerified(cacheDir: string, record: LastVerified): Promise<void> {
+  await mkdir(cacheDir, { recursive: true, mode: 0o700 });
+  const path = join(cacheDir, LAST_VERIFIED_FILE);
+  const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
+  try {
+    await writeFile(tmp, JSON.stringify(record), { mode: 0o600 });
+    await rename(tmp, path);
+  } catch (e) {
+    await rm(tmp, { force: true });
+    throw e;
+  }
+}
