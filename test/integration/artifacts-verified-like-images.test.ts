@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { request } from 'undici';
+import type { CliIo } from '../../src/cli/io.js';
+import { verifyCli } from '../../src/cli/verify.js';
 import { Catalog, ContentStore } from '../../src/store/index.js';
 import type { Digest } from '../../src/oci/digest.js';
 import { describePull, exchangeHeader as h, fluxPull, helmPull, listTags, GGCR_ACCEPT, ORAS_ACCEPT, type ToolPull } from '../helpers/artifact-clients.js';
@@ -264,5 +266,38 @@ describe('OCI 1.1 artifacts (artifactType, empty config)', () => {
     const s = await pull(sigil, 'oras/app', signed.digest, 'GET', ORAS_ACCEPT);
     assert.equal(s.status, 200, s.body.toString());
     assert.equal(s.headers['sigil-verification'], 'verified');
+  });
+});
+
+describe('sigil verify, as `cosign verify` is run on them', () => {
+  /** `sigil verify ARGS` in-process, without a config: the flags are the authority. */
+  async function verify(args: string[]): Promise<{ code: number; out: string; err: string }> {
+    let out = '';
+    let err = '';
+    const io: CliIo = { env: {}, cwd: storeDir, stdout: (t) => void (out += t), stderr: (t) => void (err += t) };
+    return { code: await verifyCli(io, [...args, '--allow-http-registry']), out, err };
+  }
+  const reg = () => env.registry.host;
+
+  test('a Flux artifact signed with a key, a keyless-signed Helm chart: verified, exit 0', async () => {
+    const a = await pushFluxArtifact(env.target, 'cli/flux', '1.0.0');
+    await signWithKey('cli/flux', a);
+    const f = await verify([`${reg()}/cli/flux:1.0.0`, '--key', env.keys.p256.path, '--insecure-ignore-tlog']);
+    assert.equal(f.code, 0, f.err + f.out);
+    assert.match(f.out, new RegExp(`^verified: ${reg()}/cli/flux@${a.digest}`));
+    const id = env.sigstore.issueIdentity(SUBJECT, ISSUER);
+    const c = await pushHelmChart(env.target, 'cli', 'chart', '1.0.0+rc.1');
+    await pushLegacySignature(env.target, c.repository, c.digest, [legacyLayer(id, c.digest, { rekor: env.sigstore })]);
+    const k = await verify([`${reg()}/cli/chart:${c.tag}`, '--certificate-identity', SUBJECT, '--certificate-oidc-issuer', ISSUER, '--trusted-root', env.sigstore.trustedRootPath]);
+    assert.equal(k.code, 0, k.err + k.out);
+    assert.match(k.out, new RegExp(`signer: ${SUBJECT.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}`));
+  });
+
+  test('an unsigned artifact by digest: exit 1, without the hint meant for platform manifests of an index', async () => {
+    const a = await pushFluxArtifact(env.target, 'cli/unsigned', '1.0.0');
+    const r = await verify([`${reg()}/cli/unsigned@${a.digest}`, '--key', env.keys.p256.path, '--insecure-ignore-tlog']);
+    assert.equal(r.code, 1, r.err + r.out);
+    assert.match(r.out, /no signature found/);
+    assert.doesNotMatch(r.out, /platform manifest|TAG@/);
   });
 });
