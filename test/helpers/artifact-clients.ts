@@ -87,28 +87,37 @@ export async function listTags(base: string, repo: string, client: 'ggcr' | 'ora
   return tags;
 }
 
+const HELM_CHART_LAYER = 'application/vnd.cncf.helm.chart.content.v1.tar+gzip';
+
 /**
- * The highest tag in `range` the way source-controller's getTagBySemver picks it: tags of three
- * dot-separated parts, a leading `v` allowed (fluxcd/pkg version.ParseVersion on Masterminds
+ * The highest tag in `range` the way source-controller's getTagBySemver picks it: tags with
+ * two dots at least, a leading `v` allowed (fluxcd/pkg version.ParseVersion on Masterminds
  * semver; npm's semver agrees on such tags). Undefined when none matches.
  */
-export function fluxSemverTag(tags: readonly string[], range: string): string | undefined {
+export function fluxSemverTag(tags: readonly string[], range: string, layerMediaType?: string): string | undefined {
   const r = new semver.Range(range);
+  // convertOCIToSemVerTag: for a Helm chart layer, `_` in a tag stands for `+`
+  const chart = layerMediaType === HELM_CHART_LAYER;
   const versions = tags.flatMap((t) => {
-    const v = t.split('.').length === 3 ? semver.parse(t.replace(/^v/, '')) : null;
+    const text = chart ? t.replaceAll('_', '+') : t;
+    // ParseVersion: strings.SplitN(v, ".", 3) must give three parts, i.e. two dots at least
+    const v = text.split('.').length >= 3 ? semver.parse(text.replace(/^v/, '')) : null;
     return v !== null && r.test(v) ? [{ t, v }] : [];
   });
   versions.sort((a, b) => semver.rcompare(a.v, b.v));
   return versions[0]?.t;
 }
 
-/** An OCIRepository's reconcile: `ref.tag` or `ref.semver` resolved, the revision by HEAD, the artifact by digest, its first layer. */
-export async function fluxPull(base: string, repo: string, ref: { tag?: string; semver?: string }): Promise<ToolPull> {
+/**
+ * An OCIRepository's reconcile: `ref.tag` or `ref.semver` resolved, the revision by HEAD, the
+ * artifact by digest, its first layer (or the first of `layerSelector.mediaType`).
+ */
+export async function fluxPull(base: string, repo: string, ref: { tag?: string; semver?: string; layerMediaType?: string }): Promise<ToolPull> {
   const exchanges: Exchange[] = [];
   const blobs = new Map<string, Buffer>();
   let tag = ref.tag ?? 'latest';
   if (ref.semver !== undefined) {
-    const picked = fluxSemverTag(await listTags(base, repo, 'ggcr', exchanges), ref.semver);
+    const picked = fluxSemverTag(await listTags(base, repo, 'ggcr', exchanges), ref.semver, ref.layerMediaType);
     if (picked === undefined) throw new Error(`no match found for semver: ${ref.semver}`);
     tag = picked;
   }
@@ -124,8 +133,8 @@ export async function fluxPull(base: string, repo: string, ref: { tag?: string; 
   const m = await exchange(base, 'GET', `/v2/${repo}/manifests/${digest}`, { accept: GGCR_ACCEPT });
   exchanges.push(m);
   if (m.status !== 200 || sha256(m.body) !== digest) return { exchanges, failed: m, tag, digest, blobs };
-  const layers = (JSON.parse(m.body.toString()) as { layers: Array<{ digest: string }> }).layers;
-  const first = layers[0];
+  const layers = (JSON.parse(m.body.toString()) as { layers: Array<{ digest: string; mediaType: string }> }).layers;
+  const first = ref.layerMediaType === undefined ? layers[0] : layers.find((l) => l.mediaType === ref.layerMediaType);
   if (first !== undefined) {
     const b = await exchange(base, 'GET', `/v2/${repo}/blobs/${first.digest}`);
     exchanges.push(b);
@@ -133,6 +142,37 @@ export async function fluxPull(base: string, repo: string, ref: { tag?: string; 
     blobs.set(first.digest, b.body);
   }
   return { exchanges, tag, digest, manifest: m.body, blobs };
+}
+
+/**
+ * What source-controller's own cosign check (`verify.provider: cosign`) reads for `digest`
+ * (internal/oci/cosign Verify; cosign pkg/cosign GetBundles, ociremote): the referrers of the
+ * digest (go-containerregistry remote.Referrers: Accept OCI index, no filter), each listed
+ * manifest and its first layer (a bundle); with no referrers, the `sha256-<hex>.sig` manifest
+ * and its config and layers (VerifyImageSignatures). `failed` is set when any answer was not 200.
+ */
+export async function cosignLookups(base: string, repo: string, digest: string): Promise<ToolPull> {
+  const exchanges: Exchange[] = [];
+  const blobs = new Map<string, Buffer>();
+  const refs = await exchange(base, 'GET', `/v2/${repo}/referrers/${digest}`, { accept: 'application/vnd.oci.image.index.v1+json' });
+  exchanges.push(refs);
+  if (refs.status !== 200 || header(refs, 'content-type') !== 'application/vnd.oci.image.index.v1+json') return { exchanges, failed: refs, digest, blobs };
+  const listed = (JSON.parse(refs.body.toString()) as { manifests: Array<{ digest: string }> }).manifests;
+  const manifests = listed.length > 0 ? listed.map((m) => m.digest) : [`${digest.replace(':', '-')}.sig`];
+  for (const ref of manifests) {
+    const m = await exchange(base, 'GET', `/v2/${repo}/manifests/${ref}`, { accept: GGCR_ACCEPT });
+    exchanges.push(m);
+    if (m.status !== 200) return { exchanges, failed: m, digest, blobs };
+    const doc = JSON.parse(m.body.toString()) as { config: { digest: string }; layers: Array<{ digest: string }> };
+    const wanted = listed.length > 0 ? doc.layers.slice(0, 1) : [doc.config, ...doc.layers];
+    for (const d of wanted) {
+      const b = await exchange(base, 'GET', `/v2/${repo}/blobs/${d.digest}`);
+      exchanges.push(b);
+      if (b.status !== 200 || sha256(b.body) !== d.digest) return { exchanges, failed: b, digest, blobs };
+      blobs.set(d.digest, b.body);
+    }
+  }
+  return { exchanges, digest, blobs };
 }
 
 /** The media types `helm pull` copies (helm pkg/registry/client.go Pull: allowedMediaTypes, without provenance). */

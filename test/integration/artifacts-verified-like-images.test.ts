@@ -6,13 +6,14 @@ import type { CliIo } from '../../src/cli/io.js';
 import { verifyCli } from '../../src/cli/verify.js';
 import { Catalog, ContentStore } from '../../src/store/index.js';
 import type { Digest } from '../../src/oci/digest.js';
-import { describePull, exchangeHeader as h, fluxPull, helmPull, listTags, GGCR_ACCEPT, ORAS_ACCEPT, type ToolPull } from '../helpers/artifact-clients.js';
+import { cosignLookups, describePull, exchangeHeader as h, fluxPull, helmPull, listTags, GGCR_ACCEPT, ORAS_ACCEPT, type ToolPull } from '../helpers/artifact-clients.js';
 import { ARTIFACT_MEDIA, pushFluxArtifact, pushHelmChart, pushOrasArtifact, type PushedArtifact } from '../helpers/artifacts.js';
 import { startForwarder, type Forwarder } from '../helpers/forwarder.js';
 import { addToFallbackIndex, pushBundleReferrer, pushLegacySignature } from '../helpers/publish.js';
 import { bundleFor, legacyLayer, type Signer } from '../helpers/signer.js';
 import type { SigilHandle } from '../helpers/sigil.js';
 import { tempDir } from '../helpers/temp.js';
+import { sha256 } from '../helpers/digest.js';
 import { ISSUER, SUBJECT, pull, startVerifyEnv, type VerifyEnv } from '../helpers/verify-env.js';
 
 // Flux OCI artifacts (`flux push artifact`), Helm charts (`helm push`) and OCI 1.1 artifacts
@@ -76,6 +77,9 @@ describe('Flux OCI artifacts, pulled as source-controller pulls them', () => {
       pushed.set(v, a);
     }
     await pushFluxArtifact(env.target, 'flux/app', 'latest');
+    // the tag list is the upstream's: semver sees every version, signed or not
+    const tags = await listTags(sigil.url, 'flux/app', 'ggcr');
+    for (const t of ['1.0.0', '1.1.0', '1.2.0', '2.0.0', 'latest']) assert.ok(tags.includes(t), tags.join(' '));
     for (const prefix of ['reg.test/', '']) {
       const p = await fluxPull(sigil.url, `${prefix}flux/app`, { semver: '>=1.0.0 <2.0.0' });
       assert.equal(p.failed, undefined, describePull(p));
@@ -91,11 +95,6 @@ describe('Flux OCI artifacts, pulled as source-controller pulls them', () => {
       assert.deepEqual(p.manifest, want.manifest);
       assert.deepEqual(p.blobs.get(want.layers[0].digest), want.blobs.get(want.layers[0].digest));
     }
-  });
-
-  test('the tag list is the upstream\'s, so semver sees every version, signed or not', async () => {
-    const tags = await listTags(sigil.url, 'flux/app', 'ggcr');
-    for (const t of ['1.0.0', '1.1.0', '1.2.0', '2.0.0', 'latest']) assert.ok(tags.includes(t), tags.join(' '));
   });
 
   test('enforce: an unsigned artifact is denied at the revision lookup (HEAD) and by GET; nothing is pulled', async () => {
@@ -139,6 +138,24 @@ describe('Flux OCI artifacts, pulled as source-controller pulls them', () => {
     const p = await fluxPull(sigil.url, 'flux/keyless', { tag: '1.0.0' });
     assert.equal(p.failed, undefined, describePull(p));
     assert.equal(h(resolved(p), 'sigil-signer'), `${SUBJECT} (issuer ${ISSUER})`);
+  });
+
+  test("Flux's own cosign check kept behind sigil: its .sig and bundle-referrer lookups get the signature data unchanged", async () => {
+    const keyed = await pushFluxArtifact(env.target, 'flux/both', '1.0.0');
+    await signWithKey('flux/both', keyed);
+    const k = await cosignLookups(sigil.url, 'flux/both', keyed.digest);
+    assert.equal(k.failed, undefined, describePull(k));
+    const sig = k.exchanges.find((e) => e.path.endsWith('.sig'));
+    assert.equal(sig && h(sig, 'sigil-verification'), 'skipped');
+    assert.equal(k.blobs.size, 2); // the .sig config and its one payload
+    const bundled = await pushFluxArtifact(env.target, 'flux/both', '2.0.0');
+    const bundle = bundleFor(env.sigstore.issueIdentity(SUBJECT, ISSUER), bundled.digest, { rekor: env.sigstore });
+    const ref = await pushBundleReferrer(env.target, 'flux/both', { digest: bundled.digest, size: bundled.manifest.length, mediaType: bundled.mediaType }, bundle);
+    const b = await cosignLookups(sigil.url, 'flux/both', bundled.digest);
+    assert.equal(b.failed, undefined, describePull(b));
+    assert.deepEqual(b.exchanges.map((e) => e.path), [`/v2/flux/both/referrers/${bundled.digest}`, `/v2/flux/both/manifests/${ref}`, `/v2/flux/both/blobs/${sha256(bundle)}`]);
+    assert.equal(h(b.exchanges[1], 'sigil-verification'), 'skipped');
+    assert.deepEqual(b.blobs.get(sha256(bundle)), bundle);
   });
 
   test('the blobs of a denied artifact are not kept: with the upstream down they are not served from the store', async () => {
@@ -188,14 +205,17 @@ async function waitStored(digest: string, repo: string): Promise<void> {
 }
 
 describe('Helm charts, pulled as `helm pull oci://` pulls them (oras-go)', () => {
-  test('a keyless-signed chart resolves by HEAD (length, digest, type), then GET with that one type; config and chart served', async () => {
+  const charts: Array<PushedArtifact & { tag: string; repository: string }> = [];
+  before(async () => {
     const id = env.sigstore.issueIdentity(SUBJECT, ISSUER);
-    const charts = [];
     for (const v of ['0.1.0', '0.2.0+build.7']) {
       const c = await pushHelmChart(env.target, 'charts', 'demo', v);
       await pushLegacySignature(env.target, c.repository, c.digest, [legacyLayer(id, c.digest, { rekor: env.sigstore })]);
       charts.push(c);
     }
+  });
+
+  test('a keyless-signed chart resolves by HEAD (length, digest, type), then GET with that one type; config and chart served', async () => {
     assert.deepEqual((await listTags(sigil.url, 'charts/demo', 'oras')).sort(), ['0.1.0', '0.2.0_build.7', `${charts[0].digest.replace(':', '-')}.sig`, `${charts[1].digest.replace(':', '-')}.sig`].sort());
     for (const c of charts) {
       const p = await helmPull(sigil.url, c.repository, c.tag);
@@ -207,6 +227,14 @@ describe('Helm charts, pulled as `helm pull oci://` pulls them (oras-go)', () =>
       assert.deepEqual(p.manifest, c.manifest);
       for (const d of [c.config.digest, c.layers[0].digest]) assert.deepEqual(p.blobs.get(d), c.blobs.get(d));
     }
+  });
+
+  test('Flux pulling the chart (OCIRepository with the chart layerSelector): semver reads `_` as `+`, the chart layer served', async () => {
+    const p = await fluxPull(sigil.url, 'charts/demo', { semver: '>=0.2.0', layerMediaType: ARTIFACT_MEDIA.HELM_CHART });
+    assert.equal(p.failed, undefined, describePull(p));
+    assert.equal(p.tag, '0.2.0_build.7');
+    assert.equal(h(resolved(p), 'sigil-verification'), 'verified');
+    assert.deepEqual([...p.blobs.keys()], [charts[1].layers[0].digest]);
   });
 
   test('an unsigned chart and one signed by an identity the policy does not name are denied at resolve', async () => {
