@@ -8,9 +8,10 @@ import { pushBlob, pushManifest, tarFile, type PushTarget } from './push.js';
 // - `flux push artifact`: fluxcd/pkg oci/push.go (an empty go-containerregistry image, config
 //   media type and annotations set, one tar+gzip layer appended), oci/meta.go (annotations),
 //   oci/globals.go (media types); go-containerregistry pkg/v1/manifest.go and config.go (JSON
-//   field order). The config is what go-containerregistry ≤ v0.21.5 marshals for that image
-//   (rootfs and history of the appended layer, zero times), as every Flux release built on it
-//   writes; later versions differ only in the config's bytes.
+//   field order). The config is what go-containerregistry up to v0.21.5 marshals for that
+//   image (rootfs and history of the appended layer, zero times), as the CLI built on
+//   fluxcd/pkg oci before v0.69 writes it (oci v0.69 sets `created` in it; go-containerregistry
+//   v0.21.6 stops appending rootfs and history to a non-image config): only its bytes differ.
 // - `helm push`: helm/helm pkg/registry/client.go (Push, tagManifest: no manifest mediaType
 //   field, layers sorted by digest), chart.go (generateOCIAnnotations), constants.go;
 //   image-spec specs-go/v1 Manifest and Descriptor (field order), pkg/chart Metadata (config).
