@@ -1,4 +1,5 @@
-import { INDEX_MEDIA_TYPES } from '../oci/media-types.js';
+import { configMediaType } from '../oci/manifest.js';
+import { IMAGE_CONFIG_MEDIA_TYPES } from '../oci/media-types.js';
 import { decide, quorumReasons } from '../policy/decide.js';
 import type { Evaluation } from '../policy/evaluation.js';
 import { signerHeader, type Outcome } from '../verify/types.js';
@@ -72,7 +73,11 @@ export function text(ref: ImageRef, c: Checked): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** Asked for by digest alone, an image manifest (not an index) that carries no signature: maybe a platform of a signed index. */
+/**
+ * Asked for by digest alone, an image manifest (a runtime's config: not an index, not an artifact
+ * such as a Flux artifact or Helm chart) that carries no signature: maybe a platform of a signed index.
+ */
 function platformCandidate(ref: ImageRef, ev: Evaluation): boolean {
-  return ref.reference.includes(':') && ref.indexTag === undefined && ev.outcome?.kind === 'unsigned' && !INDEX_MEDIA_TYPES.has(ev.manifest.mediaType);
+  const config = configMediaType(ev.manifest.bytes);
+  return ref.reference.includes(':') && ref.indexTag === undefined && ev.outcome?.kind === 'unsigned' && config !== undefined && IMAGE_CONFIG_MEDIA_TYPES.has(config);
 }

@@ -11,9 +11,13 @@ export interface SelectedTag {
   readonly by: readonly SelectedBy[];
 }
 
-/** The version a tag names: strict semver, with an optional leading `v` (v1.3.0); else null. */
+/**
+ * The version a tag names: strict semver, with an optional leading `v` (v1.3.0); else null.
+ * An OCI tag cannot hold `+`, so `helm push` tags chart version 0.2.0+build.7 as
+ * 0.2.0_build.7, and helm (and Flux, for charts) reads `_` back as `+`: so does this.
+ */
 export function tagVersion(tag: string): semver.SemVer | null {
-  return semver.parse(tag, { loose: false });
+  return semver.parse(tag.replaceAll('_', '+'), { loose: false });
 }
 
 /**

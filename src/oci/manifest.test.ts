@@ -3,6 +3,7 @@ import { describe, test } from 'node:test';
 import { isSigilError } from '../errors.js';
 import { JsonRefused, MAX_JSON_DEPTH } from './json.js';
 import {
+  configMediaType,
   descriptor,
   imageBlobs,
   indexChildDigests,
@@ -128,6 +129,13 @@ describe('lenient readers: fields as written, for readers that judge each entry'
     assert.deepEqual(imageBlobs(json(m)), [{ digest: A, size: 2 }, { digest: B, size: 3 }]);
     assert.deepEqual(imageBlobs(json({ manifests: [{ digest: A, size: 1 }] })), []);
     assert.deepEqual(imageBlobs(Buffer.from('nope')), []);
+  });
+  test("configMediaType: the config's media type as written (an image's, a Flux artifact's); none for an index or bad bytes", () => {
+    assert.equal(configMediaType(json(image)), MT.OCI_CONFIG);
+    assert.equal(configMediaType(json({ ...image, config: { ...image.config, mediaType: 'application/vnd.cncf.flux.config.v1+json' } })), 'application/vnd.cncf.flux.config.v1+json');
+    assert.equal(configMediaType(json({ manifests: [] })), undefined);
+    assert.equal(configMediaType(json({ ...image, config: { digest: A, size: 2 } })), undefined);
+    assert.equal(configMediaType(Buffer.from('nope')), undefined);
   });
 });
 

@@ -157,6 +157,12 @@ export function indexChildDigests(bytes: Uint8Array): Digest[] {
   return (tryIndexEntries(bytes) ?? []).flatMap((m) => (isObject(m) && typeof m.digest === 'string' && isDigest(m.digest) ? [m.digest] : []));
 }
 
+/** The config's media type as written; undefined for an index or bytes that are not a manifest. */
+export function configMediaType(bytes: Uint8Array): string | undefined {
+  const config = manifestObject(bytes)?.config;
+  return isObject(config) && typeof config.mediaType === 'string' ? config.mediaType : undefined;
+}
+
 /** The config and layers of an image manifest that have a valid digest and size (none for an index or bad bytes). */
 export function imageBlobs(bytes: Uint8Array): Array<{ digest: Digest; size: number }> {
   const doc = manifestObject(bytes);

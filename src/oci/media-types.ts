@@ -21,3 +21,6 @@ export const DEFAULT_MANIFEST_ACCEPT = [
 ].join(', ');
 
 export const INDEX_MEDIA_TYPES: ReadonlySet<string> = new Set([MT.OCI_INDEX, MT.DOCKER_MANIFEST_LIST]);
+
+/** The configs of images a runtime runs; any other config (Flux's, Helm's, OCI's empty one) makes the manifest an artifact. */
+export const IMAGE_CONFIG_MEDIA_TYPES: ReadonlySet<string> = new Set([MT.OCI_CONFIG, MT.DOCKER_CONFIG]);
