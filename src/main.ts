@@ -36,19 +36,30 @@ async function main(argv: string[]): Promise<number> {
         const listenEnv = io.env.SIGIL_LISTEN === '' ? undefined : io.env.SIGIL_LISTEN;
         const listen = listenFlag !== undefined ? { value: listenFlag, from: '--listen' } : listenEnv !== undefined ? { value: listenEnv, from: '$SIGIL_LISTEN' } : undefined;
         // SIGHUP reloads; until the server is up it is ignored (node's default would end the process).
+        // SIGTERM/SIGINT are ours from the start too: one that arrives while the server starts
+        // (it may answer before startServe returns) stops it as soon as it is up.
         let served: Served | undefined;
+        let stopSignal: string | undefined;
+        let stopNow: ((sig: string) => void) | undefined;
         const onHangup = () => void served?.reload('SIGHUP');
-        process.on('SIGHUP', onHangup);
+        const onSignal = (sig: string) => {
+          process.off('SIGTERM', onSignal).off('SIGINT', onSignal).off('SIGHUP', onHangup);
+          if (stopNow) stopNow(sig);
+          else stopSignal = sig;
+        };
+        process.on('SIGHUP', onHangup).on('SIGTERM', onSignal).on('SIGINT', onSignal);
         const started = await startServe(io, { config: a.flags.get('config') as string | undefined, offline: a.flags.has('offline'), listen, logFormat: a.flags.get('log-format') as string | undefined });
-        if (typeof started === 'number') return (process.off('SIGHUP', onHangup), started);
+        if (typeof started === 'number') {
+          process.off('SIGHUP', onHangup).off('SIGTERM', onSignal).off('SIGINT', onSignal);
+          return started;
+        }
         served = started;
         return await new Promise<number>((resolve) => {
-          const onSignal = (sig: string) => {
-            process.off('SIGTERM', onSignal).off('SIGINT', onSignal).off('SIGHUP', onHangup);
+          stopNow = (sig) => {
             started.app.log.info({ signal: sig }, 'shutting down');
             started.stop().then(resolve, () => resolve(1));
           };
-          process.on('SIGTERM', onSignal).on('SIGINT', onSignal);
+          if (stopSignal !== undefined) stopNow(stopSignal);
         });
       }
       case 'verify':

@@ -10,7 +10,7 @@ import { formatProblems, loadConfig, loadConfigFromText, type LoadResult } from 
 import { DEFAULT_CONFIG_YAML } from './defaults.js';
 import type { Config, ConfigProblem } from './types.js';
 import { tempDir } from '../../test/helpers/temp.js';
-import { implementedExample } from '../../test/helpers/example-config.js';
+import { implementedExample, writeExampleTufRoot } from '../../test/helpers/example-config.js';
 
 const FIXTURES = new URL('../../../test/fixtures/config/', import.meta.url);
 const REPO_ROOT = new URL('../../../', import.meta.url).pathname;
@@ -32,6 +32,7 @@ before(async () => {
   await writeFile(join(tmp, 'etc/sigil/htpasswd'), `# users\nalice:${hash}\n`);
   await writeFile(join(tmp, 'config/keys/acme.pub'), p256Pem);
   await writeFile(join(tmp, 'config/private-sigstore/trusted_root.json'), '{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1"}');
+  await writeExampleTufRoot(tmp);
 });
 after(async () => { await rm(tmp, { recursive: true, force: true }); });
 

@@ -1,4 +1,5 @@
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 
 /** The project's copy of the contract's example config. */
 export const EXAMPLE_CONFIG = new URL('../../../docs/sigil.example.yaml', import.meta.url); // from dist/test/helpers
@@ -26,4 +27,13 @@ export async function implementedExample(): Promise<string> {
     kept.push(line);
   }
   return kept.join('\n');
+}
+
+/**
+ * The TUF root.json the example names (`trust.tuf.root: config/tuf/root.json`, under `dir`):
+ * what a config check reads of it (a TUF root's shape); no repository is asked.
+ */
+export async function writeExampleTufRoot(dir: string): Promise<void> {
+  await mkdir(join(dir, 'config/tuf'), { recursive: true });
+  await writeFile(join(dir, 'config/tuf/root.json'), JSON.stringify({ signed: { _type: 'root', version: 1 }, signatures: [] }));
 }

@@ -5,7 +5,7 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import bcrypt from 'bcryptjs';
-import { implementedExample } from '../helpers/example-config.js';
+import { implementedExample, writeExampleTufRoot } from '../helpers/example-config.js';
 import { runSigil } from '../helpers/cli.js';
 import { tempDir } from '../helpers/temp.js';
 
@@ -25,6 +25,7 @@ before(async () => {
   await writeFile(join(dir, 'etc/sigil/htpasswd'), `alice:${bcrypt.hashSync('s3cret', 4).replace(/^\$2b\$/, '$2y$')}\n`); // as `htpasswd -B` writes it
   await writeFile(join(dir, 'config/keys/acme.pub'), generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'pem' }).toString());
   await writeFile(join(dir, 'config/private-sigstore/trusted_root.json'), '{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1"}');
+  await writeExampleTufRoot(dir);
   const text = (await implementedExample()).replaceAll('/etc/sigil/', `${dir}/etc/sigil/`).replaceAll('/var/lib/sigil/', `${dir}/var/lib/sigil/`);
   await writeFile(join(dir, 'sigil.yaml'), text);
 });
