@@ -44,7 +44,7 @@ export interface ObjectStreamOptions {
  * once the chunk is queued for its reader), nor a Writable that keeps its chunks: a slab reused
  * under them would hand their readers another object's bytes.
  */
-export function doneWhenWritten(dest: NodeJS.WritableStream): boolean {
+function doneWhenWritten(dest: NodeJS.WritableStream): boolean {
   return dest instanceof ServerResponse;
 }
 
