@@ -159,8 +159,9 @@ for (const scheme of ['http', 'https'] as const) {
             work.push(get(sigil, d, { reading: { kind: 'slow' } }).then((a) => assertWhole(a, d, `${what}, slow`)));
             break;
           case 2: {
-            const start = (i * 7919) % (bytes.length >> 1);
-            const end = Math.min(bytes.length - 1, start + 300_000 + i * 40_000);
+            // every other one a range of all of it (checked like a whole read)
+            const start = i % 12 === 2 ? 0 : (i * 7919) % (bytes.length >> 1);
+            const end = i % 12 === 2 ? bytes.length - 1 : Math.min(bytes.length - 1, start + 300_000 + i * 40_000);
             work.push(
               get(sigil, d, { range: `bytes=${start}-${end}` }).then((a) => {
                 assert.ok(a !== 'left');
