@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
-import { PassThrough } from 'node:stream';
+import { randomBytes } from 'node:crypto';
+import { PassThrough, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { afterEach, test } from 'node:test';
 import type { Policy } from '../config/types.js';
 import { isSigilError } from '../errors.js';
@@ -129,4 +131,49 @@ test('a lying upstream: the request that started the download and the one that j
   }
   assert.equal(asked, 1, 'one download');
   assert.equal(await store.content.has(d), false);
+});
+
+test('a request that joins a download just after the store committed it (the catalog still recording it) gets the blob\'s bytes, however its reader keeps them', async () => {
+  const store = await tempStore();
+  stores.push(store);
+  const below = new FakeRegistry();
+  // larger than what the store checks before returning it: read as a stream, several chunks
+  const bytes = randomBytes(4 * 1024 * 1024 + 123);
+  const d = sha256(bytes);
+  below.blobs.set(d, bytes);
+  let recording!: () => void;
+  const isRecording = new Promise<void>((r) => (recording = r));
+  let record!: () => void;
+  const mayRecord = new Promise<void>((r) => (record = r));
+  const catalog = new Proxy(store.catalog, {
+    get(t, p) {
+      const v = Reflect.get(t, p, t) as unknown;
+      if (typeof v !== 'function') return v;
+      const f = (v as (...a: unknown[]) => Promise<unknown>).bind(t);
+      if (p !== 'noteBlob') return f;
+      return async (...args: unknown[]) => {
+        recording();
+        await mayRecord;
+        return f(...args);
+      };
+    },
+  });
+  const layer = new WriteThrough(below, { store: { content: store.content, catalog }, admission: new StoreAdmission([], { ttlMs: 60_000 }), logger: silentLogger() });
+  assert.equal(sha256(await collect((await layer.openBlob('app', d, { method: 'GET' })).body)), d);
+  await isRecording; // committed; the download is still the one to join
+  const joined = await layer.openBlob('app', d, { method: 'GET' });
+  const got: Buffer[] = [];
+  const reader = new Writable({
+    highWaterMark: 1,
+    write(chunk: Buffer, _e, cb) {
+      setImmediate(() => {
+        got.push(Buffer.from(chunk)); // a turn later, as a socket sends what it was given
+        cb();
+      });
+    },
+  });
+  await pipeline(joined.body!, reader);
+  record();
+  assert.equal(sha256(Buffer.concat(got)), d);
+  assert.equal(below.count('openBlob'), 1, 'the joined request read the store');
 });

@@ -5,8 +5,8 @@ import { open, writeFile } from 'node:fs/promises';
 import { createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import { finished } from 'node:stream/promises';
+import { PassThrough, Transform, Writable } from 'node:stream';
+import { finished, pipeline } from 'node:stream/promises';
 import { test } from 'node:test';
 import { sha256Hex } from '../../test/helpers/digest.js';
 import { collect } from '../../test/helpers/stream.js';
@@ -34,6 +34,12 @@ async function streamOf(path: string, opts: Partial<ObjectStreamOptions> & { siz
   const fh = await open(path);
   return new ObjectStream({ fh, start: 0, end: opts.size - 1, short: (pos) => new Error(`short at ${pos}`), ...opts });
 }
+
+/**
+ * For the specs' own destinations below, which copy a chunk before they report it written (as a
+ * socket has sent it by then): they may be given slabs. By default only an HTTP response is.
+ */
+const likeASocket = { doneWhenWritten: () => true };
 
 /**
  * A destination that completes each write only when the spec says so, and copies what it was
@@ -70,7 +76,7 @@ test('piped, the stream writes the whole range into its destination and ends it'
   const bytes = randomBytes(3 * READ_CHUNK_BYTES + 1234);
   const path = await fileOf(bytes);
   const pool = new CountingPool(READ_CHUNK_BYTES, 8);
-  const s = await streamOf(path, { size: bytes.length, start: 1000, end: bytes.length - 7, slabs: pool });
+  const s = await streamOf(path, { size: bytes.length, start: 1000, end: bytes.length - 7, slabs: pool, ...likeASocket });
   const got: Buffer[] = [];
   const dest = new Writable({
     write(chunk: Buffer, _e, cb) {
@@ -87,7 +93,7 @@ test('piped, a stream has at most SLABS_PER_STREAM chunks out while its destinat
   const bytes = randomBytes(10 * READ_CHUNK_BYTES);
   const path = await fileOf(bytes);
   const pool = new CountingPool(READ_CHUNK_BYTES, 8);
-  const s = await streamOf(path, { size: bytes.length, slabs: pool });
+  const s = await streamOf(path, { size: bytes.length, slabs: pool, ...likeASocket });
   const dest = new HeldWritable({ highWaterMark: 1 });
   s.pipe(dest);
   const finished = once(dest, 'finish');
@@ -109,7 +115,7 @@ test('piped, a slab whose write failed is not given back (the destination may st
   const bytes = randomBytes(2 * READ_CHUNK_BYTES);
   const path = await fileOf(bytes);
   const pool = new CountingPool(READ_CHUNK_BYTES, 8);
-  const s = await streamOf(path, { size: bytes.length, slabs: pool });
+  const s = await streamOf(path, { size: bytes.length, slabs: pool, ...likeASocket });
   const dest = new Writable({
     write(_chunk, _e, cb) {
       cb(new Error('socket gone'));
@@ -136,6 +142,7 @@ test('piped, the last chunk reaches the destination only after beforeLast passed
         asked = true;
         if (!(await verdict)) throw new Error('digest mismatch');
       },
+      ...likeASocket,
     });
     const got: Buffer[] = [];
     const dest = new Writable({
@@ -164,7 +171,7 @@ test('piped with end: false, the destination stays open; the stream ends and clo
   const bytes = randomBytes(1000);
   const path = await fileOf(bytes);
   let closed = false;
-  const s = await streamOf(path, { size: bytes.length, closed: () => (closed = true) });
+  const s = await streamOf(path, { size: bytes.length, closed: () => (closed = true), ...likeASocket });
   const dest = new Writable({ write: (_c, _e, cb) => cb() });
   s.pipe(dest, { end: false });
   await once(s, 'end');
@@ -177,7 +184,7 @@ test('a piped stream destroyed while its destination holds a write stops reading
   const bytes = randomBytes(6 * READ_CHUNK_BYTES);
   const path = await fileOf(bytes);
   let closed = false;
-  const s = await streamOf(path, { size: bytes.length, closed: () => (closed = true) });
+  const s = await streamOf(path, { size: bytes.length, closed: () => (closed = true), ...likeASocket });
   const dest = new HeldWritable({ highWaterMark: 1 });
   s.pipe(dest);
   await until(() => unwritten(dest) === SLABS_PER_STREAM, 'the stream waits for its destination');
@@ -201,6 +208,45 @@ test('read as a stream (not piped), each chunk is a buffer of its own that the c
   assert.deepEqual(Buffer.concat(chunks), bytes);
   assert.equal(new Set(chunks.map((c) => c.buffer)).size, chunks.length);
   assert.equal(pool.allocated, 0);
+});
+
+test('piped into a stream that passes its chunks on or keeps them (a PassThrough, a Transform in a pipeline, a Writable), each chunk is a buffer of its own', async () => {
+  const bytes = randomBytes(8 * READ_CHUNK_BYTES + 321);
+  const path = await fileOf(bytes);
+  /** Keeps the chunks it is given and reads them once all came (as a reader behind a queue does, later). */
+  const keeper = (got: Buffer[]): Writable => {
+    const kept: Buffer[] = [];
+    return new Writable({
+      write(chunk: Buffer, _e, cb) {
+        kept.push(chunk);
+        cb();
+      },
+      final(cb) {
+        for (const c of kept) got.push(Buffer.from(c));
+        cb();
+      },
+    });
+  };
+  const ways: Record<string, (s: ObjectStream, got: Buffer[]) => Promise<void>> = {
+    'a PassThrough': async (s, got) => {
+      const dest = keeper(got);
+      s.pipe(new PassThrough()).pipe(dest);
+      await finished(dest);
+    },
+    'a Transform in a pipeline': (s, got) => pipeline(s, new Transform({ transform: (c, _e, cb) => cb(null, c) }), keeper(got)),
+    'a Writable': async (s, got) => {
+      const dest = keeper(got);
+      s.pipe(dest);
+      await finished(dest);
+    },
+  };
+  for (const [way, run] of Object.entries(ways)) {
+    const pool = new CountingPool(READ_CHUNK_BYTES, 8);
+    const got: Buffer[] = [];
+    await run(await streamOf(path, { size: bytes.length, slabs: pool }), got);
+    assert.equal(sha256Hex(Buffer.concat(got)), sha256Hex(bytes), `${way}: the object's bytes`);
+    assert.equal(pool.allocated, 0, `${way}: no slab was read into`);
+  }
 });
 
 test('many piped streams of different objects over real HTTP connections share slabs and each client gets its own bytes', async () => {

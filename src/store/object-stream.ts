@@ -1,4 +1,5 @@
 import type { FileHandle } from 'node:fs/promises';
+import { ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { READ_CHUNK_BYTES } from './limits.js';
 import { storeReadSlabs, type SlabPool } from './read-slabs.js';
@@ -32,6 +33,19 @@ export interface ObjectStreamOptions {
   readonly closed?: () => void;
   /** Where a piped stream takes its read buffers (default: the process's store-read slabs). */
   readonly slabs?: SlabPool;
+  /** Whether `dest` is done with a chunk once it reports it written (default: doneWhenWritten). */
+  readonly doneWhenWritten?: (dest: NodeJS.WritableStream) => boolean;
+}
+
+/**
+ * Whether `dest` no longer holds a chunk once its write callback ran, so that the chunk's slab
+ * may be read into again: a node:http response (what fastify pipes a body into, over TCP or TLS)
+ * calls back once its socket has taken the bytes. Not so a Transform or PassThrough (it calls back
+ * once the chunk is queued for its reader), nor a Writable that keeps its chunks: a slab reused
+ * under them would hand their readers another object's bytes.
+ */
+function doneWhenWritten(dest: NodeJS.WritableStream): boolean {
+  return dest instanceof ServerResponse;
 }
 
 /**
@@ -40,11 +54,11 @@ export interface ObjectStreamOptions {
  * mark), whatever the object's size. Knowing where the range ends, it holds back only the last
  * chunk, until `beforeLast` has passed. The file is closed when the stream is over.
  *
- * Piped (`pipe(dest)`, as fastify sends a stream body), it writes into `dest` itself: each chunk
- * is read into a slab of a shared pool, written with a callback, and the slab goes back to the
- * pool when `dest` reports it written, so serving a stored blob allocates nothing per chunk.
- * Read as a stream otherwise ('data', async iteration), each chunk is a fresh buffer the
- * consumer may keep.
+ * Piped into an HTTP response (`pipe(res)`, as fastify sends a stream body), it writes into it
+ * itself: each chunk is read into a slab of a shared pool, written with a callback, and the slab
+ * goes back to the pool when the response reports it written, so serving a stored blob allocates
+ * nothing per chunk. Piped into anything else (doneWhenWritten) or read as a stream ('data',
+ * async iteration), each chunk is a fresh buffer the consumer may keep.
  */
 export class ObjectStream extends Readable {
   readonly #opts: ObjectStreamOptions;
@@ -66,7 +80,8 @@ export class ObjectStream extends Readable {
   }
 
   override pipe<T extends NodeJS.WritableStream>(dest: T, opts?: { end?: boolean }): T {
-    if (this.#pumping || this.#piped || this.readableFlowing !== null || this.readableLength > 0) return super.pipe(dest, opts);
+    const pooled = (this.#opts.doneWhenWritten ?? doneWhenWritten)(dest);
+    if (!pooled || this.#pumping || this.#piped || this.readableFlowing !== null || this.readableLength > 0) return super.pipe(dest, opts);
     this.#piped = true;
     void this.#pumpInto(dest, opts?.end !== false);
     return dest;

@@ -8,12 +8,13 @@ import { READ_CHUNK_BYTES } from './limits.js';
 export const IDLE_SLABS_KEPT = 32;
 
 /**
- * Fixed-size read buffers shared by every stored-object stream that writes into its destination
+ * Fixed-size read buffers shared by every stored-object stream that writes into an HTTP response
  * itself (ObjectStream's pipe). A slab is taken to read a chunk of a file and given back once the
- * destination reported that chunk written (its write callback, without an error): from then on no
- * socket or stream holds it, and the next read may overwrite it. A warm read then allocates
- * nothing per chunk — on one core, fresh 256 KiB buffers per chunk (and the garbage collections
- * they bring) cost about a third of a warm read's CPU. A slab whose write failed or never
+ * response reported that chunk written (its write callback, without an error): from then on its
+ * socket no longer holds it, and the next read may overwrite it (object-stream.ts
+ * doneWhenWritten: a stream that passes chunks on would still hold it, and gets fresh buffers).
+ * A warm read then allocates nothing per chunk — on one core, fresh 256 KiB buffers per chunk
+ * (and the garbage collections they bring) cost about a third of a warm read's CPU. A slab whose write failed or never
  * completed is not given back; the garbage collector takes it.
  */
 export class SlabPool {

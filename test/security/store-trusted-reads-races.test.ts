@@ -1,7 +1,11 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { open, rename, stat, writeFile } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
+import { createServer, get } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Readable } from 'node:stream';
 import { after, test } from 'node:test';
 import { ContentStore, LAST_USED_PERSIST_MS, READ_CHUNK_BYTES, VERIFY_AHEAD_MAX_BYTES } from '../../src/store/index.js';
 import {
@@ -215,6 +219,72 @@ test("a trusted read of an object this process removes meanwhile is cut off (unl
     assert.equal(await store.remove(digest), true);
     const r = await readThrough(s);
     assert.ok(!r.complete && r.bytes.length < BIG, `received ${r.bytes.length} of ${BIG}, complete: ${r.complete}`);
+  } finally {
+    await store.close();
+  }
+});
+
+/**
+ * What a client receives of `s` piped into a node:http response, as sigil serves a stored blob
+ * (fastify pipes the body into the response, and cuts the answer off when the body fails once
+ * its headers went out): the bytes, and whether the answer was complete.
+ */
+async function servedOverHttp(s: Readable | null, size: number): Promise<{ bytes: Buffer; complete: boolean }> {
+  assert.ok(s, 'the object is there');
+  const server = createServer((_req, res) => {
+    res.setHeader('content-length', size);
+    s.once('error', () => res.destroy());
+    s.pipe(res);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  try {
+    return await new Promise((resolve, reject) => {
+      get({ host: '127.0.0.1', port: (server.address() as AddressInfo).port, path: '/' }, (res) => {
+        const parts: Buffer[] = [];
+        res.on('data', (c: Buffer) => parts.push(c));
+        res.on('error', () => {});
+        res.once('close', () => resolve({ bytes: Buffer.concat(parts), complete: res.complete }));
+      }).on('error', reject);
+    });
+  } finally {
+    server.closeAllConnections();
+    server.close();
+  }
+}
+
+test('a trusted read piped into an HTTP response, its file changed right after its last bytes were read, is never answered complete', trust, async () => {
+  const bytes = randomBytes(BIG);
+  const { store, digest, path } = await trustedStore(bytes);
+  try {
+    const undo = await onCall('read', Math.ceil(BIG / READ_CHUNK_BYTES), () => overwrite(path, 0, randomBytes(10)));
+    let r;
+    try {
+      r = await servedOverHttp(await store.openRead(digest), BIG);
+    } finally {
+      undo();
+    }
+    assert.ok(!r.complete && r.bytes.length < BIG, `received ${r.bytes.length} of ${BIG}, complete: ${r.complete}`);
+    await neverServedComplete(store, digest, BIG);
+  } finally {
+    await store.close();
+  }
+});
+
+test('a hashed read piped into an HTTP response, its last bytes changed once its first were read, is never answered complete', async () => {
+  const bytes = randomBytes(BIG);
+  const { store, hashes, digest, path } = await storeWith(bytes);
+  try {
+    const undo = await onCall('read', 1, () => overwrite(path, BIG - 10, randomBytes(10)));
+    let r;
+    try {
+      r = await servedOverHttp(await store.openRead(digest), BIG);
+    } finally {
+      undo();
+    }
+    assert.equal(hashes.started, 1, 'a hashed read');
+    assert.ok(!r.complete && r.bytes.length < BIG, `received ${r.bytes.length} of ${BIG}, complete: ${r.complete}`);
+    assert.equal(await store.has(digest), false, 'the changed object is removed');
   } finally {
     await store.close();
   }
