@@ -149,8 +149,11 @@ async function compileKey(p: Problems, a: Extract<AuthoritySpec, { kind: 'key' }
   }
   const why = keyTypeProblem(key);
   if (why !== undefined) return p.error(at, `${where}: ${why}`);
-  // Normalized to SPKI PEM: the verifier and Sigil-Signer (sha256 of the SPKI DER) see one form.
-  return { kind: 'key', pem: key.export({ type: 'spki', format: 'pem' }).toString(), source, tlog: a.tlog };
+  // Normalized to SPKI PEM, an EC point uncompressed (OpenSSL keeps a compressed one as given):
+  // the verifier, Sigil-Signer (sha256 of the SPKI DER) and the threshold's check of distinct
+  // authorities see one form of one key.
+  const spki = key.asymmetricKeyType === 'ec' ? createPublicKey({ key: key.export({ format: 'jwk' }), format: 'jwk' }) : key;
+  return { kind: 'key', pem: spki.export({ type: 'spki', format: 'pem' }).toString(), source, tlog: a.tlog };
 }
 
 async function compilePolicy(p: Problems, s: PolicySpec, baseDir: string): Promise<Policy> {

@@ -30,6 +30,21 @@ export function keyIdOf(spki: Uint8Array): string {
   return `sha256:${createHash('sha256').update(spki).digest('hex')}`;
 }
 
+/**
+ * Which key this is, whatever its encoding: the key id of its SPKI with an EC point uncompressed.
+ * OpenSSL keeps a compressed point compressed, so one EC key has two SPKIs (two key ids); this
+ * gives both the same id. Never throws: a key it cannot re-encode keeps its own SPKI's id.
+ */
+export function keyMaterialId(key: KeyObject): string {
+  const spki = key.export({ type: 'spki', format: 'der' });
+  if (key.asymmetricKeyType !== 'ec') return keyIdOf(spki);
+  try {
+    return keyIdOf(createPublicKey({ key: key.export({ format: 'jwk' }), format: 'jwk' }).export({ type: 'spki', format: 'der' }));
+  } catch {
+    return keyIdOf(spki);
+  }
+}
+
 /** The hash/padding combinations tried for one key, in order. */
 type Scheme =
   | { readonly kind: 'digest'; readonly hash: string; readonly padding?: number; readonly saltLength?: number }

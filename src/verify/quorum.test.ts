@@ -7,7 +7,7 @@ import type { Digest } from '../oci/digest.js';
 import { countQuorum, type Pass } from './quorum.js';
 import { verifyCandidates } from './candidates.js';
 import type { CandidateSignature, Outcome, Signer } from './types.js';
-import { generateKey, legacyLayer, bundleFor, type TestKey } from '../../test/helpers/signer.js';
+import { compressedPublicPem, generateKey, legacyLayer, bundleFor, type TestKey } from '../../test/helpers/signer.js';
 import { keyAuthority, keyless, policy, privateSigstoreSuite, publicGoodTrust } from '../../test/helpers/verify-fixtures.js';
 
 const LABELS = ['authority 0 (key a)', 'authority 1 (key b)', 'authority 2 (key c)'];
@@ -40,6 +40,11 @@ describe('countQuorum: distinct authorities, each met by a distinct signer', () 
       { authority: LABELS[1], why: 'only signers counted for another authority verified' },
       { authority: LABELS[2], why: 'no signature verified' },
     ]);
+  });
+
+  test('one signature that verified under two authorities, whatever signing keys they name, is one signer', () => {
+    const q = countQuorum([pass('s0', 0, key('a'), 'ka'), pass('s0', 1, key('b'), 'kb')], LABELS, 2);
+    assert.equal(q.met.length, 1);
   });
 
   test('a keyless identity signing twice, with two ephemeral keys, counts once', () => {
@@ -112,6 +117,22 @@ describe('verifyCandidates with threshold 2 of 3 keys', () => {
     const out = verifyCandidates([legacy(a, 'layer 0'), legacy(b, 'layer 1')], { digest }, { ...twoOfThree, threshold: 1 }, trust);
     assert.deepEqual(out, { kind: 'verified', signer: { kind: 'key', keyId: a.keyId }, checks: [{ source: 'layer 0', ok: true, signer: { kind: 'key', keyId: a.keyId }, authority: 0 }] });
   });
+});
+
+describe('verifyCandidates: one key listed twice in two encodings is one signer', () => {
+  const trust = publicGoodTrust();
+
+  for (const kind of ['p256', 'p384'] as const) {
+    test(`${kind}: the key with its point uncompressed and compressed (two key ids) is met by one signature once`, () => {
+      const k = generateKey(kind);
+      const twice = { ...policy([keyAuthority(k.publicPem, 'ignore'), keyAuthority(compressedPublicPem(k), 'ignore')]), threshold: 2 };
+      const out = verifyCandidates([legacy(k, 'layer 0'), legacy(k, 'layer 1')], { digest }, twice, trust);
+      assert.equal(out.kind, 'invalid');
+      assert.deepEqual(out.checks.map((ch) => ch.ok), [true, true]);
+      assert.equal(out.kind === 'invalid' && out.quorum?.met.length, 1);
+      assert.deepEqual(out.kind === 'invalid' && out.quorum?.unmet.map((u) => u.why), ['only signers counted for another authority verified']);
+    });
+  }
 });
 
 describe('verifyCandidates with threshold 2 of 2 keyless identities (private Sigstore)', () => {

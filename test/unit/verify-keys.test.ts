@@ -6,14 +6,14 @@ import assert from 'node:assert/strict';
 import { constants, sign } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { verifyCandidates } from '../../src/verify/candidates.js';
-import { keyIdOf, parsePublicKey, verifyWithKey } from '../../src/verify/key-signature.js';
+import { keyIdOf, keyMaterialId, parsePublicKey, verifyWithKey } from '../../src/verify/key-signature.js';
 import { verifyEd25519ph } from '../../src/verify/ed25519ph.js';
 import { loadTrust, type TrustBundle } from '../../src/verify/trust.js';
 import type { Digest } from '../../src/oci/digest.js';
 import type { CandidateSignature } from '../../src/verify/types.js';
 import { tempDir } from '../helpers/temp.js';
 import { createPrivateSigstore, toLegacyBundleAnnotation, type PrivateSigstore } from '../helpers/private-sigstore.js';
-import { cosignPayload, generateKey, hashedRekordBody, legacyLayer, type LegacySignatureLayer } from '../helpers/signer.js';
+import { compressedPublicPem, cosignPayload, generateKey, hashedRekordBody, legacyLayer, type LegacySignatureLayer } from '../helpers/signer.js';
 import { PUBLIC_GOOD_ROOT, keyAuthority, keyless, onlyReason, policy } from '../helpers/verify-fixtures.js';
 import { sha256 } from '../helpers/digest.js';
 
@@ -59,6 +59,18 @@ describe('key ids', () => {
     const spki = key.publicKey.export({ type: 'spki', format: 'der' });
     assert.equal(parsePublicKey(key.publicPem).keyId, sha256(spki));
     assert.equal(keyIdOf(spki), key.keyId);
+  });
+  test('key material: one EC key, its point compressed or not, is one key; another key is not', () => {
+    for (const kind of ['p256', 'p384'] as const) {
+      const key = generateKey(kind);
+      const compressed = parsePublicKey(compressedPublicPem(key));
+      assert.notEqual(compressed.keyId, key.keyId, 'two encodings, two SPKIs');
+      assert.equal(keyMaterialId(compressed.key), key.keyId);
+      assert.equal(keyMaterialId(key.publicKey), key.keyId);
+      assert.notEqual(keyMaterialId(generateKey(kind).publicKey), key.keyId);
+    }
+    const ed = generateKey('ed25519');
+    assert.equal(keyMaterialId(ed.publicKey), ed.keyId);
   });
 });
 
