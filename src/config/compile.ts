@@ -125,7 +125,12 @@ function keyTypeProblem(key: KeyObject): string | undefined {
   const details = key.asymmetricKeyDetails ?? {};
   if (type === 'ed25519') return undefined;
   if (type === 'ec') return EC_CURVES[details.namedCurve ?? ''] !== undefined ? undefined : `unsupported EC curve ${details.namedCurve ?? '?'} (sigil verifies P-256 and P-384)`;
-  if (type === 'rsa' || type === 'rsa-pss') return (details.modulusLength ?? 0) >= MIN_RSA_BITS ? undefined : `RSA key of ${details.modulusLength ?? '?'} bits is too small (minimum ${MIN_RSA_BITS})`;
+  if (type === 'rsa' || type === 'rsa-pss') {
+    if ((details.modulusLength ?? 0) < MIN_RSA_BITS) return `RSA key of ${details.modulusLength ?? '?'} bits is too small (minimum ${MIN_RSA_BITS})`;
+    const e = details.publicExponent ?? 0n;
+    // Under e = 1 anyone can sign (a message's PKCS#1 encoding is its own signature).
+    return e >= 3n && e % 2n === 1n ? undefined : `RSA public exponent ${e} is not an odd number of at least 3 (RFC 8017 3.1)`;
+  }
   return `unsupported key type ${type ?? '?'} (sigil verifies ECDSA P-256/P-384, RSA and Ed25519)`;
 }
 

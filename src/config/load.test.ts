@@ -1,7 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { generateKeyPairSync } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import bcrypt from 'bcryptjs';
@@ -358,6 +358,8 @@ describe('files read at load time', () => {
   test('other keys are refused with the path', async () => {
     const at = 'policies[0].authorities[0].key';
     await rejects(withKey(spki(generateKeyPairSync('rsa', { modulusLength: 1024 }))), at, /RSA key of 1024 bits is too small/);
+    const n = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ format: 'jwk' }).n;
+    await rejects(withKey(spki({ publicKey: createPublicKey({ key: { kty: 'RSA', n, e: 'AQ' }, format: 'jwk' }) })), at, /RSA public exponent 1 is not an odd number of at least 3 \(RFC 8017 3\.1\)/);
     await rejects(withKey(spki(generateKeyPairSync('ec', { namedCurve: 'secp256k1' }))), at, /unsupported EC curve secp256k1/);
     await rejects(withKey(spki(generateKeyPairSync('x25519'))), at, /unsupported key type x25519/);
     const priv = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();

@@ -55,11 +55,17 @@ type Scheme =
  * - ECDSA P-256: SHA-256. P-384: SHA-384 (cosign 2.4+), then SHA-256 (older
  *   cosign). P-521: SHA-512 (sigstore's default for that curve). DER signatures.
  * - RSA: PKCS#1 v1.5 then PSS (salt length recovered from the signature, as Go's
- *   rsa.VerifyPSS with PSSSaltLengthAuto), SHA-256.
+ *   rsa.VerifyPSS with PSSSaltLengthAuto), SHA-256; an odd public exponent of at least 3.
  * - Ed25519: pure, then Ed25519ph (cosign's default for Ed25519 keys).
  */
 function schemesFor(key: KeyObject): readonly Scheme[] | string {
   const type = key.asymmetricKeyType;
+  const e = key.asymmetricKeyDetails?.publicExponent;
+  // RFC 8017 3.1: an odd e of at least 3. OpenSSL also verifies with e = 1, under which any
+  // message's PKCS#1 encoding is its own signature.
+  if ((type === 'rsa' || type === 'rsa-pss') && (e === undefined || e < 3n || e % 2n === 0n)) {
+    return `RSA public exponent ${String(e)} is not an odd number of at least 3 (RFC 8017 3.1)`;
+  }
   switch (type) {
     case 'ec': {
       const curve = key.asymmetricKeyDetails?.namedCurve;
