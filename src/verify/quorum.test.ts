@@ -148,6 +148,19 @@ describe('verifyCandidates with threshold 2 of 2 keyless identities (private Sig
     assert.deepEqual(out.kind === 'invalid' && out.quorum?.unmet.map((u) => u.why), ['only signers counted for another authority verified']);
   });
 
+  test('one signer met by a key authority (its certificate\'s key) and a keyless one, in a bundle and a .sig copy: one signer', () => {
+    const alice = suite.sigstore.issueIdentity('alice@acme.test', ISSUER);
+    const both = { ...policy([keyAuthority(alice.publicPem, 'ignore'), keyless(ISSUER, 'alice@acme.test')]), threshold: 2 };
+    const bundle: CandidateSignature = { format: 'bundle', source: 'r0', bundle: bundleFor(alice, digest, { rekor: suite.sigstore }) };
+    const sig = legacyLayer(alice, digest, { rekor: suite.sigstore });
+    const copy: CandidateSignature = { format: 'legacy', source: 'layer 0', payload: sig.payload, annotations: sig.annotations };
+    const one = verifyCandidates([bundle], { digest }, both, suite.trust);
+    assert.equal(one.kind, 'invalid');
+    assert.deepEqual(one.kind === 'invalid' && one.quorum?.unmet.map((u) => u.why), ['only signers counted for another authority verified']);
+    const copies = verifyCandidates([bundle, copy], { digest }, both, suite.trust);
+    assert.equal(copies.kind === 'invalid' && copies.quorum?.met.length, 1);
+  });
+
   test('alice and bob: each credited to an authority, alice to the one bob does not fit', () => {
     const out = verifyCandidates([signed('alice@acme.test', 'r0'), signed('bob@acme.test', 'r1')], { digest }, p, suite.trust);
     assert.equal(out.kind, 'verified');
