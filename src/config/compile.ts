@@ -125,7 +125,12 @@ function keyTypeProblem(key: KeyObject): string | undefined {
   const details = key.asymmetricKeyDetails ?? {};
   if (type === 'ed25519') return undefined;
   if (type === 'ec') return EC_CURVES[details.namedCurve ?? ''] !== undefined ? undefined : `unsupported EC curve ${details.namedCurve ?? '?'} (sigil verifies P-256 and P-384)`;
-  if (type === 'rsa' || type === 'rsa-pss') return (details.modulusLength ?? 0) >= MIN_RSA_BITS ? undefined : `RSA key of ${details.modulusLength ?? '?'} bits is too small (minimum ${MIN_RSA_BITS})`;
+  if (type === 'rsa' || type === 'rsa-pss') {
+    if ((details.modulusLength ?? 0) < MIN_RSA_BITS) return `RSA key of ${details.modulusLength ?? '?'} bits is too small (minimum ${MIN_RSA_BITS})`;
+    const e = details.publicExponent ?? 0n;
+    // Under e = 1 anyone can sign (a message's PKCS#1 encoding is its own signature).
+    return e >= 3n && e % 2n === 1n ? undefined : `RSA public exponent ${e} is not an odd number of at least 3 (RFC 8017 3.1)`;
+  }
   return `unsupported key type ${type ?? '?'} (sigil verifies ECDSA P-256/P-384, RSA and Ed25519)`;
 }
 
@@ -149,8 +154,11 @@ async function compileKey(p: Problems, a: Extract<AuthoritySpec, { kind: 'key' }
   }
   const why = keyTypeProblem(key);
   if (why !== undefined) return p.error(at, `${where}: ${why}`);
-  // Normalized to SPKI PEM: the verifier and Sigil-Signer (sha256 of the SPKI DER) see one form.
-  return { kind: 'key', pem: key.export({ type: 'spki', format: 'pem' }).toString(), source, tlog: a.tlog };
+  // Normalized to SPKI PEM, an EC point uncompressed (OpenSSL keeps a compressed one as given):
+  // the verifier, Sigil-Signer (sha256 of the SPKI DER) and the threshold's check of distinct
+  // authorities see one form of one key.
+  const spki = key.asymmetricKeyType === 'ec' ? createPublicKey({ key: key.export({ format: 'jwk' }), format: 'jwk' }) : key;
+  return { kind: 'key', pem: spki.export({ type: 'spki', format: 'pem' }).toString(), source, tlog: a.tlog };
 }
 
 async function compilePolicy(p: Problems, s: PolicySpec, baseDir: string): Promise<Policy> {

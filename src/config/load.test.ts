@@ -1,13 +1,14 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { generateKeyPairSync } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import bcrypt from 'bcryptjs';
 import { stringify } from 'yaml';
 import { formatProblems, loadConfig, loadConfigFromText, type LoadResult } from './load.js';
 import { DEFAULT_CONFIG_YAML } from './defaults.js';
+import { compressedPublicPem, generateKey } from '../../test/helpers/signer.js';
 import type { Config, ConfigProblem } from './types.js';
 import { tempDir } from '../../test/helpers/temp.js';
 import { implementedExample, writeExampleTufRoot } from '../../test/helpers/example-config.js';
@@ -307,6 +308,9 @@ describe('schema rules', () => {
       /^2 distinct authorities must verify, but authorities\[0\] and \[1\] are the same \(1 distinct\)$/);
     await rejects(patched((d) => { d.policies[0].threshold = 2; d.policies[0].authorities = [two[0], { keyless: { issuerRegExp: '^https://issuer\\.example$', subject: 'alice@example.com' } }]; }),
       'policies[0].threshold', /are the same \(1 distinct\)/);
+    const ec = generateKey('p384');
+    await rejects(patched((d) => { d.policies[0].threshold = 2; d.policies[0].authorities = [{ key: ec.publicPem }, { key: compressedPublicPem(ec) }]; }), 'policies[0].threshold',
+      /^2 distinct authorities must verify, but authorities\[0\] and \[1\] are the same \(1 distinct\)$/);
     const c = okConfig(await load(patched((d) => { d.policies[0].threshold = 2; d.policies[0].authorities = two; })));
     assert.equal(c.policies[0].threshold, 2);
     assert.equal(okConfig(await load(BASE)).policies[0].threshold, 1);
@@ -347,12 +351,16 @@ describe('files read at load time', () => {
   test('public keys: ECDSA P-256/P-384, RSA, Ed25519, from a file (relative to cwd) or inline', async () => {
     const keys = [spki(generateKeyPairSync('ec', { namedCurve: 'P-384' })), spki(generateKeyPairSync('ed25519')), spki(generateKeyPairSync('rsa', { modulusLength: 2048 }))];
     for (const pem of keys) assert.equal((okConfig(await load(withKey(pem))).policies[0].authorities[0] as { pem: string }).pem, pem);
+    const ec = generateKey('p256');
+    assert.equal((okConfig(await load(withKey(compressedPublicPem(ec)))).policies[0].authorities[0] as { pem: string }).pem, ec.publicPem, 'an EC point given compressed is uncompressed');
     const fromFile = okConfig(await load(withKey('config/keys/acme.pub'))).policies[0].authorities[0];
     assert.deepEqual(fromFile, { kind: 'key', pem: p256Pem, source: join(tmp, 'config/keys/acme.pub'), tlog: 'require' });
   });
   test('other keys are refused with the path', async () => {
     const at = 'policies[0].authorities[0].key';
     await rejects(withKey(spki(generateKeyPairSync('rsa', { modulusLength: 1024 }))), at, /RSA key of 1024 bits is too small/);
+    const n = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ format: 'jwk' }).n;
+    await rejects(withKey(spki({ publicKey: createPublicKey({ key: { kty: 'RSA', n, e: 'AQ' }, format: 'jwk' }) })), at, /RSA public exponent 1 is not an odd number of at least 3 \(RFC 8017 3\.1\)/);
     await rejects(withKey(spki(generateKeyPairSync('ec', { namedCurve: 'secp256k1' }))), at, /unsupported EC curve secp256k1/);
     await rejects(withKey(spki(generateKeyPairSync('x25519'))), at, /unsupported key type x25519/);
     const priv = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();

@@ -12,7 +12,7 @@ import type { Authority, Policy } from '../config/types.js';
 import { statementBindingProblem } from './binding.js';
 import { certificateIdentity, matchIdentity } from './identity.js';
 import type { PublicKey } from './key-signature.js';
-import { BUNDLE_MAX_BYTES, CERT_CHAIN_MAX_LENGTH, RFC3161_TIMESTAMPS_MAX } from './limits.js';
+import { BUNDLE_MAX_BYTES, CERT_CHAIN_MAX_LENGTH, CHECKPOINT_SIGNATURES_MAX, RFC3161_TIMESTAMPS_MAX, TLOG_ENTRIES_MAX } from './limits.js';
 import { requireSignatureBy } from './precheck.js';
 import { dsseSignatureContent, verifyCertificateEntity, verifyKeyEntity } from './sigstore-run.js';
 import type { TrustBundle } from './trust.js';
@@ -42,6 +42,21 @@ function certificatesOf(bundle: Bundle): Uint8Array[] {
   }
 }
 
+/** A signed note's signature lines, as sigstore-js finds them (after the blank line, "— <name> <base64>"). */
+const NOTE_SIGNATURE_LINE = /\u2014 \S+ \S+\n/g;
+
+/** Why the bundle's log entries would cost too much to check, or undefined. */
+function tlogCostProblem(bundle: Bundle): string | undefined {
+  const entries = bundle.verificationMaterial.tlogEntries;
+  if (entries.length > TLOG_ENTRIES_MAX) return `${entries.length} transparency-log entries exceed TLOG_ENTRIES_MAX (${TLOG_ENTRIES_MAX})`;
+  for (const [i, entry] of entries.entries()) {
+    const note = entry.inclusionProof?.checkpoint?.envelope ?? '';
+    const lines = note.slice(note.indexOf('\n\n') + 1).match(NOTE_SIGNATURE_LINE)?.length ?? 0;
+    if (lines > CHECKPOINT_SIGNATURES_MAX) return `the checkpoint of transparency-log entry ${i} has ${lines} signature lines, more than CHECKPOINT_SIGNATURES_MAX (${CHECKPOINT_SIGNATURES_MAX})`;
+  }
+  return undefined;
+}
+
 /** Checks size, structure and binding; returns the reason the candidate cannot count, or the prepared bundle. */
 export function prepareBundle(c: BundleCandidate, subject: Subject, policy: Policy): PreparedBundle | string {
   if (c.bundle.length > BUNDLE_MAX_BYTES) return `bundle of ${c.bundle.length} bytes exceeds BUNDLE_MAX_BYTES (${BUNDLE_MAX_BYTES})`;
@@ -62,6 +77,8 @@ export function prepareBundle(c: BundleCandidate, subject: Subject, policy: Poli
   if (certs.length > CERT_CHAIN_MAX_LENGTH) return `${certs.length} certificates exceed CERT_CHAIN_MAX_LENGTH (${CERT_CHAIN_MAX_LENGTH})`;
   const stamps = bundle.verificationMaterial.timestampVerificationData?.rfc3161Timestamps.length ?? 0;
   if (stamps > RFC3161_TIMESTAMPS_MAX) return `${stamps} RFC 3161 timestamps exceed RFC3161_TIMESTAMPS_MAX (${RFC3161_TIMESTAMPS_MAX})`;
+  const tlogCost = tlogCostProblem(bundle);
+  if (tlogCost !== undefined) return tlogCost;
 
   const entity = toSignedEntity(bundle);
   const wrapped: SignedEntity = { ...entity, signature: dsseSignatureContent(entity.signature, envelope.payloadType, envelope.payload) };

@@ -8,7 +8,8 @@
  */
 import type { Authority, Policy } from '../config/types.js';
 import { prepareBundle, verifyBundle, type PreparedBundle } from './bundle.js';
-import { keyIdOf, parsePublicKey, type PublicKey } from './key-signature.js';
+import { createPublicKey } from 'node:crypto';
+import { keyIdOf, keyMaterialId, parsePublicKey, type PublicKey } from './key-signature.js';
 import { prepareLegacy, verifyLegacy, type PreparedLegacy } from './legacy.js';
 import { countQuorum, type Pass } from './quorum.js';
 import { describeError } from './sigstore-run.js';
@@ -64,12 +65,17 @@ interface Checked {
   readonly passes: readonly Pass[];
 }
 
-/** The key that made a verified signature: the authority's key, or the certificate's. */
-function signingKey(p: Prepared, signer: Signer): string {
-  if (signer.kind === 'key') return signer.keyId;
+/** The key that made a verified signature (the authority's key, or the certificate's), by its key material. */
+function signingKey(p: Prepared, key: AuthorityKey): string {
+  if (typeof key === 'object') return keyMaterialId(key.key);
   // A keyless signer always verified with its certificate's key.
   const certificate = p.value.certificate;
-  return certificate === undefined ? '' : keyIdOf(certificate.publicKey);
+  if (certificate === undefined) return '';
+  try {
+    return keyMaterialId(createPublicKey({ key: Buffer.from(certificate.publicKey), format: 'der', type: 'spki' }));
+  } catch {
+    return keyIdOf(certificate.publicKey);
+  }
 }
 
 function checkCandidate(c: CandidateSignature, subject: Subject, policy: Policy, trust: TrustBundle, keys: readonly AuthorityKey[], now: Date, every: boolean): Checked {
@@ -83,7 +89,7 @@ function checkCandidate(c: CandidateSignature, subject: Subject, policy: Policy,
       const authority = policy.authorities[i];
       try {
         const signer = attempt(prepared, authority, keys[i], trust, now);
-        passes.push({ source, authority: i, signer, signingKey: signingKey(prepared, signer) });
+        passes.push({ source, authority: i, signer, signingKey: signingKey(prepared, keys[i]) });
         if (!every) break;
       } catch (e) {
         const reason = describeError(e);

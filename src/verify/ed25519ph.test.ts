@@ -50,6 +50,20 @@ describe('Ed25519ph with Go\'s acceptance rules', () => {
     }
   });
 
+  test('a small-order public key (the identity, or of order 2, 4 or 8) is refused: signatures made without any private key satisfy its equation', () => {
+    // [k]A is the identity whenever the order of A divides k: then R = [S]B verifies for any S.
+    const s = 0x0123456789abcdefn;
+    const rBytes = Point.BASE.multiplyUnsafe(s).toBytes();
+    const forged = Buffer.concat([rBytes, le32(s)]);
+    for (const hex of ED25519_TORSION_SUBGROUP) {
+      const publicKey = Point.fromHex(hex).toBytes();
+      let msg = Buffer.from('payload 0');
+      for (let i = 1; !Point.fromBytes(publicKey).multiplyUnsafe(fromLe(sha512(DOM2_PH, rBytes, publicKey, sha512(msg))) % L).is0(); i++) msg = Buffer.from(`payload ${i}`);
+      assert.equal(ed25519ph.verify(forged, msg, publicKey), true, `noble accepts the forgery under ${hex}`);
+      assert.equal(verifyEd25519ph(publicKey, msg, forged), false, hex);
+    }
+  });
+
   test('the cofactorless equation: a key with a torsion component and a signature valid only up to the cofactor is refused', () => {
     // A = [a]B + T, T of order 8. S = r + k·a makes [S]B - [k]A = R - [k]T: R itself only when 8 | k.
     const torsion = ED25519_TORSION_SUBGROUP.map((h) => Point.fromHex(h)).find((t) => !t.multiplyUnsafe(4n).is0());

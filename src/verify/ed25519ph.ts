@@ -4,9 +4,14 @@
  * instance nor the dom2 prefix with phflag 1, and OpenSSL's `instance` parameter is not exposed),
  * so the curve arithmetic is @noble/curves' (audited). Its own `ed25519ph.verify` is not used:
  * it checks the cofactored equation, and acceptance here follows Go's crypto/ed25519 (what cosign
- * signs and verifies with), which checks the cofactorless one:
+ * signs and verifies with), which checks the cofactorless one — refusing two kinds of key Go
+ * accepts, which no key generator writes:
  * - S must be canonical, below the group order L (S + L, which satisfies the equation, is refused);
- * - A and R must decode as RFC 8032 points (y < p, and not x = 0 with the sign bit set);
+ * - A and R must decode as RFC 8032 points (y < p, and not x = 0 with the sign bit set; Go
+ *   accepts the non-canonical encodings of A);
+ * - A must not be of small order (the identity, or of order 2, 4 or 8): under such a key,
+ *   [S]B = R verifies whenever the order divides k, so anyone could sign. Go accepts it, OpenSSL
+ *   (node:crypto's pure Ed25519) refuses it;
  * - the encoding of [S]B - [k]A must equal R byte for byte,
  *   with k = SHA-512(dom2(1, "") || R || A || SHA-512(M)) mod L.
  * Only public data flows through it (key, message, signature): variable-time arithmetic is fine.
@@ -47,7 +52,7 @@ export function verifyEd25519ph(publicKey: Uint8Array, message: Uint8Array, sign
   const s = littleEndian(signature.subarray(ENCODED_BYTES));
   if (s >= L) return false;
   const a = decode(publicKey);
-  if (a === undefined || decode(r) === undefined) return false;
+  if (a === undefined || a.isSmallOrder() || decode(r) === undefined) return false;
   const ph = createHash('sha512').update(message).digest();
   const k = littleEndian(createHash('sha512').update(DOM2_PH).update(r).update(publicKey).update(ph).digest()) % L;
   const check = Point.BASE.multiplyUnsafe(s).subtract(a.multiplyUnsafe(k));

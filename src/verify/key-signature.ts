@@ -30,6 +30,21 @@ export function keyIdOf(spki: Uint8Array): string {
   return `sha256:${createHash('sha256').update(spki).digest('hex')}`;
 }
 
+/**
+ * Which key this is, whatever its encoding: the key id of its SPKI with an EC point uncompressed.
+ * OpenSSL keeps a compressed point compressed, so one EC key has two SPKIs (two key ids); this
+ * gives both the same id. Never throws: a key it cannot re-encode keeps its own SPKI's id.
+ */
+export function keyMaterialId(key: KeyObject): string {
+  const spki = key.export({ type: 'spki', format: 'der' });
+  if (key.asymmetricKeyType !== 'ec') return keyIdOf(spki);
+  try {
+    return keyIdOf(createPublicKey({ key: key.export({ format: 'jwk' }), format: 'jwk' }).export({ type: 'spki', format: 'der' }));
+  } catch {
+    return keyIdOf(spki);
+  }
+}
+
 /** The hash/padding combinations tried for one key, in order. */
 type Scheme =
   | { readonly kind: 'digest'; readonly hash: string; readonly padding?: number; readonly saltLength?: number }
@@ -40,11 +55,17 @@ type Scheme =
  * - ECDSA P-256: SHA-256. P-384: SHA-384 (cosign 2.4+), then SHA-256 (older
  *   cosign). P-521: SHA-512 (sigstore's default for that curve). DER signatures.
  * - RSA: PKCS#1 v1.5 then PSS (salt length recovered from the signature, as Go's
- *   rsa.VerifyPSS with PSSSaltLengthAuto), SHA-256.
+ *   rsa.VerifyPSS with PSSSaltLengthAuto), SHA-256; an odd public exponent of at least 3.
  * - Ed25519: pure, then Ed25519ph (cosign's default for Ed25519 keys).
  */
 function schemesFor(key: KeyObject): readonly Scheme[] | string {
   const type = key.asymmetricKeyType;
+  const e = key.asymmetricKeyDetails?.publicExponent;
+  // RFC 8017 3.1: an odd e of at least 3. OpenSSL also verifies with e = 1, under which any
+  // message's PKCS#1 encoding is its own signature.
+  if ((type === 'rsa' || type === 'rsa-pss') && (e === undefined || e < 3n || e % 2n === 0n)) {
+    return `RSA public exponent ${String(e)} is not an odd number of at least 3 (RFC 8017 3.1)`;
+  }
   switch (type) {
     case 'ec': {
       const curve = key.asymmetricKeyDetails?.namedCurve;

@@ -28,6 +28,22 @@ export const CERT_CHAIN_MAX_LENGTH = 10;
 export const RFC3161_TIMESTAMPS_MAX = 4;
 
 /**
+ * Transparency-log entries one bundle may carry: cosign writes one. Every entry is verified
+ * (a SET signature, or an inclusion proof and its checkpoint's signatures) before sigstore-js
+ * looks for duplicates, so copies of one genuine entry would each cost a check. sigstore-go
+ * refuses more than 32; sigil keeps the bound of RFC3161_TIMESTAMPS_MAX.
+ */
+export const TLOG_ENTRIES_MAX = 4;
+
+/**
+ * Signature lines one checkpoint (a Rekor v2 inclusion proof's signed note) may carry: the log's,
+ * and witnesses' cosignatures. sigstore-js tries each line that names a trusted log until one
+ * verifies, so a note of thousands of lines costs thousands of signature checks (seconds of CPU
+ * in a 1 MiB bundle). Go's note parser, which cosign uses, refuses more than 100.
+ */
+export const CHECKPOINT_SIGNATURES_MAX = 100;
+
+/**
  * One annotation value (certificate, chain, Rekor bundle): a chain of
  * CERT_CHAIN_MAX_LENGTH RSA-4096 certificates in PEM is ~25 KiB.
  */

@@ -7,7 +7,7 @@ import type { Digest } from '../oci/digest.js';
 import { countQuorum, type Pass } from './quorum.js';
 import { verifyCandidates } from './candidates.js';
 import type { CandidateSignature, Outcome, Signer } from './types.js';
-import { generateKey, legacyLayer, bundleFor, type TestKey } from '../../test/helpers/signer.js';
+import { compressedPublicPem, generateKey, legacyLayer, bundleFor, type TestKey } from '../../test/helpers/signer.js';
 import { keyAuthority, keyless, policy, privateSigstoreSuite, publicGoodTrust } from '../../test/helpers/verify-fixtures.js';
 
 const LABELS = ['authority 0 (key a)', 'authority 1 (key b)', 'authority 2 (key c)'];
@@ -40,6 +40,11 @@ describe('countQuorum: distinct authorities, each met by a distinct signer', () 
       { authority: LABELS[1], why: 'only signers counted for another authority verified' },
       { authority: LABELS[2], why: 'no signature verified' },
     ]);
+  });
+
+  test('one signature that verified under two authorities, whatever signing keys they name, is one signer', () => {
+    const q = countQuorum([pass('s0', 0, key('a'), 'ka'), pass('s0', 1, key('b'), 'kb')], LABELS, 2);
+    assert.equal(q.met.length, 1);
   });
 
   test('a keyless identity signing twice, with two ephemeral keys, counts once', () => {
@@ -114,6 +119,22 @@ describe('verifyCandidates with threshold 2 of 3 keys', () => {
   });
 });
 
+describe('verifyCandidates: one key listed twice in two encodings is one signer', () => {
+  const trust = publicGoodTrust();
+
+  for (const kind of ['p256', 'p384'] as const) {
+    test(`${kind}: the key with its point uncompressed and compressed (two key ids) is met by one signature once`, () => {
+      const k = generateKey(kind);
+      const twice = { ...policy([keyAuthority(k.publicPem, 'ignore'), keyAuthority(compressedPublicPem(k), 'ignore')]), threshold: 2 };
+      const out = verifyCandidates([legacy(k, 'layer 0'), legacy(k, 'layer 1')], { digest }, twice, trust);
+      assert.equal(out.kind, 'invalid');
+      assert.deepEqual(out.checks.map((ch) => ch.ok), [true, true]);
+      assert.equal(out.kind === 'invalid' && out.quorum?.met.length, 1);
+      assert.deepEqual(out.kind === 'invalid' && out.quorum?.unmet.map((u) => u.why), ['only signers counted for another authority verified']);
+    });
+  }
+});
+
 describe('verifyCandidates with threshold 2 of 2 keyless identities (private Sigstore)', () => {
   const suite = privateSigstoreSuite('sigil-quorum');
   const ISSUER = 'https://idp.acme.test';
@@ -125,6 +146,19 @@ describe('verifyCandidates with threshold 2 of 2 keyless identities (private Sig
     const out = verifyCandidates([signed('alice@acme.test', 'r0'), signed('alice@acme.test', 'r1')], { digest }, p, suite.trust);
     assert.equal(out.kind, 'invalid');
     assert.deepEqual(out.kind === 'invalid' && out.quorum?.unmet.map((u) => u.why), ['only signers counted for another authority verified']);
+  });
+
+  test('one signer met by a key authority (its certificate\'s key) and a keyless one, in a bundle and a .sig copy: one signer', () => {
+    const alice = suite.sigstore.issueIdentity('alice@acme.test', ISSUER);
+    const both = { ...policy([keyAuthority(alice.publicPem, 'ignore'), keyless(ISSUER, 'alice@acme.test')]), threshold: 2 };
+    const bundle: CandidateSignature = { format: 'bundle', source: 'r0', bundle: bundleFor(alice, digest, { rekor: suite.sigstore }) };
+    const sig = legacyLayer(alice, digest, { rekor: suite.sigstore });
+    const copy: CandidateSignature = { format: 'legacy', source: 'layer 0', payload: sig.payload, annotations: sig.annotations };
+    const one = verifyCandidates([bundle], { digest }, both, suite.trust);
+    assert.equal(one.kind, 'invalid');
+    assert.deepEqual(one.kind === 'invalid' && one.quorum?.unmet.map((u) => u.why), ['only signers counted for another authority verified']);
+    const copies = verifyCandidates([bundle, copy], { digest }, both, suite.trust);
+    assert.equal(copies.kind === 'invalid' && copies.quorum?.met.length, 1);
   });
 
   test('alice and bob: each credited to an authority, alice to the one bob does not fit', () => {

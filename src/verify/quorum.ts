@@ -2,9 +2,10 @@
  * N-of-M: which authorities a policy's signatures meet when `threshold` distinct authorities
  * must verify (two-person release signing). A signer counts for one authority at most, however
  * many signatures it made and however many authorities it fits: the signatures are grouped by
- * signer — the same signing key, or the same keyless identity (subject and issuer) — and the
- * signers are matched to the authorities they verified under by a maximum bipartite matching, so
- * that a signer fitting two authorities never takes the only one another signer fits. Pure.
+ * signer — the same signature, the same signing key (in any encoding), or the same keyless
+ * identity (subject and issuer) — and the signers are matched to the authorities they verified
+ * under by a maximum bipartite matching, so that a signer fitting two authorities never takes
+ * the only one another signer fits. Pure.
  */
 import type { Quorum, Signer } from './types.js';
 
@@ -15,13 +16,17 @@ export interface Pass {
   /** The authority's index in the policy. */
   readonly authority: number;
   readonly signer: Signer;
-  /** `sha256:<hex>` of the SPKI of the key that made the signature: the authority's key, or the certificate's. */
+  /** The key that made the signature (the authority's key, or the certificate's) by its material (`keyMaterialId`), not its encoding. */
   readonly signingKey: string;
 }
 
-/** What identifies a signer: its signing key and, keyless, its identity (ephemeral keys differ per signature). */
+/**
+ * What identifies a signer: the signature itself (one signature is one signer's, whatever
+ * authorities it verified under), its signing key and, keyless, its identity (ephemeral keys
+ * differ per signature).
+ */
 function signerTokens(p: Pass): string[] {
-  const tokens = [`key ${p.signingKey}`];
+  const tokens = [`signature ${p.source}`, `key ${p.signingKey}`];
   if (p.signer.kind === 'keyless') tokens.push(`identity ${p.signer.subject}\n${p.signer.issuer}`);
   return tokens;
 }

@@ -86,6 +86,23 @@ export function keyFromPrivate(kind: KeyKind, privateKey: KeyObject): TestKey {
   };
 }
 
+/**
+ * The same EC public key as an SPKI PEM with its point compressed (SEC 1 §2.3.3): other bytes,
+ * another sha256 of the SPKI, the same key. OpenSSL keeps the form it was given.
+ */
+export function compressedPublicPem(key: TestKey): string {
+  if (key.kind !== 'p256' && key.kind !== 'p384') throw new TypeError(`${key.kind} has no compressed form`);
+  const spki = key.publicKey.export({ type: 'spki', format: 'der' });
+  // SEQUENCE { AlgorithmIdentifier, BIT STRING { 0x00, 0x04 || X || Y } }, all lengths short-form
+  const algorithm = spki.subarray(2, 4 + spki[3]);
+  const point = spki.subarray(4 + spki[3] + 3);
+  const half = (point.length - 1) / 2;
+  const compressed = Buffer.concat([Buffer.from([0x02 | (point[point.length - 1] & 1)]), point.subarray(1, 1 + half)]);
+  const bits = Buffer.concat([Buffer.from([0x03, compressed.length + 1, 0x00]), compressed]);
+  const der = Buffer.concat([Buffer.from([0x30, algorithm.length + bits.length]), algorithm, bits]);
+  return createPublicKey({ key: der, format: 'der', type: 'spki' }).export({ type: 'spki', format: 'pem' }) as string;
+}
+
 /** Go's encoding/json escapes these even inside strings; cosign's payloads come from it. */
 function goJson(v: unknown): string {
   return JSON.stringify(v).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);

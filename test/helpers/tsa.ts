@@ -3,7 +3,7 @@ import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { buildCertificate, certPem, der, ext, keyIdentifier, name, randomSerial, spkiOf } from './x509.js';
+import { buildCertificate, certPem, der, ext, keyIdentifier, name, OID, randomSerial, spkiOf, type Extension } from './x509.js';
 
 // A throwaway RFC 3161 timestamp authority for tests: a root CA and a TSA certificate (ECDSA
 // P-256, critical EKU timeStamping as RFC 3161 2.3 asks) built here, and `openssl ts -reply`
@@ -40,11 +40,21 @@ export interface TsaOptions {
 export interface ListingOptions {
   validFor?: { start: Date; end?: Date };
   /**
-   * codeSigning: list a certificate with the TSA's serial, names and key but the codeSigning EKU
-   * instead of timeStamping (openssl refuses to sign tokens with such a certificate itself).
+   * List a certificate with the TSA's serial, names and key but another extended key usage
+   * (openssl refuses to sign tokens with such a certificate itself): codeSigning instead of
+   * timeStamping; timeStamping and codeSigning; timeStamping, not critical.
    */
-  eku?: 'codeSigning';
+  eku?: TsaEku;
 }
+
+/** The extended key usages a look-alike TSA certificate can carry instead of the critical timeStamping alone. */
+export type TsaEku = 'codeSigning' | 'timeStampingAndCodeSigning' | 'timeStampingNotCritical';
+
+const OTHER_EKUS: Readonly<Record<TsaEku, Extension>> = {
+  codeSigning: ext.extKeyUsageCodeSigning(),
+  timeStampingAndCodeSigning: { oid: OID.EXT_KEY_USAGE, critical: true, value: der.seq(der.oid(OID.TIME_STAMPING), der.oid(OID.CODE_SIGNING)) },
+  timeStampingNotCritical: { ...ext.extKeyUsageTimeStamping(), critical: false },
+};
 
 export class TestTsa {
   readonly commonName: string;
@@ -52,7 +62,7 @@ export class TestTsa {
   readonly leafDer: Buffer;
   readonly rootDer: Buffer;
   readonly #dir: string;
-  readonly #reissue: (eku: 'codeSigning') => Buffer;
+  readonly #reissue: (eku: TsaEku) => Buffer;
   #queries = 0;
 
   constructor(dir: string, commonName = 'sigil-test-tsa', opts: TsaOptions = {}) {
@@ -73,10 +83,10 @@ export class TestTsa {
       serial: randomSerial(), issuer: rootName, subject: name({ organization: 'sigil-test', commonName }),
       notBefore: opts.notBefore ?? TRUST_START, notAfter: opts.notAfter ?? NOT_AFTER, spki: spkiOf(leaf.publicKey),
     };
-    const issue = (eku: ReturnType<typeof ext.extKeyUsageTimeStamping>): Buffer =>
+    const issue = (eku: Extension): Buffer =>
       buildCertificate({ ...fields, extensions: [ext.keyUsage('leaf'), eku, ext.subjectKeyId(keyIdentifier(fields.spki)), ext.authorityKeyId(rootKeyId)] }, root.privateKey);
     this.leafDer = issue(ext.extKeyUsageTimeStamping());
-    this.#reissue = () => issue(ext.extKeyUsageCodeSigning());
+    this.#reissue = (eku) => issue(OTHER_EKUS[eku]);
     this.#writeFiles(leaf.privateKey);
   }
 

@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { pushBundleReferrer, pushLegacySignature } from '../helpers/publish.js';
-import { bundleFor, legacyLayer, type KeylessIdentity } from '../helpers/signer.js';
+import { ANNOTATION, bundleFor, legacyLayer, type KeylessIdentity } from '../helpers/signer.js';
+import { CHECKPOINT_SIGNATURES_MAX } from '../../src/verify/limits.js';
 import { createTimestampingSigstore, writeCaTsaRoot, type TimestampingSigstore } from '../helpers/timestamping.js';
 import { ISSUER, SUBJECT, pull, startVerifyEnv, type VerifyEnv } from '../helpers/verify-env.js';
 import type { SigilHandle } from '../helpers/sigil.js';
@@ -77,9 +78,35 @@ describe('cosign v3 bundles with a Rekor v2 entry', () => {
     assert.match(await deniedReason('v2/stranger'), /the RFC 3161 timestamp is signed by a timestamp authority no trusted root lists/);
   });
 
+  test('a checkpoint padded with more signature lines than CHECKPOINT_SIGNATURES_MAX: 403, refused before any is checked', async () => {
+    await pushWithBundle('v2/padded', (d) => {
+      const json = JSON.parse(bundleFor(signer(), d, { rekorV2: { log: t.log, kind: 'dsse' }, timestamp: t.tsa }).toString()) as {
+        verificationMaterial: { tlogEntries: { inclusionProof: { checkpoint: { envelope: string } } }[] };
+      };
+      const checkpoint = json.verificationMaterial.tlogEntries[0].inclusionProof.checkpoint;
+      const [note, signatures] = checkpoint.envelope.split('\n\n');
+      checkpoint.envelope = `${note}\n\n${signatures.repeat(CHECKPOINT_SIGNATURES_MAX)}${signatures}`;
+      return Buffer.from(JSON.stringify(json));
+    });
+    assert.equal(
+      await deniedReason('v2/padded'),
+      `the checkpoint of transparency-log entry 0 has ${CHECKPOINT_SIGNATURES_MAX + 1} signature lines, more than CHECKPOINT_SIGNATURES_MAX (${CHECKPOINT_SIGNATURES_MAX})`,
+    );
+  });
+
   test('a timestamp outside the certificate\'s validity: 403, saying so', async () => {
     await pushWithBundle('v2/expired', (d) => bundleFor(signer({ agoMs: 2 * HOUR_MS }), d, { rekorV2: { log: t.log, kind: 'dsse' }, timestamp: t.tsa }));
     assert.match(await deniedReason('v2/expired'), /is not valid at the time of its RFC 3161 timestamp/);
+  });
+});
+
+describe('legacy .sig with a Rekor SET and the rfc3161timestamp annotation', () => {
+  test('an annotation that does not parse: 403, naming it, although the SET alone would verify', async () => {
+    const img = await env.push('legacy/malformed', 'v1');
+    const layer = legacyLayer(signer(), img.digest, { rekor: t.sigstore });
+    layer.annotations[ANNOTATION.RFC3161_TIMESTAMP] = JSON.stringify({ SignedRFC3161Timestamp: Buffer.from('not a timestamp').toString('base64') });
+    await pushLegacySignature(env.target, 'legacy/malformed', img.digest, [layer]);
+    assert.match(await deniedReason('legacy/malformed'), /^dev\.sigstore\.cosign\/rfc3161timestamp: the RFC 3161 timestamp does not parse: /);
   });
 });
 

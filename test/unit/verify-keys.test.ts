@@ -3,17 +3,18 @@
 // shares no code with src/), with and without a Rekor entry of a private Sigstore.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { constants, sign } from 'node:crypto';
+import { constants, createHash, createPublicKey, sign } from 'node:crypto';
+import { ed25519 } from '@noble/curves/ed25519.js';
 import { rm } from 'node:fs/promises';
 import { verifyCandidates } from '../../src/verify/candidates.js';
-import { keyIdOf, parsePublicKey, verifyWithKey } from '../../src/verify/key-signature.js';
+import { keyIdOf, keyMaterialId, parsePublicKey, verifyWithKey } from '../../src/verify/key-signature.js';
 import { verifyEd25519ph } from '../../src/verify/ed25519ph.js';
 import { loadTrust, type TrustBundle } from '../../src/verify/trust.js';
 import type { Digest } from '../../src/oci/digest.js';
 import type { CandidateSignature } from '../../src/verify/types.js';
 import { tempDir } from '../helpers/temp.js';
 import { createPrivateSigstore, toLegacyBundleAnnotation, type PrivateSigstore } from '../helpers/private-sigstore.js';
-import { cosignPayload, generateKey, hashedRekordBody, legacyLayer, type LegacySignatureLayer } from '../helpers/signer.js';
+import { compressedPublicPem, cosignPayload, generateKey, hashedRekordBody, legacyLayer, type LegacySignatureLayer } from '../helpers/signer.js';
 import { PUBLIC_GOOD_ROOT, keyAuthority, keyless, onlyReason, policy } from '../helpers/verify-fixtures.js';
 import { sha256 } from '../helpers/digest.js';
 
@@ -22,6 +23,7 @@ const candidate = (layer: Pick<LegacySignatureLayer, 'payload' | 'annotations'>)
   format: 'legacy', source: 'sha256-c0c0.sig layer 0', payload: layer.payload, annotations: layer.annotations,
 });
 const SIG = 'dev.cosignproject.cosign/signature';
+const sha256Bytes = (b: Buffer): Buffer => createHash('sha256').update(b).digest();
 
 // RFC 8032 §7.3, test vector "TEST abc" for Ed25519ph.
 const RFC8032_PH = {
@@ -60,6 +62,18 @@ describe('key ids', () => {
     assert.equal(parsePublicKey(key.publicPem).keyId, sha256(spki));
     assert.equal(keyIdOf(spki), key.keyId);
   });
+  test('key material: one EC key, its point compressed or not, is one key; another key is not', () => {
+    for (const kind of ['p256', 'p384'] as const) {
+      const key = generateKey(kind);
+      const compressed = parsePublicKey(compressedPublicPem(key));
+      assert.notEqual(compressed.keyId, key.keyId, 'two encodings, two SPKIs');
+      assert.equal(keyMaterialId(compressed.key), key.keyId);
+      assert.equal(keyMaterialId(key.publicKey), key.keyId);
+      assert.notEqual(keyMaterialId(generateKey(kind).publicKey), key.keyId);
+    }
+    const ed = generateKey('ed25519');
+    assert.equal(keyMaterialId(ed.publicKey), ed.keyId);
+  });
 });
 
 describe('legacy key signatures without a Rekor entry (tlog: ignore)', () => {
@@ -79,6 +93,27 @@ describe('legacy key signatures without a Rekor entry (tlog: ignore)', () => {
       assert.equal(onlyReason(verifyCandidates([candidate(legacyLayer(other, digest))], { digest }, p, trust())), `signature does not verify with key ${key.keyId}`);
     });
   }
+
+  test('keys anyone can sign for verify nothing: an Ed25519 key of small order, an RSA key with public exponent 1', () => {
+    const payload = cosignPayload(digest, 'registry.sigil.test/image');
+    // The identity point: [S]B - [k]A = [S]B, so R = [S]B and S sign any payload as Ed25519ph.
+    const identity = Buffer.concat([Buffer.from('302a300506032b6570032100', 'hex'), Buffer.from(ed25519.Point.ZERO.toBytes())]);
+    const s = 0x0123456789abcdefn;
+    const edForged = Buffer.concat([ed25519.Point.BASE.multiply(s).toBytes(), Buffer.from(s.toString(16).padStart(64, '0'), 'hex').reverse()]);
+    // e = 1: the signature is the PKCS#1 v1.5 encoding of the digest itself.
+    const n = generateKey('rsa').publicKey.export({ format: 'jwk' }).n;
+    const rsaE1 = createPublicKey({ key: { kty: 'RSA', n, e: 'AQ' }, format: 'jwk' });
+    const t = Buffer.concat([Buffer.from('3031300d060960864801650304020105000420', 'hex'), sha256Bytes(payload)]);
+    const rsaForged = Buffer.concat([Buffer.from([0, 1]), Buffer.alloc(256 - 3 - t.length, 0xff), Buffer.from([0]), t]);
+    for (const [what, pem, forged] of [
+      ['Ed25519 identity', `-----BEGIN PUBLIC KEY-----\n${identity.toString('base64')}\n-----END PUBLIC KEY-----\n`, edForged],
+      ['RSA e = 1', rsaE1.export({ type: 'spki', format: 'pem' }).toString(), rsaForged],
+    ] as const) {
+      const out = verifyCandidates([candidate({ payload, annotations: { [SIG]: forged.toString('base64') } })], { digest }, policy([keyAuthority(pem, 'ignore')]), trust());
+      assert.equal(out.kind, 'invalid', what);
+      assert.match(onlyReason(out), /^signature does not verify with key sha256:/, what);
+    }
+  });
 
   test('P-384 signed with SHA-256 (cosign before 2.4) and RSA-PSS verify', () => {
     const payload = cosignPayload(digest, 'registry.sigil.test/image');
