@@ -91,8 +91,19 @@ function canonicalJson(v: unknown): string {
 export function policyFingerprint(p: Omit<Policy, 'fingerprint' | 'name' | 'matchers'>): string {
   const authorities = p.authorities.map((a) =>
     a.kind === 'key' ? { kind: a.kind, pem: a.pem, tlog: a.tlog } : { kind: a.kind, issuer: a.issuer.source, subject: a.subject.source });
-  const content = { match: p.match, mode: p.mode, signatureRepository: p.signatureRepository ?? null, authorities, annotations: p.annotations, predicateTypes: p.predicateTypes };
+  const content = { match: p.match, mode: p.mode, signatureRepository: p.signatureRepository ?? null, authorities, annotations: p.annotations, predicateTypes: p.predicateTypes, ...attestationsPart(p) };
   return createHash('sha256').update(canonicalJson(content)).digest('hex');
+}
+
+/**
+ * The attestation requirements as they decide: name, predicate types, condition text. Left out
+ * when there are none, so that the fingerprints (and stored verdicts) of other policies stay as
+ * they were.
+ */
+function attestationsPart(p: Pick<Policy, 'attestations'>): { attestations?: unknown } {
+  const list = p.attestations ?? [];
+  if (list.length === 0) return {};
+  return { attestations: list.map((a) => ({ name: a.name, predicateTypes: a.predicateTypes, condition: a.condition.text })) };
 }
 
 function keyTypeProblem(key: KeyObject): string | undefined {
@@ -134,7 +145,7 @@ async function compilePolicy(p: Problems, s: PolicySpec, baseDir: string): Promi
     const compiled = a.kind === 'key' ? await compileKey(p, a, baseDir) : { kind: a.kind, issuer: a.issuer, subject: a.subject, issuerText: a.issuerText, subjectText: a.subjectText };
     if (compiled !== undefined) authorities.push(compiled);
   }
-  const body = { match: s.match, mode: s.mode, signatureRepository: s.signatureRepository, authorities, annotations: s.annotations, predicateTypes: s.predicateTypes };
+  const body = { match: s.match, mode: s.mode, signatureRepository: s.signatureRepository, authorities, annotations: s.annotations, predicateTypes: s.predicateTypes, attestations: s.attestations };
   return { name: s.name, ...body, matchers: s.match.map(compileGlob), fingerprint: policyFingerprint(body) };
 }
 

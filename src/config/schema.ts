@@ -12,6 +12,8 @@
 import { isIP } from 'node:net';
 import type { ConfigProblem, ListenAddress, Mode, TlogMode } from './types.js';
 import { exactRegExp, globLiteralHost, globProblem, isFullyAnchored } from './glob.js';
+import { checkAttestations } from './attestations.js';
+import type { AttestationRequirement } from './types.js';
 
 export const PINO_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 const MODES: readonly Mode[] = ['enforce', 'warn', 'off'];
@@ -42,6 +44,7 @@ export type AuthoritySpec =
 export interface PolicySpec {
   name: string; match: string[]; mode: Mode; signatureRepository?: string;
   authorities: AuthoritySpec[]; annotations: Record<string, string>; predicateTypes: string[];
+  attestations: AttestationRequirement[];
 }
 export interface UpstreamSpec {
   at: string; name: string; aliases: string[]; url: string; credentials?: { username: string; password: string };
@@ -251,7 +254,7 @@ function routingNames(c: Checker, upRaw: readonly unknown[]): Map<string, string
 
 /** `upstreamNames`: every routing name → its upstream's name (routingNames). */
 function checkPolicy(c: Checker, raw: unknown, at: string, upstreamNames: ReadonlyMap<string, string>): PolicySpec | undefined {
-  const p = c.map(raw, at, ['name', 'match', 'mode', 'signatureRepository', 'authorities', 'annotations', 'predicateTypes'], true);
+  const p = c.map(raw, at, ['name', 'match', 'mode', 'signatureRepository', 'authorities', 'annotations', 'predicateTypes', 'attestations'], true);
   if (p === undefined) return undefined;
   const name = c.str(p.name, join(at, 'name'), true);
   const matchRaw = typeof p.match === 'string' ? [p.match] : c.list(p.match, join(at, 'match'));
@@ -288,8 +291,9 @@ function checkPolicy(c: Checker, raw: unknown, at: string, upstreamNames: Readon
   const ptRaw = c.list(p.predicateTypes, join(at, 'predicateTypes'));
   if (ptRaw !== undefined && ptRaw.length === 0) c.error(join(at, 'predicateTypes'), 'must list at least one predicate type (omit it for the default)');
   const predicateTypes = (ptRaw ?? [...DEFAULT_PREDICATE_TYPES]).map((t, i) => c.str(t, join(join(at, 'predicateTypes'), i), true) ?? '');
+  const attestations = checkAttestations(c, p.attestations, join(at, 'attestations'));
   if (name === undefined) return undefined;
-  return { name, match, mode, signatureRepository, authorities, annotations, predicateTypes };
+  return { name, match, mode, signatureRepository, authorities, annotations, predicateTypes, attestations };
 }
 
 /** Validates a parsed config tree; see the file comment. */
