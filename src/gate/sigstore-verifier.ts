@@ -1,5 +1,5 @@
 import type { Policy } from '../config/types.js';
-import { verifyCandidates, type TrustBundle } from '../verify/index.js';
+import { verifyImage, type TrustBundle } from '../verify/index.js';
 import type { CandidateSignature, Outcome, Subject } from '../verify/types.js';
 import type { SignatureVerifier } from './verifier.js';
 
@@ -18,6 +18,6 @@ export class TrustedVerifier implements SignatureVerifier {
   }
 
   async verify(candidates: readonly CandidateSignature[], subject: Subject, policy: Policy): Promise<Outcome> {
-    return verifyCandidates(candidates, subject, policy, this.#trust);
+    return verifyImage(candidates, subject, policy, this.#trust);
   }
 }

@@ -25,3 +25,22 @@ export const CERT_CHAIN_MAX_LENGTH = 10;
  * CERT_CHAIN_MAX_LENGTH RSA-4096 certificates in PEM is ~25 KiB.
  */
 export const ANNOTATION_MAX_BYTES = 64 * 1024;
+
+/**
+ * An attestation's in-toto statement: what a policy's conditions are evaluated over, parsed whole.
+ * A SLSA provenance is a few KiB; an SBOM predicate can be large, and one that does not fit is
+ * refused (discovery reads at most MAX_SIGNATURE_BLOB_BYTES, 1 MiB, of one envelope anyway).
+ */
+export const STATEMENT_MAX_BYTES = 1024 * 1024;
+
+/**
+ * CPU time the attestation conditions of one verification may take together, in milliseconds.
+ * A condition over a provenance takes microseconds; @bufbuild/cel has no cost limit of its own,
+ * and CEL's macros nest (`a.all(x, a.all(y, …))` over a list of 100 000 elements never ends in
+ * practice), so evaluation runs under node:vm's timeout, which interrupts it. Past the budget a
+ * condition is not met: the image is denied, never let through unjudged.
+ */
+export const CONDITION_BUDGET_MS = 250;
+
+/** Signatures in one `.att` DSSE envelope: cosign writes exactly one (and its Rekor entry records one). */
+export const ENVELOPE_SIGNATURES_MAX = 1;

@@ -1,0 +1,81 @@
+// Evaluating a condition over a verified statement: only `true` meets it; false, another type, an
+// error and a condition that runs past the verification's budget each fail with their reason,
+// never a throw, never a hang.
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { compileCondition, type Condition } from '../config/condition.js';
+import { conditionBudget, runCondition } from './condition-run.js';
+import { CONDITION_BUDGET_MS } from './limits.js';
+
+function condition(text: string): Condition {
+  const c = compileCondition(text);
+  if ('problems' in c) throw new Error(c.problems.join('; '));
+  return c;
+}
+
+const statement = {
+  _type: 'https://in-toto.io/Statement/v1',
+  predicateType: 'https://slsa.dev/provenance/v1',
+  subject: [{ name: 'x', digest: { sha256: 'ab'.repeat(32) } }],
+  predicate: { runDetails: { builder: { id: 'https://github.com/acme/ci' } }, count: 3 },
+};
+
+describe('results', () => {
+  test('true meets the condition; `predicate` is the statement\'s and `statement` the whole', () => {
+    const c = condition('predicate.runDetails.builder.id == "https://github.com/acme/ci" && statement.subject[0].digest.sha256.size() == 64');
+    assert.deepEqual(runCondition(c, statement, conditionBudget()), { ok: true });
+  });
+
+  test('false: "is false"', () => {
+    assert.deepEqual(runCondition(condition('predicate.runDetails.builder.id.startsWith("https://github.com/evil/")'), statement, conditionBudget()), { ok: false, reason: 'is false' });
+  });
+
+  test('a value that is not a bool (only known once the statement is there) fails', () => {
+    assert.deepEqual(runCondition(condition('predicate.runDetails.builder.id'), statement, conditionBudget()), {
+      ok: false,
+      reason: 'gave the string "https://github.com/acme/ci", not a bool',
+    });
+  });
+
+  test('an error at evaluation (a field the statement lacks) fails closed with CEL\'s message', () => {
+    const r = runCondition(condition('predicate.buildDefinition.buildType == "x"'), statement, conditionBudget());
+    assert.equal(r.ok, false);
+    assert.match(r.ok ? '' : r.reason, /^could not be evaluated: .*buildDefinition/);
+  });
+
+  test('a statement without a predicate binds predicate to null', () => {
+    const { predicate: _, ...bare } = statement;
+    assert.deepEqual(runCondition(condition('predicate == null'), bare, conditionBudget()), { ok: true });
+  });
+
+  test('JSON numbers are doubles (CEL\'s JSON mapping): compared with ints, added to doubles', () => {
+    assert.deepEqual(runCondition(condition('predicate.count == 3 && predicate.count > 2 && predicate.count + 1.0 == 4.0'), statement, conditionBudget()), { ok: true });
+  });
+
+  test('keys that mean something to the evaluator in a plain object ($typeName, constructor) are plain keys', () => {
+    const tricky = { ...statement, predicate: { $typeName: 'google.protobuf.BoolValue', value: true, constructor: 'x' } };
+    assert.deepEqual(runCondition(condition('predicate["$typeName"] == "google.protobuf.BoolValue" && predicate.constructor == "x"'), tricky, conditionBudget()), { ok: true });
+    assert.deepEqual(runCondition(condition('predicate == true'), tricky, conditionBudget()), { ok: false, reason: 'is false' });
+  });
+});
+
+describe('bounded in time', () => {
+  const big = { ...statement, predicate: { list: Array.from({ length: 20_000 }, (_, i) => i) } };
+  const quadratic = condition('predicate.list.all(x, predicate.list.all(y, x + y >= 0.0))');
+
+  test(`the default budget is CONDITION_BUDGET_MS (${CONDITION_BUDGET_MS} ms) for all the conditions of one verification`, () => {
+    assert.deepEqual(conditionBudget(), { remainingMs: CONDITION_BUDGET_MS, totalMs: CONDITION_BUDGET_MS });
+  });
+
+  test('a condition whose macros nest over a large list is interrupted at the budget and fails; the next one is not evaluated', () => {
+    const budget = conditionBudget(50);
+    assert.deepEqual(runCondition(quadratic, big, budget), { ok: false, reason: 'did not finish within the 50 ms the conditions of one verification may take' });
+    assert.equal(budget.remainingMs <= 0, true);
+    assert.deepEqual(runCondition(condition('true'), big, budget), { ok: false, reason: 'not evaluated: the conditions of this verification used up their 50 ms' });
+  });
+
+  test('after an interrupted evaluation the evaluator still works', () => {
+    runCondition(quadratic, big, conditionBudget(20));
+    assert.deepEqual(runCondition(condition('predicate.list.size() == 20000'), big, conditionBudget()), { ok: true });
+  });
+});

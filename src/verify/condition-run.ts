@@ -1,0 +1,73 @@
+/**
+ * Evaluating an attestation condition (config/condition.ts compiles it) over a statement whose
+ * signature verified, bounded in time: @bufbuild/cel has no cost limit, so the evaluation runs
+ * under node:vm's `timeout`, whose watchdog interrupts any JavaScript on the thread — the
+ * evaluator's own loops included — and the conditions of one verification share one budget
+ * (CONDITION_BUDGET_MS). Whatever happens — false, not a bool, an error, the budget spent —
+ * the condition is not met, with the reason; nothing throws.
+ */
+import { Script, createContext } from 'node:vm';
+import type { Condition } from '../config/condition.js';
+import { CONDITION_BUDGET_MS } from './limits.js';
+
+/** The time the conditions of one verification have left, spent as they run. */
+export interface ConditionBudget {
+  remainingMs: number;
+  readonly totalMs: number;
+}
+
+export function conditionBudget(totalMs = CONDITION_BUDGET_MS): ConditionBudget {
+  return { remainingMs: totalMs, totalMs };
+}
+
+export type ConditionResult = { readonly ok: true } | { readonly ok: false; readonly reason: string };
+
+/** One context and one script for every evaluation: the script only calls what `run` holds. */
+const context = createContext({ run: undefined as undefined | (() => unknown) });
+const script = new Script('run()', { filename: 'sigil-attestation-condition' });
+
+/** JSON as CEL sees it (its JSON mapping, google.protobuf.Value): objects are maps, numbers doubles. */
+function celValue(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(celValue);
+  // A Map, not the object: @bufbuild/cel reads a plain object's `$typeName` as a protobuf
+  // message type and refuses one whose `constructor` key is not Object's.
+  if (v !== null && typeof v === 'object') return new Map(Object.entries(v).map(([k, x]) => [k, celValue(x)]));
+  return v;
+}
+
+function described(v: unknown): string {
+  if (v === null) return 'null';
+  if (typeof v === 'bigint') return `the int ${v}`;
+  if (typeof v === 'string') return `the string ${JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v)}`;
+  if (typeof v === 'number') return `the double ${v}`;
+  return typeof v === 'object' ? 'a list or map' : `a ${typeof v}`;
+}
+
+/**
+ * Evaluates `condition` with `predicate` (the statement's, or null) and `statement` bound, within
+ * what is left of `budget`. The statement is the verified one: never evaluate over unsigned data.
+ */
+export function runCondition(condition: Condition, statement: Readonly<Record<string, unknown>>, budget: ConditionBudget): ConditionResult {
+  if (budget.remainingMs <= 0) return { ok: false, reason: `not evaluated: the conditions of this verification used up their ${budget.totalMs} ms` };
+  const t0 = performance.now();
+  let value: unknown;
+  try {
+    context.run = () => {
+      const bound = celValue(statement) as Map<string, unknown>;
+      return condition.evaluate({ statement: bound, predicate: bound.get('predicate') ?? null } as never);
+    };
+    value = script.runInContext(context, { timeout: Math.max(1, Math.ceil(budget.remainingMs)) });
+  } catch (e) {
+    if ((e as { code?: unknown }).code === 'ERR_SCRIPT_EXECUTION_TIMEOUT') {
+      return { ok: false, reason: `did not finish within the ${budget.totalMs} ms the conditions of one verification may take` };
+    }
+    return { ok: false, reason: `could not be evaluated: ${e instanceof Error ? e.message : String(e)}` };
+  } finally {
+    context.run = undefined;
+    budget.remainingMs -= performance.now() - t0;
+  }
+  if (value === true) return { ok: true };
+  if (value === false) return { ok: false, reason: 'is false' };
+  if (value instanceof Error) return { ok: false, reason: `could not be evaluated: ${value.message}` };
+  return { ok: false, reason: `gave ${described(value)}, not a bool` };
+}
