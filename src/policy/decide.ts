@@ -1,6 +1,6 @@
 import type { Policy } from '../config/types.js';
 import type { FetchedManifest } from '../oci/registry.js';
-import { signerHeader, type Outcome, type SignatureCheck } from '../verify/types.js';
+import { signerHeader, type AttestationCheck, type Outcome, type SignatureCheck } from '../verify/types.js';
 import type { Evaluation, Verification } from './evaluation.js';
 
 /**
@@ -87,6 +87,7 @@ function summary(o: Outcome | undefined): string {
     case 'unsigned':
       return 'no signature found';
     case 'invalid':
+      if (unmet(o).length > 0) return unmet(o).map(unmetWording).join('; ');
       return `no valid signature: ${o.checks.length} signature(s) found, none verified`;
     case 'indeterminate':
       return `could not verify: ${o.cause}`;
@@ -103,6 +104,7 @@ function describe(o: Outcome | undefined): string {
     case 'unsigned':
       return 'no signature found';
     case 'invalid': {
+      if (unmet(o).length > 0) return `signed, but ${unmet(o).map(unmetWording).join('; ')}`;
       const first = o.checks.find((c) => !c.ok);
       return `no valid signature (${o.checks.length} found${first && !first.ok ? `; ${first.source}: ${first.reason}` : ''})`;
     }
@@ -111,9 +113,25 @@ function describe(o: Outcome | undefined): string {
   }
 }
 
+/** The attestation requirements an outcome did not meet. */
+function unmet(o: Outcome): Extract<AttestationCheck, { ok: false }>[] {
+  return o.kind === 'invalid' ? (o.attestations ?? []).filter((a): a is Extract<AttestationCheck, { ok: false }> => !a.ok) : [];
+}
+
+/** An unmet attestation requirement, named with its predicate type(s), and why. */
+function unmetWording(a: Extract<AttestationCheck, { ok: false }>): string {
+  return `attestation ${a.name} (${a.predicateTypes.join(' or ')}) not met: ${a.reason}`;
+}
+
 function reasonsOf(o: Outcome): string[] {
   const r = o.checks.flatMap((c) => (c.ok ? [] : [`${c.source}: ${c.reason}`]));
-  return o.kind === 'indeterminate' ? [o.cause, ...r] : r;
+  return o.kind === 'indeterminate' ? [o.cause, ...r] : [...unmet(o).map(unmetWording), ...r];
+}
+
+/** An attestation requirement as a denial's detail lists it. */
+function attestationDetail(a: AttestationCheck): Record<string, unknown> {
+  const head = { name: a.name, predicateTypes: a.predicateTypes, condition: a.condition };
+  return a.ok ? { ...head, result: 'met', source: a.source, signer: signerHeader(a.signer) } : { ...head, result: 'not met', reason: a.reason };
 }
 
 function denialDetail(policy: Policy, o: Outcome | undefined, digest: string): Record<string, unknown> {
@@ -123,6 +141,7 @@ function denialDetail(policy: Policy, o: Outcome | undefined, digest: string): R
     outcome: o?.kind,
     signatures: o ? o.checks.map(checkDetail) : [],
     ...(o?.kind === 'indeterminate' ? { cause: o.cause } : {}),
+    ...(o?.kind === 'invalid' && o.attestations !== undefined ? { attestations: o.attestations.map(attestationDetail) } : {}),
   };
 }
 
