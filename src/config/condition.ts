@@ -8,7 +8,7 @@
  * only when a statement comes: the rest fails at evaluation, and an evaluation that fails denies
  * (verify/condition-run.ts evaluates, bounded in time).
  */
-import { CelScalar, celEnv, parse, plan, type CelInput } from '@bufbuild/cel';
+import { CelScalar, celEnv, celFunc, parse, plan, type CelInput } from '@bufbuild/cel';
 
 /**
  * The longest condition accepted, in characters. Real conditions are a line or two; the bound
@@ -27,9 +27,41 @@ export interface Condition {
   readonly evaluate: (variables: Readonly<Record<string, CelInput>>) => unknown;
 }
 
+/**
+ * Characters of strings and bytes one evaluation may create, in all. CEL copies data only when it
+ * concatenates and converts between string and bytes, and a macro keeps what each step makes
+ * (`predicate.list.map(x, predicate.text + x)`): over a statement of 1 MiB, unbounded, one
+ * evaluation could fill memory long before its time budget ends it. Real conditions create none.
+ */
+export const MAX_CONDITION_ALLOCATION = 16 * 1024 * 1024;
+
+/** What the evaluation under way has created (evaluations are synchronous: reset as each starts). */
+let allocated = 0;
+
+function charge(n: number): void {
+  allocated += n;
+  if (allocated > MAX_CONDITION_ALLOCATION) throw new Error(`the condition created more than ${MAX_CONDITION_ALLOCATION} characters of strings and bytes (MAX_CONDITION_ALLOCATION)`);
+}
+
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+/** CEL's standard functions that copy data, the same but counted against MAX_CONDITION_ALLOCATION. */
+const COUNTED = [
+  celFunc('_+_', [CelScalar.STRING, CelScalar.STRING], CelScalar.STRING, (a, b) => (charge(a.length + b.length), a + b)),
+  celFunc('_+_', [CelScalar.BYTES, CelScalar.BYTES], CelScalar.BYTES, (a, b) => {
+    charge(a.length + b.length);
+    const out = new Uint8Array(a.length + b.length);
+    out.set(a);
+    out.set(b, a.length);
+    return out;
+  }),
+  celFunc('bytes', [CelScalar.STRING], CelScalar.BYTES, (s) => (charge(s.length * 3), new TextEncoder().encode(s))),
+  celFunc('string', [CelScalar.BYTES], CelScalar.STRING, (b) => (charge(b.length), UTF8.decode(b))),
+];
+
 type Expr = ReturnType<typeof parse>['expr'];
 
-const ENV = celEnv({ variables: { predicate: CelScalar.DYN, statement: CelScalar.DYN } });
+const ENV = celEnv({ variables: { predicate: CelScalar.DYN, statement: CelScalar.DYN }, funcs: COUNTED });
 
 /** Type names CEL resolves as identifiers (`type(x) == string`). */
 const TYPE_NAMES: ReadonlySet<string> = new Set(['bool', 'int', 'uint', 'double', 'string', 'bytes', 'list', 'map', 'null_type', 'type', 'dyn']);
@@ -160,5 +192,11 @@ export function compileCondition(text: string): Condition | { readonly problems:
   if (result !== 'bool' && result !== 'dyn') checker.problems.push(`gives ${/^[aeiou]/.test(result) ? 'an' : 'a'} ${result}, not a bool: a condition must be true or false`);
   if (checker.problems.length > 0) return { problems: checker.problems };
   const program = plan(ENV, parsed);
-  return { text, evaluate: (variables) => program(variables as never) };
+  return {
+    text,
+    evaluate: (variables) => {
+      allocated = 0;
+      return program(variables as never);
+    },
+  };
 }

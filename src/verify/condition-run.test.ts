@@ -3,7 +3,7 @@
 // never a throw, never a hang.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { compileCondition, type Condition } from '../config/condition.js';
+import { MAX_CONDITION_ALLOCATION, compileCondition, type Condition } from '../config/condition.js';
 import { conditionBudget, runCondition } from './condition-run.js';
 import { CONDITION_BUDGET_MS } from './limits.js';
 
@@ -77,5 +77,29 @@ describe('bounded in time', () => {
   test('after an interrupted evaluation the evaluator still works', () => {
     runCondition(quadratic, big, conditionBudget(20));
     assert.deepEqual(runCondition(condition('predicate.list.size() == 20000'), big, conditionBudget()), { ok: true });
+  });
+});
+
+describe('bounded in memory', () => {
+  test('concatenation and string/bytes conversion still work as CEL defines them', () => {
+    const c = condition('"a" + "b" == "ab" && b"x" + b"y" == b"xy" && bytes("é") == b"\\xc3\\xa9" && string(b"abc") == "abc"');
+    assert.deepEqual(runCondition(c, statement, conditionBudget()), { ok: true });
+    const r = runCondition(condition('string(b"\\xff") == "x"'), statement, conditionBudget());
+    assert.equal(r.ok, false, 'bytes that are not UTF-8 are no string');
+  });
+
+  test(`a condition that makes copies of the statement's data in a macro stops at MAX_CONDITION_ALLOCATION (${MAX_CONDITION_ALLOCATION}) and fails`, () => {
+    const data = { ...statement, predicate: { text: 'x'.repeat(100_000), list: Array.from({ length: 1_000 }, (_, i) => i) } };
+    for (const text of ['predicate.list.map(x, predicate.text + string(x)).size() > 0', 'predicate.list.map(x, bytes(predicate.text)).size() > 0']) {
+      const r = runCondition(condition(text), data, conditionBudget());
+      assert.equal(r.ok, false, text);
+      assert.match(r.ok ? '' : r.reason, /^could not be evaluated: .*the condition created more than 16777216 characters of strings and bytes \(MAX_CONDITION_ALLOCATION\)/);
+    }
+  });
+
+  test('the count starts again with each evaluation', () => {
+    const data = { ...statement, predicate: { text: 'x'.repeat(MAX_CONDITION_ALLOCATION / 4) } };
+    const c = condition('(predicate.text + predicate.text).size() > 0');
+    for (let i = 0; i < 3; i++) assert.deepEqual(runCondition(c, data, conditionBudget()), { ok: true });
   });
 });

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { PREDICATE, attestationBundle, attestationLayer, slsaProvenance, statement } from '../helpers/attester.js';
 import { runSigil } from '../helpers/cli.js';
+import { tempDir } from '../helpers/temp.js';
 import { pushBundleReferrer, pushLegacyAttestation, pushLegacySignature } from '../helpers/publish.js';
 import type { PushedImage } from '../helpers/push.js';
 import type { SigilHandle } from '../helpers/sigil.js';
@@ -220,6 +221,24 @@ describe('keyless (private Sigstore)', () => {
     const r = await pull(sigil, 'keyless/outsider', 'v1');
     assert.equal(r.status, 403);
     assert.match(denial(r).message, /not signed by an authority of the policy: .*evil/);
+  });
+});
+
+describe('with a content store', () => {
+  test('the `.att` attestation is kept with the image: an --offline sigil re-verifies it, condition and all, from the store', async () => {
+    const storeDir = await tempDir('sigil-attest-store-');
+    const extra = `cache:\n  store:\n    dir: ${storeDir}\n    maxBytes: 1073741824`;
+    const img = await signedImage('prov/stored');
+    await pushLegacyAttestation(env.target, 'prov/stored', img.digest, [attestationLayer(env.keys.p256, provenance(img.digest))]);
+    const online = await env.sigil(policies, { extra });
+    assert.equal((await pull(online, 'prov/stored', 'v1')).status, 200);
+    await online.stop();
+    const offline = await env.sigil(policies, { extra, offline: true });
+    const r = await pull(offline, 'prov/stored', 'v1');
+    assert.equal(r.status, 200, r.body.toString());
+    assert.equal(r.headers['sigil-verification'], 'verified');
+    const decision = offline.logs.find((l) => l.audit === 'decision' && l.repository === 'prov/stored');
+    assert.equal(decision?.cached, false, 'a fresh verdict, from the stored signature and attestation');
   });
 });
 
