@@ -11,7 +11,7 @@ import type { AttestationRequirement, Policy } from '../config/types.js';
 import type { AttestedStatement } from './binding.js';
 import { prepareBundleAttestation, verifyBundle } from './bundle.js';
 import { authorityLabel, type AuthorityKey } from './candidates.js';
-import { runCondition, type ConditionBudget } from './condition-run.js';
+import { bindStatement, runCondition, type BoundStatement, type ConditionBudget } from './condition-run.js';
 import { prepareEnvelope } from './envelope.js';
 import { verifyLegacy } from './legacy.js';
 import { describeError } from './sigstore-run.js';
@@ -20,7 +20,14 @@ import type { AttestationCheck, CandidateSignature, Signer, Subject } from './ty
 
 /** One attestation found: its statement and how to verify its signature, or why it cannot count. */
 type Found =
-  | { readonly source: string; readonly attested: AttestedStatement; readonly verifyWith: (i: number) => Signer; signer?: Signer | string }
+  | {
+      readonly source: string;
+      readonly attested: AttestedStatement;
+      readonly verifyWith: (i: number) => Signer;
+      /** Memoised: the signer, or why no authority verifies it; the statement bound for conditions. */
+      signer?: Signer | string;
+      bound?: BoundStatement;
+    }
   | { readonly source: string; readonly problem: string };
 
 export interface AttestationContext {
@@ -83,7 +90,8 @@ function check(r: AttestationRequirement, all: readonly Found[], ctx: Attestatio
       tried.push({ source: f.source, reason: `not signed by an authority of the policy: ${signer}` });
       continue;
     }
-    const result = runCondition(r.condition, f.attested.statement, ctx.budget);
+    f.bound ??= bindStatement(f.attested.statement);
+    const result = runCondition(r.condition, f.bound, ctx.budget);
     if (result.ok) return { ...head, ok: true, source: f.source, signer, predicateType: f.attested.predicateType };
     tried.push({ source: f.source, reason: `condition ${r.condition.text} ${result.reason}` });
   }

@@ -26,13 +26,37 @@ export type ConditionResult = { readonly ok: true } | { readonly ok: false; read
 const context = createContext({ run: undefined as undefined | (() => unknown) });
 const script = new Script('run()', { filename: 'sigil-attestation-condition' });
 
-/** JSON as CEL sees it (its JSON mapping, google.protobuf.Value): objects are maps, numbers doubles. */
+/** A verified statement bound as a condition's variables, converted once for all its conditions. */
+export interface BoundStatement {
+  readonly statement: unknown;
+  readonly predicate: unknown;
+}
+
+/**
+ * JSON as CEL sees it (its JSON mapping, google.protobuf.Value: objects are maps, numbers
+ * doubles). @bufbuild/cel converts plain objects itself, as they are read, but takes one with a
+ * `$typeName` key for a protobuf message and refuses one whose `constructor` key is not Object's:
+ * those (only) become Maps. The rest is returned as is, without a copy.
+ */
 function celValue(v: unknown): unknown {
-  if (Array.isArray(v)) return v.map(celValue);
-  // A Map, not the object: @bufbuild/cel reads a plain object's `$typeName` as a protobuf
-  // message type and refuses one whose `constructor` key is not Object's.
-  if (v !== null && typeof v === 'object') return new Map(Object.entries(v).map(([k, x]) => [k, celValue(x)]));
-  return v;
+  if (Array.isArray(v)) {
+    let copy: unknown[] | undefined;
+    for (let i = 0; i < v.length; i++) {
+      const x = celValue(v[i]);
+      if (x !== v[i]) (copy ??= v.slice())[i] = x;
+    }
+    return copy ?? v;
+  }
+  if (v === null || typeof v !== 'object') return v;
+  const o = v as Record<string, unknown>;
+  let changed = Object.hasOwn(o, 'constructor') || Object.hasOwn(o, '$typeName');
+  const values = new Map<string, unknown>();
+  for (const k of Object.keys(o)) {
+    const x = celValue(o[k]);
+    if (x !== o[k]) changed = true;
+    values.set(k, x);
+  }
+  return changed ? values : v;
 }
 
 function described(v: unknown): string {
@@ -44,18 +68,25 @@ function described(v: unknown): string {
 }
 
 /**
- * Evaluates `condition` with `predicate` (the statement's, or null) and `statement` bound, within
- * what is left of `budget`. The statement is the verified one: never evaluate over unsigned data.
+ * The variables of a statement: `statement`, and `predicate` (the statement's, or null). The
+ * conversion is linear in the statement (at most STATEMENT_MAX_BYTES), so it runs outside the budget.
  */
-export function runCondition(condition: Condition, statement: Readonly<Record<string, unknown>>, budget: ConditionBudget): ConditionResult {
+export function bindStatement(statement: Readonly<Record<string, unknown>>): BoundStatement {
+  const bound = celValue(statement);
+  const predicate = bound instanceof Map ? bound.get('predicate') : (bound as Record<string, unknown>).predicate;
+  return { statement: bound, predicate: predicate ?? null };
+}
+
+/**
+ * Evaluates `condition` over a bound statement within what is left of `budget`. The statement is
+ * the verified one: never evaluate over unsigned data.
+ */
+export function runCondition(condition: Condition, bound: BoundStatement, budget: ConditionBudget): ConditionResult {
   if (budget.remainingMs <= 0) return { ok: false, reason: `not evaluated: the conditions of this verification used up their ${budget.totalMs} ms` };
   const t0 = performance.now();
   let value: unknown;
   try {
-    context.run = () => {
-      const bound = celValue(statement) as Map<string, unknown>;
-      return condition.evaluate({ statement: bound, predicate: bound.get('predicate') ?? null } as never);
-    };
+    context.run = () => condition.evaluate(bound as never);
     value = script.runInContext(context, { timeout: Math.max(1, Math.ceil(budget.remainingMs)) });
   } catch (e) {
     if ((e as { code?: unknown }).code === 'ERR_SCRIPT_EXECUTION_TIMEOUT') {
