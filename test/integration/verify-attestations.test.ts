@@ -242,6 +242,41 @@ describe('with a content store', () => {
   });
 });
 
+describe('sigil mirror, --import and cache ls', () => {
+  test('the `.att` tag is copied and exported with the image, counted as its signature data, and verifies offline after an import', async () => {
+    const root = await tempDir('sigil-attest-mirror-');
+    const img = await signedImage('prov/mirrored');
+    await pushLegacyAttestation(env.target, 'prov/mirrored', img.digest, [attestationLayer(env.keys.p256, provenance(img.digest))]);
+    const configWith = async (store: string): Promise<string> => {
+      const path = join(root, `${store}.yaml`);
+      const yaml = ['upstreams:', `  - name: ${UPSTREAM}`, `    url: ${env.registry.url}`, `defaultUpstream: ${UPSTREAM}`, 'trust:', `  trustedRoot: [${env.sigstore.trustedRootPath}]`];
+      await writeFile(path, [...yaml, 'policies:', policies, 'cache:', '  store:', `    dir: ${join(root, store)}`, '    maxBytes: 1073741824', ''].join('\n'));
+      return path;
+    };
+    const file = join(root, 'mirror.yaml');
+    await writeFile(file, `images:\n  - image: ${UPSTREAM}/prov/mirrored\n    tags: ["v1"]\n`);
+    const mirrored = await runSigil(['mirror', file, '--config', await configWith('store'), '--export', join(root, 'layout'), '--json']);
+    assert.equal(mirrored.code, 0, mirrored.stderr + mirrored.stdout);
+    const ls = await runSigil(['cache', 'ls', '--config', await configWith('store'), '--json']);
+    const inventory = JSON.parse(ls.stdout) as { tags: Array<{ ref: string; objects: number }>; loose: { objects: number } };
+    // the image: manifest, config, layer; its .sig: manifest, config, payload; its .att: manifest, config, envelope
+    assert.deepEqual(inventory.tags.map((t) => [t.ref, t.objects]), [[`${UPSTREAM}/prov/mirrored:v1`, 9]]);
+    assert.equal(inventory.loose.objects, 0);
+
+    const imported = await runSigil(['mirror', '--import', join(root, 'layout'), '--config', await configWith('imported'), '--json']);
+    assert.equal(imported.code, 0, imported.stderr + imported.stdout);
+    const statuses = (JSON.parse(imported.stdout) as { results: Array<{ status: string }> }).results.map((r) => r.status).sort();
+    assert.deepEqual(statuses, ['signature', 'signature', 'verified']);
+    for (const store of ['store', 'imported']) {
+      const offline = await env.sigil(policies, { extra: `cache:\n  store:\n    dir: ${join(root, store)}\n    maxBytes: 1073741824`, offline: true });
+      const r = await pull(offline, 'prov/mirrored', 'v1');
+      assert.equal(r.status, 200, `${store}: ${r.body.toString()}`);
+      assert.equal(r.headers['sigil-verification'], 'verified');
+      await offline.stop();
+    }
+  });
+});
+
 describe('sigil verify shows the attestations and which conditions passed', () => {
   let cfg: string;
   before(async () => {
