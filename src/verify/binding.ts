@@ -73,6 +73,13 @@ function readStatement(payloadType: string, payload: Uint8Array): Record<string,
   return doc;
 }
 
+/**
+ * Subjects a reason lists, and the hex digits shown of each: a statement (up to 1 MiB) may name
+ * thousands, of any length, and the reason goes into a denial's body, its log line and headers.
+ */
+const SUBJECTS_SHOWN = 4;
+const DIGEST_HEX_SHOWN = 128;
+
 /** The statement's subject that carries the served digest, or why none does. */
 function servedSubject(doc: Record<string, unknown>, served: Digest): Record<string, unknown> | string {
   if (!Array.isArray(doc.subject)) return 'statement has no subject list';
@@ -80,9 +87,10 @@ function servedSubject(doc: Record<string, unknown>, served: Digest): Record<str
   const subject: unknown = doc.subject.find((s: unknown) => isObject(s) && isObject(s.digest) && s.digest[alg] === hex);
   if (isObject(subject)) return subject;
   const named = doc.subject
-    .map((s: unknown) => (isObject(s) && isObject(s.digest) && typeof s.digest[alg] === 'string' ? `${alg}:${s.digest[alg]}` : undefined))
+    .map((s: unknown) => (isObject(s) && isObject(s.digest) && typeof s.digest[alg] === 'string' ? `${alg}:${s.digest[alg].slice(0, DIGEST_HEX_SHOWN)}` : undefined))
     .filter((s): s is string => s !== undefined);
-  return `statement names ${named.length === 0 ? `no ${alg} subject` : named.join(', ')} not the served ${served}`;
+  const shown = named.length > SUBJECTS_SHOWN ? `${named.slice(0, SUBJECTS_SHOWN).join(', ')} and ${named.length - SUBJECTS_SHOWN} more` : named.join(', ');
+  return `statement names ${named.length === 0 ? `no ${alg} subject` : shown} not the served ${served}`;
 }
 
 /**

@@ -43,6 +43,13 @@ describe('results', () => {
     assert.match(r.ok ? '' : r.reason, /^could not be evaluated: .*buildDefinition/);
   });
 
+  test('an error quoting the statement (a long key looked up) is cut short in the reason', () => {
+    const r = runCondition(condition('predicate.m[predicate.k] == 1'), bindStatement({ ...statement, predicate: { m: {}, k: 'k'.repeat(100_000) } }), conditionBudget());
+    assert.equal(r.ok, false);
+    assert.match(r.ok ? '' : r.reason, /^could not be evaluated: .*k…$/);
+    assert.equal((r.ok ? '' : r.reason).length < 400, true);
+  });
+
   test('a statement without a predicate binds predicate to null', () => {
     const { predicate: _, ...bare } = statement;
     assert.deepEqual(runCondition(condition('predicate == null'), bindStatement(bare), conditionBudget()), { ok: true });

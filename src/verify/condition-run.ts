@@ -22,6 +22,16 @@ export function conditionBudget(totalMs = CONDITION_BUDGET_MS): ConditionBudget 
 
 export type ConditionResult = { readonly ok: true } | { readonly ok: false; readonly reason: string };
 
+/**
+ * Characters of an evaluation error's message kept in a reason: CEL's messages may quote the
+ * statement (a key looked up), and the reason goes into a denial's body, its log line and headers.
+ */
+const MESSAGE_SHOWN = 300;
+
+function clipped(message: string): string {
+  return message.length > MESSAGE_SHOWN ? `${message.slice(0, MESSAGE_SHOWN)}…` : message;
+}
+
 /** One context and one script for every evaluation: the script only calls what `run` holds. */
 const context = createContext({ run: undefined as undefined | (() => unknown) });
 const script = new Script('run()', { filename: 'sigil-attestation-condition' });
@@ -92,13 +102,13 @@ export function runCondition(condition: Condition, bound: BoundStatement, budget
     if ((e as { code?: unknown }).code === 'ERR_SCRIPT_EXECUTION_TIMEOUT') {
       return { ok: false, reason: `did not finish within the ${budget.totalMs} ms the conditions of one verification may take` };
     }
-    return { ok: false, reason: `could not be evaluated: ${e instanceof Error ? e.message : String(e)}` };
+    return { ok: false, reason: `could not be evaluated: ${clipped(e instanceof Error ? e.message : String(e))}` };
   } finally {
     context.run = undefined;
     budget.remainingMs -= performance.now() - t0;
   }
   if (value === true) return { ok: true };
   if (value === false) return { ok: false, reason: 'is false' };
-  if (value instanceof Error) return { ok: false, reason: `could not be evaluated: ${value.message}` };
+  if (value instanceof Error) return { ok: false, reason: `could not be evaluated: ${clipped(value.message)}` };
   return { ok: false, reason: `gave ${described(value)}, not a bool` };
 }

@@ -91,6 +91,13 @@ describe('malformed envelopes are refused with their reason', () => {
     assert.match(problem(fields(MEDIA.IN_TOTO, Buffer.from('not json'))), /^in-toto statement is not JSON/);
   });
 
+  test('a statement naming thousands of other subjects: the reason lists four, and how many more', () => {
+    const many = Array.from({ length: 5000 }, (_, i) => ({ name: `x${i}`, digest: { sha256: i.toString(16).padStart(64, '0') } }));
+    const long = { name: 'long', digest: { sha256: 'f'.repeat(10_000) } };
+    const reason = problem(fields(MEDIA.IN_TOTO, statement(undefined, 't', {}, { subjects: [long, ...many] })));
+    assert.equal(reason, `statement names sha256:${'f'.repeat(128)}, sha256:${'0'.repeat(64)}, sha256:${'0'.repeat(63)}1, sha256:${'0'.repeat(63)}2 and 4997 more not the served ${digest}`);
+  });
+
   test('too large: the envelope, an annotation', () => {
     assert.equal(problem(Buffer.alloc(BUNDLE_MAX_BYTES + 1, 0x20)), `envelope of ${BUNDLE_MAX_BYTES + 1} bytes exceeds BUNDLE_MAX_BYTES (${BUNDLE_MAX_BYTES})`);
     assert.equal(problem(fields(), { 'dev.sigstore.cosign/chain': 'x'.repeat(ANNOTATION_MAX_BYTES + 1) }), `annotation dev.sigstore.cosign/chain exceeds ANNOTATION_MAX_BYTES (${ANNOTATION_MAX_BYTES})`);
