@@ -2,7 +2,7 @@ import { configMediaType } from '../oci/manifest.js';
 import { IMAGE_CONFIG_MEDIA_TYPES } from '../oci/media-types.js';
 import { decide, quorumReasons } from '../policy/decide.js';
 import type { Evaluation } from '../policy/evaluation.js';
-import { signerHeader, type Outcome } from '../verify/types.js';
+import { signerHeader, type AttestationCheck, type Outcome } from '../verify/types.js';
 
 /** What `sigil verify` checked: the resolved IMAGE. */
 export interface ImageRef {
@@ -42,7 +42,29 @@ export function report(ref: ImageRef, c: Checked) {
     ...(c.indexNote !== undefined ? { indexNote: c.indexNote } : {}),
     cause: o?.kind === 'indeterminate' ? o.cause : null,
     signatures: (o?.checks ?? []).map((s) => (s.ok ? { source: s.source, ok: true, signer: signerHeader(s.signer) } : { source: s.source, ok: false, reason: s.reason })),
+    ...(attestationsOf(o) !== undefined ? { attestations: attestationsOf(o)?.map(attestationReport) } : {}),
   };
+}
+
+/** The attestation requirements checked for an outcome (a policy that has some, once a signature verified). */
+function attestationsOf(o: Outcome | undefined): readonly AttestationCheck[] | undefined {
+  return o?.kind === 'verified' || o?.kind === 'invalid' ? o.attestations : undefined;
+}
+
+/** One requirement: met (where, by whom, its condition passed) or not (why, and what each attestation failed on). */
+function attestationReport(a: AttestationCheck) {
+  const head = { name: a.name, predicateTypes: a.predicateTypes, condition: a.condition, met: a.ok };
+  return a.ok ? { ...head, source: a.source, predicateType: a.predicateType, signer: signerHeader(a.signer) } : { ...head, reason: a.reason, tried: a.tried };
+}
+
+/** The lines of the attestation requirements: which were met and which conditions passed. */
+function attestationLines(o: Outcome | undefined): string[] {
+  return (attestationsOf(o) ?? []).flatMap((a) => {
+    const head = `  attestation ${JSON.stringify(a.name)} (${a.ok ? a.predicateType : a.predicateTypes.join(' or ')})`;
+    if (a.ok) return [`${head}: met by ${a.source}, signer ${signerHeader(a.signer)}`, `    condition passed: ${a.condition}`];
+    if (a.tried.length === 0) return [`${head}: NOT met: ${a.reason}`];
+    return [`${head}: NOT met`, ...a.tried.map((t) => `    ${t.source}: ${t.reason}`)];
+  });
 }
 
 /** The report for people. */
@@ -58,6 +80,7 @@ export function text(ref: ImageRef, c: Checked): string {
     if (r.viaIndex) lines.push(`  via index: ${r.viaIndex}${ref.indexTag !== undefined ? ` (${ref.indexTag})` : ''}`);
     lines.push(...counted);
     if (c.own !== undefined) lines.push(`  this platform manifest has no valid signature of its own (${c.own.kind}): it passes as a child of the verified index that lists it`);
+    lines.push(...attestationLines(ev.outcome));
     return `${lines.join('\n')}\n`;
   }
   const lines = [`NOT verified: ${head}`];
@@ -66,6 +89,7 @@ export function text(ref: ImageRef, c: Checked): string {
   else lines.push(`  policy: ${r.policy} (${r.mode})`, `  outcome: ${r.outcome}${r.cause ? `: ${r.cause}` : ''}`, ...counted);
   if (r.outcome === 'unsigned') lines.push('  no signature found');
   for (const s of r.signatures) lines.push(`  ${s.source}: ${s.ok ? `verified by ${s.signer}` : s.reason}`);
+  lines.push(...attestationLines(ev.outcome));
   if (c.indexNote !== undefined) lines.push(`  ${c.indexNote}`);
   else if (platformCandidate(ref, ev)) {
     lines.push(`  a platform manifest of an image index passes when the index that lists it verifies: check it through the index's tag, as ${r.image}:TAG@${r.digest}`);

@@ -95,6 +95,7 @@ export function policyFingerprint(p: Omit<Policy, 'fingerprint' | 'name' | 'matc
     match: p.match, mode: p.mode, signatureRepository: p.signatureRepository ?? null, authorities, annotations: p.annotations, predicateTypes: p.predicateTypes,
     // Left out at its default, so that the fingerprints (and stored verdicts) of policies without one stay as they were.
     ...(p.threshold !== undefined && p.threshold !== DEFAULT_THRESHOLD ? { threshold: p.threshold } : {}),
+    ...attestationsPart(p),
   };
   return createHash('sha256').update(canonicalJson(content)).digest('hex');
 }
@@ -118,6 +119,17 @@ function thresholdProblem(s: PolicySpec, authorities: readonly Authority[]): str
   });
   if (first.size >= s.threshold) return undefined;
   return `${s.threshold} distinct authorities must verify, but ${same.join(', ')} are the same (${first.size} distinct)`;
+}
+
+/**
+ * The attestation requirements as they decide: name, predicate types, condition text. Left out
+ * when there are none, so that the fingerprints (and stored verdicts) of other policies stay as
+ * they were.
+ */
+function attestationsPart(p: Pick<Policy, 'attestations'>): { attestations?: unknown } {
+  const list = p.attestations ?? [];
+  if (list.length === 0) return {};
+  return { attestations: list.map((a) => ({ name: a.name, predicateTypes: a.predicateTypes, condition: a.condition.text })) };
 }
 
 function keyTypeProblem(key: KeyObject): string | undefined {
@@ -169,7 +181,7 @@ async function compilePolicy(p: Problems, s: PolicySpec, baseDir: string): Promi
   }
   const why = thresholdProblem(s, authorities);
   if (why !== undefined) p.error(join(s.at, 'threshold'), why);
-  const body = { match: s.match, mode: s.mode, signatureRepository: s.signatureRepository, authorities, annotations: s.annotations, predicateTypes: s.predicateTypes, threshold: s.threshold };
+  const body = { match: s.match, mode: s.mode, signatureRepository: s.signatureRepository, authorities, annotations: s.annotations, predicateTypes: s.predicateTypes, threshold: s.threshold, attestations: s.attestations };
   return { name: s.name, ...body, matchers: s.match.map(compileGlob), fingerprint: policyFingerprint(body) };
 }
 

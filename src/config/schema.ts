@@ -12,6 +12,8 @@
 import { isIP } from 'node:net';
 import type { ConfigProblem, ListenAddress, Mode, TlogMode } from './types.js';
 import { exactRegExp, globLiteralHost, globProblem, isFullyAnchored } from './glob.js';
+import { checkAttestations } from './attestations.js';
+import type { AttestationRequirement } from './types.js';
 import { checkTuf, type TufSpec } from './tuf-schema.js';
 
 export const PINO_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -45,6 +47,7 @@ export type AuthoritySpec =
 export interface PolicySpec {
   at: string; name: string; match: string[]; mode: Mode; signatureRepository?: string;
   authorities: AuthoritySpec[]; annotations: Record<string, string>; predicateTypes: string[]; threshold: number;
+  attestations: AttestationRequirement[];
 }
 export interface UpstreamSpec {
   at: string; name: string; aliases: string[]; url: string; credentials?: { username: string; password: string };
@@ -261,7 +264,7 @@ function routingNames(c: Checker, upRaw: readonly unknown[]): Map<string, string
 
 /** `upstreamNames`: every routing name → its upstream's name (routingNames). */
 function checkPolicy(c: Checker, raw: unknown, at: string, upstreamNames: ReadonlyMap<string, string>): PolicySpec | undefined {
-  const p = c.map(raw, at, ['name', 'match', 'mode', 'signatureRepository', 'authorities', 'annotations', 'predicateTypes', 'threshold'], true);
+  const p = c.map(raw, at, ['name', 'match', 'mode', 'signatureRepository', 'authorities', 'annotations', 'predicateTypes', 'threshold', 'attestations'], true);
   if (p === undefined) return undefined;
   const name = c.str(p.name, join(at, 'name'), true);
   const matchRaw = typeof p.match === 'string' ? [p.match] : c.list(p.match, join(at, 'match'));
@@ -302,8 +305,9 @@ function checkPolicy(c: Checker, raw: unknown, at: string, upstreamNames: Readon
   if (threshold > authRaw.length && (authRaw.length > 0 || p.threshold !== undefined)) {
     c.error(join(at, 'threshold'), `${threshold} distinct authorities must verify, but the policy lists ${authRaw.length}`);
   }
+  const attestations = checkAttestations(c, p.attestations, join(at, 'attestations'));
   if (name === undefined) return undefined;
-  return { at, name, match, mode, signatureRepository, authorities, annotations, predicateTypes, threshold };
+  return { at, name, match, mode, signatureRepository, authorities, annotations, predicateTypes, threshold, attestations };
 }
 
 /** Validates a parsed config tree; see the file comment. */

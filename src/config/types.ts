@@ -4,6 +4,8 @@
  * in every message, and `compile.ts` produces this shape. Nothing outside
  * config/ sees raw YAML.
  */
+import type { Condition } from './condition.js';
+
 export type Mode = 'enforce' | 'warn' | 'off';
 export type TlogMode = 'require' | 'ignore';
 
@@ -67,6 +69,15 @@ export type Authority =
       readonly subjectText: string;
     };
 
+/** A signed in-toto attestation a policy requires (`attestations[]`). */
+export interface AttestationRequirement {
+  readonly name: string;
+  /** `predicateType` as written: one, or a list of which any meets the requirement. */
+  readonly predicateTypes: readonly string[];
+  /** CEL over `predicate` and `statement`; `true` when none is written. */
+  readonly condition: Condition;
+}
+
 export interface Policy {
   readonly name: string;
   /** The globs as written. */
@@ -79,6 +90,8 @@ export interface Policy {
   readonly authorities: readonly Authority[];
   readonly annotations: Readonly<Record<string, string>>;
   readonly predicateTypes: readonly string[];
+  /** Attestations that must also be present, each met by one signed by an authority. Absent: none. */
+  readonly attestations?: readonly AttestationRequirement[];
   /**
    * How many distinct authorities must verify, each by a signature of a distinct signer (N-of-M,
    * e.g. two-person release signing). Absent: 1, any one authority.

@@ -96,14 +96,15 @@ export class SignatureVerification {
     try {
       const where = this.#signatureLocation(target, policy);
       const rec = this.#keeper?.record(where.registry);
-      const found = await discoverSignatures(rec ? { ...where, registry: rec.registry } : where, digest, { signal });
+      const attestations = (policy.attestations ?? []).length > 0;
+      const found = await discoverSignatures(rec ? { ...where, registry: rec.registry } : where, digest, { signal, attestations });
       recording = rec?.recording;
       const rejected: SignatureCheck[] = found.rejected.map((r) => ({ source: r.source, ok: false, reason: r.reason }));
       if (found.candidates.length === 0) {
         outcome = rejected.length > 0 ? { kind: 'invalid', checks: rejected } : { kind: 'unsigned', checks: [] };
       } else {
         // Offline and CPU-bound (bounded by MAX_CANDIDATES): it ends on its own, holding its slot.
-        const o = await this.#verifier.verify(found.candidates, { digest }, policy);
+        const o = await this.#verifier.verify([...found.candidates, ...found.attestations], { digest }, policy);
         outcome = rejected.length > 0 ? { ...o, checks: [...o.checks, ...rejected] } : o;
       }
       // Past the deadline the outcome is indeterminate, whatever came of it.

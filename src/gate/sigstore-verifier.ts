@@ -1,6 +1,6 @@
 import type { Policy } from '../config/types.js';
 import type { CurrentTrust } from '../trust/trust-source.js';
-import { verifyCandidates } from '../verify/index.js';
+import { verifyImage } from '../verify/index.js';
 import type { CandidateSignature, Outcome, Subject } from '../verify/types.js';
 import type { SignatureVerifier } from './verifier.js';
 
@@ -30,6 +30,6 @@ export class TrustedVerifier implements SignatureVerifier {
   }
 
   async verify(candidates: readonly CandidateSignature[], subject: Subject, policy: Policy): Promise<Outcome> {
-    return verifyCandidates(candidates, subject, policy, this.#trust.current());
+    return verifyImage(candidates, subject, policy, this.#trust.current());
   }
 }

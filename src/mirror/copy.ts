@@ -1,7 +1,7 @@
 import { Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { SigilError, isSigilError } from '../errors.js';
-import { referrersTag, signatureTag, type Digest } from '../oci/digest.js';
+import { attestationTag, referrersTag, signatureTag, type Digest } from '../oci/digest.js';
 import { MT } from '../oci/media-types.js';
 import { MAX_BUNDLE_REFERRERS } from '../signatures/limits.js';
 import type { Catalog } from '../store/catalog.js';
@@ -143,24 +143,14 @@ export class Copier {
 
   /**
    * The signature data of `digest` at `loc` (the image's repository, or the policy's
-   * signatureRepository): cosign's `.sig` manifest and blobs, the Sigstore bundle referrers
+   * signatureRepository): cosign's `.sig` manifest and blobs (and its `.att` ones, when the
+   * policy requires attestations), the Sigstore bundle referrers
    * and blobs, the referrers fallback index when the upstream has no referrers API, and the
    * catalog's referrers list. Returns what was found, for the summary.
    */
-  async copySignatures(loc: Location, digest: Digest, rec: CopyRecord): Promise<{ legacy: boolean; bundles: number }> {
-    let legacy = false;
-    const tag = signatureTag(digest);
-    let sig: FetchedManifest | undefined;
-    try {
-      sig = await loc.client.fetchManifest(loc.repository, tag, { accept: SIG_ACCEPT });
-    } catch (e) {
-      if (!notFound(e)) throw e;
-    }
-    if (sig) {
-      await this.copyManifest(loc, sig, rec);
-      await this.#putTag(loc, tag, sig, rec);
-      legacy = true;
-    }
+  async copySignatures(loc: Location, digest: Digest, rec: CopyRecord, opts: { attestations?: boolean } = {}): Promise<{ legacy: boolean; bundles: number }> {
+    const legacy = await this.#copyTagged(loc, signatureTag(digest), rec);
+    if (opts.attestations === true) await this.#copyTagged(loc, attestationTag(digest), rec);
 
     const listed = await this.#listReferrers(loc, digest, rec);
     const descriptors: Descriptor[] = [];
@@ -178,6 +168,20 @@ export class Copier {
       await this.#catalog.putReferrers(loc.upstream, loc.repository, digest, descriptors);
     }
     return { legacy, bundles: descriptors.length };
+  }
+
+  /** A cosign tag (`.sig`, `.att`) and what it names, when there is one; whether there was. */
+  async #copyTagged(loc: Location, tag: string, rec: CopyRecord): Promise<boolean> {
+    let m: FetchedManifest;
+    try {
+      m = await loc.client.fetchManifest(loc.repository, tag, { accept: SIG_ACCEPT });
+    } catch (e) {
+      if (notFound(e)) return false;
+      throw e;
+    }
+    await this.copyManifest(loc, m, rec);
+    await this.#putTag(loc, tag, m, rec);
+    return true;
   }
 
   /** Referrers of `digest`: the API's answer, else the fallback tag's index (which is stored too). */

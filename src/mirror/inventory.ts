@@ -34,8 +34,8 @@ export interface Inventory {
   readonly total: { readonly objects: number; readonly bytes: number };
 }
 
-// cosign's `sha256-<hex>.sig` and the referrers fallback tag `sha256-<hex>`: signature data of that digest
-const SIGNATURE_TAG_RE = /^(sha256|sha512)-([a-f0-9]{64}|[a-f0-9]{128})(\.sig)?$/;
+// cosign's `sha256-<hex>.sig` and `.att`, and the referrers fallback tag `sha256-<hex>`: signature data of that digest
+const SIGNATURE_TAG_RE = /^(sha256|sha512)-([a-f0-9]{64}|[a-f0-9]{128})(\.sig|\.att)?$/;
 
 /** The digest a signature tag belongs to, else undefined (an ordinary tag). */
 export function signatureSubject(tag: string): Digest | undefined {

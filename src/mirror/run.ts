@@ -154,7 +154,7 @@ async function mirrorTag(deps: MirrorDeps, copier: Copier, entry: MirrorImage, t
   try {
     await copier.copyManifest(loc, ev.manifest, rec, entry.platforms);
     const sigLoc = signatureLocation(deps, loc, ev.policy);
-    await copier.copySignatures(sigLoc, digest, rec);
+    await copier.copySignatures(sigLoc, digest, rec, { attestations: (ev.policy?.attestations ?? []).length > 0 });
     if (ev.policy && ev.outcome) {
       // The record serve's keeper writes (registry/keep.ts).
       await deps.catalog.putVerdict(entry.upstream, entry.repository, digest, ev.policy.fingerprint, { outcome: ev.outcome, decidedAt: (deps.now ?? Date.now)() });

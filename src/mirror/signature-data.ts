@@ -10,8 +10,9 @@ import { parseManifest } from '../oci/manifest.js';
 import { judge } from './run.js';
 
 /**
- * What a tag claims a manifest is: cosign's signature (`<alg>-<hex>.sig`) or the referrers
- * fallback index (`<alg>-<hex>`) of that digest. A claim only: `--import` believes the content.
+ * What a tag claims a manifest is: cosign's signatures or attestations (`<alg>-<hex>.sig`,
+ * `.att`) or the referrers fallback index (`<alg>-<hex>`) of that digest. A claim only:
+ * `--import` believes the content.
  */
 export interface SignatureTag {
   readonly subject: Digest;
@@ -21,7 +22,7 @@ export interface SignatureTag {
 export function signatureTagOf(tag: string): SignatureTag | undefined {
   const subject = signatureSubject(tag);
   if (subject === undefined) return undefined;
-  return { subject, as: tag.endsWith('.sig') ? 'signature' : 'referrers' };
+  return { subject, as: tag.endsWith('.sig') || tag.endsWith('.att') ? 'signature' : 'referrers' };
 }
 
 /**

@@ -29,6 +29,11 @@ export function signatureTag(d: Digest): string {
   return `${d.replace(':', '-')}.sig`;
 }
 
+/** cosign's tag for the attestations of a digest: sha256-<hex>.att */
+export function attestationTag(d: Digest): string {
+  return `${d.replace(':', '-')}.att`;
+}
+
 /** OCI 1.1 referrers fallback tag: <alg>-<hex> */
 export function referrersTag(d: Digest): string {
   return d.replace(':', '-');

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { Mode, Policy } from '../config/types.js';
 import type { Digest } from '../oci/digest.js';
-import type { Outcome, SignatureCheck } from '../verify/types.js';
+import type { AttestationCheck, Outcome, SignatureCheck } from '../verify/types.js';
 import { admitsUnnamedBlob, decide, mayKeep, type JudgedManifest } from './decide.js';
 import type { Basis } from './evaluation.js';
 
@@ -16,11 +16,23 @@ const passed: SignatureCheck = { source: 'referrer sha256:11', ok: true, signer:
 const failed: SignatureCheck = { source: 'sha256-ab.sig layer 0', ok: false, reason: 'signature does not verify' };
 const failed2: SignatureCheck = { source: 'referrer sha256:22', ok: false, reason: 'identity does not match' };
 
+const SLSA = 'https://slsa.dev/provenance/v1';
+const metSbom: AttestationCheck = {
+  name: 'sbom', predicateTypes: ['https://spdx.dev/Document'], condition: 'true',
+  ok: true, source: 'sha256-ab.att layer 1', signer: { kind: 'key', keyId: 'sha256:k' }, predicateType: 'https://spdx.dev/Document',
+};
+const unmetProvenance: AttestationCheck = {
+  name: 'built-by-our-ci', predicateTypes: [SLSA], condition: 'predicate.runDetails.builder.id == "ci"',
+  ok: false, reason: 'sha256-ab.att layer 0: condition predicate.runDetails.builder.id == "ci" is false',
+  tried: [{ source: 'sha256-ab.att layer 0', reason: 'condition predicate.runDetails.builder.id == "ci" is false' }],
+};
+
 const outcomes = {
   verified: { kind: 'verified', signer: passed.ok ? passed.signer : { kind: 'key', keyId: '' }, checks: [failed, passed] },
   unsigned: { kind: 'unsigned', checks: [] },
   invalid: { kind: 'invalid', checks: [failed, failed2] },
   indeterminate: { kind: 'indeterminate', cause: 'UPSTREAM_UNAVAILABLE: upstream timed out', checks: [failed] },
+  unattested: { kind: 'invalid', checks: [failed, passed], attestations: [metSbom, unmetProvenance] },
 } satisfies Record<string, Outcome>;
 
 function judged(basis: Basis, outcome?: Outcome): JudgedManifest {
@@ -74,6 +86,17 @@ const unverified: Array<{ name: string; outcome?: Outcome; wording: string; beca
     wording: 'could not verify: UPSTREAM_UNAVAILABLE: upstream timed out (policy p)',
     because: (m) => `could not verify: UPSTREAM_UNAVAILABLE: upstream timed out (policy p, ${m})`,
     reasons: ['UPSTREAM_UNAVAILABLE: upstream timed out', 'sha256-ab.sig layer 0: signature does not verify'],
+  },
+  {
+    name: 'signed, an attestation requirement not met',
+    outcome: outcomes.unattested,
+    phrase: 'sigil: attestation built-by-our-ci not met (policy p)',
+    wording: `attestation built-by-our-ci (${SLSA}) not met: sha256-ab.att layer 0: condition predicate.runDetails.builder.id == "ci" is false (policy p)`,
+    because: (m) => `signed, but attestation built-by-our-ci (${SLSA}) not met: sha256-ab.att layer 0: condition predicate.runDetails.builder.id == "ci" is false (policy p, ${m})`,
+    reasons: [
+      `attestation built-by-our-ci (${SLSA}) not met: sha256-ab.att layer 0: condition predicate.runDetails.builder.id == "ci" is false`,
+      'sha256-ab.sig layer 0: signature does not verify',
+    ],
   },
   { name: 'no outcome at all', phrase: 'sigil: not verified (policy p)', wording: 'not verified (policy p)', because: (m) => `not verified (policy p, ${m})`, reasons: [] },
 ];
@@ -130,6 +153,16 @@ describe('decide: enforce denies an unverified manifest, naming every signature 
     });
     assert.deepEqual(decide(policy('enforce'), judged('index')).denial, { policy: 'p', digest: DIGEST, outcome: undefined, signatures: [] });
   });
+  test('the denial detail of attestations not met: every requirement, met or not, with its condition', () => {
+    assert.deepEqual(decide(policy('enforce'), judged('signature', outcomes.unattested)).denial?.attestations, [
+      { name: 'sbom', predicateTypes: ['https://spdx.dev/Document'], condition: 'true', result: 'met', source: 'sha256-ab.att layer 1', signer: 'sha256:k' },
+      { name: 'built-by-our-ci', predicateTypes: [SLSA], condition: 'predicate.runDetails.builder.id == "ci"', result: 'not met', reason: unmetProvenance.ok ? '' : unmetProvenance.reason },
+    ]);
+  });
+  test('a verified outcome whose requirements were all met is let through like any verified one', () => {
+    const d = decide(policy('enforce'), judged('signature', { ...outcomes.verified, attestations: [metSbom] }));
+    assert.deepEqual([d.action, d.verification, d.reasons], ['allow', 'verified', []]);
+  });
   test('a key signer is named by its key id', () => {
     const d = decide(policy('enforce'), judged('signature', { kind: 'verified', signer: { kind: 'key', keyId: 'sha256:k' }, checks: [] }));
     assert.equal(d.signer, 'sha256:k');
@@ -143,6 +176,7 @@ describe('mayKeep: enforce keeps only what verified, or a proven signature artif
     ['signature-artifact', undefined],
     ['signature', outcomes.unsigned],
     ['signature', outcomes.invalid],
+    ['signature', outcomes.unattested],
     ['index', outcomes.indeterminate],
     ['signature', undefined],
   ];

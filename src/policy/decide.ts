@@ -1,6 +1,6 @@
 import type { Policy } from '../config/types.js';
 import type { FetchedManifest } from '../oci/registry.js';
-import { signerHeader, type Outcome, type Quorum, type SignatureCheck } from '../verify/types.js';
+import { signerHeader, type AttestationCheck, type Outcome, type Quorum, type SignatureCheck } from '../verify/types.js';
 import type { Evaluation, Verification } from './evaluation.js';
 
 /**
@@ -92,6 +92,7 @@ function headline(o: Outcome | undefined): string {
     case 'unsigned':
       return 'no signature found';
     case 'invalid':
+      if (unmet(o).length > 0) return `${unmet(o).length === 1 ? 'attestation' : 'attestations'} ${unmet(o).map((a) => a.name).join(', ')} not met`;
       return o.quorum ? 'threshold not met' : 'no valid signature';
     case 'indeterminate':
       return 'could not verify';
@@ -104,6 +105,7 @@ function summary(o: Outcome | undefined): string {
     case 'verified':
       return `${headline(o)} (${signersOf(o)})`;
     case 'invalid':
+      if (unmet(o).length > 0) return unmet(o).map(unmetWording).join('; ');
       if (o.quorum) return `${quorumShort(o.quorum)}: ${o.checks.length} signature(s) found`;
       return `${headline(o)}: ${o.checks.length} signature(s) found, none verified`;
     case 'indeterminate':
@@ -117,6 +119,7 @@ function summary(o: Outcome | undefined): string {
 function describe(o: Outcome | undefined): string {
   switch (o?.kind) {
     case 'invalid': {
+      if (unmet(o).length > 0) return `signed, but ${unmet(o).map(unmetWording).join('; ')}`;
       if (o.quorum) return `${quorumShort(o.quorum)} (${o.checks.length} signature(s) found${o.quorum.met.length > 0 ? `; verified: ${o.quorum.met.map((m) => m.authority).join(', ')}` : ''})`;
       const first = o.checks.find((c) => !c.ok);
       return `${headline(o)} (${o.checks.length} found${first && !first.ok ? `; ${first.source}: ${first.reason}` : ''})`;
@@ -147,10 +150,26 @@ export function quorumReasons(q: Quorum): string[] {
   ];
 }
 
+/** The attestation requirements an outcome did not meet. */
+function unmet(o: Outcome): Extract<AttestationCheck, { ok: false }>[] {
+  return o.kind === 'invalid' ? (o.attestations ?? []).filter((a): a is Extract<AttestationCheck, { ok: false }> => !a.ok) : [];
+}
+
+/** An unmet attestation requirement, named with its predicate type(s), and why. */
+function unmetWording(a: Extract<AttestationCheck, { ok: false }>): string {
+  return `attestation ${a.name} (${a.predicateTypes.join(' or ')}) not met: ${a.reason}`;
+}
+
 function reasonsOf(o: Outcome): string[] {
   const r = o.checks.flatMap((c) => (c.ok ? [] : [`${c.source}: ${c.reason}`]));
   if (o.kind === 'indeterminate') return [o.cause, ...r];
-  return o.kind === 'invalid' && o.quorum ? [...quorumReasons(o.quorum), ...r] : r;
+  return [...unmet(o).map(unmetWording), ...(o.kind === 'invalid' && o.quorum ? quorumReasons(o.quorum) : []), ...r];
+}
+
+/** An attestation requirement as a denial's detail lists it. */
+function attestationDetail(a: AttestationCheck): Record<string, unknown> {
+  const head = { name: a.name, predicateTypes: a.predicateTypes, condition: a.condition };
+  return a.ok ? { ...head, result: 'met', source: a.source, signer: signerHeader(a.signer) } : { ...head, result: 'not met', reason: a.reason };
 }
 
 function denialDetail(policy: Policy, o: Outcome | undefined, digest: string): Record<string, unknown> {
@@ -160,6 +179,7 @@ function denialDetail(policy: Policy, o: Outcome | undefined, digest: string): R
     outcome: o?.kind,
     signatures: o ? o.checks.map(checkDetail) : [],
     ...(o?.kind === 'indeterminate' ? { cause: o.cause } : {}),
+    ...(o?.kind === 'invalid' && o.attestations !== undefined ? { attestations: o.attestations.map(attestationDetail) } : {}),
     ...(o?.kind === 'invalid' && o.quorum
       ? { threshold: { required: o.quorum.threshold, verified: o.quorum.met.map((m) => m.authority), notVerified: o.quorum.unmet.map((u) => u.authority) } }
       : {}),

@@ -1,5 +1,5 @@
 import { isSigilError } from '../errors.js';
-import { isDigest, signatureTag, type Digest } from '../oci/digest.js';
+import { attestationTag, isDigest, signatureTag, type Digest } from '../oci/digest.js';
 import { MT } from '../oci/media-types.js';
 import type { FetchedManifest, Registry } from '../oci/registry.js';
 import type { CandidateSignature } from '../verify/types.js';
@@ -15,6 +15,7 @@ import { listReferrers } from './referrers.js';
 import { isObject, isSize, manifestObject, stringRecord } from '../oci/manifest.js';
 import { abortable } from '../upstream/abortable.js';
 import { readSignatureBlob } from './read-blob.js';
+import { DSSE_ENVELOPE } from './artifact.js';
 
 /** Where to look: the image's repository, or a policy's signatureRepository (same or another upstream). */
 export interface SignatureLocation {
@@ -23,7 +24,10 @@ export interface SignatureLocation {
 }
 
 export interface Discovery {
+  /** Signatures: legacy `.sig` layers and bundles (a bundle may also be an attestation). */
   readonly candidates: readonly CandidateSignature[];
+  /** cosign's `.att` layers (DSSE envelopes), looked for only when asked (`attestations`). */
+  readonly attestations: readonly CandidateSignature[];
   /** Signature data that was found but not usable, each with why ("layer 3: media type …"). */
   readonly rejected: readonly { readonly source: string; readonly reason: string }[];
   /** Lookups that failed (upstream trouble): with nothing verified, the outcome is indeterminate. */
@@ -43,28 +47,40 @@ const SIG_ACCEPT = [MT.OCI_MANIFEST, MT.DOCKER_MANIFEST].join(', ');
 /**
  * Finds the signatures of manifest `digest`: Sigstore bundles among its OCI 1.1 referrers
  * (or the referrers fallback tag), then cosign's legacy `sha256-<hex>.sig` tag (asked for at
- * the same time as the referrers). Only what
+ * the same time as the referrers), and with `attestations` (a policy that requires some) cosign's
+ * `sha256-<hex>.att` tag too, asked for at the same time. Only what
  * names the digest is returned; verification decides whether it counts. Upstream failures
  * (other than "no such tag") propagate: the caller turns them into an indeterminate outcome.
  * When `signal` aborts (the decision's deadline), discovery rejects with its reason at once:
  * the blob being read is destroyed and answers still on their way are closed when they come.
  */
-export async function discoverSignatures(where: SignatureLocation, digest: Digest, opts: { signal?: AbortSignal } = {}): Promise<Discovery> {
+export async function discoverSignatures(
+  where: SignatureLocation,
+  digest: Digest,
+  opts: { signal?: AbortSignal; attestations?: boolean } = {},
+): Promise<Discovery> {
   opts.signal?.throwIfAborted();
-  const found: Found = { candidates: [], rejected: [], bytes: 0, signal: opts.signal };
+  const found: Found = { candidates: [], attestations: [], rejected: [], bytes: 0, signal: opts.signal };
   const failures: string[] = [];
   // The `.sig` tag is asked for at once, beside the referrers: the two first lookups wait for
   // the upstream side by side, not one after the other (with a content store, a failing
   // upstream then costs a decision one STALE_DEADLINE_MS cut-off, not two). What they lead to
   // is read in order: bundles first, then the legacy layers.
-  const sigTag = where.registry.fetchManifest(where.repository, signatureTag(digest), { accept: SIG_ACCEPT });
-  sigTag.catch(() => undefined); // its failure is discoverLegacy's, or nobody's past the deadline
+  const lookup = (tag: string): Promise<FetchedManifest> => {
+    const answer = where.registry.fetchManifest(where.repository, tag, { accept: SIG_ACCEPT });
+    answer.catch(() => undefined); // its failure is discoverTagged's, or nobody's past the deadline
+    return answer;
+  };
+  const sigTag = lookup(signatureTag(digest));
+  const attTag = opts.attestations === true ? lookup(attestationTag(digest)) : undefined;
+  const steps: Array<readonly [string, () => Promise<void>]> = [
+    ['referrers', () => discoverBundles(where, digest, found)],
+    ['.sig tag', () => discoverTagged(where, found, signatureTag(digest), sigTag, SIGNATURES)],
+  ];
+  if (attTag !== undefined) steps.push(['.att tag', () => discoverTagged(where, found, attestationTag(digest), attTag, ATTESTATIONS)]);
   // Each source is looked at even when the other failed: a signature found in one can still
   // verify. A failed lookup is reported, so that "nothing verified" becomes "could not verify".
-  for (const [what, step] of [
-    ['referrers', () => discoverBundles(where, digest, found)],
-    ['.sig tag', () => discoverLegacy(where, digest, found, sigTag)],
-  ] as const) {
+  for (const [what, step] of steps) {
     try {
       await step();
     } catch (e) {
@@ -74,12 +90,13 @@ export async function discoverSignatures(where: SignatureLocation, digest: Diges
       failures.push(`${what} lookup failed: ${e.code}: ${e.message}`);
     }
   }
-  return { candidates: found.candidates, rejected: found.rejected, failures };
+  return { candidates: found.candidates, attestations: found.attestations, rejected: found.rejected, failures };
 }
 
 /** What one decision has collected so far, and how many signature bytes it has read. */
 interface Found {
   readonly candidates: CandidateSignature[];
+  readonly attestations: CandidateSignature[];
   readonly rejected: Array<{ source: string; reason: string }>;
   bytes: number;
   /** The decision's deadline: every upstream wait of discovery ends when it aborts. */
@@ -88,7 +105,7 @@ interface Found {
 
 /** Whether another candidate may be read; records why not, once. */
 function room(found: Found, source: string): boolean {
-  if (found.candidates.length < MAX_CANDIDATES) return true;
+  if (found.candidates.length + found.attestations.length < MAX_CANDIDATES) return true;
   if (!found.rejected.some((r) => r.source === 'all')) {
     found.rejected.push({ source: 'all', reason: `more than ${MAX_CANDIDATES} signatures; only the first ${MAX_CANDIDATES} considered (next: ${source})` });
   }
@@ -128,13 +145,33 @@ async function discoverBundles(where: SignatureLocation, digest: Digest, found: 
   }
 }
 
-/** `sigTag`: the lookup of the `.sig` tag, started by discoverSignatures. */
-async function discoverLegacy(where: SignatureLocation, digest: Digest, found: Found, sigTag: Promise<FetchedManifest>): Promise<void> {
+/** The layers of a cosign tag: their media type, and the candidate each one becomes. */
+interface TagLayout {
+  readonly mediaType: string;
+  readonly into: (found: Found) => CandidateSignature[];
+  readonly candidate: (source: string, blob: Buffer, annotations: Record<string, string>) => CandidateSignature;
+}
+
+/** `.sig`: simple-signing payloads, the signature in the annotations. */
+const SIGNATURES: TagLayout = {
+  mediaType: MT.COSIGN_SIMPLESIGNING,
+  into: (found) => found.candidates,
+  candidate: (source, payload, annotations) => ({ format: 'legacy', source, payload, annotations }),
+};
+
+/** `.att`: DSSE envelopes of in-toto statements, the signature in the envelope. */
+const ATTESTATIONS: TagLayout = {
+  mediaType: DSSE_ENVELOPE,
+  into: (found) => found.attestations,
+  candidate: (source, envelope, annotations) => ({ format: 'attestation', source, envelope, annotations }),
+};
+
+/** `manifest`: the lookup of `tag` (`.sig` or `.att`), started by discoverSignatures. */
+async function discoverTagged(where: SignatureLocation, found: Found, tag: string, manifest: Promise<FetchedManifest>, layout: TagLayout): Promise<void> {
   const { rejected } = found;
-  const tag = signatureTag(digest);
   let bytes: Buffer;
   try {
-    bytes = (await abortable(sigTag, found.signal)).bytes;
+    bytes = (await abortable(manifest, found.signal)).bytes;
   } catch (e) {
     if (isSigilError(e) && (e.code === 'MANIFEST_UNKNOWN' || e.code === 'NAME_UNKNOWN')) return;
     throw e;
@@ -151,8 +188,8 @@ async function discoverLegacy(where: SignatureLocation, digest: Digest, found: F
   for (const [i, layer] of layers.slice(0, MAX_SIGNATURE_LAYERS).entries()) {
     const source = `${tag} layer ${i}`;
     if (!room(found, source)) return;
-    if (layer?.mediaType !== MT.COSIGN_SIMPLESIGNING) {
-      rejected.push({ source, reason: `media type ${String(layer?.mediaType)} is not ${MT.COSIGN_SIMPLESIGNING}` });
+    if (layer?.mediaType !== layout.mediaType) {
+      rejected.push({ source, reason: `media type ${String(layer?.mediaType)} is not ${layout.mediaType}` });
       continue;
     }
     const annotations = stringRecord(layer.annotations);
@@ -165,8 +202,8 @@ async function discoverLegacy(where: SignatureLocation, digest: Digest, found: F
       rejected.push({ source, reason: `annotations of ${annotationBytes} bytes exceed ${MAX_LAYER_ANNOTATION_BYTES}` });
       continue;
     }
-    const payload = await readSmallBlob(where, layer, source, found);
-    if (payload) found.candidates.push({ format: 'legacy', source, payload, annotations });
+    const blob = await readSmallBlob(where, layer, source, found);
+    if (blob) layout.into(found).push(layout.candidate(source, blob, annotations));
   }
 }
 

@@ -7,6 +7,7 @@
 import type { Digest } from '../oci/digest.js';
 import type { Policy } from '../config/types.js';
 import { parseJson as parseOutsideJson } from '../oci/json.js';
+import { STATEMENT_MAX_BYTES } from './limits.js';
 
 /** cosign's simple-signing `critical.type` (sigstore/sigstore payload.CosignSignatureType). */
 export const COSIGN_SIGNATURE_TYPE = 'cosign container image signature';
@@ -63,6 +64,35 @@ export function legacyBindingProblem(payload: Uint8Array, served: Digest, policy
   return missingAnnotation(policy.annotations, optional ?? {}, 'the signed payload');
 }
 
+/** The in-toto statement of a DSSE payload (payload type, JSON, `_type`), or why it is not one. */
+function readStatement(payloadType: string, payload: Uint8Array): Record<string, unknown> | string {
+  if (payloadType !== IN_TOTO_PAYLOAD_TYPE) return `DSSE payload type is ${JSON.stringify(payloadType)}, not ${IN_TOTO_PAYLOAD_TYPE}`;
+  const doc = parseJson(payload, 'in-toto statement');
+  if (typeof doc === 'string') return doc;
+  if (typeof doc._type !== 'string' || !STATEMENT_TYPES.has(doc._type)) return `statement _type ${JSON.stringify(doc._type)} is not an in-toto statement`;
+  return doc;
+}
+
+/**
+ * Subjects a reason lists, and the hex digits shown of each: a statement (up to 1 MiB) may name
+ * thousands, of any length, and the reason goes into a denial's body, its log line and headers.
+ */
+const SUBJECTS_SHOWN = 4;
+const DIGEST_HEX_SHOWN = 128;
+
+/** The statement's subject that carries the served digest, or why none does. */
+function servedSubject(doc: Record<string, unknown>, served: Digest): Record<string, unknown> | string {
+  if (!Array.isArray(doc.subject)) return 'statement has no subject list';
+  const [alg, hex] = served.split(':') as [string, string];
+  const subject: unknown = doc.subject.find((s: unknown) => isObject(s) && isObject(s.digest) && s.digest[alg] === hex);
+  if (isObject(subject)) return subject;
+  const named = doc.subject
+    .map((s: unknown) => (isObject(s) && isObject(s.digest) && typeof s.digest[alg] === 'string' ? `${alg}:${s.digest[alg].slice(0, DIGEST_HEX_SHOWN)}` : undefined))
+    .filter((s): s is string => s !== undefined);
+  const shown = named.length > SUBJECTS_SHOWN ? `${named.slice(0, SUBJECTS_SHOWN).join(', ')} and ${named.length - SUBJECTS_SHOWN} more` : named.join(', ');
+  return `statement names ${named.length === 0 ? `no ${alg} subject` : shown} not the served ${served}`;
+}
+
 /**
  * A DSSE in-toto statement (what cosign v3 signs and attests): its
  * predicateType must be one the policy accepts and one of its subjects must
@@ -75,22 +105,35 @@ export function statementBindingProblem(
   served: Digest,
   policy: Pick<Policy, 'annotations' | 'predicateTypes'>,
 ): string | undefined {
-  if (payloadType !== IN_TOTO_PAYLOAD_TYPE) return `DSSE payload type is ${JSON.stringify(payloadType)}, not ${IN_TOTO_PAYLOAD_TYPE}`;
-  const doc = parseJson(payload, 'in-toto statement');
+  const doc = readStatement(payloadType, payload);
   if (typeof doc === 'string') return doc;
-  if (typeof doc._type !== 'string' || !STATEMENT_TYPES.has(doc._type)) return `statement _type ${JSON.stringify(doc._type)} is not an in-toto statement`;
   const predicateType = doc.predicateType;
   if (typeof predicateType !== 'string' || !policy.predicateTypes.includes(predicateType)) {
     return `predicate type ${JSON.stringify(predicateType)} is not one of the policy's predicateTypes (${policy.predicateTypes.join(', ')})`;
   }
-  if (!Array.isArray(doc.subject)) return 'statement has no subject list';
-  const [alg, hex] = served.split(':') as [string, string];
-  const subject: unknown = doc.subject.find((s: unknown) => isObject(s) && isObject(s.digest) && s.digest[alg] === hex);
-  if (!isObject(subject)) {
-    const named = doc.subject
-      .map((s: unknown) => (isObject(s) && isObject(s.digest) && typeof s.digest[alg] === 'string' ? `${alg}:${s.digest[alg]}` : undefined))
-      .filter((s): s is string => s !== undefined);
-    return `statement names ${named.length === 0 ? `no ${alg} subject` : named.join(', ')} not the served ${served}`;
-  }
+  const subject = servedSubject(doc, served);
+  if (typeof subject === 'string') return subject;
   return missingAnnotation(policy.annotations, subject.annotations ?? {}, 'the statement subject');
+}
+
+/** An attested in-toto statement: the whole statement and its predicate type. */
+export interface AttestedStatement {
+  readonly statement: Readonly<Record<string, unknown>>;
+  readonly predicateType: string;
+}
+
+/**
+ * An attestation's statement (cosign's `.att` envelope, or a bundle among the referrers): a
+ * DSSE payload of type in-toto, at most STATEMENT_MAX_BYTES, with a string predicateType and a
+ * subject that carries the served digest — an attestation made for another image says nothing
+ * about this one. Returns the statement, or why it cannot count.
+ */
+export function attestedStatement(payloadType: string, payload: Uint8Array, served: Digest): AttestedStatement | string {
+  if (payload.length > STATEMENT_MAX_BYTES) return `statement of ${payload.length} bytes exceeds STATEMENT_MAX_BYTES (${STATEMENT_MAX_BYTES})`;
+  const doc = readStatement(payloadType, payload);
+  if (typeof doc === 'string') return doc;
+  if (typeof doc.predicateType !== 'string') return 'statement has no predicateType';
+  const subject = servedSubject(doc, served);
+  if (typeof subject === 'string') return subject;
+  return { statement: doc, predicateType: doc.predicateType };
 }

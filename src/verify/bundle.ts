@@ -9,7 +9,7 @@ import { bundleFromJSON, type Bundle } from '@sigstore/bundle';
 import { X509Certificate } from '@sigstore/core';
 import { toSignedEntity, type SignedEntity } from '@sigstore/verify';
 import type { Authority, Policy } from '../config/types.js';
-import { statementBindingProblem } from './binding.js';
+import { attestedStatement, statementBindingProblem, type AttestedStatement } from './binding.js';
 import { certificateIdentity, matchIdentity } from './identity.js';
 import type { PublicKey } from './key-signature.js';
 import { BUNDLE_MAX_BYTES, CERT_CHAIN_MAX_LENGTH, CHECKPOINT_SIGNATURES_MAX, RFC3161_TIMESTAMPS_MAX, TLOG_ENTRIES_MAX } from './limits.js';
@@ -57,8 +57,10 @@ function tlogCostProblem(bundle: Bundle): string | undefined {
   return undefined;
 }
 
-/** Checks size, structure and binding; returns the reason the candidate cannot count, or the prepared bundle. */
-export function prepareBundle(c: BundleCandidate, subject: Subject, policy: Policy): PreparedBundle | string {
+type Envelope = Extract<Bundle['content'], { $case: 'dsseEnvelope' }>['dsseEnvelope'];
+
+/** The bundle parsed, with its DSSE envelope; `notDsse` is the reason when it holds something else. */
+function openBundle(c: BundleCandidate, notDsse: string): { bundle: Bundle; envelope: Envelope } | string {
   if (c.bundle.length > BUNDLE_MAX_BYTES) return `bundle of ${c.bundle.length} bytes exceeds BUNDLE_MAX_BYTES (${BUNDLE_MAX_BYTES})`;
   let bundle: Bundle;
   try {
@@ -66,13 +68,12 @@ export function prepareBundle(c: BundleCandidate, subject: Subject, policy: Poli
   } catch (e) {
     return `not a valid Sigstore bundle: ${(e as Error).message}`;
   }
-  if (bundle.content.$case !== 'dsseEnvelope') {
-    // A message signature names no predicate type, and the contract counts a bundle only by its predicate type.
-    return `bundle holds a ${bundle.content.$case}, not a DSSE in-toto statement with one of the policy's predicateTypes`;
-  }
-  const envelope = bundle.content.dsseEnvelope;
-  const binding = statementBindingProblem(envelope.payloadType, envelope.payload, subject.digest, policy);
-  if (binding !== undefined) return binding;
+  if (bundle.content.$case !== 'dsseEnvelope') return `bundle holds a ${bundle.content.$case}, not a DSSE in-toto statement${notDsse}`;
+  return { bundle, envelope: bundle.content.dsseEnvelope };
+}
+
+/** The signed entity of an opened bundle, ready for every authority. */
+function ready(bundle: Bundle, envelope: Envelope): PreparedBundle | string {
   const certs = certificatesOf(bundle);
   if (certs.length > CERT_CHAIN_MAX_LENGTH) return `${certs.length} certificates exceed CERT_CHAIN_MAX_LENGTH (${CERT_CHAIN_MAX_LENGTH})`;
   const stamps = bundle.verificationMaterial.timestampVerificationData?.rfc3161Timestamps.length ?? 0;
@@ -84,6 +85,28 @@ export function prepareBundle(c: BundleCandidate, subject: Subject, policy: Poli
   const wrapped: SignedEntity = { ...entity, signature: dsseSignatureContent(entity.signature, envelope.payloadType, envelope.payload) };
   const key = entity.key;
   return key.$case === 'certificate' ? { entity: wrapped, certificate: key.certificate } : { entity: wrapped, keyHint: key.hint };
+}
+
+/** Checks size, structure and binding; returns the reason the candidate cannot count, or the prepared bundle. */
+export function prepareBundle(c: BundleCandidate, subject: Subject, policy: Policy): PreparedBundle | string {
+  // A message signature names no predicate type, and the contract counts a bundle only by its predicate type.
+  const opened = openBundle(c, " with one of the policy's predicateTypes");
+  if (typeof opened === 'string') return opened;
+  const { bundle, envelope } = opened;
+  const binding = statementBindingProblem(envelope.payloadType, envelope.payload, subject.digest, policy);
+  if (binding !== undefined) return binding;
+  return ready(bundle, envelope);
+}
+
+/** A bundle attesting the served digest: its statement, and the bundle ready for every authority. */
+export function prepareBundleAttestation(c: BundleCandidate, subject: Subject): { prepared: PreparedBundle; attested: AttestedStatement } | string {
+  const opened = openBundle(c, '');
+  if (typeof opened === 'string') return opened;
+  const { bundle, envelope } = opened;
+  const attested = attestedStatement(envelope.payloadType, envelope.payload, subject.digest);
+  if (typeof attested === 'string') return attested;
+  const prepared = ready(bundle, envelope);
+  return typeof prepared === 'string' ? prepared : { prepared, attested };
 }
 
 /**

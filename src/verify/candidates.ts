@@ -24,9 +24,9 @@ export interface VerifyOptions {
 type Prepared = { readonly format: 'legacy'; readonly value: PreparedLegacy } | { readonly format: 'bundle'; readonly value: PreparedBundle };
 
 /** An authority's key, parsed once per call; a string is why it does not parse. */
-type AuthorityKey = PublicKey | string | undefined;
+export type AuthorityKey = PublicKey | string | undefined;
 
-function authorityLabel(a: Authority, key: AuthorityKey): string {
+export function authorityLabel(a: Authority, key: AuthorityKey): string {
   if (a.kind === 'keyless') return `keyless ${a.subjectText} (issuer ${a.issuerText})`;
   return typeof key === 'object' ? `key ${key.keyId}` : `key ${a.source}`;
 }
@@ -41,6 +41,8 @@ function prepare(c: CandidateSignature, subject: Subject, policy: Policy): Prepa
       const value = prepareBundle(c, subject, policy);
       return typeof value === 'string' ? value : { format: 'bundle', value };
     }
+    case 'attestation':
+      return 'an attestation, not a signature of the image';
   }
 }
 
@@ -104,7 +106,7 @@ function checkCandidate(c: CandidateSignature, subject: Subject, policy: Policy,
   }
 }
 
-function parseAuthorityKey(a: Authority): AuthorityKey {
+export function parseAuthorityKey(a: Authority): AuthorityKey {
   if (a.kind !== 'key') return undefined;
   try {
     return parsePublicKey(a.pem);

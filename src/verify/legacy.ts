@@ -34,6 +34,8 @@ type LegacyCandidate = Extract<CandidateSignature, { format: 'legacy' }>;
 export interface PreparedLegacy {
   readonly payload: Buffer;
   readonly signature: Buffer;
+  /** What the signature is over when it is not the payload itself: a `.att` envelope's DSSE encoding. */
+  readonly content?: SignedEntity['signature'];
   readonly certificate?: X509Certificate;
   /** The parsed Rekor entry, or why the annotation did not parse, or undefined when absent. */
   readonly rekor?: LegacyRekorEntry | Error;
@@ -51,22 +53,26 @@ function parsedAnnotation<T>(text: string | undefined, parse: (text: string) => 
   }
 }
 
-/** Checks limits, decoding and binding; returns the reason the candidate cannot count, or the parsed candidate. */
-export function prepareLegacy(c: LegacyCandidate, subject: Subject, policy: Policy): PreparedLegacy | string {
-  if (c.payload.length > LEGACY_PAYLOAD_MAX_BYTES) {
-    return `payload of ${c.payload.length} bytes exceeds LEGACY_PAYLOAD_MAX_BYTES (${LEGACY_PAYLOAD_MAX_BYTES})`;
-  }
-  for (const [name, value] of Object.entries(c.annotations)) {
+/** Why a layer's annotations are too large to read, or undefined. */
+export function oversizedAnnotation(annotations: Readonly<Record<string, string>>): string | undefined {
+  for (const [name, value] of Object.entries(annotations)) {
     if (Buffer.byteLength(value) > ANNOTATION_MAX_BYTES) return `annotation ${name} exceeds ANNOTATION_MAX_BYTES (${ANNOTATION_MAX_BYTES})`;
   }
-  const b64 = c.annotations[SIGNATURE_ANNOTATION];
-  if (b64 === undefined || b64 === '') return `no ${SIGNATURE_ANNOTATION} annotation`;
-  if (!BASE64_WRAPPED.test(b64)) return `${SIGNATURE_ANNOTATION} is not base64`;
-  const binding = legacyBindingProblem(c.payload, subject.digest, policy);
-  if (binding !== undefined) return binding;
+  return undefined;
+}
 
-  const certPem = c.annotations[CERTIFICATE_ANNOTATION];
-  const chainPem = c.annotations[CHAIN_ANNOTATION] ?? '';
+/**
+ * The signer's evidence in a layer's annotations (`.sig` and `.att` alike): the certificate, with
+ * its chain counted, the Rekor entry (parsed by `parseRekor`) and the RFC 3161 timestamp, each
+ * parsed or why it does not parse.
+ * Returns why the evidence cannot be read at all.
+ */
+export function annotatedEvidence(
+  annotations: Readonly<Record<string, string>>,
+  parseRekor: (annotation: string) => LegacyRekorEntry,
+): Pick<PreparedLegacy, 'certificate' | 'rekor' | 'timestamp'> | string {
+  const certPem = annotations[CERTIFICATE_ANNOTATION];
+  const chainPem = annotations[CHAIN_ANNOTATION] ?? '';
   let certificate: X509Certificate | undefined;
   if (certPem !== undefined && certPem !== '') {
     const count = (certPem.match(PEM_CERTIFICATE)?.length ?? 0) + (chainPem.match(PEM_CERTIFICATE)?.length ?? 0);
@@ -77,16 +83,33 @@ export function prepareLegacy(c: LegacyCandidate, subject: Subject, policy: Poli
       return `${CERTIFICATE_ANNOTATION} is not a PEM certificate: ${(e as Error).message}`;
     }
   }
-  const rekor = parsedAnnotation(c.annotations[REKOR_BUNDLE_ANNOTATION], parseRekorBundleAnnotation);
-  const timestamp = parsedAnnotation(c.annotations[RFC3161_TIMESTAMP_ANNOTATION], parseTimestampAnnotation);
-  return { payload: c.payload, signature: Buffer.from(b64, 'base64'), certificate, rekor, timestamp };
+  const rekor = parsedAnnotation(annotations[REKOR_BUNDLE_ANNOTATION], parseRekor);
+  const timestamp = parsedAnnotation(annotations[RFC3161_TIMESTAMP_ANNOTATION], parseTimestampAnnotation);
+  return { certificate, rekor, timestamp };
+}
+
+/** Checks limits, decoding and binding; returns the reason the candidate cannot count, or the parsed candidate. */
+export function prepareLegacy(c: LegacyCandidate, subject: Subject, policy: Policy): PreparedLegacy | string {
+  if (c.payload.length > LEGACY_PAYLOAD_MAX_BYTES) {
+    return `payload of ${c.payload.length} bytes exceeds LEGACY_PAYLOAD_MAX_BYTES (${LEGACY_PAYLOAD_MAX_BYTES})`;
+  }
+  const oversized = oversizedAnnotation(c.annotations);
+  if (oversized !== undefined) return oversized;
+  const b64 = c.annotations[SIGNATURE_ANNOTATION];
+  if (b64 === undefined || b64 === '') return `no ${SIGNATURE_ANNOTATION} annotation`;
+  if (!BASE64_WRAPPED.test(b64)) return `${SIGNATURE_ANNOTATION} is not base64`;
+  const binding = legacyBindingProblem(c.payload, subject.digest, policy);
+  if (binding !== undefined) return binding;
+  const evidence = annotatedEvidence(c.annotations, parseRekorBundleAnnotation);
+  if (typeof evidence === 'string') return evidence;
+  return { payload: c.payload, signature: Buffer.from(b64, 'base64'), ...evidence };
 }
 
 function entityOf(p: PreparedLegacy, rekor: LegacyRekorEntry | undefined, key: SignedEntity['key'], timestamp?: RFC3161Timestamp): SignedEntity {
   const timestamps: SignedEntity['timestamps'] = rekor === undefined ? [] : [{ $case: 'transparency-log', tlogEntry: rekor.entry }];
   if (timestamp !== undefined) timestamps.push({ $case: 'timestamp-authority', timestamp });
   return {
-    signature: payloadSignatureContent(p.payload, p.signature, rekor?.hash),
+    signature: p.content ?? payloadSignatureContent(p.payload, p.signature, rekor?.hash),
     key,
     tlogEntries: rekor === undefined ? [] : [rekor.entry],
     timestamps,
@@ -105,12 +128,9 @@ function usableTimestamp(p: PreparedLegacy): RFC3161Timestamp | undefined {
 }
 
 /**
- * Verifies a prepared legacy candidate with one authority; returns the signer
- * or throws an Error whose message is the reason. `key` is the authority's
- * parsed key (key authorities only). The RFC 3161 timestamp counts for keyless
- * signatures (a verified time at which the certificate must be valid, checked
- * with the Rekor SET's when there is one); a key has no validity to check, so
- * key signatures leave it aside.
+ * Verifies a prepared legacy candidate (or `.att` envelope, envelope.ts) with one authority;
+ * returns the signer or throws an Error whose message is the reason. `key` is the authority's
+ * parsed key (key authorities only).
  */
 export function verifyLegacy(p: PreparedLegacy, authority: Authority, key: PublicKey | undefined, trust: TrustBundle, now: Date): Signer {
   if (authority.kind === 'key') {

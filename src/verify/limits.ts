@@ -48,3 +48,21 @@ export const CHECKPOINT_SIGNATURES_MAX = 100;
  * CERT_CHAIN_MAX_LENGTH RSA-4096 certificates in PEM is ~25 KiB.
  */
 export const ANNOTATION_MAX_BYTES = 64 * 1024;
+
+/**
+ * An attestation's in-toto statement: what a policy's conditions are evaluated over, parsed whole.
+ * A SLSA provenance is a few KiB; an SBOM predicate can be large, and one that does not fit is
+ * refused (discovery reads at most MAX_SIGNATURE_BLOB_BYTES, 1 MiB, of one envelope anyway).
+ */
+export const STATEMENT_MAX_BYTES = 1024 * 1024;
+
+/**
+ * Time the attestation conditions of one verification may take together, in milliseconds.
+ * @bufbuild/cel interprets at some microseconds per step: a condition over a provenance takes
+ * well under a millisecond, one that searches the 5 000 packages of a 1 MiB SBOM 50-100 ms warm
+ * and up to 300 ms in a fresh process. It has no cost limit of its own, and CEL's macros nest
+ * (`a.all(x, a.all(y, …))` over a list of 100 000 elements never ends in practice), so
+ * evaluation runs under node:vm's timeout, which interrupts it. Past the budget a condition is
+ * not met: the image is denied, never let through unjudged.
+ */
+export const CONDITION_BUDGET_MS = 1000;

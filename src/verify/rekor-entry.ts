@@ -40,8 +40,8 @@ function integer(value: unknown, what: string): string {
   return String(value);
 }
 
-/** Parses the annotation; throws an Error saying what is malformed. */
-export function parseRekorBundleAnnotation(annotation: string): LegacyRekorEntry {
+/** The annotation's log entry, kind aside, and its parsed body. Throws an Error saying what is malformed. */
+function parseAnnotation(annotation: string): { entry: Omit<TransparencyLogEntry, 'kindVersion'>; body: Record<string, unknown> } {
   const doc = parseJson(annotation, 'Rekor bundle annotation');
   const payload = isObject(doc) ? doc.Payload : undefined;
   if (!isObject(doc) || !isObject(payload)) throw new Error('Rekor bundle annotation has no Payload object');
@@ -53,6 +53,20 @@ export function parseRekorBundleAnnotation(annotation: string): LegacyRekorEntry
 
   const body = parseJson(canonicalizedBody, 'Rekor entry body');
   if (!isObject(body)) throw new Error('Rekor entry body is not a JSON object');
+  const entry = {
+    logIndex,
+    logId: { keyId: Buffer.from(payload.logID, 'hex') },
+    integratedTime,
+    inclusionPromise: { signedEntryTimestamp: set },
+    inclusionProof: undefined,
+    canonicalizedBody,
+  };
+  return { entry, body };
+}
+
+/** Parses the annotation of a `.sig` layer; throws an Error saying what is malformed. */
+export function parseRekorBundleAnnotation(annotation: string): LegacyRekorEntry {
+  const { entry, body } = parseAnnotation(annotation);
   const { kind, apiVersion, spec } = body;
   // cosign has logged image signatures as hashedrekord entries since 1.x.
   if (kind !== 'hashedrekord' || apiVersion !== '0.0.1') {
@@ -66,17 +80,25 @@ export function parseRekorBundleAnnotation(annotation: string): LegacyRekorEntry
     throw new Error(`Rekor entry hash algorithm ${JSON.stringify(hash?.algorithm)} is not sha256, sha384 or sha512`);
   }
   const publicKeyPem = base64(publicKey?.content, 'Rekor entry public key').toString('utf8');
+  return { entry: { ...entry, kindVersion: { kind, version: apiVersion } }, hash: hash.algorithm as RekorHash, publicKeyPem };
+}
 
-  const entry: TransparencyLogEntry = {
-    logIndex,
-    logId: { keyId: Buffer.from(payload.logID, 'hex') },
-    kindVersion: { kind, version: apiVersion },
-    integratedTime,
-    inclusionPromise: { signedEntryTimestamp: set },
-    inclusionProof: undefined,
-    canonicalizedBody,
-  };
-  return { entry, hash: hash.algorithm as RekorHash, publicKeyPem };
+/**
+ * Parses the annotation of a `.att` layer: cosign logs attestations as intoto 0.0.2 entries,
+ * whose envelope records the one signature (sigstore-js compares it, and the payload hash, with
+ * the envelope) and the signer's key or certificate (compared here: rekorKeyProblem). Throws an
+ * Error saying what is malformed.
+ */
+export function parseAttestationRekorAnnotation(annotation: string): LegacyRekorEntry {
+  const { entry, body } = parseAnnotation(annotation);
+  const { kind, apiVersion, spec } = body;
+  if (kind !== 'intoto' || apiVersion !== '0.0.2') throw new Error(`Rekor entry is ${String(kind)} ${String(apiVersion)}, not intoto 0.0.2`);
+  const content = isObject(spec) && isObject(spec.content) ? spec.content : undefined;
+  const envelope = content !== undefined && isObject(content.envelope) ? content.envelope : undefined;
+  const signatures = envelope !== undefined && Array.isArray(envelope.signatures) ? envelope.signatures : [];
+  if (signatures.length !== 1 || !isObject(signatures[0])) throw new Error(`Rekor entry records ${signatures.length} signatures, not one`);
+  const publicKeyPem = base64(signatures[0].publicKey, 'Rekor entry public key').toString('utf8');
+  return { entry: { ...entry, kindVersion: { kind, version: apiVersion } }, hash: 'sha256', publicKeyPem };
 }
 
 /**

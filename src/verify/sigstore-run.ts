@@ -49,6 +49,23 @@ export function dsseSignatureContent(inner: SignatureContent, payloadType: strin
   };
 }
 
+/**
+ * A DSSE envelope's one signature over its pre-authentication encoding (cosign's `.att` layer):
+ * the signature and the payload digest that a Rekor intoto entry records, and the check with
+ * every scheme cosign writes.
+ */
+export function envelopeSignatureContent(payloadType: string, payload: Buffer, signature: Buffer): SignatureContent {
+  const pae = dsse.preAuthEncoding(payloadType, payload);
+  const digest = (): Buffer => createHash('sha256').update(payload).digest();
+  return {
+    signature,
+    compareSignature: (sig) => equal(sig, signature),
+    compareDigest: (d) => equal(d, digest()),
+    compareSignedDigest: (d) => equal(d, digest()),
+    verifySignature: (key: KeyObject) => verifyWithKey(key, pae, signature),
+  };
+}
+
 /** What a sigstore-js error code is about, to prefix its terse message ("signature mismatch"). */
 const ERROR_CONTEXT: Readonly<Record<string, string>> = {
   TLOG_BODY_ERROR: 'Rekor entry',

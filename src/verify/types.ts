@@ -22,6 +22,15 @@ export type CandidateSignature =
       readonly source: string;
       /** The Sigstore bundle JSON (application/vnd.dev.sigstore.bundle.v0.3+json), exactly as stored. */
       readonly bundle: Buffer;
+    }
+  | {
+      /** An attestation of cosign's legacy layout (`sha256-<hex>.att`): not a signature of the image. */
+      readonly format: 'attestation';
+      readonly source: string;
+      /** The layer blob: a DSSE envelope (application/vnd.dsse.envelope.v1+json), exactly as stored. */
+      readonly envelope: Buffer;
+      /** The layer's annotations: the certificate and chain, and the Rekor SET of an intoto entry. */
+      readonly annotations: Readonly<Record<string, string>>;
     };
 
 /** Who signed: a key (by the sha256 of its SPKI DER) or a keyless identity. */
@@ -33,6 +42,21 @@ export type Signer =
 export type SignatureCheck =
   | { readonly source: string; readonly ok: true; readonly signer: Signer; readonly authority: number }
   | { readonly source: string; readonly ok: false; readonly reason: string };
+
+/**
+ * The verdict on one attestation requirement of a policy (`attestations[]`): met by an
+ * attestation (where, who signed it, its predicate type), or not, with what each attestation of
+ * the predicate type failed on (its signature, or the condition) and a one-line reason.
+ */
+export type AttestationCheck = {
+  readonly name: string;
+  readonly predicateTypes: readonly string[];
+  /** The condition's text (`true` when none was written). */
+  readonly condition: string;
+} & (
+  | { readonly ok: true; readonly source: string; readonly signer: Signer; readonly predicateType: string }
+  | { readonly ok: false; readonly reason: string; readonly tried: readonly { readonly source: string; readonly reason: string }[] }
+);
 
 /**
  * How a policy with a `threshold` above 1 was counted: each authority credited with a signature
@@ -49,12 +73,14 @@ export interface Quorum {
 /**
  * The closed union every decision is made from. Enforce allows only `verified`. A policy with a
  * threshold above 1 adds its `quorum` to `verified` (`signer`: the first one credited) and to
- * `invalid` (signatures found, too few authorities met).
+ * `invalid` (signatures found, too few authorities met). A policy with attestations is verified
+ * only when every requirement is met (`attestations`, all ok); a signed image whose attestations
+ * fall short is `invalid`, its checks and `attestations` saying why.
  */
 export type Outcome =
-  | { readonly kind: 'verified'; readonly signer: Signer; readonly checks: readonly SignatureCheck[]; readonly quorum?: Quorum }
+  | { readonly kind: 'verified'; readonly signer: Signer; readonly checks: readonly SignatureCheck[]; readonly quorum?: Quorum; readonly attestations?: readonly AttestationCheck[] }
   | { readonly kind: 'unsigned'; readonly checks: readonly SignatureCheck[] }
-  | { readonly kind: 'invalid'; readonly checks: readonly SignatureCheck[]; readonly quorum?: Quorum }
+  | { readonly kind: 'invalid'; readonly checks: readonly SignatureCheck[]; readonly quorum?: Quorum; readonly attestations?: readonly AttestationCheck[] }
   | { readonly kind: 'indeterminate'; readonly cause: string; readonly checks: readonly SignatureCheck[] };
 
 /** What the manifest is: the digest that signatures must name. */

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { getManifest, pushBlob, pushManifest, type PushTarget } from './push.js';
 import { bundleReferrer, sigManifest, sigTag, type LegacySignatureLayer } from './signer.js';
+import { attManifest, attTag, type AttestationLayer } from './attester.js';
 
 const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
@@ -11,6 +12,13 @@ export async function pushLegacySignature(t: PushTarget, repo: string, digest: s
   const sig = sigManifest(layers);
   for (const b of sig.blobs) await pushBlob(t, repo, b);
   return pushManifest(t, repo, sigTag(digest), sig.manifest, sig.mediaType);
+}
+
+/** Pushes a cosign `.att` artifact (config, envelope blobs, manifest tagged sha256-<hex>.att). */
+export async function pushLegacyAttestation(t: PushTarget, repo: string, digest: string, layers: AttestationLayer[]): Promise<string> {
+  const att = attManifest(layers);
+  for (const b of att.blobs) await pushBlob(t, repo, b);
+  return pushManifest(t, repo, attTag(digest), att.manifest, att.mediaType);
 }
 
 /**

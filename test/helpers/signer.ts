@@ -150,7 +150,8 @@ function signRaw(kind: KeyKind, privateKey: KeyObject, data: Buffer): Buffer {
   }
 }
 
-function signWith(signer: Signer, data: Buffer): Buffer {
+/** Signs `data` as `signer` would: its key's scheme, or a keyless identity's P-256 key. */
+export function signWith(signer: Signer, data: Buffer): Buffer {
   return isKeyless(signer) ? signRaw('p256', signer.privateKey, data) : signRaw(signer.kind, signer.privateKey, data);
 }
 
@@ -180,7 +181,8 @@ export interface LegacyLayerOptions {
   tamper?: 'payload' | 'signature';
 }
 
-function pemOf(signer: Signer): string {
+/** The signer's public key PEM, or a keyless identity's certificate: what a Rekor entry records. */
+export function pemOf(signer: Signer): string {
   return isKeyless(signer) ? signer.certPem : signer.publicPem;
 }
 
@@ -279,6 +281,8 @@ export function sigTag(digest: string): string {
 
 export interface BundleOptions {
   predicateType?: string;
+  /** The in-toto statement to sign instead of cosign's sign/v1 one (an attestation: test/helpers/attester.ts). */
+  statement?: Buffer;
   /** The in-toto subject's annotations (cosign v3 puts `-a k=v` here). */
   annotations?: Record<string, string>;
   /** Log a dsse v0.0.1 entry (SET + inclusion proof + checkpoint). Without it, tlogEntries is empty. */
@@ -317,7 +321,7 @@ export function signStatement(digest: string, predicateType = COSIGN_SIGN_PREDIC
 
 /** A v0.3 Sigstore bundle (DSSE in-toto statement) for `digest`, as cosign v3 attaches it. */
 export function bundleFor(signer: Signer, digest: string, opts: BundleOptions = {}): Buffer {
-  let payload = signStatement(digest, opts.predicateType, opts.annotations);
+  let payload = opts.statement ?? signStatement(digest, opts.predicateType, opts.annotations);
   let sig = signWith(signer, preAuthEncoding(MEDIA.IN_TOTO, payload)).toString('base64');
   const envelope = (): Record<string, unknown> => ({ payload: payload.toString('base64'), payloadType: MEDIA.IN_TOTO, signatures: [{ sig }] });
   const tlogEntries: Array<Record<string, unknown>> = [];
