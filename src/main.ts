@@ -35,13 +35,17 @@ async function main(argv: string[]): Promise<number> {
         const listenFlag = a.flags.get('listen') as string | undefined;
         const listenEnv = io.env.SIGIL_LISTEN === '' ? undefined : io.env.SIGIL_LISTEN;
         const listen = listenFlag !== undefined ? { value: listenFlag, from: '--listen' } : listenEnv !== undefined ? { value: listenEnv, from: '$SIGIL_LISTEN' } : undefined;
-        // SIGHUP reloads; until the server is up it is ignored (node's default would end the process).
-        // SIGTERM/SIGINT are ours from the start too: one that arrives while the server starts
-        // (it may answer before startServe returns) stops it as soon as it is up.
+        // SIGHUP reloads, SIGTERM/SIGINT stop; all three are ours from the start (node's default would
+        // end the process): one that arrives while the server starts (it may answer before
+        // startServe returns) takes effect as soon as it is up.
         let served: Served | undefined;
+        let hangupWhileStarting = false;
         let stopSignal: string | undefined;
         let stopNow: ((sig: string) => void) | undefined;
-        const onHangup = () => void served?.reload('SIGHUP');
+        const onHangup = () => {
+          if (served) void served.reload('SIGHUP');
+          else hangupWhileStarting = true;
+        };
         const onSignal = (sig: string) => {
           process.off('SIGTERM', onSignal).off('SIGINT', onSignal).off('SIGHUP', onHangup);
           if (stopNow) stopNow(sig);
@@ -54,6 +58,7 @@ async function main(argv: string[]): Promise<number> {
           return started;
         }
         served = started;
+        if (hangupWhileStarting && stopSignal === undefined) void started.reload('SIGHUP');
         return await new Promise<number>((resolve) => {
           stopNow = (sig) => {
             started.app.log.info({ signal: sig }, 'shutting down');
