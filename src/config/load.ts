@@ -11,10 +11,11 @@
  * `config/private-sigstore/trusted_root.json`, paths relative to the project
  * root where `config/sigil.yaml` itself lives.
  */
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parseDocument, type YAMLError } from 'yaml';
 import { compileConfig } from './compile.js';
+import { readConfigFile } from './read-file.js';
 import { BUILT_IN_SOURCE, DEFAULT_CONFIG_YAML } from './defaults.js';
 import { join, validateConfig } from './schema.js';
 import type { Config, ConfigProblem } from './types.js';
@@ -122,7 +123,7 @@ export async function loadConfig(opts: LoadOptions): Promise<LoadResult> {
   }
   let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    text = (await readConfigFile(file)).toString('utf8');
   } catch (e) {
     const how = opts.path !== undefined ? '--config' : named !== undefined ? '$SIGIL_CONFIG' : 'the default location';
     return { ok: false, problems: [problem('', `cannot read the config file ${file} (named by ${how}): ${(e as Error).message}`)], source: file };

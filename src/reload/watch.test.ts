@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdir, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -181,5 +182,19 @@ test('a file still being written between two looks counts only once its content 
   await writeFile(file, 'policies: [a, b, c, d]\n'); // the copy goes on
   assert.deepEqual(await settle(t, watcher), [file]);
   assert.deepEqual(calls, [[file]], 'one change, the finished file');
+  watcher.close();
+});
+
+test('a watched file replaced by a FIFO is a change the watcher reports without waiting on it, and it goes on watching', { timeout: 60_000 }, async () => {
+  const { dir, watcher, calls, settle } = await rig({ 'tls.crt': 'c1' });
+  const file = join(dir, 'tls.crt');
+  await watcher.watch([file]);
+  await rm(file);
+  execFileSync('mkfifo', [file]); // no writer ever opens it
+  assert.deepEqual(await settle(), [file]);
+  await rm(file);
+  await writeFile(file, 'c2');
+  assert.deepEqual(await settle(), [file], 'the next change is still seen');
+  assert.equal(calls.length, 2);
   watcher.close();
 });

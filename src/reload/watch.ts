@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
+import { readConfigFile } from '../config/read-file.js';
 
 /**
  * How long after the first change in a watched directory the files are compared, and how long a
@@ -161,7 +161,7 @@ export class FileWatcher {
 
 async function contentOf(file: string): Promise<string> {
   try {
-    return createHash('sha256').update(await readFile(file)).digest('hex');
+    return createHash('sha256').update(await readConfigFile(file)).digest('hex');
   } catch (err) {
     return `unreadable: ${(err as NodeJS.ErrnoException).code ?? String(err)}`;
   }

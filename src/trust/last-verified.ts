@@ -5,8 +5,9 @@
  * beside it (whoever can write there can also replace that metadata).
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { readConfigFile } from '../config/read-file.js';
 
 /** The record's file name inside `trust.tuf.cacheDir`. */
 export const LAST_VERIFIED_FILE = 'sigil-last-verified.json';
@@ -28,12 +29,12 @@ export async function readLastVerified(cacheDir: string, url: string): Promise<L
   const path = join(cacheDir, LAST_VERIFIED_FILE);
   let text: string;
   try {
-    text = await readFile(path, 'utf8');
+    // A regular file of at most this size, never waited on (a FIFO put there cannot stall the start).
+    text = (await readConfigFile(path, MAX_LAST_VERIFIED_BYTES)).toString('utf8');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw new Error(`${path}: cannot read: ${(e as Error).message}`, { cause: e });
   }
-  if (text.length > MAX_LAST_VERIFIED_BYTES) throw new Error(`${path}: larger than ${MAX_LAST_VERIFIED_BYTES} bytes`);
   let r: Partial<LastVerified>;
   try {
     r = JSON.parse(text) as Partial<LastVerified>;
