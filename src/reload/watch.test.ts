@@ -198,3 +198,25 @@ test('a watched file replaced by a FIFO is a change the watcher reports without 
   assert.equal(calls.length, 2);
   watcher.close();
 });
+
+test('a watched directory swapped for another of the same name is watched anew: a change in the new one is seen', async () => {
+  const base = await tempDir('sigil-watch-');
+  const conf = join(base, 'conf');
+  await mkdir(conf);
+  const file = join(conf, 'sigil.yaml');
+  await writeFile(file, 'a: 1\n');
+  const t = handTimer();
+  const calls: string[][] = [];
+  const watcher = new FileWatcher({ onChange: (c) => calls.push(c), logger: createLogger('silent'), timer: t.timer });
+  await watcher.watch([file]);
+  // A deploy that puts a whole new config directory in place of the old one.
+  await rename(conf, join(base, 'conf.old'));
+  await mkdir(conf);
+  await writeFile(file, 'a: 2\n');
+  assert.deepEqual(await settle(t, watcher), [file]);
+  await writeFile(file, 'a: 3\n'); // only the new directory sees this
+  assert.deepEqual(await settle(t, watcher), [file]);
+  assert.deepEqual(calls, [[file], [file]]);
+  assert.deepEqual(watcher.directories, [conf]);
+  watcher.close();
+});

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { readConfigFile } from '../config/read-file.js';
@@ -33,7 +34,10 @@ const realTimer: DebounceTimer = {
  * file (inode) blind. Any event in such a directory schedules one comparison of the files'
  * contents (through symlinks) with what was last seen; only a changed content counts, so an
  * unrelated file in the same directory, or a file saved unchanged, reloads nothing; and it
- * counts once a second look, RELOAD_DEBOUNCE_MS later, finds the same content.
+ * counts once a second look, RELOAD_DEBOUNCE_MS later, finds the same content. A watch follows
+ * its directory's inode: a directory moved away and replaced by another of the same name (a
+ * deploy that swaps a whole config directory) is watched anew at the next look, else every
+ * change in it would go unseen.
  */
 export class FileWatcher {
   readonly #onChange: (changed: string[]) => void;
@@ -44,7 +48,8 @@ export class FileWatcher {
   readonly #seen = new Map<string, string>();
   /** file → a changed content seen once, waiting for a second look to find it again. */
   readonly #settling = new Map<string, string>();
-  readonly #dirs = new Map<string, FSWatcher>();
+  /** directory → its watch, and the identity (device:inode) of the directory it watches. */
+  readonly #dirs = new Map<string, { readonly watcher: FSWatcher; readonly id: string }>();
   #scheduled: unknown = undefined;
   #checking: Promise<string[]> = Promise.resolve([]);
   #closed = false;
@@ -74,11 +79,12 @@ export class FileWatcher {
     const dirs = new Set([...wanted].map((f) => dirname(f)));
     for (const [dir, w] of this.#dirs) {
       if (!dirs.has(dir)) {
-        w.close();
+        w.watcher.close();
         this.#dirs.delete(dir);
       }
     }
-    for (const dir of dirs) if (!this.#dirs.has(dir)) this.#watchDir(dir);
+    await this.#followMoved();
+    for (const dir of dirs) if (!this.#dirs.has(dir)) await this.#watchDir(dir);
   }
 
   /**
@@ -87,6 +93,7 @@ export class FileWatcher {
    */
   check(): Promise<string[]> {
     this.#checking = this.#checking.then(async () => {
+      await this.#followMoved();
       const changed: string[] = [];
       let settling = false;
       for (const [file, before] of this.#seen) {
@@ -129,11 +136,24 @@ export class FileWatcher {
   close(): void {
     this.#closed = true;
     if (this.#scheduled !== undefined) this.#timer.clear(this.#scheduled);
-    for (const w of this.#dirs.values()) w.close();
+    for (const w of this.#dirs.values()) w.watcher.close();
     this.#dirs.clear();
   }
 
-  #watchDir(dir: string): void {
+  /** Watches anew each directory whose name now leads to another directory (or to none: dropped until the next `watch`). */
+  async #followMoved(): Promise<void> {
+    for (const [dir, w] of [...this.#dirs]) {
+      const id = await identity(dir);
+      if (id === w.id || this.#dirs.get(dir) !== w) continue;
+      w.watcher.close();
+      this.#dirs.delete(dir);
+      if (id !== null && !this.#closed) await this.#watchDir(dir);
+    }
+  }
+
+  async #watchDir(dir: string): Promise<void> {
+    const id = await identity(dir);
+    if (this.#closed || this.#dirs.has(dir)) return;
     let w: FSWatcher;
     try {
       // persistent: false, so that watching never keeps a stopping process alive.
@@ -145,9 +165,9 @@ export class FileWatcher {
     w.on('error', (err) => {
       this.#log.warn({ dir, err: err.message }, 'config: watching this directory failed; watched again after the next reload, SIGHUP until then');
       w.close();
-      if (this.#dirs.get(dir) === w) this.#dirs.delete(dir);
+      if (this.#dirs.get(dir)?.watcher === w) this.#dirs.delete(dir);
     });
-    this.#dirs.set(dir, w);
+    this.#dirs.set(dir, { watcher: w, id: id ?? '' });
   }
 
   #schedule(): void {
@@ -156,6 +176,16 @@ export class FileWatcher {
       this.#scheduled = undefined;
       void this.check();
     }, this.#debounceMs);
+  }
+}
+
+/** The directory's device:inode; null when there is none by that name. */
+async function identity(dir: string): Promise<string | null> {
+  try {
+    const st = await stat(dir);
+    return `${st.dev}:${st.ino}`;
+  } catch {
+    return null;
   }
 }
 
