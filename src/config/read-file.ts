@@ -32,18 +32,22 @@ function refuse(message: string, code: string): Error {
   return Object.assign(new Error(message), { code });
 }
 
-function checkStat(st: Stats, maxBytes: number): void {
+function checkStat(st: Stats, maxBytes: number, check: ((st: Stats) => void) | undefined): void {
   if (!st.isFile()) throw refuse(`not a regular file but ${kindOf(st)}`, 'EFTYPE');
   if (st.size > maxBytes) throw tooLarge(maxBytes);
+  check?.(st);
 }
 
 const tooLarge = (maxBytes: number): Error => refuse(`larger than ${maxBytes} bytes`, 'EFBIG');
 
-/** The bytes of `path`; rejects (with the OS error, or code EFTYPE / EFBIG) for anything but a regular file of at most `maxBytes`. */
-export async function readConfigFile(path: string, maxBytes = MAX_CONFIG_FILE_BYTES): Promise<Buffer> {
+/**
+ * The bytes of `path`; rejects (with the OS error, or code EFTYPE / EFBIG) for anything but a
+ * regular file of at most `maxBytes`, and with what `check` throws for the file opened (its owner, its mode).
+ */
+export async function readConfigFile(path: string, maxBytes = MAX_CONFIG_FILE_BYTES, check?: (st: Stats) => void): Promise<Buffer> {
   const fh = await open(path, FLAGS);
   try {
-    checkStat(await fh.stat(), maxBytes);
+    checkStat(await fh.stat(), maxBytes, check);
     const chunks: Buffer[] = [];
     let total = 0;
     for (;;) {
@@ -64,7 +68,7 @@ export async function readConfigFile(path: string, maxBytes = MAX_CONFIG_FILE_BY
 export function readConfigFileSync(path: string, maxBytes = MAX_CONFIG_FILE_BYTES): Buffer {
   const fd = openSync(path, FLAGS);
   try {
-    checkStat(fstatSync(fd), maxBytes);
+    checkStat(fstatSync(fd), maxBytes, undefined);
     const chunks: Buffer[] = [];
     let total = 0;
     for (;;) {

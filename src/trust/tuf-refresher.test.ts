@@ -3,13 +3,13 @@
 // disk, and never used when TUF verification fails: what was in use stays, down to the floor.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
+import { chmod, chown, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, afterEach, describe, test } from 'node:test';
 import { Registry } from 'prom-client';
 import { TufMetrics } from '../audit/tuf-metrics.js';
 import type { TufConfig } from '../config/types.js';
-import { PUBLIC_GOOD, readTrustedRoots } from '../verify/index.js';
+import { mergeTrust, PUBLIC_GOOD, readTrustedRoots } from '../verify/index.js';
 import { LAST_VERIFIED_FILE } from './last-verified.js';
 import { TrustSource, tufSource } from './trust-source.js';
 import { TUF_RETRY_MS, TUF_START_WAIT_MS, TufRefresher } from './tuf-refresher.js';
@@ -18,7 +18,7 @@ import { capturingLogger, manualTimer } from '../../test/helpers/fake-registry.j
 import { freePort } from '../../test/helpers/net.js';
 import { tempDir } from '../../test/helpers/temp.js';
 import { LONG_AGO, serveTufRepo, TufRepo, type TufServer } from '../../test/helpers/tuf-repo.js';
-import { PGI_ROOT, PUBLIC_GOOD_ROOT } from '../../test/helpers/verify-fixtures.js';
+import { PGI_ROOT, PUBLIC_GOOD_ROOT, writePkiRoot } from '../../test/helpers/verify-fixtures.js';
 
 const REFRESH_MS = 3_600_000;
 const PUBLIC_GOOD_TEXT = await readFile(PUBLIC_GOOD_ROOT, 'utf8');
@@ -246,6 +246,40 @@ describe('TufRefresher', () => {
     assert.equal(offline.trust.current().fingerprint, online.trust.current().fingerprint);
     assert.equal(offline.r.status().lastAttempt, null);
     assert.equal(offline.r.degraded(), null);
+  });
+
+  test('a cached record another user wrote, or could have changed, is not used: offline, the floor alone', async () => {
+    const { repo, server } = await repository(OTHER_TEXT);
+    const cacheDir = await tempDir('sigil-tuf-cache');
+    const online = await refresher(server.url, repo.initialRootPath, { cacheDir });
+    await online.r.start();
+    const record = join(cacheDir, LAST_VERIFIED_FILE);
+    // What another user would put there: a root of their own (a bare CA) in a well-formed record.
+    const planted = JSON.parse(await readFile(record, 'utf8')) as { trustedRoot: string };
+    planted.trustedRoot = await readFile(await writePkiRoot(cacheDir), 'utf8');
+    await writeFile(record, JSON.stringify(planted));
+    const uid = process.geteuid?.() ?? 0;
+    const floorFingerprint = mergeTrust(readTrustedRoots([PUBLIC_GOOD], { publicGoodPath: PUBLIC_GOOD_ROOT }), [PUBLIC_GOOD]).fingerprint;
+    for (const [mode, owner, why] of [
+      [0o666, uid, /not used: writable by its group \(mode 666\)$/],
+      [0o602, uid, /not used: writable by other users \(mode 602\)$/],
+      [0o600, uid + 4242, new RegExp(`not used: owned by uid ${uid + 4242}, not by sigil's user \\(uid ${uid}\\)$`)],
+    ] as const) {
+      await chmod(record, mode);
+      await chown(record, owner, -1);
+      const offline = await refresher(server.url, repo.initialRootPath, { cacheDir, offline: true });
+      await offline.r.start();
+      assert.equal(offline.r.latest, null, `mode ${mode.toString(8)}, uid ${owner}`);
+      assert.equal(offline.trust.current().fingerprint, floorFingerprint, 'the floor alone');
+      const warned = offline.records.find((l) => l.msg === 'trust: the cached TUF trusted root is not used');
+      assert.match(String(warned?.err), why);
+    }
+    await chown(record, uid, -1);
+    await chmod(record, 0o600);
+    const own = await refresher(server.url, repo.initialRootPath, { cacheDir, offline: true });
+    await own.r.start();
+    assert.equal(own.r.latest?.rootVersion, 1, 'sigil\'s own record is used as it is');
+    assert.notEqual(own.trust.current().fingerprint, floorFingerprint);
   });
 
   test('a cached record that is damaged is ignored (logged), and the repository asked', async () => {
