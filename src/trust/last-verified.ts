@@ -3,8 +3,8 @@
  * a restart (or `sigil serve --offline`) starts from it instead of from the configured roots
  * alone. It was verified when written, and is not verified again when read: only sigil's own
  * user may have written it (the cache dir is created mode 0700, as SECURITY.md asks). A record
- * owned by another user, or that its group or other users could have changed, is not used — else
- * any of them could make sigil trust a root of their own.
+ * owned by another user, or that other users could have changed, is not used — else any of them
+ * could make sigil trust a root of their own.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
@@ -17,12 +17,18 @@ export const LAST_VERIFIED_FILE = 'sigil-last-verified.json';
 /** Sigstore's trusted roots are tens of KiB; a record bigger than this is not one of ours. */
 export const MAX_LAST_VERIFIED_BYTES = 4 * 1024 * 1024;
 
-/** Throws (code EUNTRUSTED) unless the record is sigil's own: owned by its user, writable by no one else. */
+/**
+ * Throws (code EUNTRUSTED) unless the record is sigil's own: owned by its user, writable by no
+ * other user, nor by a group other than sigil's own (Kubernetes' fsGroup makes a volume's files
+ * group-writable, for the pod's group).
+ */
 function ownRecord(st: Stats): void {
-  const uid = process.geteuid?.();
+  const [uid, gid] = [process.geteuid?.(), process.getegid?.()];
+  const mode = (st.mode & 0o777).toString(8);
   const why =
     uid !== undefined && st.uid !== uid ? `owned by uid ${st.uid}, not by sigil's user (uid ${uid})`
-    : (st.mode & 0o022) !== 0 ? `writable by ${(st.mode & 0o020) !== 0 ? 'its group' : 'other users'} (mode ${(st.mode & 0o777).toString(8)})`
+    : (st.mode & 0o002) !== 0 ? `writable by other users (mode ${mode})`
+    : (st.mode & 0o020) !== 0 && gid !== undefined && st.gid !== gid ? `writable by group ${st.gid}, not sigil's (gid ${gid}) (mode ${mode})`
     : null;
   if (why !== null) throw Object.assign(new Error(`not used: ${why}`), { code: 'EUNTRUSTED' });
 }

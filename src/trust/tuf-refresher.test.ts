@@ -248,7 +248,7 @@ describe('TufRefresher', () => {
     assert.equal(offline.r.degraded(), null);
   });
 
-  test('a cached record another user wrote, or could have changed, is not used: offline, the floor alone', async () => {
+  test('a cached record another user wrote, or could have changed, is not used: offline, the floor alone; sigil\'s own is', async () => {
     const { repo, server } = await repository(OTHER_TEXT);
     const cacheDir = await tempDir('sigil-tuf-cache');
     const online = await refresher(server.url, repo.initialRootPath, { cacheDir });
@@ -258,27 +258,28 @@ describe('TufRefresher', () => {
     const planted = JSON.parse(await readFile(record, 'utf8')) as { trustedRoot: string };
     planted.trustedRoot = await readFile(await writePkiRoot(cacheDir), 'utf8');
     await writeFile(record, JSON.stringify(planted));
-    const uid = process.geteuid?.() ?? 0;
+    const [uid, gid] = [process.geteuid?.() ?? 0, process.getegid?.() ?? 0];
     const floorFingerprint = mergeTrust(readTrustedRoots([PUBLIC_GOOD], { publicGoodPath: PUBLIC_GOOD_ROOT }), [PUBLIC_GOOD]).fingerprint;
-    for (const [mode, owner, why] of [
-      [0o666, uid, /not used: writable by its group \(mode 666\)$/],
-      [0o602, uid, /not used: writable by other users \(mode 602\)$/],
-      [0o600, uid + 4242, new RegExp(`not used: owned by uid ${uid + 4242}, not by sigil's user \\(uid ${uid}\\)$`)],
+    for (const [mode, owner, group, why] of [
+      [0o602, uid, gid, /not used: writable by other users \(mode 602\)$/],
+      [0o620, uid, gid + 4242, new RegExp(`not used: writable by group ${gid + 4242}, not sigil's \\(gid ${gid}\\) \\(mode 620\\)$`)],
+      [0o600, uid + 4242, gid, new RegExp(`not used: owned by uid ${uid + 4242}, not by sigil's user \\(uid ${uid}\\)$`)],
     ] as const) {
       await chmod(record, mode);
-      await chown(record, owner, -1);
+      await chown(record, owner, group);
       const offline = await refresher(server.url, repo.initialRootPath, { cacheDir, offline: true });
       await offline.r.start();
-      assert.equal(offline.r.latest, null, `mode ${mode.toString(8)}, uid ${owner}`);
+      assert.equal(offline.r.latest, null, `mode ${mode.toString(8)}, uid ${owner}, gid ${group}`);
       assert.equal(offline.trust.current().fingerprint, floorFingerprint, 'the floor alone');
       const warned = offline.records.find((l) => l.msg === 'trust: the cached TUF trusted root is not used');
       assert.match(String(warned?.err), why);
     }
-    await chown(record, uid, -1);
-    await chmod(record, 0o600);
+    // Owned by sigil's user, writable by its own group (a Kubernetes fsGroup volume): trusted as written.
+    await chown(record, uid, gid);
+    await chmod(record, 0o660);
     const own = await refresher(server.url, repo.initialRootPath, { cacheDir, offline: true });
     await own.r.start();
-    assert.equal(own.r.latest?.rootVersion, 1, 'sigil\'s own record is used as it is');
+    assert.equal(own.r.latest?.rootVersion, 1, 'a record of sigil\'s user is used as it is (not verified again)');
     assert.notEqual(own.trust.current().fingerprint, floorFingerprint);
   });
 
