@@ -321,6 +321,14 @@ describe('schema rules', () => {
     const top = await load(patched((d) => { d.policies[0].authorities = [{ keyless: { issuer: 'i', subjectRegExp: '^a$|b' } }]; }));
     assert.equal(problemsOf(top).length, 1, 'a top-level | defeats the anchors');
   });
+  test('a duration under 1 ms is refused, not rounded to 0 (a verdict or tag TTL of 0 is no TTL: kept for ever)', async () => {
+    for (const tiny of ['0.4ms', 0.0004]) {
+      await rejects({ ...BASE, cache: { verifications: { ttl: tiny } } }, 'cache.verifications.ttl', /must be at least 1ms/);
+      await rejects({ ...BASE, cache: { tags: { ttl: tiny } } }, 'cache.tags.ttl', /must be at least 1ms/);
+    }
+    const ttl = okConfig(await load({ ...BASE, cache: { verifications: { ttl: '1ms' } } })).cache.verifications.ttlMs;
+    assert.equal(ttl, 1);
+  });
   test('cache: ttl durations, positive integer sizes', async () => {
     const ttl = async (v: unknown): Promise<number> => okConfig(await load({ ...BASE, cache: { verifications: { ttl: v } } })).cache.verifications.ttlMs;
     assert.deepEqual([await ttl('10m'), await ttl('30s'), await ttl('1h'), await ttl('500ms'), await ttl('1h30m'), await ttl(90), await ttl(0.5)],
