@@ -5,14 +5,14 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { chmod, chown, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, afterEach, describe, test } from 'node:test';
+import { after, afterEach, describe, mock, test } from 'node:test';
 import { Registry } from 'prom-client';
 import { TufMetrics } from '../audit/tuf-metrics.js';
 import type { TufConfig } from '../config/types.js';
 import { mergeTrust, PUBLIC_GOOD, readTrustedRoots } from '../verify/index.js';
 import { LAST_VERIFIED_FILE } from './last-verified.js';
 import { TrustSource, tufSource } from './trust-source.js';
-import { TUF_RETRY_MS, TUF_START_WAIT_MS, TufRefresher } from './tuf-refresher.js';
+import { MAX_TIMER_MS, TUF_RETRY_MS, TUF_START_WAIT_MS, TufRefresher } from './tuf-refresher.js';
 import { fakeClock } from '../../test/helpers/clock.js';
 import { capturingLogger, manualTimer } from '../../test/helpers/fake-registry.js';
 import { freePort } from '../../test/helpers/net.js';
@@ -314,5 +314,38 @@ describe('TufRefresher', () => {
     release();
     await r.settled();
     assert.deepEqual(timer.armed, [TUF_RETRY_MS]);
+  });
+  test('a refresh interval longer than a timer can wait (2^31-1 ms, ~24.8 days) is waited out, not fired at once', async () => {
+    // Node fires a longer setTimeout after 1 ms: refresh: 720h asked the repository without pause.
+    const refreshMs = 720 * 3_600_000;
+    const config: TufConfig = { url: 'https://tuf.test', cacheDir: await tempDir('sigil-tuf-cache'), refreshMs };
+    let fetches = 0;
+    mock.timers.enable({ apis: ['setTimeout'] }); // sigil's own timers, as they run; moved by hand
+    try {
+      const r = new TufRefresher({
+        config,
+        logger: capturingLogger().logger,
+        offline: false,
+        fetch: async () => {
+          fetches++;
+          return { trustedRoot: OTHER_TEXT, rootVersion: 1 };
+        },
+      });
+      refreshers.push(r);
+      await r.start();
+      assert.equal(fetches, 1);
+      // To the longest single wait, then to a millisecond before the interval is over.
+      for (const ms of [1, 60_000, MAX_TIMER_MS - 60_001, refreshMs - MAX_TIMER_MS - 1]) {
+        mock.timers.tick(ms);
+        await r.settled();
+        assert.equal(fetches, 1, `asked again after ${ms} ms more`);
+      }
+      mock.timers.tick(1);
+      await new Promise((resolve) => setImmediate(resolve));
+      await r.settled();
+      assert.equal(fetches, 2, 'asked again once the interval is over');
+    } finally {
+      mock.timers.reset();
+    }
   });
 });
