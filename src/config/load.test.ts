@@ -197,6 +197,16 @@ describe('problems', () => {
     await rejects(`__proto__: {}\n${stringify(BASE)}`, '__proto__', /unknown key/);
   });
 
+  test('a YAML alias inside the node it names (a loop) is a problem at its path, not a crash', async () => {
+    const base = stringify(BASE);
+    await rejects(`${base}server: &s\n  listen: 127.0.0.1:5000\n  logLevel: *s\n`, 'server.logLevel', /^a YAML alias inside the node it names \(a loop\)$/);
+    const listed = await load(`${base}cache: &c\n  verifications: [*c]\n`);
+    assert.equal(listed.ok, false);
+    assert.ok(problemsOf(listed).some((p) => p.path === 'cache.verifications[0]' && /a loop/.test(p.message)), formatProblems(problemsOf(listed), 'test.yaml'));
+    const shared = await load(`${base}cache:\n  verifications: &v { ttl: 1m }\n  tags: { ttl: 1m }\nx-unused: *v\n`);
+    assert.ok(problemsOf(shared).every((p) => !/a loop/.test(p.message)), 'an alias used again elsewhere is no loop');
+  });
+
   test('formatProblems writes one line per problem, warnings marked', () => {
     const text = formatProblems([
       { path: 'a.b', message: 'bad', severity: 'error' }, { path: 'c[0]', message: 'hmm', severity: 'warning' }, { path: '', message: 'whole', severity: 'error' }], 'f.yaml');

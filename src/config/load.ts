@@ -49,12 +49,20 @@ const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 const problem = (path: string, message: string, severity: ConfigProblem['severity'] = 'error'): ConfigProblem => ({ path, message, severity });
 
-/** Replaces ${NAME} in every string value (not in keys); records a problem per unset or malformed reference. */
-function expandEnv(value: unknown, path: string, env: TextOptions['env'], problems: ConfigProblem[]): unknown {
-  if (Array.isArray(value)) return value.map((v, i) => expandEnv(v, join(path, i), env, problems));
+/**
+ * Replaces ${NAME} in every string value (not in keys); records a problem per unset or malformed
+ * reference, and per YAML alias inside the node it names (`a: &a [*a]` is a loop: cut there).
+ */
+function expandEnv(value: unknown, path: string, env: TextOptions['env'], problems: ConfigProblem[], within: ReadonlySet<object> = new Set()): unknown {
   if (value !== null && typeof value === 'object') {
+    if (within.has(value)) {
+      problems.push(problem(path, 'a YAML alias inside the node it names (a loop)'));
+      return null;
+    }
+    const inner = new Set(within).add(value);
+    if (Array.isArray(value)) return value.map((v, i) => expandEnv(v, join(path, i), env, problems, inner));
     // fromEntries defines own properties, so a "__proto__" key stays a key (and is refused as unknown).
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, expandEnv(v, join(path, k), env, problems)]));
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, expandEnv(v, join(path, k), env, problems, inner)]));
   }
   if (typeof value !== 'string' || !value.includes('${')) return value;
   const expanded = value.replace(ENV_REF, (ref, name: string) => {
