@@ -220,3 +220,19 @@ test('a watched directory swapped for another of the same name is watched anew: 
   assert.deepEqual(watcher.directories, [conf]);
   watcher.close();
 });
+
+test('a certificate and its key written one after the other are reported together, once both hold still', async () => {
+  const { dir, watcher, calls, t } = await rig({ 'tls.crt': 'c1', 'tls.key': 'k1' });
+  const [crt, key] = [join(dir, 'tls.crt'), join(dir, 'tls.key')];
+  await watcher.watch([crt, key]);
+  await writeFile(crt, 'c2');
+  await t.armed();
+  t.fire();
+  assert.deepEqual(await watcher.settled, [], 'first look: the new certificate, seen once');
+  await writeFile(key, 'k2'); // the key follows, after the first look
+  t.fire();
+  assert.deepEqual(await watcher.settled, [], 'the certificate held still, the key did not: a reload now would pair it with the old key');
+  assert.deepEqual(await settle(t, watcher), [crt, key]);
+  assert.deepEqual(calls, [[crt, key]], 'one reload, with both');
+  watcher.close();
+});

@@ -89,12 +89,14 @@ export class FileWatcher {
 
   /**
    * Compares every watched file with what was last seen; calls onChange with those whose new
-   * content this look found as the previous look did (a first sighting schedules another look).
+   * content this look found as the previous look did, once no file is still changing (a first
+   * sighting schedules another look): a certificate and its key, or a config and a file it
+   * names, written one after the other, make one reload, never one with half of them.
    */
   check(): Promise<string[]> {
     this.#checking = this.#checking.then(async () => {
       await this.#followMoved();
-      const changed: string[] = [];
+      const held: Array<[string, string]> = [];
       let settling = false;
       for (const [file, before] of this.#seen) {
         const now = await contentOf(file);
@@ -102,15 +104,22 @@ export class FileWatcher {
         if (now === before) {
           this.#settling.delete(file);
         } else if (this.#settling.get(file) === now) {
-          this.#settling.delete(file);
-          this.#seen.set(file, now);
-          changed.push(file);
+          held.push([file, now]);
         } else {
           this.#settling.set(file, now);
           settling = true;
         }
       }
-      if (settling) this.#schedule(); // the second look
+      if (settling) {
+        this.#schedule(); // another look; what held still waits for it
+        return [];
+      }
+      const changed: string[] = [];
+      for (const [file, now] of held) {
+        this.#settling.delete(file);
+        this.#seen.set(file, now);
+        changed.push(file);
+      }
       if (changed.length > 0 && !this.#closed) {
         try {
           this.#onChange(changed);
