@@ -158,6 +158,23 @@ describe('TufRefresher', () => {
     assert.equal(await t.counted('failure'), 1);
   });
 
+  test('a repository rolled back to older, validly signed metadata (and the older root it names) is refused: the newer root stays', async () => {
+    const { repo, server } = await repository(OTHER_TEXT);
+    const older = await readFile(join(repo.dir, 'timestamp.json')); // version 1: snapshot 1, targets 1, OTHER_TEXT
+    const t = await refresher(server.url, repo.initialRootPath);
+    await t.r.start();
+    const first = t.trust.current();
+    await repo.setTarget('trusted_root.json', PUBLIC_GOOD_TEXT);
+    await t.fire();
+    const newer = t.trust.current();
+    assert.notEqual(newer.fingerprint, first.fingerprint, 'the update was taken');
+    await writeFile(join(repo.dir, 'timestamp.json'), older); // a mirror (or an attacker on the path) serving the old state
+    await t.fire();
+    assert.equal(t.trust.current(), newer, 'the rolled-back root is not used');
+    assert.match(t.r.status().lastAttempt?.error ?? '', /version/i);
+    assert.equal(await t.counted('failure'), 1);
+  });
+
   test('expired metadata at the first start: nothing from the repository is used, the floor alone', async () => {
     const repo = await TufRepo.create();
     repo.expires.snapshot = LONG_AGO;
