@@ -68,17 +68,6 @@ export async function startServe(io: CliIo, opts: ServeOptions): Promise<Served 
   }
   for (const w of res.warnings) deps.logger.warn({ path: w.path }, `config: ${w.message}`);
   const app = await buildApp(config, deps);
-  try {
-    await app.listen({ host: config.server.listen.host, port: config.server.listen.port });
-  } catch (err) {
-    io.stderr(`sigil: cannot listen on ${config.server.listen.host}:${config.server.listen.port}: ${(err as Error).message}\n`);
-    await app.close();
-    return 1;
-  }
-  deps.logger.info(
-    { config: config.source, upstreams: config.upstreams.map((u) => u.name), tls: Boolean(config.server.tls), offline: opts.offline, store: config.cache.store?.dir },
-    'sigil is serving',
-  );
   const reload = async (trigger: string): Promise<ReloadOutcome> => {
     const outcome = await app.sigilConfig.reload(trigger);
     // The files of the config now serving (a refused reload keeps the running one's).
@@ -92,7 +81,20 @@ export async function startServe(io: CliIo, opts: ServeOptions): Promise<Served 
       void reload('file change');
     },
   });
+  // Watching before listening: once sigil answers, it is served (main.ts: SIGHUP reloads) and sees every change.
   await watcher.watch(namedFiles(config));
+  try {
+    await app.listen({ host: config.server.listen.host, port: config.server.listen.port });
+  } catch (err) {
+    watcher.close();
+    io.stderr(`sigil: cannot listen on ${config.server.listen.host}:${config.server.listen.port}: ${(err as Error).message}\n`);
+    await app.close();
+    return 1;
+  }
+  deps.logger.info(
+    { config: config.source, upstreams: config.upstreams.map((u) => u.name), tls: Boolean(config.server.tls), offline: opts.offline, store: config.cache.store?.dir },
+    'sigil is serving',
+  );
   let stopping: Promise<number> | null = null;
   return {
     app,

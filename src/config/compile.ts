@@ -6,11 +6,11 @@
  * the file, plus the OS error or the file:line at fault.
  */
 import { createHash, createPrivateKey, createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { join as joinPath, resolve } from 'node:path';
 import type { AuthoritySpec, ConfigSpec, PolicySpec } from './schema.js';
 import { DEFAULT_THRESHOLD, DEFAULT_TRUSTED_ROOT, join } from './schema.js';
 import { compileGlob } from './glob.js';
+import { readConfigFile } from './read-file.js';
 import type { Authority, Config, ConfigProblem, Policy, ServerConfig, TufConfig, UpstreamConfig } from './types.js';
 
 /** RSA keys below this size are breakable; cosign itself refuses to generate them. */
@@ -39,7 +39,7 @@ class Problems {
   warn(path: string, message: string): void { this.list.push({ path, message, severity: 'warning' }); }
   async read(path: string, file: string): Promise<string | undefined> {
     try {
-      return await readFile(file, 'utf8');
+      return (await readConfigFile(file)).toString('utf8');
     } catch (e) {
       return this.error(path, `cannot read ${file}: ${(e as Error).message}`);
     }

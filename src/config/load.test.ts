@@ -199,6 +199,16 @@ describe('problems', () => {
     await rejects(`__proto__: {}\n${stringify(BASE)}`, '__proto__', /unknown key/);
   });
 
+  test('a YAML alias inside the node it names (a loop) is a problem at its path, not a crash', async () => {
+    const base = stringify(BASE);
+    await rejects(`${base}server: &s\n  listen: 127.0.0.1:5000\n  logLevel: *s\n`, 'server.logLevel', /^a YAML alias inside the node it names \(a loop\)$/);
+    const listed = await load(`${base}cache: &c\n  verifications: [*c]\n`);
+    assert.equal(listed.ok, false);
+    assert.ok(problemsOf(listed).some((p) => p.path === 'cache.verifications[0]' && /a loop/.test(p.message)), formatProblems(problemsOf(listed), 'test.yaml'));
+    const shared = await load(`${base}cache:\n  verifications: &v { ttl: 1m }\n  tags: { ttl: 1m }\nx-unused: *v\n`);
+    assert.ok(problemsOf(shared).every((p) => !/a loop/.test(p.message)), 'an alias used again elsewhere is no loop');
+  });
+
   test('formatProblems writes one line per problem, warnings marked', () => {
     const text = formatProblems([
       { path: 'a.b', message: 'bad', severity: 'error' }, { path: 'c[0]', message: 'hmm', severity: 'warning' }, { path: '', message: 'whole', severity: 'error' }], 'f.yaml');
@@ -325,6 +335,14 @@ describe('schema rules', () => {
     assert.ok(a.kind === 'keyless' && a.subject.source === 'https:\\/\\/github\\.com\\/acme\\/.+', 'used as written');
     const top = await load(patched((d) => { d.policies[0].authorities = [{ keyless: { issuer: 'i', subjectRegExp: '^a$|b' } }]; }));
     assert.equal(problemsOf(top).length, 1, 'a top-level | defeats the anchors');
+  });
+  test('a duration under 1 ms is refused, not rounded to 0 (a verdict or tag TTL of 0 is no TTL: kept for ever)', async () => {
+    for (const tiny of ['0.4ms', 0.0004]) {
+      await rejects({ ...BASE, cache: { verifications: { ttl: tiny } } }, 'cache.verifications.ttl', /must be at least 1ms/);
+      await rejects({ ...BASE, cache: { tags: { ttl: tiny } } }, 'cache.tags.ttl', /must be at least 1ms/);
+    }
+    const ttl = okConfig(await load({ ...BASE, cache: { verifications: { ttl: '1ms' } } })).cache.verifications.ttlMs;
+    assert.equal(ttl, 1);
   });
   test('cache: ttl durations, positive integer sizes', async () => {
     const ttl = async (v: unknown): Promise<number> => okConfig(await load({ ...BASE, cache: { verifications: { ttl: v } } })).cache.verifications.ttlMs;

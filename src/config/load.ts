@@ -11,10 +11,11 @@
  * `config/private-sigstore/trusted_root.json`, paths relative to the project
  * root where `config/sigil.yaml` itself lives.
  */
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parseDocument, type YAMLError } from 'yaml';
 import { compileConfig } from './compile.js';
+import { readConfigFile } from './read-file.js';
 import { BUILT_IN_SOURCE, DEFAULT_CONFIG_YAML } from './defaults.js';
 import { join, validateConfig } from './schema.js';
 import type { Config, ConfigProblem } from './types.js';
@@ -48,12 +49,20 @@ const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 const problem = (path: string, message: string, severity: ConfigProblem['severity'] = 'error'): ConfigProblem => ({ path, message, severity });
 
-/** Replaces ${NAME} in every string value (not in keys); records a problem per unset or malformed reference. */
-function expandEnv(value: unknown, path: string, env: TextOptions['env'], problems: ConfigProblem[]): unknown {
-  if (Array.isArray(value)) return value.map((v, i) => expandEnv(v, join(path, i), env, problems));
+/**
+ * Replaces ${NAME} in every string value (not in keys); records a problem per unset or malformed
+ * reference, and per YAML alias inside the node it names (`a: &a [*a]` is a loop: cut there).
+ */
+function expandEnv(value: unknown, path: string, env: TextOptions['env'], problems: ConfigProblem[], within: ReadonlySet<object> = new Set()): unknown {
   if (value !== null && typeof value === 'object') {
+    if (within.has(value)) {
+      problems.push(problem(path, 'a YAML alias inside the node it names (a loop)'));
+      return null;
+    }
+    const inner = new Set(within).add(value);
+    if (Array.isArray(value)) return value.map((v, i) => expandEnv(v, join(path, i), env, problems, inner));
     // fromEntries defines own properties, so a "__proto__" key stays a key (and is refused as unknown).
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, expandEnv(v, join(path, k), env, problems)]));
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, expandEnv(v, join(path, k), env, problems, inner)]));
   }
   if (typeof value !== 'string' || !value.includes('${')) return value;
   const expanded = value.replace(ENV_REF, (ref, name: string) => {
@@ -122,7 +131,7 @@ export async function loadConfig(opts: LoadOptions): Promise<LoadResult> {
   }
   let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    text = (await readConfigFile(file)).toString('utf8');
   } catch (e) {
     const how = opts.path !== undefined ? '--config' : named !== undefined ? '$SIGIL_CONFIG' : 'the default location';
     return { ok: false, problems: [problem('', `cannot read the config file ${file} (named by ${how}): ${(e as Error).message}`)], source: file };

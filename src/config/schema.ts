@@ -170,13 +170,18 @@ export function parseListen(text: string): ListenAddress | string {
   return port > MAX_PORT ? `port ${port} is out of range (0-${MAX_PORT})` : { host, port };
 }
 
-/** `10m`, `30s`, `1h30m`, `500ms`, or a number of seconds; milliseconds, or a message. */
+/**
+ * `10m`, `30s`, `1h30m`, `500ms`, or a number of seconds; whole milliseconds, or a message. Never
+ * 0: a TTL of 0 would mean none at all (kept for ever), a refresh of 0 one after the other.
+ */
 export function parseDuration(v: unknown): number | string {
-  if (typeof v === 'number') return Number.isFinite(v) && v > 0 ? Math.round(v * 1000) : 'must be a positive number of seconds';
-  if (typeof v !== 'string' || !/^(?:\d+(?:\.\d+)?(?:ms|s|m|h))+$/.test(v)) return `must be a duration like 30s, 10m, 1h or 500ms, got ${describe(v)}`;
+  if (typeof v === 'number' && !(Number.isFinite(v) && v > 0)) return 'must be a positive number of seconds';
+  if (typeof v !== 'number' && (typeof v !== 'string' || !/^(?:\d+(?:\.\d+)?(?:ms|s|m|h))+$/.test(v))) return `must be a duration like 30s, 10m, 1h or 500ms, got ${describe(v)}`;
   let ms = 0;
-  for (const [, n, unit] of v.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)) ms += Number(n) * DURATION_UNIT_MS[unit];
-  return ms > 0 ? Math.round(ms) : 'must be longer than zero';
+  if (typeof v === 'number') ms = v * 1000;
+  else for (const [, n, unit] of v.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)) ms += Number(n) * DURATION_UNIT_MS[unit];
+  if (ms <= 0) return 'must be longer than zero';
+  return Math.round(ms) >= 1 ? Math.round(ms) : `must be at least 1ms, got ${describe(v)}`;
 }
 
 function checkUpstream(c: Checker, raw: unknown, at: string): UpstreamSpec | undefined {

@@ -195,7 +195,9 @@ export class ManifestGate {
 
   /** The verdict without the mode applied: shared by `decide` and `sigil verify`. */
   evaluate(target: ManifestTarget): Promise<Evaluation> {
-    const key = `${target.upstream}\0${target.repository}\0${target.reference}\0${target.accept ?? ''}`;
+    // Shared only under the same trust: a pull that starts after trust.tuf brought a new root
+    // must not join a decision made under the root it replaced.
+    const key = `${target.upstream}\0${target.repository}\0${target.reference}\0${target.accept ?? ''}\0${this.#verifier.trustFingerprint}`;
     const running = this.#inflight.get(key);
     if (running) return running;
     const p = this.#evaluate(target).finally(() => this.#inflight.delete(key));

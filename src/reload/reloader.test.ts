@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Metrics } from '../audit/metrics.js';
+import { BUILT_IN_SOURCE, DEFAULT_CONFIG_YAML } from '../config/defaults.js';
 import { loadConfigFromText, type LoadResult } from '../config/load.js';
 import type { Config } from '../config/types.js';
 import { capturingLogger } from '../../test/helpers/fake-registry.js';
@@ -149,4 +150,32 @@ test('reloads asked for during a reload run once more after it, together, and re
   assert.equal(r.installed[1].policies[0].mode, 'enforce');
   assert.equal((await r.reloader.reload('SIGHUP')).ok, true, 'and reloading goes on afterwards');
   assert.equal(r.loads, 3);
+});
+
+test('a config file gone missing is refused, not replaced by the built-in default (every image in warn mode); with the built-in default running, a file found is loaded', async () => {
+  const file = await load(yaml('127.0.0.1:5000', 'enforce'));
+  const builtIn = await loadConfigFromText(DEFAULT_CONFIG_YAML, { source: BUILT_IN_SOURCE, env: {}, baseDir: '/' });
+  if (!file.ok || !builtIn.ok) throw new Error('bad test config');
+  let running: Config = file.config;
+  let lookup: LoadResult = builtIn; // the lookup finds no config file any more
+  const installed: Config[] = [];
+  const reloader = new Reloader({
+    load: async () => lookup,
+    running: () => running,
+    install: async (c) => {
+      installed.push(c);
+      running = c;
+      return installed.length + 1;
+    },
+    logger: capturingLogger().logger,
+    metrics: new Metrics({ defaultMetrics: false }),
+  });
+  const outcome = await reloader.reload('file change');
+  assert.deepEqual(outcome, { ok: false, problems: ['/etc/sigil/sigil.yaml is gone: a reload does not fall back to the built-in default; the config loaded from it keeps serving'] });
+  assert.equal(installed.length, 0, 'the enforce policy keeps serving');
+
+  running = builtIn.config; // started with no config file
+  lookup = file; // then one was created
+  assert.equal((await reloader.reload('SIGHUP')).ok, true);
+  assert.equal(installed[0].policies[0].mode, 'enforce');
 });

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { Metrics } from '../audit/metrics.js';
 import type { LoadResult } from '../config/load.js';
+import { BUILT_IN_SOURCE } from '../config/defaults.js';
 import type { Config, ConfigProblem } from '../config/types.js';
 import { keepFixed } from './fixed-settings.js';
 
@@ -29,7 +30,8 @@ const line = (p: ConfigProblem): string => `${p.path === '' ? '' : `${p.path}: `
 /**
  * A reload, start to end: read and validate the config again, keep the settings that need a
  * restart (fixed-settings.ts), install the new generation; or refuse it, log every problem, and
- * keep the running one. One reload runs at a time: asking during one runs one more after it
+ * keep the running one (a config file that went missing is refused too, not replaced by the
+ * built-in default). One reload runs at a time: asking during one runs one more after it
  * (all who asked meanwhile share it), so the last change is always read. Counted in
  * `sigil_config_reloads_total{result}`; a refused reload shows in `/readyz` until one succeeds.
  */
@@ -92,6 +94,12 @@ export class Reloader {
       return this.#refuse(trigger, 'the config', [`cannot load: ${(err as Error).message}`]);
     }
     if (!res.ok) return this.#refuse(trigger, res.source, res.problems.filter((p) => p.severity === 'error').map(line));
+    // The lookup falls back to the built-in default (every image in warn mode) when no config
+    // file is found: right at start, never in place of a file that went missing since.
+    const from = this.#deps.running().source;
+    if (res.source === BUILT_IN_SOURCE && from !== BUILT_IN_SOURCE) {
+      return this.#refuse(trigger, from, [`${from} is gone: a reload does not fall back to the built-in default; the config loaded from it keeps serving`]);
+    }
     const { config, restartNeeded } = keepFixed(res.config, this.#deps.running());
     let generation: number;
     try {

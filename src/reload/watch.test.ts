@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdir, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -181,5 +182,57 @@ test('a file still being written between two looks counts only once its content 
   await writeFile(file, 'policies: [a, b, c, d]\n'); // the copy goes on
   assert.deepEqual(await settle(t, watcher), [file]);
   assert.deepEqual(calls, [[file]], 'one change, the finished file');
+  watcher.close();
+});
+
+test('a watched file replaced by a FIFO is a change the watcher reports without waiting on it, and it goes on watching', { timeout: 60_000 }, async () => {
+  const { dir, watcher, calls, settle } = await rig({ 'tls.crt': 'c1' });
+  const file = join(dir, 'tls.crt');
+  await watcher.watch([file]);
+  await rm(file);
+  execFileSync('mkfifo', [file]); // no writer ever opens it
+  assert.deepEqual(await settle(), [file]);
+  await rm(file);
+  await writeFile(file, 'c2');
+  assert.deepEqual(await settle(), [file], 'the next change is still seen');
+  assert.equal(calls.length, 2);
+  watcher.close();
+});
+
+test('a watched directory swapped for another of the same name is watched anew: a change in the new one is seen', async () => {
+  const base = await tempDir('sigil-watch-');
+  const conf = join(base, 'conf');
+  await mkdir(conf);
+  const file = join(conf, 'sigil.yaml');
+  await writeFile(file, 'a: 1\n');
+  const t = handTimer();
+  const calls: string[][] = [];
+  const watcher = new FileWatcher({ onChange: (c) => calls.push(c), logger: createLogger('silent'), timer: t.timer });
+  await watcher.watch([file]);
+  // A deploy that puts a whole new config directory in place of the old one.
+  await rename(conf, join(base, 'conf.old'));
+  await mkdir(conf);
+  await writeFile(file, 'a: 2\n');
+  assert.deepEqual(await settle(t, watcher), [file]);
+  await writeFile(file, 'a: 3\n'); // only the new directory sees this
+  assert.deepEqual(await settle(t, watcher), [file]);
+  assert.deepEqual(calls, [[file], [file]]);
+  assert.deepEqual(watcher.directories, [conf]);
+  watcher.close();
+});
+
+test('a certificate and its key written one after the other are reported together, once both hold still', async () => {
+  const { dir, watcher, calls, t } = await rig({ 'tls.crt': 'c1', 'tls.key': 'k1' });
+  const [crt, key] = [join(dir, 'tls.crt'), join(dir, 'tls.key')];
+  await watcher.watch([crt, key]);
+  await writeFile(crt, 'c2');
+  await t.armed();
+  t.fire();
+  assert.deepEqual(await watcher.settled, [], 'first look: the new certificate, seen once');
+  await writeFile(key, 'k2'); // the key follows, after the first look
+  t.fire();
+  assert.deepEqual(await watcher.settled, [], 'the certificate held still, the key did not: a reload now would pair it with the old key');
+  assert.deepEqual(await settle(t, watcher), [crt, key]);
+  assert.deepEqual(calls, [[crt, key]], 'one reload, with both');
   watcher.close();
 });

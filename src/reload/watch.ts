@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
+import { readConfigFile } from '../config/read-file.js';
 
 /**
  * How long after the first change in a watched directory the files are compared, and how long a
@@ -33,7 +34,10 @@ const realTimer: DebounceTimer = {
  * file (inode) blind. Any event in such a directory schedules one comparison of the files'
  * contents (through symlinks) with what was last seen; only a changed content counts, so an
  * unrelated file in the same directory, or a file saved unchanged, reloads nothing; and it
- * counts once a second look, RELOAD_DEBOUNCE_MS later, finds the same content.
+ * counts once a second look, RELOAD_DEBOUNCE_MS later, finds the same content. A watch follows
+ * its directory's inode: a directory moved away and replaced by another of the same name (a
+ * deploy that swaps a whole config directory) is watched anew at the next look, else every
+ * change in it would go unseen.
  */
 export class FileWatcher {
   readonly #onChange: (changed: string[]) => void;
@@ -44,7 +48,8 @@ export class FileWatcher {
   readonly #seen = new Map<string, string>();
   /** file → a changed content seen once, waiting for a second look to find it again. */
   readonly #settling = new Map<string, string>();
-  readonly #dirs = new Map<string, FSWatcher>();
+  /** directory → its watch, and the identity (device:inode) of the directory it watches. */
+  readonly #dirs = new Map<string, { readonly watcher: FSWatcher; readonly id: string }>();
   #scheduled: unknown = undefined;
   #checking: Promise<string[]> = Promise.resolve([]);
   #closed = false;
@@ -74,20 +79,24 @@ export class FileWatcher {
     const dirs = new Set([...wanted].map((f) => dirname(f)));
     for (const [dir, w] of this.#dirs) {
       if (!dirs.has(dir)) {
-        w.close();
+        w.watcher.close();
         this.#dirs.delete(dir);
       }
     }
-    for (const dir of dirs) if (!this.#dirs.has(dir)) this.#watchDir(dir);
+    await this.#followMoved();
+    for (const dir of dirs) if (!this.#dirs.has(dir)) await this.#watchDir(dir);
   }
 
   /**
    * Compares every watched file with what was last seen; calls onChange with those whose new
-   * content this look found as the previous look did (a first sighting schedules another look).
+   * content this look found as the previous look did, once no file is still changing (a first
+   * sighting schedules another look): a certificate and its key, or a config and a file it
+   * names, written one after the other, make one reload, never one with half of them.
    */
   check(): Promise<string[]> {
     this.#checking = this.#checking.then(async () => {
-      const changed: string[] = [];
+      await this.#followMoved();
+      const held: Array<[string, string]> = [];
       let settling = false;
       for (const [file, before] of this.#seen) {
         const now = await contentOf(file);
@@ -95,15 +104,22 @@ export class FileWatcher {
         if (now === before) {
           this.#settling.delete(file);
         } else if (this.#settling.get(file) === now) {
-          this.#settling.delete(file);
-          this.#seen.set(file, now);
-          changed.push(file);
+          held.push([file, now]);
         } else {
           this.#settling.set(file, now);
           settling = true;
         }
       }
-      if (settling) this.#schedule(); // the second look
+      if (settling) {
+        this.#schedule(); // another look; what held still waits for it
+        return [];
+      }
+      const changed: string[] = [];
+      for (const [file, now] of held) {
+        this.#settling.delete(file);
+        this.#seen.set(file, now);
+        changed.push(file);
+      }
       if (changed.length > 0 && !this.#closed) {
         try {
           this.#onChange(changed);
@@ -129,11 +145,24 @@ export class FileWatcher {
   close(): void {
     this.#closed = true;
     if (this.#scheduled !== undefined) this.#timer.clear(this.#scheduled);
-    for (const w of this.#dirs.values()) w.close();
+    for (const w of this.#dirs.values()) w.watcher.close();
     this.#dirs.clear();
   }
 
-  #watchDir(dir: string): void {
+  /** Watches anew each directory whose name now leads to another directory (or to none: dropped until the next `watch`). */
+  async #followMoved(): Promise<void> {
+    for (const [dir, w] of [...this.#dirs]) {
+      const id = await identity(dir);
+      if (id === w.id || this.#dirs.get(dir) !== w) continue;
+      w.watcher.close();
+      this.#dirs.delete(dir);
+      if (id !== null && !this.#closed) await this.#watchDir(dir);
+    }
+  }
+
+  async #watchDir(dir: string): Promise<void> {
+    const id = await identity(dir);
+    if (this.#closed || this.#dirs.has(dir)) return;
     let w: FSWatcher;
     try {
       // persistent: false, so that watching never keeps a stopping process alive.
@@ -145,9 +174,9 @@ export class FileWatcher {
     w.on('error', (err) => {
       this.#log.warn({ dir, err: err.message }, 'config: watching this directory failed; watched again after the next reload, SIGHUP until then');
       w.close();
-      if (this.#dirs.get(dir) === w) this.#dirs.delete(dir);
+      if (this.#dirs.get(dir)?.watcher === w) this.#dirs.delete(dir);
     });
-    this.#dirs.set(dir, w);
+    this.#dirs.set(dir, { watcher: w, id: id ?? '' });
   }
 
   #schedule(): void {
@@ -159,9 +188,19 @@ export class FileWatcher {
   }
 }
 
+/** The directory's device:inode; null when there is none by that name. */
+async function identity(dir: string): Promise<string | null> {
+  try {
+    const st = await stat(dir);
+    return `${st.dev}:${st.ino}`;
+  } catch {
+    return null;
+  }
+}
+
 async function contentOf(file: string): Promise<string> {
   try {
-    return createHash('sha256').update(await readFile(file)).digest('hex');
+    return createHash('sha256').update(await readConfigFile(file)).digest('hex');
   } catch (err) {
     return `unreadable: ${(err as NodeJS.ErrnoException).code ?? String(err)}`;
   }

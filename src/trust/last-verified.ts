@@ -1,17 +1,37 @@
 /**
  * The last trusted root sigil verified from a TUF repository, kept in the TUF cache dir so that
  * a restart (or `sigil serve --offline`) starts from it instead of from the configured roots
- * alone. It was verified when written; the cache dir is as trusted as the TUF metadata kept
- * beside it (whoever can write there can also replace that metadata).
+ * alone. It was verified when written, and is not verified again when read: only sigil's own
+ * user may have written it (the cache dir is created mode 0700, as SECURITY.md asks). A record
+ * owned by another user, or that other users could have changed, is not used — else any of them
+ * could make sigil trust a root of their own.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
 import { join } from 'node:path';
+import { readConfigFile } from '../config/read-file.js';
 
 /** The record's file name inside `trust.tuf.cacheDir`. */
 export const LAST_VERIFIED_FILE = 'sigil-last-verified.json';
 /** Sigstore's trusted roots are tens of KiB; a record bigger than this is not one of ours. */
 export const MAX_LAST_VERIFIED_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Throws (code EUNTRUSTED) unless the record is sigil's own: owned by its user, writable by no
+ * other user, nor by a group other than sigil's own (Kubernetes' fsGroup makes a volume's files
+ * group-writable, for the pod's group).
+ */
+function ownRecord(st: Stats): void {
+  const [uid, gid] = [process.geteuid?.(), process.getegid?.()];
+  const mode = (st.mode & 0o777).toString(8);
+  const why =
+    uid !== undefined && st.uid !== uid ? `owned by uid ${st.uid}, not by sigil's user (uid ${uid})`
+    : (st.mode & 0o002) !== 0 ? `writable by other users (mode ${mode})`
+    : (st.mode & 0o020) !== 0 && gid !== undefined && st.gid !== gid ? `writable by group ${st.gid}, not sigil's (gid ${gid}) (mode ${mode})`
+    : null;
+  if (why !== null) throw Object.assign(new Error(`not used: ${why}`), { code: 'EUNTRUSTED' });
+}
 
 export interface LastVerified {
   /** The repository it came from: a record of another repository is not used. */
@@ -28,12 +48,13 @@ export async function readLastVerified(cacheDir: string, url: string): Promise<L
   const path = join(cacheDir, LAST_VERIFIED_FILE);
   let text: string;
   try {
-    text = await readFile(path, 'utf8');
+    // A regular file of at most this size, never waited on (a FIFO put there cannot stall the start).
+    text = (await readConfigFile(path, MAX_LAST_VERIFIED_BYTES, ownRecord)).toString('utf8');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    if ((e as NodeJS.ErrnoException).code === 'EUNTRUSTED') throw new Error(`${path}: ${(e as Error).message}`, { cause: e });
     throw new Error(`${path}: cannot read: ${(e as Error).message}`, { cause: e });
   }
-  if (text.length > MAX_LAST_VERIFIED_BYTES) throw new Error(`${path}: larger than ${MAX_LAST_VERIFIED_BYTES} bytes`);
   let r: Partial<LastVerified>;
   try {
     r = JSON.parse(text) as Partial<LastVerified>;

@@ -3,22 +3,22 @@
 // disk, and never used when TUF verification fails: what was in use stays, down to the floor.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
+import { chmod, chown, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, afterEach, describe, test } from 'node:test';
+import { after, afterEach, describe, mock, test } from 'node:test';
 import { Registry } from 'prom-client';
 import { TufMetrics } from '../audit/tuf-metrics.js';
 import type { TufConfig } from '../config/types.js';
-import { PUBLIC_GOOD, readTrustedRoots } from '../verify/index.js';
+import { mergeTrust, PUBLIC_GOOD, readTrustedRoots } from '../verify/index.js';
 import { LAST_VERIFIED_FILE } from './last-verified.js';
 import { TrustSource, tufSource } from './trust-source.js';
-import { TUF_RETRY_MS, TUF_START_WAIT_MS, TufRefresher } from './tuf-refresher.js';
+import { MAX_TIMER_MS, TUF_RETRY_MS, TUF_START_WAIT_MS, TufRefresher } from './tuf-refresher.js';
 import { fakeClock } from '../../test/helpers/clock.js';
 import { capturingLogger, manualTimer } from '../../test/helpers/fake-registry.js';
 import { freePort } from '../../test/helpers/net.js';
 import { tempDir } from '../../test/helpers/temp.js';
 import { LONG_AGO, serveTufRepo, TufRepo, type TufServer } from '../../test/helpers/tuf-repo.js';
-import { PGI_ROOT, PUBLIC_GOOD_ROOT } from '../../test/helpers/verify-fixtures.js';
+import { PGI_ROOT, PUBLIC_GOOD_ROOT, writePkiRoot } from '../../test/helpers/verify-fixtures.js';
 
 const REFRESH_MS = 3_600_000;
 const PUBLIC_GOOD_TEXT = await readFile(PUBLIC_GOOD_ROOT, 'utf8');
@@ -158,6 +158,23 @@ describe('TufRefresher', () => {
     assert.equal(await t.counted('failure'), 1);
   });
 
+  test('a repository rolled back to older, validly signed metadata (and the older root it names) is refused: the newer root stays', async () => {
+    const { repo, server } = await repository(OTHER_TEXT);
+    const older = await readFile(join(repo.dir, 'timestamp.json')); // version 1: snapshot 1, targets 1, OTHER_TEXT
+    const t = await refresher(server.url, repo.initialRootPath);
+    await t.r.start();
+    const first = t.trust.current();
+    await repo.setTarget('trusted_root.json', PUBLIC_GOOD_TEXT);
+    await t.fire();
+    const newer = t.trust.current();
+    assert.notEqual(newer.fingerprint, first.fingerprint, 'the update was taken');
+    await writeFile(join(repo.dir, 'timestamp.json'), older); // a mirror (or an attacker on the path) serving the old state
+    await t.fire();
+    assert.equal(t.trust.current(), newer, 'the rolled-back root is not used');
+    assert.match(t.r.status().lastAttempt?.error ?? '', /version/i);
+    assert.equal(await t.counted('failure'), 1);
+  });
+
   test('expired metadata at the first start: nothing from the repository is used, the floor alone', async () => {
     const repo = await TufRepo.create();
     repo.expires.snapshot = LONG_AGO;
@@ -248,6 +265,41 @@ describe('TufRefresher', () => {
     assert.equal(offline.r.degraded(), null);
   });
 
+  test('a cached record another user wrote, or could have changed, is not used: offline, the floor alone; sigil\'s own is', async () => {
+    const { repo, server } = await repository(OTHER_TEXT);
+    const cacheDir = await tempDir('sigil-tuf-cache');
+    const online = await refresher(server.url, repo.initialRootPath, { cacheDir });
+    await online.r.start();
+    const record = join(cacheDir, LAST_VERIFIED_FILE);
+    // What another user would put there: a root of their own (a bare CA) in a well-formed record.
+    const planted = JSON.parse(await readFile(record, 'utf8')) as { trustedRoot: string };
+    planted.trustedRoot = await readFile(await writePkiRoot(cacheDir), 'utf8');
+    await writeFile(record, JSON.stringify(planted));
+    const [uid, gid] = [process.geteuid?.() ?? 0, process.getegid?.() ?? 0];
+    const floorFingerprint = mergeTrust(readTrustedRoots([PUBLIC_GOOD], { publicGoodPath: PUBLIC_GOOD_ROOT }), [PUBLIC_GOOD]).fingerprint;
+    for (const [mode, owner, group, why] of [
+      [0o602, uid, gid, /not used: writable by other users \(mode 602\)$/],
+      [0o620, uid, gid + 4242, new RegExp(`not used: writable by group ${gid + 4242}, not sigil's \\(gid ${gid}\\) \\(mode 620\\)$`)],
+      [0o600, uid + 4242, gid, new RegExp(`not used: owned by uid ${uid + 4242}, not by sigil's user \\(uid ${uid}\\)$`)],
+    ] as const) {
+      await chmod(record, mode);
+      await chown(record, owner, group);
+      const offline = await refresher(server.url, repo.initialRootPath, { cacheDir, offline: true });
+      await offline.r.start();
+      assert.equal(offline.r.latest, null, `mode ${mode.toString(8)}, uid ${owner}, gid ${group}`);
+      assert.equal(offline.trust.current().fingerprint, floorFingerprint, 'the floor alone');
+      const warned = offline.records.find((l) => l.msg === 'trust: the cached TUF trusted root is not used');
+      assert.match(String(warned?.err), why);
+    }
+    // Owned by sigil's user, writable by its own group (a Kubernetes fsGroup volume): trusted as written.
+    await chown(record, uid, gid);
+    await chmod(record, 0o660);
+    const own = await refresher(server.url, repo.initialRootPath, { cacheDir, offline: true });
+    await own.r.start();
+    assert.equal(own.r.latest?.rootVersion, 1, 'a record of sigil\'s user is used as it is (not verified again)');
+    assert.notEqual(own.trust.current().fingerprint, floorFingerprint);
+  });
+
   test('a cached record that is damaged is ignored (logged), and the repository asked', async () => {
     const { repo, server } = await repository(OTHER_TEXT);
     const cacheDir = await tempDir('sigil-tuf-cache');
@@ -279,5 +331,38 @@ describe('TufRefresher', () => {
     release();
     await r.settled();
     assert.deepEqual(timer.armed, [TUF_RETRY_MS]);
+  });
+  test('a refresh interval longer than a timer can wait (2^31-1 ms, ~24.8 days) is waited out, not fired at once', async () => {
+    // Node fires a longer setTimeout after 1 ms: refresh: 720h asked the repository without pause.
+    const refreshMs = 720 * 3_600_000;
+    const config: TufConfig = { url: 'https://tuf.test', cacheDir: await tempDir('sigil-tuf-cache'), refreshMs };
+    let fetches = 0;
+    mock.timers.enable({ apis: ['setTimeout'] }); // sigil's own timers, as they run; moved by hand
+    try {
+      const r = new TufRefresher({
+        config,
+        logger: capturingLogger().logger,
+        offline: false,
+        fetch: async () => {
+          fetches++;
+          return { trustedRoot: OTHER_TEXT, rootVersion: 1 };
+        },
+      });
+      refreshers.push(r);
+      await r.start();
+      assert.equal(fetches, 1);
+      // To the longest single wait, then to a millisecond before the interval is over.
+      for (const ms of [1, 60_000, MAX_TIMER_MS - 60_001, refreshMs - MAX_TIMER_MS - 1]) {
+        mock.timers.tick(ms);
+        await r.settled();
+        assert.equal(fetches, 1, `asked again after ${ms} ms more`);
+      }
+      mock.timers.tick(1);
+      await new Promise((resolve) => setImmediate(resolve));
+      await r.settled();
+      assert.equal(fetches, 2, 'asked again once the interval is over');
+    } finally {
+      mock.timers.reset();
+    }
   });
 });

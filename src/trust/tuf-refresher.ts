@@ -29,9 +29,17 @@ export const TUF_START_WAIT_MS = 10_000;
 /** Fires `fire` after `ms`; returns a cancel function (tests fire by hand). */
 export type Timer = (ms: number, fire: () => void) => () => void;
 
+/** The longest delay setTimeout waits: a longer one fires after 1 ms (a `refresh` of 720h would ask without pause). */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** Real timers; a delay beyond MAX_TIMER_MS is waited out in several. */
 const realTimer: Timer = (ms, fire) => {
-  const t = setTimeout(fire, ms);
-  t.unref();
+  let t: NodeJS.Timeout;
+  const arm = (left: number): void => {
+    t = setTimeout(() => (left > MAX_TIMER_MS ? arm(left - MAX_TIMER_MS) : fire()), Math.min(left, MAX_TIMER_MS));
+    t.unref();
+  };
+  arm(ms);
   return () => clearTimeout(t);
 };
 

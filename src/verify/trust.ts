@@ -7,11 +7,11 @@
  * verification never depends on a TUF mirror.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { json as sigstoreJson } from '@sigstore/core';
 import { TrustedRoot } from '@sigstore/protobuf-specs';
 import { toTrustMaterial, type TrustMaterial } from '@sigstore/verify';
+import { readConfigFileSync } from '../config/read-file.js';
 import { parseJson } from '../oci/json.js';
 
 /** The trust.trustedRoot entry that names the root shipped with sigil. */
@@ -66,7 +66,7 @@ function readRoot(entry: string, path: string): LoadedRoot {
   const label = entry === PUBLIC_GOOD ? `trusted root public-good (${path})` : `trusted root ${path}`;
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readConfigFileSync(path).toString('utf8');
   } catch (e) {
     throw new Error(`${label}: cannot read: ${(e as Error).message}`, { cause: e });
   }

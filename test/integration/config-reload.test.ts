@@ -2,11 +2,13 @@
 // not validate is refused and the running one keeps serving, visibly; under load, every request
 // is answered, each under exactly one generation's policy.
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, test } from 'node:test';
 import { request } from 'undici';
+import { MAX_CONFIG_FILE_BYTES } from '../../src/config/read-file.js';
 import { sha256 } from '../helpers/digest.js';
 import { startFaultServer } from '../helpers/fault-server.js';
 import { pushLegacySignature } from '../helpers/publish.js';
@@ -93,6 +95,31 @@ test('a trusted root that validates as JSON but cannot be loaded is refused with
   assert.equal(outcome.ok, false);
   assert.match(outcome.ok ? '' : outcome.problems.join('\n'), /^trust\.trustedRoot: .*not-a-root\.json.*not a Sigstore trusted root/);
   assert.equal((await pull(s, 'reload/root', 'v1')).status, 200, 'nothing of the refused config applies');
+});
+
+test('a reload whose config names a FIFO, a device or a huge file is refused at once; the next reload applies', { timeout: 60_000 }, async () => {
+  const img = await env.push('reload/fifo', 'v1');
+  await pushLegacySignature(env.target, 'reload/fifo', img.digest, [legacyLayer(env.keys.p256, img.digest)]);
+  const s = await env.sigil(prod(allowKey));
+  // Each would be read without end (a FIFO no one writes to) or whole into memory (a device, a huge file).
+  const fifo = join(dir, 'key-fifo.pub');
+  execFileSync('mkfifo', [fifo]);
+  const huge = join(dir, 'huge-root.json');
+  await writeFile(huge, '');
+  await truncate(huge, MAX_CONFIG_FILE_BYTES + 1);
+  const refused = [
+    [env.config(prod(fifo)), /^policies\[0\]\.authorities\[0\]\.key: cannot read .*key-fifo\.pub: not a regular file but a FIFO$/],
+    [env.config(prod('/dev/zero')), /^policies\[0\]\.authorities\[0\]\.key: cannot read \/dev\/zero: not a regular file but a device$/],
+    [env.config(prod(denyKey), { trustedRoots: ['public-good', huge] }), /^trust\.trustedRoot\[1\]: cannot read .*huge-root\.json: larger than \d+ bytes$/],
+  ] as const;
+  for (const [yaml, problem] of refused) {
+    const outcome = await s.reload(yaml);
+    assert.equal(outcome.ok, false);
+    assert.match(outcome.ok ? '' : outcome.problems.join('\n'), problem);
+    assert.equal((await pull(s, 'reload/fifo', 'v1')).status, 200, 'the running config still serves');
+  }
+  assert.equal((await s.reload(env.config(prod(denyKey)))).ok, true, 'a later reload is not stuck behind a refused one');
+  assert.equal((await pull(s, 'reload/fifo', 'v1')).status, 403);
 });
 
 test('under load, during repeated reloads, every request is answered, each under the policy of the generation that served it', async () => {

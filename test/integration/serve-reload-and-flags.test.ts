@@ -1,7 +1,7 @@
 // `sigil serve` as a process: SIGHUP reloads instead of ending it, a changed config file reloads
 // by itself, --listen and $SIGIL_LISTEN override server.listen, --log-format picks the log form.
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { before, test } from 'node:test';
 import { request } from 'undici';
@@ -69,6 +69,35 @@ test('SIGHUP reloads the config and sigil goes on serving; a changed or broken c
     assert.match(((await ready.body.json()) as { degraded?: { config?: string } }).degraded?.config ?? '', /\(file change\) refused/);
     assert.equal(await metric(base, 'sigil_config_reloads_total{result="failure"}'), 1);
     assert.equal(exited(s.process), false);
+  } finally {
+    s.process.kill('SIGTERM');
+  }
+  assert.equal(await s.exited, 0, s.out.stderr);
+});
+
+test('a config file found at the default location and then removed is not replaced by the built-in default: the reload is refused', async () => {
+  const cwd = await tempDir('sigil-serve-default-location-');
+  await mkdir(join(cwd, 'config'));
+  const cfg = join(cwd, 'config', 'sigil.yaml');
+  await writeFile(cfg, config('first'));
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const s = spawnSigil(['serve', '--listen', `127.0.0.1:${port}`], { cwd });
+  try {
+    await waitForHttp(`${base}/healthz`, 15_000);
+    await rm(cfg);
+    s.process.kill('SIGHUP');
+    await s.stdoutMatches(/"msg":"config reload refused; the running config keeps serving"/g, 1);
+    assert.doesNotMatch(s.out.stdout, /"msg":"config reloaded"/, 'the built-in default (every image in warn mode) took over');
+    assert.match(s.out.stdout, /config reload: [^"]*config\/sigil\.yaml is gone: a reload does not fall back to the built-in default/);
+    const ready = await request(`${base}/readyz`);
+    assert.equal(ready.statusCode, 200);
+    assert.match(((await ready.body.json()) as { degraded?: { config?: string } }).degraded?.config ?? '', /sigil\.yaml is gone/);
+
+    await writeFile(cfg, config('second'));
+    s.process.kill('SIGHUP');
+    const [reloaded] = await s.stdoutMatches(/"config":"[^"]*config\/sigil\.yaml","generation":2,"msg":"config reloaded"/g, 1);
+    assert.ok(reloaded, 'the file back is loaded');
   } finally {
     s.process.kill('SIGTERM');
   }

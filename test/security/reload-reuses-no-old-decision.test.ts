@@ -1,6 +1,7 @@
 // A reload swaps policies, keys, trust roots and credentials; nothing decided under the old
 // ones may decide a request that starts after it: no verdict, no index that vouched for its
-// children, no blob admitted to the store, no remembered password, no evaluation in flight.
+// children, no blob admitted to the store, no stored answer given while the upstream is down,
+// no remembered password, no evaluation in flight.
 // A request in flight when the reload happens finishes under the generation it started with.
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
@@ -147,6 +148,30 @@ describe('after a reload, nothing decided under the old config decides a new req
       // And once the store records it as named by the manifest the old key let through.
       await storeRecords(storeDir, 'reload/store', img.layers[0].digest);
       assert.notEqual(await blob(), 200, 'a blob stored under the old key was served from the store');
+    } finally {
+      fwd.setDown(false);
+      await fwd.stop();
+    }
+  });
+
+  test('a stored answer given while the upstream is down (stale-if-error) is judged by the new policy', async () => {
+    const fwd = await startForwarder(env.registry.url);
+    try {
+      const img = await env.push('reload/stale', 'v1');
+      await pushLegacySignature(env.target, 'reload/stale', img.digest, [legacyLayer(env.keys.p256, img.digest)]);
+      const key = await keyFile('key-stale.pub', env.keys.p256.publicPem);
+      const storeDir = await tempDir('sigil-reload-stale-');
+      const s = await env.sigil(prod(key), { upstreamUrl: fwd.url, extra: `cache:\n  store:\n    dir: ${storeDir}\n    maxBytes: 1073741824` });
+      assert.equal((await pull(s, 'reload/stale', 'v1')).status, 200); // kept: the manifest, its tag, its signature
+      fwd.setDown(true); // from now on every answer comes from the store (the new generation's memory caches are empty)
+      await writeFile(key, env.stranger.publicPem);
+      assert.equal((await s.reload()).ok, true);
+      assert.equal((await pull(s, 'reload/stale', 'v1')).status, 403, 'the stored answer passed under the old key only');
+      await writeFile(key, env.keys.p256.publicPem);
+      assert.equal((await s.reload()).ok, true);
+      const stale = await pull(s, 'reload/stale', 'v1');
+      assert.equal(stale.status, 200, 'it passes again under a policy that trusts its signer');
+      assert.equal(stale.headers['sigil-stale'], 'true', 'answered from the store');
     } finally {
       fwd.setDown(false);
       await fwd.stop();
