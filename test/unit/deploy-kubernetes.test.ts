@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseAllDocuments, parse } from 'yaml';
 import { loadConfigFromText } from '../../src/config/load.js';
@@ -179,9 +179,12 @@ describe('config/kubernetes', () => {
     const mountsAt = new Map((container.volumeMounts as Obj[]).map((m) => [m.mountPath as string, m]));
     for (const m of container.volumeMounts as Obj[]) assert.ok(volumes.has(m.name), `volume ${m.name} is defined`);
     const env = new Map((container.env as Obj[]).map((e) => [e.name as string, e.value as string]));
-    const cfgMount = mountsAt.get(env.get('SIGIL_CONFIG')!);
-    assert.ok(cfgMount, 'something is mounted at $SIGIL_CONFIG');
-    assert.equal(cfgMount.subPath, 'sigil.yaml');
+    const cfgPath = env.get('SIGIL_CONFIG')!;
+    assert.equal(basename(cfgPath), 'sigil.yaml');
+    const cfgMount = mountsAt.get(dirname(cfgPath));
+    assert.ok(cfgMount, 'the directory of $SIGIL_CONFIG is a mount');
+    // a subPath mount is never updated by the kubelet: a changed ConfigMap would never reach sigil's reload
+    assert.equal(cfgMount.subPath, undefined, 'the ConfigMap is mounted as a directory, not a subPath file');
     assert.equal(cfgMount.readOnly, true);
     assert.equal(volumes.get(cfgMount.name)?.configMap?.name, configMap.metadata.name);
     assert.ok('sigil.yaml' in configMap.data);
