@@ -1,5 +1,9 @@
 import pino, { type DestinationStream, type Logger } from 'pino';
-import pretty from 'pino-pretty';
+import { createRequire } from 'node:module';
+import type PinoPretty from 'pino-pretty';
+
+/** pino-pretty, loaded only for `--log-format pretty` (a JSON logger never needs it). */
+const prettyStream = (): typeof PinoPretty => createRequire(import.meta.url)('pino-pretty') as typeof PinoPretty;
 
 /** `--log-format`: JSON lines for machines (the default), or pino-pretty's text for people. */
 export type LogFormat = 'json' | 'pretty';
@@ -31,6 +35,6 @@ export const REDACT_PATHS = [
  */
 export function createLogger(level: string, destination?: DestinationStream, format: LogFormat = 'json'): Logger {
   const options = { level, redact: { paths: REDACT_PATHS, censor: '[redacted]' } };
-  if (format === 'pretty') return pino(options, pretty({ destination: destination ?? 1, sync: false, translateTime: 'SYS:standard', ignore: 'pid,hostname', singleLine: true }));
+  if (format === 'pretty') return pino(options, prettyStream()({ destination: destination ?? 1, sync: false, translateTime: 'SYS:standard', ignore: 'pid,hostname', singleLine: true }));
   return pino(options, destination ?? pino.destination({ dest: 1, sync: false }));
 }

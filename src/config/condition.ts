@@ -7,8 +7,19 @@
  * fails denies (verify/condition-run.ts evaluates, bounded in time; the functions that copy data
  * are counted here).
  */
-import { CelScalar, celEnv, celFunc, parse, plan, type CelInput } from '@bufbuild/cel';
+import { createRequire } from 'node:module';
+import type * as Cel from '@bufbuild/cel';
+import type { CelInput } from '@bufbuild/cel';
 import { staticProblems } from './condition-check.js';
+
+/**
+ * @bufbuild/cel, loaded the first time a condition is compiled: loading it costs a process
+ * ~27 MiB of RSS (~9 MiB of heap, measured with node 24 here), which a config without attestation
+ * conditions never needs. Its CommonJS build, so that loading it stays synchronous (the config
+ * is validated synchronously); nothing else loads the library, so there is one copy of it.
+ */
+let celLib: typeof Cel | undefined;
+const cel = (): typeof Cel => (celLib ??= createRequire(import.meta.url)('@bufbuild/cel') as typeof Cel);
 
 /**
  * The longest condition accepted, in characters. Real conditions are a line or two; the bound
@@ -46,7 +57,7 @@ function charge(n: number): void {
 const UTF8 = new TextDecoder('utf-8', { fatal: true });
 
 /** CEL's standard functions that copy data, the same but counted against MAX_CONDITION_ALLOCATION. */
-const COUNTED = [
+const counted = ({ celFunc, CelScalar }: typeof Cel) => [
   celFunc('_+_', [CelScalar.STRING, CelScalar.STRING], CelScalar.STRING, (a, b) => (charge(a.length + b.length), a + b)),
   celFunc('_+_', [CelScalar.BYTES, CelScalar.BYTES], CelScalar.BYTES, (a, b) => {
     charge(a.length + b.length);
@@ -59,7 +70,12 @@ const COUNTED = [
   celFunc('string', [CelScalar.BYTES], CelScalar.STRING, (b) => (charge(b.length), UTF8.decode(b))),
 ];
 
-const ENV = celEnv({ variables: { predicate: CelScalar.DYN, statement: CelScalar.DYN }, funcs: COUNTED });
+/** The environment every condition is planned in (built with the library, on first use). */
+let env: Cel.CelEnv | undefined;
+function conditionEnv(): Cel.CelEnv {
+  const lib = cel();
+  return (env ??= lib.celEnv({ variables: { predicate: lib.CelScalar.DYN, statement: lib.CelScalar.DYN }, funcs: counted(lib) }));
+}
 
 /** A parse error without the parser's `<input>:` prefix: "1:10: found . but expecting …". */
 function parseMessage(e: unknown): string {
@@ -73,22 +89,22 @@ function parseMessage(e: unknown): string {
  */
 export function compileCondition(text: string): Condition | { readonly problems: readonly string[] } {
   if (text.length > MAX_CONDITION_CHARS) return { problems: [`is ${text.length} characters long, more than ${MAX_CONDITION_CHARS} (MAX_CONDITION_CHARS)`] };
-  let parsed: ReturnType<typeof parse>;
+  let parsed: ReturnType<typeof Cel.parse>;
   try {
-    parsed = parse(text);
+    parsed = cel().parse(text);
   } catch (e) {
     return { problems: [`is not a valid CEL expression: ${parseMessage(e)}`] };
   }
   let problems: string[];
   try {
-    problems = staticProblems(parsed, ENV.funcs, CONDITION_VARIABLES);
+    problems = staticProblems(parsed, conditionEnv().funcs, CONDITION_VARIABLES);
   } catch (e) {
     return { problems: [`is not a valid CEL expression: ${parseMessage(e)}`] };
   }
   if (problems.length > 0) return { problems };
   let program: (variables: never) => unknown;
   try {
-    program = plan(ENV, parsed);
+    program = cel().plan(conditionEnv(), parsed);
   } catch (e) {
     return { problems: [`is not a valid CEL expression: ${parseMessage(e)}`] };
   }

@@ -10,7 +10,6 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { initTUF } from '@sigstore/tuf';
 import type { TufConfig } from '../config/types.js';
 
 /** The target Sigstore's TUF repositories publish the trusted root as. */
@@ -57,6 +56,8 @@ async function seedRoot(cacheDir: string): Promise<string> {
 export const fetchTrustedRoot: FetchTrustedRoot = async (config) => {
   await mkdir(config.cacheDir, { recursive: true, mode: 0o700 });
   const rootPath = config.rootPath ?? (await seedRoot(config.cacheDir));
+  // loaded on first use: a process without trust.tuf never pays for the library (~12 MiB of RSS)
+  const { initTUF } = await import('@sigstore/tuf');
   const tuf = await initTUF({
     mirrorURL: config.url,
     rootPath,
