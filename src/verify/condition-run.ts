@@ -100,6 +100,9 @@ export function runCondition(condition: Condition, bound: BoundStatement, budget
     value = script.runInContext(context, { timeout: Math.max(1, Math.ceil(budget.remainingMs)) });
   } catch (e) {
     if ((e as { code?: unknown }).code === 'ERR_SCRIPT_EXECUTION_TIMEOUT') {
+      // Interrupted at the budget: it is used up, whatever the clock read around the call says
+      // (the watchdog's timer and performance.now() need not agree to the millisecond).
+      budget.remainingMs = 0;
       return { ok: false, reason: `did not finish within the ${budget.totalMs} ms the conditions of one verification may take` };
     }
     return { ok: false, reason: `could not be evaluated: ${clipped(e instanceof Error ? e.message : String(e))}` };
