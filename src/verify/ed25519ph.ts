@@ -17,12 +17,25 @@
  * Only public data flows through it (key, message, signature): variable-time arithmetic is fine.
  */
 import { createHash } from 'node:crypto';
-import { ed25519 } from '@noble/curves/ed25519.js';
+import { createRequire } from 'node:module';
+import type { ed25519 as Ed25519 } from '@noble/curves/ed25519.js';
 
-const Point = ed25519.Point;
-type Point = ReturnType<typeof Point.fromBytes>;
-/** The order of the prime-order subgroup. */
-const L = Point.CURVE().n;
+type Curve = typeof Ed25519;
+type Point = ReturnType<Curve['Point']['fromBytes']>;
+
+/**
+ * @noble/curves' Ed25519 points and the order L of the prime-order subgroup, loaded the first
+ * time an Ed25519ph signature is checked (~10 MiB of RSS that a process with no such key never
+ * needs; require() of the ES module, synchronous like the check).
+ */
+let loaded: { readonly Point: Curve['Point']; readonly L: bigint } | undefined;
+function curve(): { readonly Point: Curve['Point']; readonly L: bigint } {
+  if (!loaded) {
+    const { ed25519 } = createRequire(import.meta.url)('@noble/curves/ed25519.js') as { ed25519: Curve };
+    loaded = { Point: ed25519.Point, L: ed25519.Point.CURVE().n };
+  }
+  return loaded;
+}
 const ENCODED_BYTES = 32;
 /** dom2(1, "") of RFC 8032 §2: the prefix that separates Ed25519ph from pure Ed25519. */
 const DOM2_PH = Buffer.concat([Buffer.from('SigEd25519 no Ed25519 collisions', 'ascii'), Buffer.from([1, 0])]);
@@ -36,7 +49,7 @@ function littleEndian(bytes: Uint8Array): bigint {
 /** RFC 8032 §5.1.3 decoding (noble's strict mode); undefined when the bytes are not a curve point. */
 function decode(bytes: Uint8Array): Point | undefined {
   try {
-    return Point.fromBytes(bytes, false);
+    return curve().Point.fromBytes(bytes, false);
   } catch {
     return undefined;
   }
@@ -49,6 +62,7 @@ function decode(bytes: Uint8Array): Point | undefined {
 export function verifyEd25519ph(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
   if (publicKey.length !== ENCODED_BYTES || signature.length !== 2 * ENCODED_BYTES) return false;
   const r = signature.subarray(0, ENCODED_BYTES);
+  const { Point, L } = curve();
   const s = littleEndian(signature.subarray(ENCODED_BYTES));
   if (s >= L) return false;
   const a = decode(publicKey);
