@@ -1,7 +1,7 @@
 import { toLegacyBundleAnnotation } from './private-sigstore.js';
 import type { PrivateSigstore, RekorEntry } from './private-sigstore.js';
-import { sha256, sha256Hex } from './digest.js';
-import { ANNOTATION, MEDIA, bundleFor, pemOf, preAuthEncoding, signWith, type Signer } from './signer.js';
+import { sha256Hex } from './digest.js';
+import { ANNOTATION, MEDIA, bundleFor, cosignTagManifest, pemOf, preAuthEncoding, signWith, type Signer } from './signer.js';
 
 // The project's own cosign-format attester, for tests of sigil's attestation policies: in-toto
 // statements in DSSE envelopes, as `cosign attest` writes them — a layer of the legacy
@@ -20,7 +20,6 @@ export const PREDICATE_TYPE_ANNOTATION = 'predicateType';
 /** `cosign attest` writes in-toto v0.1 statements; cosign v3 bundles v1. */
 const STATEMENT_V01 = 'https://in-toto.io/Statement/v0.1';
 const STATEMENT_V1 = 'https://in-toto.io/Statement/v1';
-const GO_ZERO_TIME = '0001-01-01T00:00:00Z';
 
 export interface StatementOptions {
   /** Statement version: 'v0.1' (cosign attest, the default) or 'v1'. */
@@ -119,28 +118,7 @@ export function attestationLayer(signer: Signer, stmt: Buffer, opts: AttestOptio
 
 /** The `.att` manifest and its blobs, ready to push (blobs[0] is the config, then one envelope per layer). */
 export function attManifest(layers: AttestationLayer[]): { manifest: Buffer; mediaType: string; blobs: Buffer[] } {
-  const config = Buffer.from(
-    JSON.stringify({
-      architecture: '',
-      created: GO_ZERO_TIME,
-      history: layers.map(() => ({ created: GO_ZERO_TIME })),
-      os: '',
-      rootfs: { type: 'layers', diff_ids: layers.map((l) => sha256(l.envelope)) },
-      config: {},
-    }),
-    'utf8',
-  );
-  const descriptor = (mediaType: string, blob: Buffer, annotations?: Record<string, string>) => ({ mediaType, size: blob.length, digest: sha256(blob), ...(annotations ? { annotations } : {}) });
-  const manifest = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: MEDIA.OCI_MANIFEST,
-      config: descriptor(MEDIA.OCI_CONFIG, config),
-      layers: layers.map((l) => descriptor(DSSE_ENVELOPE, l.envelope, l.annotations)),
-    }),
-    'utf8',
-  );
-  return { manifest, mediaType: MEDIA.OCI_MANIFEST, blobs: [config, ...layers.map((l) => l.envelope)] };
+  return cosignTagManifest(layers.map((l) => ({ blob: l.envelope, mediaType: DSSE_ENVELOPE, annotations: l.annotations })));
 }
 
 /** cosign's legacy tag for the attestations of `digest`: `sha256-<hex>.att`. */

@@ -246,16 +246,26 @@ const descriptor = (mediaType: string, blob: Buffer, annotations?: Record<string
   ...(annotations ? { annotations: sortedRecord(annotations) } : {}),
 });
 
-/** The `.sig` manifest and its blobs, ready to push (blobs[0] is the config, then one blob per layer). */
-export function sigManifest(layers: LegacySignatureLayer[]): { manifest: Buffer; mediaType: string; blobs: Buffer[] } {
-  // go-containerregistry's ConfigFile of an empty.Image with these layers appended, as cosign writes it.
+/** One layer of a cosign tag manifest: its blob, media type and annotations. */
+export interface CosignTagLayer {
+  blob: Buffer;
+  mediaType: string;
+  annotations?: Record<string, string> | undefined;
+}
+
+/**
+ * A cosign tag manifest (`.sig`, `.att`) and its blobs, ready to push (blobs[0] is the config,
+ * then one blob per layer): go-containerregistry's ConfigFile of an empty.Image with these
+ * layers appended, as cosign writes it.
+ */
+export function cosignTagManifest(layers: readonly CosignTagLayer[]): { manifest: Buffer; mediaType: string; blobs: Buffer[] } {
   const config = Buffer.from(
     JSON.stringify({
       architecture: '',
       created: GO_ZERO_TIME,
       history: layers.map(() => ({ created: GO_ZERO_TIME })),
       os: '',
-      rootfs: { type: 'layers', diff_ids: layers.map((l) => sha256(l.payload)) },
+      rootfs: { type: 'layers', diff_ids: layers.map((l) => sha256(l.blob)) },
       config: {},
     }),
     'utf8',
@@ -265,11 +275,16 @@ export function sigManifest(layers: LegacySignatureLayer[]): { manifest: Buffer;
       schemaVersion: 2,
       mediaType: MEDIA.OCI_MANIFEST,
       config: descriptor(MEDIA.OCI_CONFIG, config),
-      layers: layers.map((l) => descriptor(MEDIA.SIMPLE_SIGNING, l.payload, l.annotations)),
+      layers: layers.map((l) => descriptor(l.mediaType, l.blob, l.annotations)),
     }),
     'utf8',
   );
-  return { manifest, mediaType: MEDIA.OCI_MANIFEST, blobs: [config, ...layers.map((l) => l.payload)] };
+  return { manifest, mediaType: MEDIA.OCI_MANIFEST, blobs: [config, ...layers.map((l) => l.blob)] };
+}
+
+/** The `.sig` manifest and its blobs, ready to push (blobs[0] is the config, then one blob per layer). */
+export function sigManifest(layers: LegacySignatureLayer[]): { manifest: Buffer; mediaType: string; blobs: Buffer[] } {
+  return cosignTagManifest(layers.map((l) => ({ blob: l.payload, mediaType: MEDIA.SIMPLE_SIGNING, annotations: l.annotations })));
 }
 
 /** cosign's legacy tag for the signatures of `digest`: `sha256-<hex>.sig`. */
