@@ -206,6 +206,17 @@ describe('keyless and transparency-log evidence (.att layers)', () => {
     assert.equal(unmetReason(verifyImage([signature, att(mixed)], { digest }, p, trust)), "sha256-d1.att layer 0: not signed by an authority of the policy: the Rekor entry records another public key than the signer's");
   });
 
+  test('the Rekor entry of another statement by the same key does not log this one (tlog: require)', () => {
+    const p = withAttestations([keyAuthority(key.publicPem, 'require')], requirement('ours', [PREDICATE.SLSA_V1], BUILT_BY_OUR_CI));
+    const signature: CandidateSignature = { format: 'legacy', source: 'sig', ...legacyLayer(key, digest, { rekor: sigstore }) };
+    // Logged: a provenance that fails the condition. Never logged: one that meets it, signed by the same key.
+    const logged = attestationLayer(key, provenance(digest, OUR_BUILDER, 'https://github.com/acme/other'), { rekor: sigstore });
+    const unlogged = attestationLayer(key, provenance());
+    const borrowed = { ...unlogged, annotations: { ...unlogged.annotations, 'dev.sigstore.cosign/bundle': logged.annotations['dev.sigstore.cosign/bundle'] } };
+    assert.match(unmetReason(verifyImage([signature, att(borrowed)], { digest }, p, trust)), /^sha256-d1\.att layer 0: not signed by an authority of the policy: Rekor entry: /);
+    assert.equal(verifyImage([signature, att(attestationLayer(key, provenance(), { rekor: sigstore }))], { digest }, p, trust).kind, 'verified');
+  });
+
   test('tlog: require on a key authority: met with the intoto entry, not without one', () => {
     const p = withAttestations([keyAuthority(key.publicPem, 'require')], requirement('any', [PREDICATE.SLSA_V1]));
     const signature: CandidateSignature = { format: 'legacy', source: 'sig', ...legacyLayer(key, digest, { rekor: sigstore }) };
