@@ -123,6 +123,19 @@ describe('SLSA provenance v1 built by our workflow from our repository', () => {
     assert.equal(verifyImage([sig(), att(attestationLayer(key, both))], { digest }, built, trust).kind, 'verified');
   });
 
+  test('the predicate type is the signed statement\'s, not the `.att` layer\'s predicateType annotation', () => {
+    const sbom = attestationLayer(key, statement(digest, PREDICATE.SPDX, { spdxVersion: 'SPDX-2.3' }));
+    const claimed = { ...sbom, annotations: { ...sbom.annotations, predicateType: PREDICATE.SLSA_V1 } };
+    assert.equal(unmetReason(verifyImage([sig(), att(claimed)], { digest }, built, trust)), `no attestation of predicate type ${PREDICATE.SLSA_V1} for ${digest}`);
+  });
+
+  for (const spelling of [`${PREDICATE.SLSA_V1}/`, PREDICATE.SLSA_V1.toUpperCase(), PREDICATE.SLSA_V1.replace('https:', 'http:'), `${PREDICATE.SLSA_V1} `, 'slsaprovenance1']) {
+    test(`a predicate type spelled ${JSON.stringify(spelling)} is another predicate type`, () => {
+      const spelled = statement(digest, spelling, slsaProvenance({ builderId: OUR_BUILDER, repository: OUR_REPO }));
+      assert.equal(unmetReason(verifyImage([sig(), att(attestationLayer(key, spelled))], { digest }, built, trust)), `no attestation of predicate type ${PREDICATE.SLSA_V1} for ${digest}`);
+    });
+  }
+
   test('signed by a key the policy does not trust: not met, saying so', () => {
     assert.equal(
       unmetReason(verifyImage([sig(), att(attestationLayer(stranger, provenance()))], { digest }, built, trust)),
