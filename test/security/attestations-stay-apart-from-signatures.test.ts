@@ -6,10 +6,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { PREDICATE, attestationBundle, attestationLayer, slsaProvenance, statement } from '../helpers/attester.js';
+import { attManifest, attTag } from '../helpers/attester.js';
 import { pushBundleReferrer, pushLegacyAttestation, pushLegacySignature } from '../helpers/publish.js';
-import type { PushedImage } from '../helpers/push.js';
+import { pushBlob, pushManifest, type PushedImage } from '../helpers/push.js';
 import type { SigilHandle } from '../helpers/sigil.js';
-import { bundleFor, legacyLayer } from '../helpers/signer.js';
+import { bundleFor, legacyLayer, sigManifest, sigTag } from '../helpers/signer.js';
 import { SUBJECT, UPSTREAM, pull, startVerifyEnv, type VerifyEnv } from '../helpers/verify-env.js';
 
 const OUR_REPO = 'https://github.com/acme/app';
@@ -78,6 +79,30 @@ describe('an attestation is no signature, and a signature no attestation', () =>
     await pushLegacySignature(env.target, 'prov/signatures-only', img.digest, [legacyLayer(env.keys.p256, img.digest)]);
     await pushBundleReferrer(env.target, 'prov/signatures-only', descriptor(img), bundleFor(env.keys.p256, img.digest));
     const e = await denial('prov/signatures-only');
+    assert.equal(e.detail?.outcome, 'invalid');
+    assert.match(e.message, /not met: no attestation of predicate type https:\/\/slsa\.dev\/provenance\/v1/);
+  });
+});
+
+describe('each cosign tag holds its own kind', () => {
+  async function pushUnder(repo: string, tag: string, artifact: { manifest: Buffer; mediaType: string; blobs: Buffer[] }): Promise<void> {
+    for (const b of artifact.blobs) await pushBlob(env.target, repo, b);
+    await pushManifest(env.target, repo, tag, artifact.manifest, artifact.mediaType);
+  }
+
+  test('a valid attestation envelope under the `.sig` tag is no signature: 403', async () => {
+    const img = await env.push('prov/att-as-sig', 'v1');
+    await pushUnder('prov/att-as-sig', sigTag(img.digest), attManifest([attestationLayer(env.keys.p256, provenance(img.digest))]));
+    await pushLegacyAttestation(env.target, 'prov/att-as-sig', img.digest, [attestationLayer(env.keys.p256, provenance(img.digest))]);
+    const e = await denial('prov/att-as-sig');
+    assert.match(JSON.stringify(e.detail), /media type application\/vnd\.dsse\.envelope\.v1\+json is not application\/vnd\.dev\.cosign\.simplesigning\.v1\+json/);
+  });
+
+  test('a valid signature under the `.att` tag is no attestation: 403', async () => {
+    const img = await env.push('prov/sig-as-att', 'v1');
+    await pushLegacySignature(env.target, 'prov/sig-as-att', img.digest, [legacyLayer(env.keys.p256, img.digest)]);
+    await pushUnder('prov/sig-as-att', attTag(img.digest), sigManifest([legacyLayer(env.keys.p256, img.digest)]));
+    const e = await denial('prov/sig-as-att');
     assert.equal(e.detail?.outcome, 'invalid');
     assert.match(e.message, /not met: no attestation of predicate type https:\/\/slsa\.dev\/provenance\/v1/);
   });
