@@ -123,6 +123,19 @@ describe('SLSA provenance v1 built by our workflow from our repository', () => {
     assert.equal(verifyImage([sig(), att(attestationLayer(key, both))], { digest }, built, trust).kind, 'verified');
   });
 
+  test('the predicate type is the signed statement\'s, not the `.att` layer\'s predicateType annotation', () => {
+    const sbom = attestationLayer(key, statement(digest, PREDICATE.SPDX, { spdxVersion: 'SPDX-2.3' }));
+    const claimed = { ...sbom, annotations: { ...sbom.annotations, predicateType: PREDICATE.SLSA_V1 } };
+    assert.equal(unmetReason(verifyImage([sig(), att(claimed)], { digest }, built, trust)), `no attestation of predicate type ${PREDICATE.SLSA_V1} for ${digest}`);
+  });
+
+  for (const spelling of [`${PREDICATE.SLSA_V1}/`, PREDICATE.SLSA_V1.toUpperCase(), PREDICATE.SLSA_V1.replace('https:', 'http:'), `${PREDICATE.SLSA_V1} `, 'slsaprovenance1']) {
+    test(`a predicate type spelled ${JSON.stringify(spelling)} is another predicate type`, () => {
+      const spelled = statement(digest, spelling, slsaProvenance({ builderId: OUR_BUILDER, repository: OUR_REPO }));
+      assert.equal(unmetReason(verifyImage([sig(), att(attestationLayer(key, spelled))], { digest }, built, trust)), `no attestation of predicate type ${PREDICATE.SLSA_V1} for ${digest}`);
+    });
+  }
+
   test('signed by a key the policy does not trust: not met, saying so', () => {
     assert.equal(
       unmetReason(verifyImage([sig(), att(attestationLayer(stranger, provenance()))], { digest }, built, trust)),
@@ -204,6 +217,17 @@ describe('keyless and transparency-log evidence (.att layers)', () => {
     const ours = attestationLayer(key, provenance());
     const mixed = { ...ours, annotations: { ...ours.annotations, 'dev.sigstore.cosign/bundle': theirs.annotations['dev.sigstore.cosign/bundle'] } };
     assert.equal(unmetReason(verifyImage([signature, att(mixed)], { digest }, p, trust)), "sha256-d1.att layer 0: not signed by an authority of the policy: the Rekor entry records another public key than the signer's");
+  });
+
+  test('the Rekor entry of another statement by the same key does not log this one (tlog: require)', () => {
+    const p = withAttestations([keyAuthority(key.publicPem, 'require')], requirement('ours', [PREDICATE.SLSA_V1], BUILT_BY_OUR_CI));
+    const signature: CandidateSignature = { format: 'legacy', source: 'sig', ...legacyLayer(key, digest, { rekor: sigstore }) };
+    // Logged: a provenance that fails the condition. Never logged: one that meets it, signed by the same key.
+    const logged = attestationLayer(key, provenance(digest, OUR_BUILDER, 'https://github.com/acme/other'), { rekor: sigstore });
+    const unlogged = attestationLayer(key, provenance());
+    const borrowed = { ...unlogged, annotations: { ...unlogged.annotations, 'dev.sigstore.cosign/bundle': logged.annotations['dev.sigstore.cosign/bundle'] } };
+    assert.match(unmetReason(verifyImage([signature, att(borrowed)], { digest }, p, trust)), /^sha256-d1\.att layer 0: not signed by an authority of the policy: Rekor entry: /);
+    assert.equal(verifyImage([signature, att(attestationLayer(key, provenance(), { rekor: sigstore }))], { digest }, p, trust).kind, 'verified');
   });
 
   test('tlog: require on a key authority: met with the intoto entry, not without one', () => {

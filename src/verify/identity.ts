@@ -6,6 +6,7 @@
  */
 import { ASN1Obj, type X509Certificate } from '@sigstore/core';
 import type { Authority } from '../config/types.js';
+import { IDENTITY_MAX_CHARS, IDENTITY_MAX_SANS } from './limits.js';
 
 /** Fulcio's OIDC issuer extensions: v1 holds raw bytes, v2 a DER UTF8String. */
 const OID_ISSUER_V1 = '1.3.6.1.4.1.57264.1.1';
@@ -83,6 +84,13 @@ export type IdentityMatch =
 
 /** Checks a certificate identity against a keyless authority (issuer first, then any SAN). */
 export function matchIdentity(authority: Extract<Authority, { kind: 'keyless' }>, id: CertificateIdentity): IdentityMatch {
+  // Bounded before any pattern runs: the RegExp's time grows with the value's length (IDENTITY_MAX_CHARS).
+  if (id.sans.length > IDENTITY_MAX_SANS) return { ok: false, reason: `certificate has ${id.sans.length} subject alternative names, more than IDENTITY_MAX_SANS (${IDENTITY_MAX_SANS})` };
+  const long = [id.issuer, ...id.sans].find((v) => v.length > IDENTITY_MAX_CHARS);
+  if (long !== undefined) {
+    const what = long === id.issuer ? 'issuer' : 'subject alternative name';
+    return { ok: false, reason: `certificate ${what} of ${long.length} characters exceeds IDENTITY_MAX_CHARS (${IDENTITY_MAX_CHARS})` };
+  }
   if (!matchesWhole(authority.issuer, id.issuer)) {
     const shown = id.issuer === '' ? 'is absent (no Fulcio issuer extension)' : JSON.stringify(id.issuer);
     return { ok: false, reason: `certificate issuer ${shown} does not match ${authority.issuer.source}` };

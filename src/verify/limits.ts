@@ -44,6 +44,16 @@ export const TLOG_ENTRIES_MAX = 4;
 export const CHECKPOINT_SIGNATURES_MAX = 100;
 
 /**
+ * Certificate identities matched against a keyless authority's patterns. The certificate is
+ * whoever pushed it until its chain verifies, which comes after the match: an identity of 45 000
+ * characters (what fits in ANNOTATION_MAX_BYTES) under a plausible pattern with three `.+` takes
+ * a JavaScript RegExp minutes of backtracking on the event loop. Fulcio writes one SAN, and its
+ * longest (a GitHub workflow URI with its ref) stays within a few hundred characters.
+ */
+export const IDENTITY_MAX_CHARS = 1024;
+export const IDENTITY_MAX_SANS = 4;
+
+/**
  * One annotation value (certificate, chain, Rekor bundle): a chain of
  * CERT_CHAIN_MAX_LENGTH RSA-4096 certificates in PEM is ~25 KiB.
  */
