@@ -137,11 +137,22 @@ async function manifest(req: FastifyRequest, reply: FastifyReply, deps: V2Deps, 
 }
 
 /**
+ * The longest Warning text sent, in characters: the text lists every signature that failed, and
+ * a manifest with dozens of hostile signatures made it ~30 KB, past the header buffers of common
+ * reverse proxies (nginx: 4–8 KiB for all of them), which would answer 502 for an image warn
+ * mode serves. The whole reason is in the audit log and `sigil verify`.
+ */
+export const WARNING_TEXT_MAX_CHARS = 1024;
+
+/**
  * RFC 9111 Warning: `299 - "<text>"`. The text may quote upstream error messages: anything
- * outside printable ASCII (node refuses it in a header) and quotes/backslashes are replaced.
+ * outside printable ASCII (node refuses it in a header) and quotes/backslashes are replaced;
+ * past WARNING_TEXT_MAX_CHARS it is cut, ending in `...`.
  */
 export function warningHeader(text: string): string {
-  return `299 - "${text.replace(/[^\x20-\x7e]|["\\]/g, '?')}"`;
+  const safe = text.replace(/[^\x20-\x7e]|["\\]/g, '?');
+  const cut = safe.length > WARNING_TEXT_MAX_CHARS ? `${safe.slice(0, WARNING_TEXT_MAX_CHARS - 3)}...` : safe;
+  return `299 - "${cut}"`;
 }
 
 /** Header values must be visible ASCII: a certificate SAN or policy name outside it is %-encoded. */
