@@ -16,6 +16,7 @@ export interface SchemaChecker {
   map(v: unknown, path: string, keys: readonly string[], required?: boolean): Record<string, unknown> | undefined;
   list(v: unknown, path: string): unknown[] | undefined;
   str(v: unknown, path: string, required?: boolean): string | undefined;
+  warn(path: string, message: string): void;
 }
 
 const ENTRY_KEYS = ['name', 'predicateType', 'condition'];
@@ -24,10 +25,26 @@ const ENTRY_KEYS = ['name', 'predicateType', 'condition'];
 function predicateTypes(c: SchemaChecker, raw: unknown, at: string): string[] {
   if (!Array.isArray(raw)) {
     const one = c.str(raw, at, true);
+    if (one !== undefined) warnShortName(c, one, at);
     return one === undefined ? [] : [one];
   }
   if (raw.length === 0) c.error(at, 'must name at least one predicate type');
-  return raw.map((t, i) => c.str(t, `${at}[${i}]`, true)).filter((t) => t !== undefined);
+  return raw.flatMap((t, i) => {
+    const one = c.str(t, `${at}[${i}]`, true);
+    if (one !== undefined) warnShortName(c, one, `${at}[${i}]`);
+    return one === undefined ? [] : [one];
+  });
+}
+
+/**
+ * A predicate type is matched exactly as the signed statement spells it, and statements carry
+ * URIs: a name without a scheme (cosign's `--type slsaprovenance`, `spdxjson`, …) matches
+ * nothing, so every image under the policy would be denied for it.
+ */
+function warnShortName(c: SchemaChecker, type: string, at: string): void {
+  if (!/^[a-z][a-z0-9+.-]*:/i.test(type)) {
+    c.warn(at, `${JSON.stringify(type)} is not a URI, and a statement's predicateType is one (e.g. https://slsa.dev/provenance/v1): cosign's short names for \`cosign attest --type\` are not what it writes into the statement, so this matches no attestation`);
+  }
 }
 
 /** Validates and compiles `attestations` (absent: none). Entries with problems are left out. */

@@ -440,6 +440,16 @@ describe('attestations (policies[].attestations)', () => {
     await rejects(withAttestations({ name: 'a' }), at, /must be a list/);
   });
 
+  test('a predicate type that is not a URI (cosign\'s short names) is a warning at its path: it matches no statement', async () => {
+    const r = await load(withAttestations([{ name: 'a', predicateType: 'slsaprovenance' }, { name: 'b', predicateType: [SLSA, 'spdxjson'] }]));
+    assert.ok(r.ok);
+    assert.deepEqual(r.warnings.map((w) => w.path), [`${at}[0].predicateType`, `${at}[1].predicateType[1]`]);
+    assert.match(r.warnings[0].message, /^"slsaprovenance" is not a URI, .* matches no attestation$/);
+    const uri = await load(withAttestations([{ name: 'a', predicateType: SLSA }]));
+    assert.ok(uri.ok);
+    assert.deepEqual(uri.warnings, []);
+  });
+
   test('the policy fingerprint covers them: no verdict is reused across a change of requirement or condition', async () => {
     const fp = async (attestations?: unknown): Promise<string> => okConfig(await load(attestations === undefined ? BASE : withAttestations(attestations))).policies[0].fingerprint;
     const none = await fp();
