@@ -211,6 +211,10 @@ test('stored objects that cannot be read (a directory, a FIFO in their place) ar
   before = fwd.requests.length;
   await pullImage(s, repo, a);
   assert.equal(fwd.requests.slice(before).filter((r) => r.method === 'GET' && r.url.endsWith(`/manifests/${a.digest}`)).length, 1, 'the manifest came from the upstream');
-  assert.ok((await faults(s, 'read', 'EFTYPE')) >= 1);
+  // The scan at open skips the FIFO, so the metadata sweep it starts in the background may drop
+  // the manifest's record before the pull asks for it (then the store is not read for it at all);
+  // otherwise the read finds the FIFO and counts the fault. Either way nothing hangs.
+  const manifestRecord = join(dir, 'meta', 'manifest', `${sha256Hex(`${UP}/${repo}@${a.digest}`)}.json`);
+  assert.ok((await faults(s, 'read', 'EFTYPE')) >= 1 || !existsSync(manifestRecord), 'the unreadable manifest was read and counted, or its record was swept at open');
   assert.equal((await readyz(s)).status, 200);
 });
