@@ -128,6 +128,7 @@ export interface DepsOptions {
  * registry per upstream as registry/compose.ts builds it (offline: the store alone).
  */
 export async function defaultDeps(config: Config, opts: DepsOptions = {}): Promise<AppDeps> {
+  if (config.cache.shared) throw new Error('cache.shared: not served yet by this build (the scale-out layers are being built)');
   const logger = opts.logger ?? createLogger(config.server.logLevel);
   const metrics = new Metrics();
   const offline = opts.offline ?? false;

@@ -11,7 +11,8 @@ import type { AuthoritySpec, ConfigSpec, PolicySpec } from './schema.js';
 import { DEFAULT_THRESHOLD, DEFAULT_TRUSTED_ROOT, join } from './schema.js';
 import { compileGlob } from './glob.js';
 import { readConfigFile } from './read-file.js';
-import type { Authority, Config, ConfigProblem, Policy, ServerConfig, TufConfig, UpstreamConfig } from './types.js';
+import type { Authority, Config, ConfigProblem, Policy, ServerConfig, SharedConfig, TufConfig, UpstreamConfig } from './types.js';
+import type { SharedSpec } from './shared-schema.js';
 
 /** RSA keys below this size are breakable; cosign itself refuses to generate them. */
 export const MIN_RSA_BITS = 2048;
@@ -261,6 +262,19 @@ async function compileTrustedRoot(p: Problems, entry: { at: string; value: strin
   return file;
 }
 
+/** cache.shared with the peer CA read; an https peer address needs server.tls (the peer listener serves with it). */
+async function compileShared(p: Problems, sh: SharedSpec, server: ServerConfig, baseDir: string): Promise<SharedConfig> {
+  let peer: SharedConfig['peer'];
+  if (sh.peer) {
+    if (sh.peer.advertise.startsWith('https:') && server.tls === undefined) p.error('cache.shared.peer.advertise', 'is https, which needs server.tls: the peer listener serves with the same certificate');
+    const caPath = sh.peer.ca === undefined ? undefined : resolve(baseDir, sh.peer.ca);
+    const ca = caPath === undefined ? undefined : await p.read('cache.shared.peer.ca', caPath);
+    if (ca !== undefined && !ca.includes('-----BEGIN CERTIFICATE-----')) p.error('cache.shared.peer.ca', `${caPath} holds no PEM certificate`);
+    peer = { listen: sh.peer.listen, advertise: sh.peer.advertise, token: sh.peer.token, ...(ca !== undefined && caPath !== undefined ? { ca, caPath } : {}) };
+  }
+  return { ...(sh.s3 ? { s3: { ...sh.s3 } } : {}), ...(sh.redis ? { redis: { ...sh.redis } } : {}), ...(peer ? { peer } : {}) };
+}
+
 /** trust.tuf with its paths resolved; the initial root must be a TUF root.json (its signatures are checked when used). */
 async function compileTuf(p: Problems, t: NonNullable<ConfigSpec['tuf']>, storeDir: string | undefined, baseDir: string): Promise<TufConfig> {
   const rootPath = t.root === undefined ? undefined : resolve(baseDir, t.root);
@@ -292,9 +306,10 @@ export async function compileConfig(spec: ConfigSpec, o: CompileOptions): Promis
   const policies: Policy[] = [];
   for (const s of spec.policies) policies.push(await compilePolicy(p, s, o.baseDir));
   const store = spec.cache.store && storeDir !== undefined ? { dir: storeDir, maxBytes: spec.cache.store.maxBytes } : undefined;
+  const shared = spec.cache.shared && (await compileShared(p, spec.cache.shared, server, o.baseDir));
   const config: Config = {
     server, upstreams, defaultUpstream: spec.defaultUpstream, trust: { trustedRoot, ...(tuf ? { tuf } : {}) }, policies,
-    cache: { verifications: { ...spec.cache.verifications }, store, tags: { ...spec.cache.tags }, manifests: { ...spec.cache.manifests } }, source: o.source,
+    cache: { verifications: { ...spec.cache.verifications }, store, tags: { ...spec.cache.tags }, manifests: { ...spec.cache.manifests }, ...(shared ? { shared } : {}) }, source: o.source,
   };
   return { config: p.list.some((x) => x.severity === 'error') ? undefined : deepFreeze(config), problems: p.list };
 }

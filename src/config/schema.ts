@@ -14,6 +14,7 @@ import type { ConfigProblem, ListenAddress, Mode, TlogMode } from './types.js';
 import { exactRegExp, globLiteralHost, globProblem, isFullyAnchored } from './glob.js';
 import { checkAttestations } from './attestations.js';
 import type { AttestationRequirement } from './types.js';
+import { checkShared, type SharedSpec } from './shared-schema.js';
 import { checkTuf, type TufSpec } from './tuf-schema.js';
 
 export const PINO_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -66,6 +67,7 @@ export interface ConfigSpec {
     store?: { dir: string; maxBytes: number };
     tags: { ttlMs: number };
     manifests: { maxBytes: number };
+    shared?: SharedSpec;
   };
 }
 
@@ -361,7 +363,7 @@ export function validateConfig(raw: unknown): { spec: ConfigSpec; problems: Conf
     if (typeof n === 'string') seen.add(n);
   });
 
-  const ca = c.map(root.cache, 'cache', ['verifications', 'store', 'tags', 'manifests']) ?? {};
+  const ca = c.map(root.cache, 'cache', ['verifications', 'store', 'tags', 'manifests', 'shared']) ?? {};
   const v = c.map(ca.verifications, 'cache.verifications', ['maxEntries', 'ttl']) ?? {};
   const maxEntries = c.positiveInt(v.maxEntries, 'cache.verifications.maxEntries', DEFAULT_VERIFICATION_MAX_ENTRIES);
   const ttl = v.ttl === undefined || v.ttl === null ? DEFAULT_VERIFICATION_TTL_MS : parseDuration(v.ttl);
@@ -374,6 +376,7 @@ export function validateConfig(raw: unknown): { spec: ConfigSpec; problems: Conf
   if (typeof tagTtl === 'string') c.error('cache.tags.ttl', tagTtl);
   const mf = c.map(ca.manifests, 'cache.manifests', ['maxBytes']) ?? {};
   const manifestBytes = c.positiveInt(mf.maxBytes, 'cache.manifests.maxBytes', DEFAULT_MANIFEST_CACHE_BYTES) ?? DEFAULT_MANIFEST_CACHE_BYTES;
+  const shared = checkShared(c, ca.shared, st !== undefined, parseListen);
 
   const spec: ConfigSpec = {
     server: { listen: typeof listen === 'string' ? DEFAULT_LISTEN : listen, tls, auth, logLevel },
@@ -383,6 +386,7 @@ export function validateConfig(raw: unknown): { spec: ConfigSpec; problems: Conf
       store,
       tags: { ttlMs: typeof tagTtl === 'string' ? 0 : tagTtl },
       manifests: { maxBytes: manifestBytes },
+      ...(shared ? { shared } : {}),
     },
   };
   return { spec, problems: c.problems };

@@ -108,6 +108,45 @@ export interface CacheConfig {
   /** Manifests held in memory by digest (extension: `cache.manifests.maxBytes`, default 64 MiB). */
   readonly manifests: { readonly maxBytes: number };
   readonly store?: { readonly dir: string; readonly maxBytes: number };
+  /** Several processes acting as one cache (`cache.shared`; needs `cache.store`). */
+  readonly shared?: SharedConfig;
+}
+
+/** `cache.shared`: at least one of `s3` and `redis`; `peer` needs `redis`. */
+export interface SharedConfig {
+  /** The bucket holding the verified store as the second level behind each process's `cache.store`. */
+  readonly s3?: SharedS3Config;
+  /** Redis/Valkey: leases (one fetch at a time across processes), shared tag answers and verdicts. */
+  readonly redis?: { readonly url: string };
+  /** Where this process serves its in-flight downloads to peers, and how they reach it. */
+  readonly peer?: SharedPeerConfig;
+}
+
+export interface SharedS3Config {
+  /** Any S3-compatible endpoint; absent: AWS's own for `region`. */
+  readonly endpoint?: string;
+  readonly region: string;
+  readonly bucket: string;
+  /** Key prefix, '' or ending in '/'. */
+  readonly prefix: string;
+  readonly forcePathStyle: boolean;
+  /** Absent: the AWS SDK's default chain (environment, instance role, …). */
+  readonly credentials?: { readonly accessKeyId: string; readonly secretAccessKey: string; readonly sessionToken?: string };
+  /** Extension: the bucket is evicted down to this many bytes (least recently used first) by one process at a time. */
+  readonly maxBytes?: number;
+  /** Extension: answer warm blob GETs with a 307 to a short-lived presigned URL (default false; never offline). */
+  readonly redirect: boolean;
+}
+
+export interface SharedPeerConfig {
+  readonly listen: ListenAddress;
+  /** scheme://host:port peers use; https: the peer listener serves with server.tls's certificate. */
+  readonly advertise: string;
+  /** Shared secret every peer presents (Authorization: Bearer). */
+  readonly token: string;
+  /** Extension: PEM of the CA peers' certificates chain to (read at load), beside the system roots. */
+  readonly ca?: string;
+  readonly caPath?: string;
 }
 
 /** `trust.tuf`: a TUF repository that keeps a trusted root fresh (trust/ fetches it). */
