@@ -39,6 +39,8 @@ export class Metrics {
   readonly storeFilled: Counter;
   readonly storeEvictions: Counter;
   readonly storeEvictedBytes: Counter;
+  readonly sharedUnavailable: Counter<'engine'>;
+  readonly sharedUp: Gauge<'engine'>;
   readonly buildInfo: Gauge<'version' | 'node'>;
   /** The store the gauges read, once one is watched (watchStore). */
   #store: ObservedStore | undefined;
@@ -175,6 +177,18 @@ export class Metrics {
     this.storeEvictedBytes = new Counter({
       name: 'sigil_store_evicted_bytes_total',
       help: 'Bytes of the objects evicted from the content store',
+      registers: [registry],
+    });
+    this.sharedUnavailable = new Counter({
+      name: 'sigil_shared_unavailable_total',
+      help: 'Times a shared engine (cache.shared: s3, redis) became unavailable (a network error, 5xx or timeout); requests then go on as a single process would',
+      labelNames: ['engine'],
+      registers: [registry],
+    });
+    this.sharedUp = new Gauge({
+      name: 'sigil_shared_up',
+      help: '1 while a shared engine (cache.shared: s3, redis) answers, 0 while it is taken as unavailable',
+      labelNames: ['engine'],
       registers: [registry],
     });
   }
