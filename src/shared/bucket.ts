@@ -162,9 +162,9 @@ export class Bucket {
         this.#log.warn({ ref, size: r.ContentLength }, 'bucket: record too big, taken as absent');
         return null;
       }
-      const text = await readCapped(body, RECORD_MAX_BYTES);
+      const bytes = await readCapped(body, RECORD_MAX_BYTES);
       try {
-        return text === undefined ? null : (JSON.parse(text) as unknown);
+        return bytes === undefined ? null : (JSON.parse(bytes.toString('utf8')) as unknown);
       } catch {
         this.#log.warn({ ref }, 'bucket: record is not JSON, taken as absent');
         return null;
@@ -272,8 +272,8 @@ function statusOf(err: unknown): number | undefined {
   return (err as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata?.httpStatusCode;
 }
 
-/** The body as UTF-8 text, or undefined past `max` bytes. */
-async function readCapped(body: Readable, max: number): Promise<string | undefined> {
+/** The bytes of a body of at most `max` bytes; undefined when longer (the body is destroyed). */
+export async function readCapped(body: Readable, max: number): Promise<Buffer | undefined> {
   const chunks: Buffer[] = [];
   let n = 0;
   for await (const c of body) {
@@ -285,5 +285,5 @@ async function readCapped(body: Readable, max: number): Promise<string | undefin
     }
     chunks.push(b);
   }
-  return Buffer.concat(chunks).toString('utf8');
+  return Buffer.concat(chunks);
 }

@@ -1,3 +1,4 @@
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import S3rver from 's3rver';
 import type { SharedS3Config } from '../../src/config/types.js';
 import { tempDir } from './temp.js';
@@ -12,6 +13,8 @@ export interface S3Server {
   readonly endpoint: string;
   /** A `cache.shared.s3` for this server (path-style, its credentials, prefix ''). */
   config(over?: Partial<SharedS3Config>): SharedS3Config;
+  /** Writes `bytes` under `key` directly, past every check of the Bucket (a damaged or planted object). */
+  putRaw(key: string, bytes: Buffer): Promise<void>;
   /** Makes it unreachable: open connections are cut, new ones refused. */
   stop(): Promise<void>;
   /** Serves again on the same port and directory, with what it held. */
@@ -44,6 +47,14 @@ export async function startS3Server(): Promise<S3Server> {
   return {
     endpoint,
     config: (over = {}) => ({ endpoint, region: 'us-east-1', bucket: TEST_BUCKET, prefix: '', forcePathStyle: true, credentials: CREDENTIALS, redirect: false, ...over }),
+    async putRaw(key, bytes) {
+      const client = new S3Client({ endpoint, region: 'us-east-1', forcePathStyle: true, credentials: CREDENTIALS, requestChecksumCalculation: 'WHEN_REQUIRED' });
+      try {
+        await client.send(new PutObjectCommand({ Bucket: TEST_BUCKET, Key: key, Body: bytes }));
+      } finally {
+        client.destroy();
+      }
+    },
     stop,
     start,
     close: stop,
