@@ -40,6 +40,9 @@ export class Metrics {
   readonly storeEvictions: Counter;
   readonly storeEvictedBytes: Counter;
   readonly buildInfo: Gauge<'version' | 'node'>;
+  readonly sharedUp: Gauge<'engine'>;
+  readonly sharedUnavailable: Counter<'engine'>;
+  readonly sharedVerdictsRejected: Counter;
   /** The store the gauges read, once one is watched (watchStore). */
   #store: ObservedStore | undefined;
 
@@ -175,6 +178,24 @@ export class Metrics {
     this.storeEvictedBytes = new Counter({
       name: 'sigil_store_evicted_bytes_total',
       help: 'Bytes of the objects evicted from the content store',
+      registers: [registry],
+    });
+    // cache.shared: each engine (redis, s3) sets its own label values once it is configured.
+    this.sharedUp = new Gauge({
+      name: 'sigil_shared_up',
+      help: '1 while a cache.shared engine (redis, s3) answers, 0 while it does not (each process then works on its own)',
+      labelNames: ['engine'],
+      registers: [registry],
+    });
+    this.sharedUnavailable = new Counter({
+      name: 'sigil_shared_unavailable_total',
+      help: 'Times a cache.shared engine (redis, s3) stopped answering',
+      labelNames: ['engine'],
+      registers: [registry],
+    });
+    this.sharedVerdictsRejected = new Counter({
+      name: 'sigil_shared_verdicts_rejected_total',
+      help: 'Verdicts read from Redis and ignored because their signature (HMAC with cache.shared.peer.token) or key did not check',
       registers: [registry],
     });
   }
