@@ -42,7 +42,7 @@ export class Metrics {
   readonly buildInfo: Gauge<'version' | 'node'>;
   readonly sharedUp: Gauge<'engine'>;
   readonly sharedUnavailable: Counter<'engine'>;
-  readonly sharedVerdictsRejected: Counter;
+  readonly sharedVerdicts: Counter<'result'>;
   /** The store the gauges read, once one is watched (watchStore). */
   #store: ObservedStore | undefined;
 
@@ -193,9 +193,10 @@ export class Metrics {
       labelNames: ['engine'],
       registers: [registry],
     });
-    this.sharedVerdictsRejected = new Counter({
-      name: 'sigil_shared_verdicts_rejected_total',
-      help: 'Verdicts read from Redis and ignored because their signature (HMAC with cache.shared.peer.token) or key did not check',
+    this.sharedVerdicts = new Counter({
+      name: 'sigil_shared_verdicts_total',
+      help: 'Shared verdict lookups in Redis on a verdict cache miss, by result: hit, miss, or rejected (its HMAC with cache.shared.peer.token or its key did not check: ignored, verified here)',
+      labelNames: ['result'],
       registers: [registry],
     });
   }
