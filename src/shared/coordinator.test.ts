@@ -183,6 +183,27 @@ test('while Redis is down every call answers "unavailable" at once; after it res
   }
 });
 
+test('a Redis that hangs (connected, answering nothing) costs a call REDIS_COMMAND_TIMEOUT_MS at most; once it answers, calls work again and a lease taken late is given back', async () => {
+  const own = await startRedisServer();
+  const { logger, records } = capturingLogger();
+  const c = Coordinator.connect({ url: own.url, logger });
+  try {
+    assert.ok(await c.waitUntilUp(10_000));
+    own.freeze();
+    assert.equal(await noHang(c.getJson('tag:k')), undefined);
+    assert.deepEqual(await noHang(c.acquire('blob:k', 'me')), { kind: 'unavailable' });
+    assert.equal(c.available, false);
+    own.thaw();
+    await waitFor(async () => (await c.setJson('tag:k', 1, 1_000)) === true);
+    assert.equal(c.available, true);
+    assert.equal(await c.holder('blob:k'), null, 'the acquire that ran late was taken back');
+    assert.equal(records.filter((r) => r.msg?.startsWith('redis unavailable')).length, 1);
+  } finally {
+    await c.close();
+    await own.stop();
+  }
+});
+
 test('a Redis that never answered: calls are "unavailable", and its URL is logged without the password', async () => {
   const { logger, records } = capturingLogger();
   const c = Coordinator.connect({ url: `redis://user:s3cret@127.0.0.1:${await freePort()}`, logger });

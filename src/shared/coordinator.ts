@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { Redis } from 'iovalkey';
 import type { Logger } from 'pino';
 import type { Metrics } from '../audit/metrics.js';
@@ -67,17 +68,20 @@ export type Acquired =
   | { readonly kind: 'held'; readonly holder: string } // holder = the value the holder stored (e.g. its signed peer address)
   | { readonly kind: 'unavailable' }; // Redis down: behave as a single process
 
-// A lease's value is "<fence> <holder>": the fence makes each acquisition's value unique, so that
-// compare-and-renew and compare-and-delete never take a later acquisition (even by the same
-// holder) for their own.
+// A lease's value is "<nonce> <holder>": the random nonce makes each acquisition's value unique,
+// so that compare-and-renew and compare-and-delete never take a later acquisition (even by the
+// same holder) for their own.
 
-/** KEYS: lease, fence. ARGV: holder, ttl ms, fence ttl ms. → {1, fence} taken, {0, value} held. */
+/** Random bytes of a lease value's nonce: never the same twice among the leases of a cluster. */
+const LEASE_NONCE_BYTES = 12;
+
+/** KEYS: lease, fence. ARGV: value, ttl ms, fence ttl ms. → {1, fence} taken, {0, value} held. */
 const ACQUIRE = `
 local held = redis.call('GET', KEYS[1])
 if held then return {0, held} end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 local fence = redis.call('INCR', KEYS[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
-redis.call('SET', KEYS[1], fence .. ' ' .. ARGV[1], 'PX', ARGV[2])
 return {1, fence}`;
 
 /** KEYS: lease, fence. ARGV: our value, ttl ms, fence ttl ms. → 1 renewed, 0 not ours any more. */
@@ -162,16 +166,16 @@ export class Coordinator {
     return this.#up === true && this.#redis.status === 'ready';
   }
 
-  /** Resolves once Redis is up, or with false after `ms` (start-up, tests). */
+  /** Resolves once Redis is up, or with whether it is after `ms` of real time (start-up, tests). */
   async waitUntilUp(ms: number): Promise<boolean> {
     if (this.available) return true;
     return new Promise((resolve) => {
-      const cancel = this.#timer(ms, () => {
+      const t = setTimeout(() => {
         this.#redis.off('ready', onReady);
         resolve(this.available);
-      });
+      }, ms);
       const onReady = (): void => {
-        cancel();
+        clearTimeout(t);
         resolve(true);
       };
       this.#redis.once('ready', onReady);
@@ -185,11 +189,16 @@ export class Coordinator {
    */
   async acquire(key: string, holder: string, ttlMs = DEFAULT_LEASE_TTL_MS): Promise<Acquired> {
     const ttl = leaseTtl(ttlMs);
-    const r = await this.#call(() => this.#redis.eval(ACQUIRE, 2, leaseKey(key), fenceKey(key), holder, ttl, FENCE_TTL_MS));
-    if (r === undefined || this.#closed) return { kind: 'unavailable' };
+    const value = `${randomBytes(LEASE_NONCE_BYTES).toString('hex')} ${holder}`;
+    const r = await this.#call(() => this.#redis.eval(ACQUIRE, 2, leaseKey(key), fenceKey(key), value, ttl, FENCE_TTL_MS));
+    if (r === undefined || this.#closed) {
+      // A command that timed out may still run once Redis answers again: this one, sent after it
+      // on the same connection, takes back the lease nobody would renew (best effort).
+      if (!this.#closed) void this.#call(() => this.#redis.eval(RELEASE, 1, leaseKey(key), value));
+      return { kind: 'unavailable' };
+    }
     const [taken, v] = r as [number, number | string];
     if (taken !== 1) return { kind: 'held', holder: holderOf(String(v)) };
-    const value = `${v} ${holder}`;
     const lease: HeldLease = new HeldLease(key, Number(v), ttl, {
       renew: () => this.#call(() => this.#redis.eval(RENEW, 2, leaseKey(key), fenceKey(key), value, ttl, FENCE_TTL_MS)),
       release: () => {
@@ -358,7 +367,7 @@ const leaseKey = (key: string): string => `${KEY_PREFIX}lease:${key}`;
 const fenceKey = (key: string): string => `${KEY_PREFIX}fence:${key}`;
 const valueKey = (key: string): string => `${KEY_PREFIX}value:${key}`;
 
-/** The holder part of a lease value ("<fence> <holder>"). */
+/** The holder part of a lease value ("<nonce> <holder>"). */
 function holderOf(value: string): string {
   const sp = value.indexOf(' ');
   return sp < 0 ? value : value.slice(sp + 1);

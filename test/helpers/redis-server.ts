@@ -25,6 +25,9 @@ export interface RedisServer {
   stop(): Promise<void>;
   /** SIGKILL at once: "Redis died mid-test" (nothing is saved: started with --save ""). */
   kill(): Promise<void>;
+  /** SIGSTOP: the server keeps its connections but answers nothing ("Redis hangs"); `thaw()` resumes it. */
+  freeze(): void;
+  thaw(): void;
   /** Starts it again on the same port (after stop or kill), empty; resolves once it answers PING. */
   restart(): Promise<void>;
 }
@@ -71,6 +74,7 @@ async function launch(dir: string, port: number): Promise<ChildProcess> {
 
 async function stopChild(child: ChildProcess, signal: 'SIGTERM' | 'SIGKILL'): Promise<void> {
   if (exited(child)) return;
+  child.kill('SIGCONT'); // a frozen server cannot act on SIGTERM
   child.kill(signal);
   if (await waitExit(child, STOP_GRACE_MS)) return;
   child.kill('SIGKILL');
@@ -114,6 +118,12 @@ export async function startRedisServer(): Promise<RedisServer> {
     },
     async kill() {
       await stopChild(current, 'SIGKILL');
+    },
+    freeze() {
+      current.kill('SIGSTOP');
+    },
+    thaw() {
+      current.kill('SIGCONT');
     },
     async restart() {
       await stopChild(current, 'SIGTERM');
