@@ -8,7 +8,7 @@ import { startRedisServer, type RedisServer } from '../../test/helpers/redis-ser
 import { Coordinator, KEY_PREFIX } from '../shared/coordinator.js';
 import { seal } from '../shared/sealed.js';
 import type { Outcome } from '../verify/types.js';
-import { SharedVerdicts, sharedVerdictKey, type SharedVerdictsOptions } from './shared-verdicts.js';
+import { SharedVerdicts, sharedVerdictKey, sharedVerdictsOf, type SharedVerdictsOptions } from './shared-verdicts.js';
 import { FAILURE_TTL_MS, type VerdictKeyParts } from './verdicts.js';
 
 const TOKEN = 'a-peer-token-of-some-length';
@@ -136,4 +136,16 @@ test('with Redis unavailable the verdict is reached here, as by a single process
   const v = computing(verified);
   assert.deepEqual(await a.shared.verdict(parts, v.run), { outcome: verified });
   assert.equal(v.runs, 1);
+});
+
+test('verdicts are shared only with Redis and a peer token', async () => {
+  const coordinator = Coordinator.connect({ url: server.url, logger: silentLogger() });
+  coordinators.push(coordinator);
+  const deps = { metrics: new Metrics({ defaultMetrics: false }), logger: silentLogger() };
+  const verifications = { maxEntries: 10, ttlMs: TTL_MS };
+  const peer = { listen: { host: '127.0.0.1', port: 0 }, advertise: 'http://127.0.0.1:1', token: TOKEN };
+  assert.ok(sharedVerdictsOf({ verifications, shared: { redis: { url: server.url }, peer } }, coordinator, deps));
+  assert.equal(sharedVerdictsOf({ verifications, shared: { redis: { url: server.url } } }, coordinator, deps), undefined);
+  assert.equal(sharedVerdictsOf({ verifications, shared: { peer } }, undefined, deps), undefined);
+  assert.equal(sharedVerdictsOf({ verifications }, undefined, deps), undefined);
 });

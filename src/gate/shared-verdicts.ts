@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { Metrics } from '../audit/metrics.js';
+import type { CacheConfig } from '../config/types.js';
 import type { Coordinator } from '../shared/coordinator.js';
 import { seal, unseal } from '../shared/sealed.js';
 import type { Outcome } from '../verify/types.js';
@@ -77,6 +78,16 @@ export class SharedVerdicts {
     if (left <= 0) return undefined;
     return { outcome: r.outcome, ttlMs: left };
   }
+}
+
+/**
+ * The shared verdicts of a config (one per generation, as the gate's verdict cache): with a
+ * coordinator (cache.shared.redis) and cache.shared.peer.token; without a token, none.
+ */
+export function sharedVerdictsOf(cache: Pick<CacheConfig, 'shared' | 'verifications'>, coordinator: SharedVerdictsOptions['coordinator'] | undefined, deps: { metrics: Metrics; logger: Logger }): SharedVerdicts | undefined {
+  const token = cache.shared?.peer?.token;
+  if (!coordinator || token === undefined) return undefined;
+  return new SharedVerdicts({ coordinator, token, ttlMs: cache.verifications.ttlMs, ...deps });
 }
 
 /** A verdict's key in Redis: every part of the verdict cache's key, each encoded, so that no two keys read alike. */
