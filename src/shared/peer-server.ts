@@ -60,7 +60,12 @@ export class PeerServer {
     this.#o = opts;
     const https = new URL(opts.peer.advertise).protocol === 'https:';
     if (https && opts.tls === undefined) throw new Error('cache.shared.peer.advertise is https: the peer listener needs server.tls');
-    const handler = (req: IncomingMessage, res: ServerResponse): void => void this.#handle(req, res);
+    const handler = (req: IncomingMessage, res: ServerResponse): void => {
+      this.#handle(req, res).catch((err: unknown) => {
+        this.#o.logger.error({ path: req.url, err: String(err) }, 'peer request failed');
+        res.destroy();
+      });
+    };
     this.#server = https && opts.tls ? createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key }, handler) : createHttpServer(handler);
     this.#server.headersTimeout = PEER_HEADERS_TIMEOUT_MS;
     this.#server.requestTimeout = PEER_HEADERS_TIMEOUT_MS; // a request has no body: its end is its headers
