@@ -39,6 +39,7 @@ export class Metrics {
   readonly storeFilled: Counter;
   readonly storeEvictions: Counter;
   readonly storeEvictedBytes: Counter;
+  readonly blobFlights: Counter<'upstream' | 'outcome'>;
   readonly buildInfo: Gauge<'version' | 'node'>;
   /** The store the gauges read, once one is watched (watchStore). */
   #store: ObservedStore | undefined;
@@ -175,6 +176,12 @@ export class Metrics {
     this.storeEvictedBytes = new Counter({
       name: 'sigil_store_evicted_bytes_total',
       help: 'Bytes of the objects evicted from the content store',
+      registers: [registry],
+    });
+    this.blobFlights = new Counter({
+      name: 'sigil_shared_blob_flights_total',
+      help: 'Blob downloads into the store with cache.shared.peer, by outcome: fetched (this replica took the lease and fetched from the upstream), peer (streamed from the lease holder), alone (Redis unavailable), own (the lease is this replica\'s), bad_mac (the lease value failed its MAC: ignored), peer_failed (the holder gave nothing: fetched from the upstream), taken_over (the holder\'s stream failed mid-way: the rest from the upstream)',
+      labelNames: ['upstream', 'outcome'],
       registers: [registry],
     });
   }
