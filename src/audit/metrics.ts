@@ -39,6 +39,11 @@ export class Metrics {
   readonly storeFilled: Counter;
   readonly storeEvictions: Counter;
   readonly storeEvictedBytes: Counter;
+  readonly sharedUnavailable: Counter<'engine'>;
+  readonly sharedUp: Gauge<'engine'>;
+  readonly sharedReplications: Counter<'kind' | 'result'>;
+  readonly sharedStoreLookups: Counter<'kind' | 'result'>;
+  readonly sharedVerdicts: Counter<'result'>;
   readonly blobFlights: Counter<'upstream' | 'outcome'>;
   readonly buildInfo: Gauge<'version' | 'node'>;
   /** The store the gauges read, once one is watched (watchStore). */
@@ -176,6 +181,36 @@ export class Metrics {
     this.storeEvictedBytes = new Counter({
       name: 'sigil_store_evicted_bytes_total',
       help: 'Bytes of the objects evicted from the content store',
+      registers: [registry],
+    });
+    this.sharedUnavailable = new Counter({
+      name: 'sigil_shared_unavailable_total',
+      help: 'Times a shared engine (cache.shared: s3, redis) became unavailable (a network error, 5xx or timeout); requests then go on as a single process would',
+      labelNames: ['engine'],
+      registers: [registry],
+    });
+    this.sharedUp = new Gauge({
+      name: 'sigil_shared_up',
+      help: '1 while a shared engine (cache.shared: s3, redis) answers, 0 while it is taken as unavailable',
+      labelNames: ['engine'],
+      registers: [registry],
+    });
+    this.sharedReplications = new Counter({
+      name: 'sigil_shared_replications_total',
+      help: 'Objects and records this process replicated into the shared bucket, by kind (object, record) and result (uploaded, present: the bucket had it, gone: evicted locally first, dropped: the queue was full, failed: the bucket failed or refused)',
+      labelNames: ['kind', 'result'],
+      registers: [registry],
+    });
+    this.sharedStoreLookups = new Counter({
+      name: 'sigil_shared_store_lookups_total',
+      help: 'Shared bucket lookups on the serving path, by kind (manifest by digest, blob) and result (hit, miss, unavailable, mismatch: the bytes did not hash to the digest)',
+      labelNames: ['kind', 'result'],
+      registers: [registry],
+    });
+    this.sharedVerdicts = new Counter({
+      name: 'sigil_shared_verdicts_total',
+      help: 'Shared verdict lookups in Redis on a verdict cache miss, by result: hit, miss, or rejected (its HMAC with cache.shared.peer.token or its key did not check: ignored, verified here)',
+      labelNames: ['result'],
       registers: [registry],
     });
     this.blobFlights = new Counter({

@@ -42,7 +42,9 @@ export function checkShared(c: SharedChecks, raw: unknown, hasStore: boolean, pa
   const s3 = checkS3(c, sh.s3);
   const r = c.map(sh.redis, 'cache.shared.redis', ['url']);
   const redisUrl = r && c.str(r.url, 'cache.shared.redis.url', true);
-  if (redisUrl !== undefined) checkUrl(c, redisUrl, 'cache.shared.redis.url', ['redis:', 'rediss:']);
+  const parsedRedis = redisUrl === undefined ? undefined : checkUrl(c, redisUrl, 'cache.shared.redis.url', ['redis:', 'rediss:']);
+  // Without a host the client would pick its own default (localhost): a host nobody configured.
+  if (parsedRedis !== undefined && parsedRedis.hostname === '') c.error('cache.shared.redis.url', 'names no host: redis://[:password@]host:port[/db]');
   const redis = redisUrl !== undefined ? { url: redisUrl } : undefined;
   const peer = checkPeer(c, sh.peer, parseListen);
   if (sh.peer != null && sh.redis == null) c.error('cache.shared.peer', 'needs cache.shared.redis: peers find the process fetching a blob through its lease there');
@@ -58,8 +60,7 @@ function checkS3(c: SharedChecks, raw: unknown): SharedSpec['s3'] {
   if (endpoint !== undefined) checkUrl(c, endpoint, `${at}.endpoint`, ['https:', 'http:']);
   const region = c.str(s.region, `${at}.region`) ?? 'us-east-1';
   const bucket = c.str(s.bucket, `${at}.bucket`, true);
-  // S3's bucket naming rules (3-63 lower-case letters, digits, dots and hyphens).
-  if (bucket !== undefined && !/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) c.error(`${at}.bucket`, `is not a valid bucket name: ${JSON.stringify(bucket)} (3-63 lower-case letters, digits, "." and "-")`);
+  if (bucket !== undefined && !isBucketName(bucket)) c.error(`${at}.bucket`, `is not a valid bucket name: ${JSON.stringify(bucket)} (3-63 lower-case letters, digits, "." and "-", no "..", not an IP address)`);
   const prefix = c.str(s.prefix, `${at}.prefix`) ?? '';
   if (prefix.startsWith('/') || prefix.includes('//') || prefix.split('/').some((p) => p === '.' || p === '..') || /[\\\0-\x1f]/.test(prefix)) {
     c.error(`${at}.prefix`, `must be a relative key prefix like "prod/", got ${JSON.stringify(prefix)}`);
@@ -86,7 +87,7 @@ function checkPeer(c: SharedChecks, raw: unknown, parseListen: (text: string) =>
   const advertise = c.str(p.advertise, `${at}.advertise`, true);
   if (advertise !== undefined) {
     const u = checkUrl(c, advertise, `${at}.advertise`, ['https:', 'http:']);
-    if (u !== undefined && (u.pathname !== '/' || u.search !== '' || u.hash !== '' || u.username !== '')) c.error(`${at}.advertise`, 'must be scheme://host:port only (no path, query or credentials)');
+    if (u !== undefined && (u.pathname !== '/' || u.search !== '' || u.hash !== '' || u.username !== '' || u.password !== '')) c.error(`${at}.advertise`, 'must be scheme://host:port only (no path, query or credentials)');
   }
   const token = c.str(p.token, `${at}.token`, true);
   if (token !== undefined && token.length < MIN_PEER_TOKEN_CHARS) c.error(`${at}.token`, `must be at least ${MIN_PEER_TOKEN_CHARS} characters (a shared secret, e.g. openssl rand -hex 32)`);
@@ -100,7 +101,8 @@ function checkUrl(c: SharedChecks, text: string, at: string, schemes: readonly s
   try {
     u = new URL(text);
   } catch {
-    c.error(at, `not a URL: ${JSON.stringify(text.replace(/\/\/[^@/]*@/, '//…@'))}`);
+    // Up to the last "@": a password may hold "/" (base64), and it must not reach the message.
+    c.error(at, `not a URL: ${JSON.stringify(text.replace(/\/\/.*@/s, '//…@'))}`);
     return undefined;
   }
   if (!schemes.includes(u.protocol)) {
@@ -108,4 +110,9 @@ function checkUrl(c: SharedChecks, text: string, at: string, schemes: readonly s
     return undefined;
   }
   return u;
+}
+
+/** S3's bucket naming rules: 3-63 lower-case letters, digits, dots and hyphens, starting and ending with a letter or digit, no two dots in a row, not shaped like an IPv4 address. */
+function isBucketName(name: string): boolean {
+  return /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(name) && !name.includes('..') && !/^\d+\.\d+\.\d+\.\d+$/.test(name);
 }

@@ -183,6 +183,11 @@ async function blob(req: FastifyRequest, reply: FastifyReply, deps: V2Deps, clie
     ...(deps.gate.isSignatureBlob(r.upstream.name, r.repository, digest) ? { verifyDigest: true } : {}),
     ...(fromStore ? {} : { skipStore: true }),
   });
+  if (res.status === 307 && (deps.offline || req.method !== 'GET' || range !== undefined)) {
+    // a redirect (registry/shared-redirect.ts) is only ever the answer to a whole-blob GET while online
+    res.body?.destroy();
+    throw new SigilError({ code: 'INTERNAL', message: `${r.upstream.name}/${r.repository}: blob ${digest} answered with a redirect where none may be` });
+  }
   reply.code(res.status).headers(res.headers).header('docker-content-digest', digest);
   if (res.body === null) return reply.send();
   // A client that goes away must not leave the upstream download running.

@@ -35,14 +35,17 @@ export interface BlobRequest {
   readonly skipStore?: boolean;
 }
 
-/** A blob answer, ready to stream to the client. */
+/**
+ * A blob answer, ready to stream to the client; or, for a whole-blob GET the shared bucket holds
+ * (`cache.shared.s3.redirect`, registry/shared-redirect.ts), a 307 to a presigned URL of it.
+ */
 export interface BlobResponse {
-  /** 200 or 206. */
+  /** 200 or 206; 307 for a redirect (headers: `location` only; body null). */
   readonly status: number;
-  /** Only headers safe and meaningful to pass on (content-type/-length/-range, accept-ranges, etag). */
+  /** Only headers safe and meaningful to pass on (content-type/-length/-range, accept-ranges, etag; a redirect's location). */
   readonly headers: Readonly<Record<string, string>>;
   /**
-   * The body (null for HEAD). For a whole-blob GET it is checked against the
+   * The body (null for HEAD and a redirect). For a whole-blob GET it is checked against the
    * digest while it streams: on a mismatch it errors before its last chunk.
    */
   readonly body: Readable | null;

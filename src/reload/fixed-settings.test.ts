@@ -65,3 +65,19 @@ test('a TUF repository added, removed or changed needs a restart; the running on
   assert.deepEqual(keepFixed(other, tuf).config.trust.tuf, tuf.trust.tuf);
   assert.match(keepFixed(other, tuf).restartNeeded[0], /still using https:\/\/tuf\.one\.test\)$/);
 });
+
+test('a shared cache joined, left or changed needs a restart; the running one is kept, and no secret is named', async () => {
+  const store = 'cache:\n  store:\n    dir: /var/lib/sigil\n    maxBytes: 1000\n';
+  const shared = (bucket: string) => `${store}  shared:\n    s3:\n      bucket: ${bucket}\n      credentials: { accessKeyId: AKID, secretAccessKey: s3cr3t-value }\n    redis:\n      url: redis://:hunter2@redis.test:6379/0\n`;
+  const none = await config('  listen: 127.0.0.1:5000', store);
+  const one = await config('  listen: 127.0.0.1:5000', shared('bucket-one'));
+  const two = await config('  listen: 127.0.0.1:5000', shared('bucket-two'));
+  const joined = keepFixed(one, none);
+  assert.equal(joined.config.cache.shared, undefined);
+  assert.match(joined.restartNeeded[0], /^cache\.shared: bucket bucket-one, redis needs a restart \(still using none\)$/);
+  const changed = keepFixed(two, one);
+  assert.deepEqual(changed.config.cache.shared, one.cache.shared);
+  assert.match(changed.restartNeeded[0], /^cache\.shared: bucket bucket-two, redis needs a restart \(still using bucket bucket-one, redis\)$/);
+  assert.deepEqual(keepFixed(none, one).config.cache.shared, one.cache.shared);
+  for (const line of [...joined.restartNeeded, ...changed.restartNeeded]) assert.doesNotMatch(line, /s3cr3t|hunter2|AKID/);
+});

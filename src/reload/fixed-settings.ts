@@ -5,7 +5,8 @@ import { deepFreeze } from '../config/compile.js';
  * The settings a reload cannot change, because they were used once at start: the socket sigil
  * listens on (`server.listen`, or `--listen`), whether it speaks TLS at all (`server.tls` added or
  * removed; a changed certificate or key is reloaded), the content store it opened
- * (`cache.store`), and the TUF repository it keeps its trusted root fresh from (`trust.tuf`: its
+ * (`cache.store`), the shared cache it joined (`cache.shared`: its bucket, Redis and peer
+ * listener live as long as the process), and the TUF repository it keeps its trusted root fresh from (`trust.tuf`: its
  * refresher lives as long as the process; every generation reads its latest root). Everything
  * else of a config is reloaded.
  */
@@ -19,6 +20,9 @@ export interface Fixed {
 const address = (l: Config['server']['listen']): string => (l.host.includes(':') ? `[${l.host}]:${l.port}` : `${l.host}:${l.port}`);
 const storeText = (s: Config['cache']['store']): string => (s === undefined ? 'none' : `${s.dir} (maxBytes ${s.maxBytes})`);
 const tufText = (t: Config['trust']['tuf']): string => (t === undefined ? 'none' : t.url);
+/** What a message may say of cache.shared: where, never its secrets. */
+const sharedText = (s: Config['cache']['shared']): string =>
+  s === undefined ? 'none' : [s.s3 && `bucket ${s.s3.bucket}`, s.redis && 'redis', s.peer && `peer ${s.peer.advertise}`].filter(Boolean).join(', ');
 
 /** `next` with the running process's fixed settings, and which of them `next` wanted changed. */
 export function keepFixed(next: Config, running: Config): Fixed {
@@ -34,6 +38,10 @@ export function keepFixed(next: Config, running: Config): Fixed {
   if (s0?.dir !== s1?.dir || s0?.maxBytes !== s1?.maxBytes) {
     restartNeeded.push(`cache.store: ${storeText(s1)} needs a restart (still using ${storeText(s0)})`);
   }
+  const [h0, h1] = [running.cache.shared, next.cache.shared];
+  if (JSON.stringify(h0) !== JSON.stringify(h1)) {
+    restartNeeded.push(`cache.shared: ${sharedText(h1)} needs a restart (still using ${sharedText(h0)})`);
+  }
   const [t0, t1] = [running.trust.tuf, next.trust.tuf];
   if (JSON.stringify(t0) !== JSON.stringify(t1)) {
     restartNeeded.push(`trust.tuf: ${tufText(t1)} needs a restart (still using ${tufText(t0)})`);
@@ -43,9 +51,10 @@ export function keepFixed(next: Config, running: Config): Fixed {
   const config: Config = {
     ...next,
     server: { ...now, listen: was.listen, tls },
-    cache: { ...next.cache, store: s0 },
+    cache: { ...next.cache, store: s0, shared: h0 },
     trust: { ...next.trust, ...(t0 !== undefined ? { tuf: t0 } : {}) },
   };
   if (t0 === undefined) delete (config.trust as { tuf?: unknown }).tuf;
+  if (h0 === undefined) delete (config.cache as { shared?: unknown }).shared;
   return { config: deepFreeze(config), restartNeeded };
 }

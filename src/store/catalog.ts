@@ -53,9 +53,19 @@ function namersOf(value: unknown): Digest[] {
  */
 export class Catalog {
   readonly #store: ContentStore;
+  readonly #recordListeners: Array<(ref: RecordRef, value: unknown) => void> = [];
 
   constructor(store: ContentStore) {
     this.#store = store;
+  }
+
+  /**
+   * Calls `listener` after each record this catalog writes (any kind; a `restore` that puts one
+   * back included, a removal not), with its ref and value, synchronously: a listener only takes
+   * note (replication queues it). One that throws is ignored: the record is written.
+   */
+  onRecord(listener: (ref: RecordRef, value: unknown) => void): void {
+    this.#recordListeners.push(listener);
   }
 
   async putTag(upstream: string, repository: string, tag: string, rec: TagRecord): Promise<void> {
@@ -164,8 +174,15 @@ export class Catalog {
     else await this.#put(ref, snapshot.value);
   }
 
-  #put(ref: RecordRef, value: unknown): Promise<void> {
-    return this.#store.putMeta(ref.kind, keyOf(ref), value);
+  async #put(ref: RecordRef, value: unknown): Promise<void> {
+    await this.#store.putMeta(ref.kind, keyOf(ref), value);
+    for (const listener of this.#recordListeners) {
+      try {
+        listener(ref, value);
+      } catch {
+        // a listener's failure is its own (it logs); the record is written
+      }
+    }
   }
 
   #get<T>(ref: RecordRef): Promise<{ value: T; updated: number } | null> {

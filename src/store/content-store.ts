@@ -78,6 +78,8 @@ export class ContentStore {
   readonly #upkeep: Maintenance;
   readonly #reader: ObjectReader;
   readonly #writer: ObjectWriter;
+  readonly #commitListeners: Array<(digest: Digest, size: number) => void> = [];
+  readonly #logger: Logger | undefined;
   #closed = false;
 
   private constructor(opts: ContentStoreOptions, layout: Layout, index: ObjectIndex, now: () => number, trustFileSystem: boolean) {
@@ -85,6 +87,7 @@ export class ContentStore {
     this.#maxBytes = opts.maxBytes;
     this.#index = index;
     const logger = opts.logger;
+    this.#logger = logger;
     this.#meta = new MetaStore(layout, now, logger);
     const upkeep = new Maintenance({
       layout,
@@ -127,6 +130,7 @@ export class ContentStore {
       now,
       openRead: (d) => this.openRead(d),
       written: () => upkeep.written(),
+      committed: (digest, size) => this.#committed(digest, size),
       ...(opts.metrics !== undefined ? { metrics: opts.metrics } : {}),
     });
   }
@@ -192,6 +196,15 @@ export class ContentStore {
   beginWrite(digest: Digest, expectedSize?: number, opts?: WriteOptions): BeginWrite {
     this.#checkOpen();
     return this.#writer.beginWrite(digest, expectedSize, opts);
+  }
+
+  /**
+   * Calls `listener` after each object this process commits (a streaming write or putBytes that
+   * stored it; not one found stored already), with its digest and size, synchronously: a listener
+   * only takes note (replication queues it). One that throws is logged and ignored.
+   */
+  onCommit(listener: (digest: Digest, size: number) => void): void {
+    this.#commitListeners.push(listener);
   }
 
   /** Whether a blob write of `size` bytes should start now (writing, and room on the file system). */
@@ -312,6 +325,16 @@ export class ContentStore {
     this.#closed = true;
     await this.#writer.abortAll();
     await this.idle(); // a running sweep stops before its next file
+  }
+
+  #committed(digest: Digest, size: number): void {
+    for (const listener of this.#commitListeners) {
+      try {
+        listener(digest, size);
+      } catch (err) {
+        this.#logger?.warn({ digest, err: String(err) }, 'content store: a commit listener failed');
+      }
+    }
   }
 
   #checkOpen(): void {

@@ -45,6 +45,8 @@ export interface ObjectWriterOptions {
   readonly openRead: (digest: Digest) => Promise<Readable | null>;
   /** An object was added (eviction may be due). */
   readonly written: () => void;
+  /** An object was committed by this writer (renamed into place, its directory synced), with its size. */
+  readonly committed?: (digest: Digest, size: number) => void;
   /** Where the bytes of committed objects are counted (sigil_store_fill_bytes_total). */
   readonly metrics?: Metrics;
 }
@@ -96,6 +98,7 @@ export class ObjectWriter {
     index.set(digest, bytes.length, t, t);
     this.#o.metrics?.storeFilled.inc(bytes.length);
     this.#o.written();
+    this.#o.committed?.(digest, bytes.length);
   }
 
   /**
@@ -138,6 +141,7 @@ export class ObjectWriter {
         index.set(digest, size, t, t);
         this.#o.metrics?.storeFilled.inc(size);
         await syncDir(layout.objectDir(digest));
+        this.#o.committed?.(digest, size);
       },
       settled: () => {
         if (!settled) this.#reserved -= reserve;

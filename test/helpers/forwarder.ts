@@ -1,4 +1,6 @@
 import { request as httpRequest } from 'node:http';
+import { Transform } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { startFaultServer, type FaultServer } from './fault-server.js';
 
 /** A request held before it is forwarded: `arrived` once it came in, `release()` lets it go on. */
@@ -14,6 +16,24 @@ export interface Forwarder extends FaultServer {
   count(method: string, pathPrefix: string): number;
   /** The next request of `method` whose path starts with `pathPrefix` waits until released (others pass). */
   hold(method: string, pathPrefix: string): Held;
+  /**
+   * Responses to `method` requests whose path starts with `pathPrefix` are sent in pieces of
+   * `chunkBytes` with `delayMs` between them (a slow origin), until `fast()` is called.
+   */
+  slow(method: string, pathPrefix: string, o: { chunkBytes: number; delayMs: number }): { fast(): void };
+}
+
+/** A response body in pieces of `chunkBytes`, `delayMs` apart, while `isSlow()`. */
+function trickle(chunkBytes: number, delayMs: number, isSlow: () => boolean): Transform {
+  return new Transform({
+    async transform(chunk: Buffer, _enc, cb) {
+      for (let at = 0; at < chunk.length; at += chunkBytes) {
+        this.push(chunk.subarray(at, at + chunkBytes));
+        if (isSlow()) await sleep(delayMs);
+      }
+      cb();
+    },
+  });
 }
 
 /**
@@ -24,6 +44,7 @@ export async function startForwarder(targetUrl: string): Promise<Forwarder> {
   const target = new URL(targetUrl);
   let down = false;
   const holds: Array<{ method: string; prefix: string; arrive: () => void; released: Promise<void> }> = [];
+  const slows: Array<{ method: string; prefix: string; chunkBytes: number; delayMs: number; on: boolean }> = [];
   const server = await startFaultServer(async (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     const h = holds.findIndex((x) => x.method === req.method && path.startsWith(x.prefix));
@@ -38,7 +59,12 @@ export async function startForwarder(targetUrl: string): Promise<Forwarder> {
     }
     const fwd = httpRequest(new URL(req.url ?? '/', target), { method: req.method, headers: { ...req.headers, host: target.host } }, (up) => {
       res.writeHead(up.statusCode ?? 502, up.headers);
-      up.pipe(res);
+      const slowed = slows.find((x) => x.on && x.method === req.method && path.startsWith(x.prefix));
+      if (slowed) {
+        const t = trickle(slowed.chunkBytes, slowed.delayMs, () => slowed.on);
+        up.pipe(t).pipe(res);
+        res.on('close', () => up.destroy());
+      } else up.pipe(res);
     });
     fwd.on('error', () => res.destroy());
     req.pipe(fwd);
@@ -56,6 +82,11 @@ export async function startForwarder(targetUrl: string): Promise<Forwarder> {
       const released = new Promise<void>((r) => (release = r));
       holds.push({ method, prefix, arrive, released });
       return { arrived, release };
+    },
+    slow: (method, prefix, o) => {
+      const entry = { method, prefix, ...o, on: true };
+      slows.push(entry);
+      return { fast: () => (entry.on = false) };
     },
   };
 }

@@ -1,0 +1,119 @@
+import type { Logger } from 'pino';
+import type { Metrics } from '../audit/metrics.js';
+import { isSigilError } from '../errors.js';
+import type { HashPool } from '../hash/hash-pool.js';
+import { digestOf, isDigest, type Digest } from '../oci/digest.js';
+import type { BlobRequest, BlobResponse, FetchedManifest, Registry } from '../oci/registry.js';
+import { readCapped, type Bucket } from '../shared/bucket.js';
+import { checkedBlobStream } from '../upstream/blob-verify.js';
+import { MANIFEST_MAX_BYTES } from '../upstream/limits.js';
+import { resolveRange } from '../upstream/ranges.js';
+import { Layer } from './layer.js';
+
+export interface SharedStoreOptions {
+  readonly bucket: Pick<Bucket, 'head' | 'open' | 'getRecord'>;
+  readonly logger: Logger;
+  readonly metrics?: Metrics | undefined;
+  /** Where whole blobs read from the bucket are hashed. */
+  readonly hashes?: HashPool | undefined;
+}
+
+/**
+ * The shared bucket as the second level behind the local store (below writeThrough): a manifest
+ * by digest, and a blob, come from the bucket when it holds the catalog's record binding it to
+ * this repository (replicated by the process that stored it) and the object; else, and
+ * whenever the bucket is unavailable, from below. Nothing from the bucket is taken on trust:
+ * a manifest's bytes must hash to its digest (else it is absent, counted); a whole blob is
+ * hashed as it streams unless the request says the caller checks it (the store's writer), so
+ * that wrong bytes never reach a client complete. A request marked `skipStore` (a stored blob
+ * no passing manifest names) goes below untouched. Lookups are counted
+ * (sigil_shared_store_lookups_total).
+ */
+export class SharedStore extends Layer {
+  readonly #o: SharedStoreOptions;
+
+  constructor(below: Registry, opts: SharedStoreOptions) {
+    super(below);
+    this.#o = opts;
+  }
+
+  override async fetchManifest(repository: string, reference: string, opts?: { accept?: string }): Promise<FetchedManifest> {
+    if (!isDigest(reference)) return this.below.fetchManifest(repository, reference, opts);
+    const found = await this.#manifest(repository, reference);
+    this.#count('manifest', typeof found === 'string' ? found : 'hit');
+    return typeof found === 'string' ? this.below.fetchManifest(repository, reference, opts) : found;
+  }
+
+  override async openBlob(repository: string, digest: Digest, req: BlobRequest): Promise<BlobResponse> {
+    if (req.skipStore) return this.below.openBlob(repository, digest, req);
+    const found = await this.#blob(repository, digest, req);
+    this.#count('blob', typeof found === 'string' ? found : 'hit');
+    return typeof found === 'string' ? this.below.openBlob(repository, digest, req) : found;
+  }
+
+  /** The manifest from the bucket, or why not. */
+  async #manifest(repository: string, digest: Digest): Promise<FetchedManifest | 'miss' | 'unavailable' | 'mismatch'> {
+    const { bucket } = this.#o;
+    const rec = await bucket.getRecord({ kind: 'manifest', upstream: this.name, repository, digest });
+    if (rec === undefined) return 'unavailable';
+    const mediaType = typeof rec === 'object' && rec !== null ? (rec as { mediaType?: unknown }).mediaType : undefined;
+    if (typeof mediaType !== 'string') return 'miss';
+    const obj = await bucket.open(digest);
+    if (obj === undefined) return 'unavailable';
+    if (obj === null) return 'miss';
+    const bytes = await readCapped(obj.body, Math.min(obj.size, MANIFEST_MAX_BYTES)).catch(() => undefined);
+    if (bytes === undefined) return 'unavailable';
+    if (digestOf(bytes, digest) !== digest) {
+      this.#o.logger.warn({ upstream: this.name, repository, digest }, 'shared bucket: a manifest does not hash to its digest, taken as absent');
+      return 'mismatch';
+    }
+    return { bytes, digest, mediaType };
+  }
+
+  /** The blob answer from the bucket, or why not. */
+  async #blob(repository: string, digest: Digest, req: BlobRequest): Promise<BlobResponse | 'miss' | 'unavailable'> {
+    const { bucket } = this.#o;
+    const rec = await bucket.getRecord({ kind: 'blob', upstream: this.name, repository, digest });
+    if (rec === undefined) return 'unavailable';
+    if (rec === null) return 'miss';
+    const size = await bucket.head(digest);
+    if (size === undefined) return 'unavailable';
+    if (size === null) return 'miss';
+    const range = req.range !== undefined ? resolveRange(req.range, size) : undefined;
+    if (req.range !== undefined && range === undefined) return 'miss'; // not satisfiable here: the upstream answers it
+    const base = { 'content-type': 'application/octet-stream', 'accept-ranges': 'bytes' };
+    const headers: Record<string, string> = range
+      ? { ...base, 'content-length': String(range.end - range.start + 1), 'content-range': `bytes ${range.start}-${range.end}/${size}` }
+      : { ...base, 'content-length': String(size) };
+    const status = range ? 206 : 200;
+    if (req.method === 'HEAD') return { status, headers, body: null };
+    const obj = await bucket.open(digest, range);
+    if (obj === undefined) return 'unavailable';
+    if (obj === null) return 'miss';
+    // A whole blob (or a range that is all of it) is hashed unless the caller checks it; a part is served as stored.
+    const whole = range === undefined || (range.start === 0 && range.end === size - 1);
+    const describe = `blob ${digest} of ${repository} from the shared bucket`;
+    const body = checkedBlobStream(obj.body, {
+      ...(whole && req.verifyDigest !== false ? { digest } : {}),
+      expectedLength: range ? range.end - range.start + 1 : size,
+      describe,
+      ...(this.#o.hashes !== undefined ? { hashes: this.#o.hashes } : {}),
+    });
+    body.once('error', (err) => {
+      const code = isSigilError(err) ? err.code : 'INTERNAL';
+      if (code === 'DIGEST_MISMATCH') this.#count('blob', 'mismatch');
+      this.#o.logger.warn({ upstream: this.name, repository, digest, code, error: (err as Error).message }, 'shared bucket: blob stream failed');
+    });
+    return { status, headers, body };
+  }
+
+  #count(kind: 'manifest' | 'blob', result: string): void {
+    this.#o.metrics?.sharedStoreLookups.inc({ kind, result });
+  }
+}
+
+/** The shared store layer, for compose.ts. */
+export const sharedStore =
+  (opts: SharedStoreOptions) =>
+  (below: Registry): Registry =>
+    new SharedStore(below, opts);

@@ -1,0 +1,211 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { after, before, describe, test } from 'node:test';
+import { Metrics } from '../audit/metrics.js';
+import { fakeClock } from '../../test/helpers/clock.js';
+import { sha256, sha512 } from '../../test/helpers/digest.js';
+import { capturingLogger, silentLogger } from '../../test/helpers/fake-registry.js';
+import { startS3Server, type S3Server } from '../../test/helpers/s3-server.js';
+import { BUCKET_RETRY_MS, Bucket } from './bucket.js';
+
+// The shared bucket against a real S3-compatible server (s3rver): objects go in only complete
+// and hashing to their digest, whether sent as one PutObject or as a multipart upload; records
+// round-trip; a failing server makes every call answer "unavailable" at once until it is retried.
+
+const MiB = 1024 * 1024;
+
+/** `bytes` as a stream of `chunk`-sized pieces (a body arriving from a file or a socket). */
+function streamOf(bytes: Buffer, chunk = 64 * 1024): Readable {
+  const parts: Buffer[] = [];
+  for (let i = 0; i < bytes.length; i += chunk) parts.push(bytes.subarray(i, i + chunk));
+  return Readable.from(parts);
+}
+
+async function readAll(r: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of r) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+const metricValue = async (m: Metrics, name: string): Promise<number | undefined> =>
+  (await m.registry.getSingleMetric(name)?.get())?.values.find((v) => v.labels.engine === 's3')?.value;
+
+describe('shared bucket', () => {
+  let s3: S3Server;
+  let bucket: Bucket;
+  before(async () => {
+    s3 = await startS3Server();
+    bucket = new Bucket(s3.config(), { logger: silentLogger() });
+  });
+  after(async () => {
+    bucket.close();
+    await s3.close();
+  });
+
+  test('an object put is there: its size by head, its bytes by open, a range of it by open with a range', async () => {
+    const bytes = randomBytes(100_000);
+    const d = sha256(bytes);
+    assert.equal(await bucket.head(d), null);
+    assert.equal(await bucket.open(d), null);
+    assert.equal(await bucket.put(d, bytes.length, streamOf(bytes)), true);
+    assert.equal(await bucket.head(d), bytes.length);
+    const whole = await bucket.open(d);
+    assert.ok(whole);
+    assert.equal(whole.size, bytes.length);
+    assert.deepEqual(await readAll(whole.body), bytes);
+    const part = await bucket.open(d, { start: 1000, end: 1999 });
+    assert.ok(part);
+    assert.equal(part.size, bytes.length, 'the size is the whole object\'s');
+    assert.deepEqual(await readAll(part.body), bytes.subarray(1000, 2000));
+  });
+
+  test('a sha512 object is hashed with sha512', async () => {
+    const bytes = randomBytes(5000);
+    assert.equal(await bucket.put(sha512(bytes), bytes.length, streamOf(bytes)), true);
+    assert.equal(await bucket.head(sha512(bytes)), 5000);
+  });
+
+  for (const [path, size] of [
+    ['a single PutObject', 300_000],
+    ['a multipart upload', 12 * MiB],
+  ] as const) {
+    test(`${path}: bytes that do not hash to the digest leave no object`, async () => {
+      const bytes = randomBytes(size);
+      const d = sha256(bytes);
+      const wrong = Buffer.from(bytes);
+      wrong[wrong.length - 1] ^= 1; // only the last byte differs: found at the very end
+      assert.equal(await bucket.put(d, size, streamOf(wrong)), false);
+      assert.equal(await bucket.head(d), null);
+      assert.equal(bucket.available, true, 'the data\'s fault, not the bucket\'s');
+    });
+
+    test(`${path}: a body shorter or longer than announced leaves no object`, async () => {
+      const bytes = randomBytes(size);
+      const d = sha256(bytes);
+      assert.equal(await bucket.put(d, size, streamOf(bytes.subarray(0, size - 1))), false);
+      assert.equal(await bucket.head(d), null);
+      assert.equal(await bucket.put(d, size - 1, streamOf(bytes)), false);
+      assert.equal(await bucket.head(d), null);
+    });
+
+    test(`${path}: the right bytes are stored whole`, async () => {
+      const bytes = randomBytes(size);
+      const d = sha256(bytes);
+      assert.equal(await bucket.put(d, size, streamOf(bytes)), true);
+      assert.equal(await bucket.head(d), size);
+      const got = await bucket.open(d);
+      assert.ok(got);
+      assert.equal(sha256(await readAll(got.body)), d);
+    });
+  }
+
+  test('a body whose source fails leaves no object', async () => {
+    const bytes = randomBytes(10_000);
+    const d = sha256(bytes);
+    const failing = new Readable({
+      read() {
+        this.push(bytes.subarray(0, 5000));
+        this.destroy(new Error('disk read failed'));
+      },
+    });
+    assert.equal(await bucket.put(d, bytes.length, failing), false);
+    assert.equal(await bucket.head(d), null);
+  });
+
+  test('records round-trip under their catalog key; an absent one is null', async () => {
+    const d = sha256('a manifest');
+    const ref = { kind: 'manifest', upstream: 'hub', repository: 'library/nginx', digest: d } as const;
+    assert.equal(await bucket.getRecord(ref), null);
+    assert.equal(await bucket.putRecord(ref, { mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 10 }), true);
+    assert.deepEqual(await bucket.getRecord(ref), { mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 10 });
+    assert.equal(await bucket.getRecord({ ...ref, repository: 'library/other' }), null, 'another repository has no record of it');
+    assert.equal(bucket.recordKey(ref), `records/manifest/${encodeURIComponent(`hub/library/nginx@${d}`)}.json`);
+  });
+
+  test('keys sit under the prefix: objects/<alg>/<hex>', async () => {
+    const prefixed = new Bucket(s3.config({ prefix: 'cache/' }), { logger: silentLogger() });
+    try {
+      const bytes = Buffer.from('prefixed');
+      const d = sha256(bytes);
+      assert.equal(prefixed.objectKey(d), `cache/objects/sha256/${d.slice(7)}`);
+      assert.equal(await prefixed.put(d, bytes.length, streamOf(bytes)), true);
+      assert.equal(await prefixed.head(d), bytes.length);
+      assert.equal(await bucket.head(d), null, 'not under the empty prefix');
+      const listed = [];
+      for await (const o of prefixed.list()) listed.push(o);
+      assert.deepEqual(
+        listed.map((o) => [o.digest, o.size]),
+        [[d, bytes.length]],
+      );
+    } finally {
+      prefixed.close();
+    }
+  });
+
+  test('a presigned URL fetches the bytes without credentials', async () => {
+    const bytes = randomBytes(2000);
+    const d = sha256(bytes);
+    assert.equal(await bucket.put(d, bytes.length, streamOf(bytes)), true);
+    const url = await bucket.presign(d, 60);
+    assert.ok(url);
+    const res = await fetch(url);
+    assert.equal(res.status, 200);
+    assert.deepEqual(Buffer.from(await res.arrayBuffer()), bytes);
+  });
+
+  test('delete removes an object', async () => {
+    const bytes = Buffer.from('to delete');
+    const d = sha256(bytes);
+    assert.equal(await bucket.put(d, bytes.length, streamOf(bytes)), true);
+    assert.equal(await bucket.delete(d), true);
+    assert.equal(await bucket.head(d), null);
+  });
+});
+
+describe('shared bucket unavailable', () => {
+  test('a server that stops answers undefined; the bucket stays down BUCKET_RETRY_MS without asking, then is back — each transition logged once and counted, no secret logged', async () => {
+    const s3 = await startS3Server();
+    const clock = fakeClock(0);
+    const metrics = new Metrics({ defaultMetrics: false });
+    const { logger, records } = capturingLogger();
+    const secret = 'do-not-log-this-secret';
+    const bucket = new Bucket(s3.config(), { logger, metrics, now: clock.now });
+    const withSecret = new Bucket(s3.config({ credentials: { accessKeyId: 'S3RVER', secretAccessKey: secret } }), { logger, metrics: new Metrics({ defaultMetrics: false }) });
+    try {
+      const bytes = Buffer.from('warm object');
+      const d = sha256(bytes);
+      assert.equal(await bucket.put(d, bytes.length, streamOf(bytes)), true);
+      assert.equal(await metricValue(metrics, 'sigil_shared_up'), 1);
+
+      await s3.stop();
+      assert.equal(await bucket.head(d), undefined);
+      assert.equal(bucket.available, false);
+      assert.equal(await bucket.open(d), undefined);
+      assert.equal(await bucket.getRecord({ kind: 'blob', upstream: 'hub', repository: 'r', digest: d }), undefined);
+      assert.equal(await bucket.presign(d, 60), undefined);
+      assert.equal(await bucket.put(d, bytes.length, streamOf(bytes)), false);
+      assert.equal(await withSecret.head(d), undefined);
+
+      await s3.start();
+      clock.advance(BUCKET_RETRY_MS - 1);
+      assert.equal(await bucket.head(d), undefined, 'still within the retry window: not asked');
+      clock.advance(1);
+      assert.equal(bucket.available, true);
+      assert.equal(await bucket.head(d), bytes.length);
+      assert.equal(await metricValue(metrics, 'sigil_shared_unavailable_total'), 1);
+      assert.equal(await metricValue(metrics, 'sigil_shared_up'), 1);
+      const own = records.filter((r) => r.msg?.startsWith('bucket:') && r.bucket === 'sigil-test');
+      assert.deepEqual(
+        own.map((r) => r.msg),
+        ['bucket: unavailable, pulls go on without it', 'bucket: unavailable, pulls go on without it', 'bucket: available again'],
+        'one line per transition (the second "unavailable" is the other bucket\'s)',
+      );
+      assert.ok(!JSON.stringify(records).includes(secret), 'the secret is never logged');
+    } finally {
+      bucket.close();
+      withSecret.close();
+      await s3.close();
+    }
+  });
+});
