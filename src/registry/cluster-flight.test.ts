@@ -8,17 +8,18 @@ import { Redis } from 'iovalkey';
 import { Metrics } from '../audit/metrics.js';
 import type { Digest } from '../oci/digest.js';
 import { Coordinator } from '../shared/coordinator.js';
+import type { Timer } from '../shared/lease.js';
 import { signHolder } from '../shared/peer-auth.js';
 import { PeerClient } from '../shared/peer-client.js';
 import { PeerServer } from '../shared/peer-server.js';
 import { UpstreamClient } from '../upstream/client.js';
-import { collect, sha256, silentLogger } from '../../test/helpers/fake-registry.js';
+import { collect, manualTimer, sha256, silentLogger } from '../../test/helpers/fake-registry.js';
 import { startFaultServer, type FaultServer } from '../../test/helpers/fault-server.js';
 import { startRecordingServer } from '../../test/helpers/fault-server.js';
 import { startRedisServer, type RedisServer } from '../../test/helpers/redis-server.js';
 import { tempStore } from '../../test/helpers/temp-store.js';
 import { StoreAdmission } from './admission.js';
-import { ClusterFlight, blobLeaseKey, type FlightOutcome } from './cluster-flight.js';
+import { COMMIT_WAIT_MS, ClusterFlight, blobLeaseKey, type FlightOutcome } from './cluster-flight.js';
 import { WriteThrough } from './write-through.js';
 
 const token = 'peer-token-0123456789abcdef';
@@ -129,7 +130,7 @@ async function coordinator(): Promise<Coordinator> {
 }
 
 /** One replica: its own store, peer listener, coordinator and stack (upstream → cluster flight → write-through). */
-async function replica(opts: { wait?: (ms: number) => Promise<void> } = {}) {
+async function replica(opts: { timer?: Timer } = {}) {
   const logger = silentLogger();
   const store = await tempStore();
   const metrics = new Metrics({ defaultMetrics: false });
@@ -139,7 +140,7 @@ async function replica(opts: { wait?: (ms: number) => Promise<void> } = {}) {
   const leases = await coordinator();
   const peers = new PeerClient({ token });
   const client = new UpstreamClient({ name: UPSTREAM, aliases: [], url: new URL(up.server.url), staleIfError: false, verifyBlobDigests: true }, { metrics, logger });
-  const flight = new ClusterFlight(client, { leases, peers, peer: { advertise, token }, logger, metrics, wait: opts.wait });
+  const flight = new ClusterFlight(client, { leases, peers, peer: { advertise, token }, content: store.content, logger, metrics, timer: opts.timer });
   const registry = new WriteThrough(flight, { store, admission: new StoreAdmission([], { ttlMs: 60_000 }), logger });
   closing.push(
     () => store.close(),
@@ -180,15 +181,35 @@ test('replicas pulling one blob at once fetch it from the upstream once: the oth
   await until(async () => (await a.coordinator.holder(blobLeaseKey(UPSTREAM, 'app', digest))) === null, 'the lease is released');
 });
 
+test('the holder keeps its lease until its store committed the blob; one whose store refused it frees it after COMMIT_WAIT_MS', async () => {
+  const clock = manualTimer();
+  const a = await replica({ timer: clock.timer });
+  const good = up.blob(4096);
+  const key = (d: Digest): string => blobLeaseKey(UPSTREAM, 'app', d);
+  assert.deepEqual(await a.pull(good.digest), good.bytes);
+  await until(async () => (await a.coordinator.holder(key(good.digest))) === null, 'released at the commit');
+  assert.deepEqual(clock.armed, [], 'by the commit: its timer cancelled, never fired');
+
+  const liar = up.blob(4096);
+  up.blobs.set(liar.digest, randomBytes(4096)); // the upstream sends other bytes: the store never commits them
+  await assert.rejects(a.pull(liar.digest));
+  assert.equal(await a.store.content.has(liar.digest), false);
+  assert.notEqual(await a.coordinator.holder(key(liar.digest)), null, 'held while a commit may come');
+  assert.deepEqual(clock.armed, [COMMIT_WAIT_MS]);
+  clock.fire();
+  await until(async () => (await a.coordinator.holder(key(liar.digest))) === null, 'released after COMMIT_WAIT_MS');
+});
+
 test('a follower that finds the holder not writing yet asks it again, then streams from it', async () => {
   const headers = gate();
   let waits = 0;
   let a!: Awaited<ReturnType<typeof replica>>;
   const b = await replica({
-    wait: async () => {
+    timer: (_ms, fire) => {
       waits++;
       headers.open(); // the holder's upstream answers now: its write begins
-      await until(() => a.store.content.writesInFlight === 1, 'the holder writes');
+      void until(() => a.store.content.writesInFlight === 1, 'the holder writes').then(fire);
+      return () => {};
     },
   });
   a = await replica();

@@ -1,14 +1,15 @@
 import { PassThrough, type Readable } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { Metrics } from '../audit/metrics.js';
 import type { SharedPeerConfig } from '../config/types.js';
 import { SigilError } from '../errors.js';
-import type { Coordinator, Lease } from '../shared/coordinator.js';
+import type { Coordinator } from '../shared/coordinator.js';
+import { realTimer, type Lease, type Timer } from '../shared/lease.js';
 import type { Digest } from '../oci/digest.js';
 import type { BlobRequest, BlobResponse, Registry } from '../oci/registry.js';
 import { peerOrigin, signHolder, verifyHolder, type PeerAddress } from '../shared/peer-auth.js';
 import type { PeerAnswer, PeerClient } from '../shared/peer-client.js';
+import type { ContentStore } from '../store/content-store.js';
 import { Layer } from './layer.js';
 
 /**
@@ -19,6 +20,14 @@ import { Layer } from './layer.js';
  */
 export const PEER_ABSENT_RETRIES = 5;
 export const PEER_ABSENT_WAIT_MS = 200;
+
+/**
+ * After the upstream's last byte the store still hashes the end, syncs and renames: the holder
+ * keeps its lease until its store commits the blob (a replica asking meanwhile streams from it
+ * instead of fetching again), at most this long — a write that fails its digest check never
+ * commits, and its lease must not be renewed forever.
+ */
+export const COMMIT_WAIT_MS = 10_000;
 
 /** What the whole-blob download into the store asks below (the store's writer above hashes it). */
 const WHOLE: BlobRequest = { method: 'GET', verifyDigest: false };
@@ -39,10 +48,12 @@ export interface ClusterFlightOptions {
   readonly peers: PeerClient;
   /** This replica's advertised address and the token that signs it. */
   readonly peer: Pick<SharedPeerConfig, 'advertise' | 'token'>;
+  /** The local store the downloads go into (write-through above): a holder's lease lasts until it commits. */
+  readonly content: Pick<ContentStore, 'onCommit' | 'has'>;
   readonly logger: Logger;
   readonly metrics?: Metrics | undefined;
-  /** The pause before asking a holder that is not writing yet again (tests); default a real timer. */
-  readonly wait?: ((ms: number) => Promise<void>) | undefined;
+  /** The pauses before asking a holder again and the bound of COMMIT_WAIT_MS (tests); default real timers. */
+  readonly timer?: Timer | undefined;
 }
 
 /**
@@ -64,11 +75,18 @@ export interface ClusterFlightOptions {
 export class ClusterFlight extends Layer {
   readonly #o: ClusterFlightOptions;
   readonly #self: string | undefined;
+  readonly #timer: Timer;
+  /** Leases to release once the store commits their blob, by digest. */
+  readonly #awaitingCommit = new Map<Digest, Set<() => void>>();
 
   constructor(below: Registry, opts: ClusterFlightOptions) {
     super(below);
     this.#o = opts;
     this.#self = peerOrigin(opts.peer.advertise);
+    this.#timer = opts.timer ?? realTimer;
+    opts.content.onCommit((digest) => {
+      for (const release of this.#awaitingCommit.get(digest) ?? []) release();
+    });
   }
 
   override async openBlob(repository: string, digest: Digest, req: BlobRequest): Promise<BlobResponse> {
@@ -87,7 +105,7 @@ export class ClusterFlight extends Layer {
     }
   }
 
-  /** The upstream's answer, the lease held until its body closes (or the request failed). */
+  /** The upstream's answer, the lease held until the store committed it (or the request or its body failed). */
   async #fetch(repository: string, digest: Digest, lease: Lease): Promise<BlobResponse> {
     let res: BlobResponse;
     try {
@@ -96,9 +114,32 @@ export class ClusterFlight extends Layer {
       void lease.release();
       throw err;
     }
-    if (res.body === null) void lease.release();
-    else res.body.once('close', () => void lease.release());
+    const body = res.body;
+    if (body === null) {
+      void lease.release();
+      return res;
+    }
+    let ended = false;
+    body.once('end', () => (ended = true));
+    body.once('close', () => (ended ? this.#releaseOnCommit(digest, lease) : void lease.release()));
     return res;
+  }
+
+  /** Releases `lease` once the store has `digest`, or after COMMIT_WAIT_MS. */
+  #releaseOnCommit(digest: Digest, lease: Lease): void {
+    const waiting = this.#awaitingCommit.get(digest) ?? new Set<() => void>();
+    this.#awaitingCommit.set(digest, waiting);
+    let cancel = (): void => {};
+    const release = (): void => {
+      if (!waiting.delete(release)) return;
+      if (waiting.size === 0) this.#awaitingCommit.delete(digest);
+      cancel();
+      void lease.release();
+    };
+    waiting.add(release);
+    cancel = this.#timer(COMMIT_WAIT_MS, release);
+    // committed before this listened
+    this.#o.content.has(digest).then((has) => has && release(), () => {});
   }
 
   async #follow(repository: string, digest: Digest, key: string, holder: string): Promise<BlobResponse> {
@@ -126,7 +167,7 @@ export class ClusterFlight extends Layer {
 
   /** The holder's stream; a holder not writing yet is asked again (PEER_ABSENT_RETRIES). */
   async #openPeer(address: PeerAddress, digest: Digest): Promise<PeerAnswer> {
-    const wait = this.#o.wait ?? ((ms: number) => sleep(ms));
+    const wait = (ms: number): Promise<void> => new Promise((resolve) => this.#timer(ms, resolve));
     for (let attempt = 0; ; attempt++) {
       const answer = await this.#o.peers.open(address, digest);
       if (answer.kind === 'ok' || answer.reason !== 'absent' || attempt >= PEER_ABSENT_RETRIES) return answer;
