@@ -65,7 +65,8 @@ export interface ClusterFlightOptions {
  *
  * A download takes the lease of its (upstream, repository, digest) — per repository, so a blob
  * is only ever streamed to a replica for a repository its holder fetched it from upstream —
- * carrying this replica's signed address (peer-auth.ts), and holds it until the body closes. A
+ * carrying this replica's signed address (peer-auth.ts), and holds it until the store committed
+ * the blob (or the download failed). A
  * replica that finds the lease held streams from the holder only when the value's MAC checks (a
  * bad one is counted and ignored); when the holder's stream fails mid-way it takes the lease and
  * continues from the upstream at the byte it reached (a 206 for exactly the rest, else the
@@ -121,7 +122,10 @@ export class ClusterFlight extends Layer {
     }
     let ended = false;
     body.once('end', () => (ended = true));
-    body.once('close', () => (ended ? this.#releaseOnCommit(digest, lease) : void lease.release()));
+    body.once('close', () => {
+      if (ended) this.#releaseOnCommit(digest, lease);
+      else void lease.release();
+    });
     return res;
   }
 
@@ -208,9 +212,13 @@ export class ClusterFlight extends Layer {
         (e: unknown) => out.destroy(e as Error),
       );
     });
+    let ended = false;
+    out.once('end', () => (ended = true));
     out.once('close', () => {
       current.destroy();
-      void lease?.release();
+      if (lease === undefined) return;
+      if (ended) this.#releaseOnCommit(digest, lease);
+      else void lease.release();
     });
     return out;
   }
