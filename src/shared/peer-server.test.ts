@@ -4,6 +4,7 @@ import { after, afterEach, test } from 'node:test';
 import { request } from 'undici';
 import type { Digest } from '../oci/digest.js';
 import { capturingLogger, collect, sha256, silentLogger } from '../../test/helpers/fake-registry.js';
+import { startFaultServer } from '../../test/helpers/fault-server.js';
 import { freePort } from '../../test/helpers/net.js';
 import { tempStore } from '../../test/helpers/temp-store.js';
 import { tempDir } from '../../test/helpers/temp.js';
@@ -218,4 +219,25 @@ test('an https advertise address is served with server.tls, reached through cach
 test('a peer that does not listen is unreachable, quickly and without throwing', async () => {
   const a = await client.open(verified(`http://127.0.0.1:${await freePort()}`), sha256(Buffer.from('x')));
   assert.equal(a.kind === 'failed' && a.reason, 'unreachable');
+});
+
+test('a peer that answers other bytes than asked (another offset, a 200 to a resume) is a bad answer, its body never used', async () => {
+  const d = sha256(Buffer.from('x'));
+  const answers: Array<[number, Record<string, string>]> = [
+    [200, { 'sigil-peer-offset': '0' }], // the whole object to a read from byte 5
+    [206, { 'sigil-peer-offset': '4' }], // another offset
+    [206, {}], // no offset at all
+    [302, { location: 'http://elsewhere.example/' }], // never followed
+  ];
+  const peer = await startFaultServer((_req, res) => {
+    const [status, headers] = answers.shift()!;
+    res.writeHead(status, headers);
+    res.end('bytes');
+  });
+  open.push(() => peer.stop());
+  for (let i = 0; i < 4; i++) {
+    const a = await client.open(verified(peer.url), d, 5);
+    assert.equal(a.kind === 'failed' && a.reason, 'bad-answer', `answer ${i}`);
+  }
+  assert.equal(peer.requests.every((r) => r.headers.authorization === `Bearer ${token}` && r.headers.range === 'bytes=5-'), true);
 });
