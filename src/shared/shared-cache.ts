@@ -2,9 +2,13 @@ import type { Logger } from 'pino';
 import type { Metrics } from '../audit/metrics.js';
 import type { ServerConfig, SharedConfig } from '../config/types.js';
 import type { Catalog } from '../store/catalog.js';
+import type { Digest } from '../oci/digest.js';
 import type { ContentStore } from '../store/content-store.js';
 import { Bucket } from './bucket.js';
+import { BucketUse } from './bucket-use.js';
 import { Coordinator } from './coordinator.js';
+import { Janitor } from './janitor.js';
+import type { Timer } from './lease.js';
 import { Replicator } from './replicator.js';
 
 /**
@@ -19,6 +23,11 @@ export interface SharedCache {
   readonly coordinator?: Coordinator | undefined;
   /** cache.shared.peer.token: seals what is shared through Redis (tags, verdicts, lease holders). */
   readonly token?: string | undefined;
+  /**
+   * With cache.shared.s3.maxBytes: marks an object served from the bucket as used (the janitor
+   * evicts the least recently used), for the shared-store and redirect layers' `onServe`.
+   */
+  readonly bucketUsed?: ((digest: Digest) => void) | undefined;
   /** Stops replicating (what is queued is dropped: the local store keeps it) and closes the connections. */
   close(): Promise<void>;
 }
@@ -29,6 +38,8 @@ export interface SharedCacheDeps {
   /** The local store (cache.shared needs cache.store: the config refuses it without). */
   readonly store: { readonly content: ContentStore; readonly catalog: Catalog };
   readonly tls?: ServerConfig['tls'] | undefined;
+  /** Schedules the bucket janitor's passes (tests); default real timers. */
+  readonly timer?: Timer | undefined;
 }
 
 /** Opens the shared parts `cfg` names. Nothing is contacted offline: callers pass no config then. */
@@ -37,12 +48,19 @@ export async function openSharedCache(cfg: SharedConfig, deps: SharedCacheDeps):
   const bucket = cfg.s3 && new Bucket(cfg.s3, { logger, metrics });
   const replicator = bucket && new Replicator({ bucket, content: store.content, catalog: store.catalog, logger, metrics });
   const coordinator = cfg.redis && Coordinator.connect({ url: cfg.redis.url, logger, metrics });
+  // cache.shared.s3.maxBytes (the config requires redis with it): one process at a time evicts the bucket.
+  const maxBytes = cfg.s3?.maxBytes;
+  const uses = bucket && coordinator && maxBytes !== undefined ? new BucketUse({ coordinator }) : undefined;
+  const janitor = bucket && coordinator && uses && maxBytes !== undefined ? new Janitor({ bucket, coordinator, uses, maxBytes, logger, metrics, timer: deps.timer }) : undefined;
+  janitor?.start();
   return {
     bucket,
     redirect: cfg.s3?.redirect === true,
     coordinator,
     token: cfg.peer?.token,
+    bucketUsed: uses && ((digest) => uses.used(digest)),
     async close() {
+      await janitor?.close();
       await replicator?.close();
       bucket?.close();
       await coordinator?.close();
