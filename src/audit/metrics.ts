@@ -45,6 +45,8 @@ export class Metrics {
   readonly sharedStoreLookups: Counter<'kind' | 'result'>;
   readonly sharedVerdicts: Counter<'result'>;
   readonly blobFlights: Counter<'upstream' | 'outcome'>;
+  readonly sharedEvictions: Counter<'result'>;
+  readonly sharedEvictedBytes: Counter;
   readonly buildInfo: Gauge<'version' | 'node'>;
   /** The store the gauges read, once one is watched (watchStore). */
   #store: ObservedStore | undefined;
@@ -205,6 +207,17 @@ export class Metrics {
       name: 'sigil_shared_store_lookups_total',
       help: 'Shared bucket lookups on the serving path, by kind (manifest by digest, blob) and result (hit, miss, unavailable, mismatch: the bytes did not hash to the digest)',
       labelNames: ['kind', 'result'],
+      registers: [registry],
+    });
+    this.sharedEvictions = new Counter({
+      name: 'sigil_shared_evictions_total',
+      help: 'Objects the bucket janitor (cache.shared.s3.maxBytes, the process holding the janitor lease) evicted from the shared bucket, by result: deleted, failed (the bucket failed: the pass stopped), fenced (the lease was lost or taken: the pass stopped before this delete)',
+      labelNames: ['result'],
+      registers: [registry],
+    });
+    this.sharedEvictedBytes = new Counter({
+      name: 'sigil_shared_evicted_bytes_total',
+      help: 'Bytes of the objects the bucket janitor deleted from the shared bucket',
       registers: [registry],
     });
     this.sharedVerdicts = new Counter({

@@ -59,9 +59,9 @@ export function serveRegistry(up: Registry, u: Pick<UpstreamConfig, 'staleIfErro
     up, //                                                                            undici, token flow, size caps, digest checks
     store && coordinator && peer && clusterFlight({ leases: coordinator, peers: peer.client, peer: peer.config, content: store.content, logger, metrics }), // blob downloads: one upstream fetch across processes, the others stream from its peer listener
     coordinator && sharedManifests({ coordinator, logger }), //                       manifests by digest: one upstream fetch across processes
-    bucket && sharedStore({ bucket, logger, metrics, hashes }), //                   manifests by digest and blobs from the shared bucket, for repositories it holds them for
+    bucket && sharedStore({ bucket, logger, metrics, hashes, onServe: shared?.bucketUsed }), //                   manifests by digest and blobs from the shared bucket, for repositories it holds them for
     store && writeThrough({ store, admission: store.admission, logger, hashes }), // admitted blobs into the store, one download each
-    bucket && shared?.redirect === true && sharedRedirect({ bucket, metrics }), //            cache.shared.s3.redirect: a blob the bucket holds, as a 307 to a presigned URL
+    bucket && shared?.redirect === true && sharedRedirect({ bucket, metrics, onServe: shared?.bucketUsed }), //            cache.shared.s3.redirect: a blob the bucket holds, as a 307 to a presigned URL
     stale && staleDeadline({ breaker: stale.breaker, logger, deadlineMs: deps.staleDeadlineMs, timer: deps.timer }), // metadata answers within STALE_DEADLINE_MS
     store && storeRead(store, metrics), //                                            manifests by digest and blobs from the store
     manifestCache({ maxBytes: cache.manifests.maxBytes, now }), //                   manifests by digest in memory; tags resolved with a HEAD

@@ -13,6 +13,8 @@ export const REDIRECT_TTL_SECONDS = 60;
 export interface SharedRedirectOptions {
   readonly bucket: Pick<Bucket, 'head' | 'getRecord' | 'presign'>;
   readonly metrics?: Metrics | undefined;
+  /** Called with each object a redirect sends a client to (the janitor evicts the least recently used: shared/bucket-use.ts). */
+  readonly onServe?: ((digest: Digest) => void) | undefined;
 }
 
 /**
@@ -40,6 +42,7 @@ export class SharedRedirect extends Layer {
     const location = await this.#presigned(repository, digest);
     if (location === undefined) return this.below.openBlob(repository, digest, req);
     this.#o.metrics?.sharedStoreLookups.inc({ kind: 'blob', result: 'redirect' });
+    this.#o.onServe?.(digest);
     return { status: 307, headers: { location }, body: null };
   }
 

@@ -42,14 +42,14 @@ after(async () => {
   await s3.close();
 });
 
-function rig(b: Bucket = bucket) {
+function rig(b: Bucket = bucket, onServe?: (d: string) => void) {
   const below = new FakeRegistry(UP);
   below.put('app', m);
   below.put('other', m);
   below.put('app', forged);
   for (const x of [layer, planted]) below.blobs.set(sha256(x), x);
   const metrics = new Metrics({ defaultMetrics: false });
-  return { below, metrics, layer: new SharedStore(below, { bucket: b, logger: silentLogger(), metrics }) };
+  return { below, metrics, layer: new SharedStore(below, { bucket: b, logger: silentLogger(), metrics, onServe }) };
 }
 
 const lookups = async (metrics: Metrics) => (await metrics.sharedStoreLookups.get()).values.map((v) => `${v.labels.kind} ${v.labels.result} ${v.value}`).sort();
@@ -122,6 +122,38 @@ describe('shared store layer', () => {
     assert.deepEqual(below.calls, [`openBlob GET other@${sha256(layer)}`, `openBlob GET app@${sha256(layer)}`, `openBlob GET bytes=${layer.length + 10}- app@${sha256(layer)}`]);
   });
 
+  test('each object served from the bucket (manifest, blob GET, HEAD) is reported as used; one asked below is not', async () => {
+    const served: string[] = [];
+    const { layer: r } = rig(bucket, (d) => served.push(d));
+    await r.fetchManifest('app', m.digest);
+    await collect((await r.openBlob('app', sha256(layer), { method: 'GET' })).body);
+    await r.openBlob('app', sha256(layer), { method: 'HEAD' });
+    await r.fetchManifest('other', m.digest);
+    await collect((await r.openBlob('other', sha256(layer), { method: 'GET' })).body);
+    assert.deepEqual(served, [m.digest, sha256(layer), sha256(layer)]);
+  });
+
+  test('a record whose object was evicted from the bucket is a miss: the manifest and the blob are asked below', async () => {
+    const gone = randomBytes(2000);
+    const gm = imageManifest([gone]);
+    assert.ok(await bucket.put(gm.digest, gm.bytes.length, Readable.from([gm.bytes])));
+    assert.ok(await bucket.putRecord({ kind: 'manifest', upstream: UP, repository: 'app', digest: gm.digest }, { mediaType: gm.mediaType, size: gm.bytes.length }));
+    assert.ok(await bucket.put(sha256(gone), gone.length, Readable.from([gone])));
+    assert.ok(await bucket.putRecord({ kind: 'blob', upstream: UP, repository: 'app', digest: sha256(gone) }, { namedBy: [gm.digest] }));
+    assert.ok(await bucket.delete(gm.digest));
+    assert.ok(await bucket.delete(sha256(gone)));
+    const served: string[] = [];
+    const { below, metrics, layer: r } = rig(bucket, (d) => served.push(d));
+    below.put('app', gm);
+    below.blobs.set(sha256(gone), gone);
+    assert.deepEqual((await r.fetchManifest('app', gm.digest)).bytes, gm.bytes);
+    assert.deepEqual(await collect((await r.openBlob('app', sha256(gone), { method: 'GET' })).body), gone);
+    assert.equal((await r.openBlob('app', sha256(gone), { method: 'HEAD' })).status, 200);
+    assert.deepEqual(below.calls, [`fetchManifest app@${gm.digest}`, `openBlob GET app@${sha256(gone)}`, `openBlob HEAD app@${sha256(gone)}`]);
+    assert.deepEqual(await lookups(metrics), ['blob miss 2', 'manifest miss 1']);
+    assert.deepEqual(served, []);
+  });
+
   test('a bucket that fails: everything goes below (counted unavailable)', async () => {
     const down = await startS3Server();
     const b = new Bucket(down.config(), { logger: silentLogger() });
@@ -139,11 +171,26 @@ describe('shared store layer', () => {
 });
 
 describe('shared redirect layer', () => {
-  function redirectRig() {
+  function redirectRig(onServe?: (d: string) => void) {
     const below = new FakeRegistry(UP);
     below.blobs.set(sha256(layer), layer);
-    return { below, layer: new SharedRedirect(below, { bucket }) };
+    return { below, layer: new SharedRedirect(below, { bucket, onServe }) };
   }
+
+  test('a redirect reports its object as used; a blob whose object was evicted is not redirected', async () => {
+    const served: string[] = [];
+    const { below, layer: r } = redirectRig((d) => served.push(d));
+    assert.equal((await r.openBlob('app', sha256(layer), { method: 'GET' })).status, 307);
+    const gone = randomBytes(500);
+    below.blobs.set(sha256(gone), gone);
+    assert.ok(await bucket.put(sha256(gone), gone.length, Readable.from([gone])));
+    assert.ok(await bucket.putRecord({ kind: 'blob', upstream: UP, repository: 'app', digest: sha256(gone) }, { namedBy: [] }));
+    assert.ok(await bucket.delete(sha256(gone)));
+    const res = await r.openBlob('app', sha256(gone), { method: 'GET' });
+    assert.equal(res.status, 200);
+    assert.deepEqual(await collect(res.body), gone);
+    assert.deepEqual(served, [sha256(layer)]);
+  });
 
   test('a whole-blob GET the bucket holds for the repository is a 307 to a presigned URL that serves the bytes', async () => {
     const { below, layer: r } = redirectRig();

@@ -16,6 +16,8 @@ export interface SharedStoreOptions {
   readonly metrics?: Metrics | undefined;
   /** Where whole blobs read from the bucket are hashed. */
   readonly hashes?: HashPool | undefined;
+  /** Called with each object served from the bucket (the janitor evicts the least recently used: shared/bucket-use.ts). */
+  readonly onServe?: ((digest: Digest) => void) | undefined;
 }
 
 /**
@@ -27,7 +29,9 @@ export interface SharedStoreOptions {
  * hashed as it streams unless the request says the caller checks it (the store's writer), so
  * that wrong bytes never reach a client complete. A request marked `skipStore` (a stored blob
  * no passing manifest names) goes below untouched. Lookups are counted
- * (sigil_shared_store_lookups_total).
+ * (sigil_shared_store_lookups_total). An object's record without the object (the janitor
+ * evicted it) is a miss: the request goes below, and the object returns to the bucket once the
+ * local store commits it again.
  */
 export class SharedStore extends Layer {
   readonly #o: SharedStoreOptions;
@@ -41,14 +45,18 @@ export class SharedStore extends Layer {
     if (!isDigest(reference)) return this.below.fetchManifest(repository, reference, opts);
     const found = await this.#manifest(repository, reference);
     this.#count('manifest', typeof found === 'string' ? found : 'hit');
-    return typeof found === 'string' ? this.below.fetchManifest(repository, reference, opts) : found;
+    if (typeof found === 'string') return this.below.fetchManifest(repository, reference, opts);
+    this.#o.onServe?.(reference);
+    return found;
   }
 
   override async openBlob(repository: string, digest: Digest, req: BlobRequest): Promise<BlobResponse> {
     if (req.skipStore) return this.below.openBlob(repository, digest, req);
     const found = await this.#blob(repository, digest, req);
     this.#count('blob', typeof found === 'string' ? found : 'hit');
-    return typeof found === 'string' ? this.below.openBlob(repository, digest, req) : found;
+    if (typeof found === 'string') return this.below.openBlob(repository, digest, req);
+    this.#o.onServe?.(digest);
+    return found;
   }
 
   /** The manifest from the bucket, or why not. */

@@ -6,7 +6,7 @@ import { Metrics } from '../audit/metrics.js';
 import { capturingLogger, manualTimer, silentLogger } from '../../test/helpers/fake-registry.js';
 import { freePort } from '../../test/helpers/net.js';
 import { startRedisServer, type RedisServer } from '../../test/helpers/redis-server.js';
-import { Coordinator, KEY_PREFIX, REDIS_COMMAND_TIMEOUT_MS, redactUrl, type Coordinator as C, type Lease } from './coordinator.js';
+import { Coordinator, KEY_PREFIX, REDIS_COMMAND_TIMEOUT_MS, SCORES_PER_COMMAND, redactUrl, type Coordinator as C, type Lease } from './coordinator.js';
 
 /** Far beyond REDIS_COMMAND_TIMEOUT_MS: only a hang reaches it. */
 const HANG_MS = 20 * REDIS_COMMAND_TIMEOUT_MS;
@@ -115,6 +115,46 @@ test('fencing tokens grow with each acquisition, across processes', async () => 
   assert.ok(first.fence < second.fence && second.fence < third.fence, `${first.fence} < ${second.fence} < ${third.fence}`);
 });
 
+test('a lease still holds while its value and fence are its own; not once it lapsed and another took it, even if its signal never noticed', async () => {
+  const timer = manualTimer(); // no renewal ever runs: a paused process
+  const a = await coordinator({ timer: timer.timer });
+  const b = await coordinator();
+  const lease = acquired(await a.acquire('fenced', 'a', 60_000));
+  assert.equal(await a.stillHolds(lease), true);
+  await raw.del(`${KEY_PREFIX}lease:fenced`); // it lapsed
+  const later = acquired(await b.acquire('fenced', 'b'));
+  assert.equal(lease.signal.aborted, false, 'the paused holder has not noticed');
+  assert.equal(await a.stillHolds(lease), false);
+  assert.equal(await b.stillHolds(later), true);
+  await later.release();
+  assert.equal(await b.stillHolds(later), false, 'a released lease does not hold');
+});
+
+test('a lease that lapsed without another taking it does not hold either', async () => {
+  const timer = manualTimer();
+  const a = await coordinator({ timer: timer.timer });
+  const lease = acquired(await a.acquire('lapsed', 'a', 60_000));
+  await raw.del(`${KEY_PREFIX}lease:lapsed`);
+  assert.equal(await a.stillHolds(lease), false);
+});
+
+test('sorted sets: touch sets a member\'s score, scores reads them in order (null for a non-member, past one command\'s batch), forget removes one', async () => {
+  const c = await coordinator();
+  assert.equal(await c.touch('uses', 'x', 10), true);
+  assert.equal(await c.touch('uses', 'y', 20), true);
+  assert.equal(await c.touch('uses', 'x', 30), true);
+  assert.deepEqual(await c.scores('uses', ['y', 'absent', 'x']), [20, null, 30]);
+  assert.deepEqual(await c.scores('uses', []), []);
+  const many = Array.from({ length: SCORES_PER_COMMAND + 5 }, (_, i) => `m${i}`);
+  await c.touch('uses', many.at(-1)!, 7);
+  const got = await c.scores('uses', many);
+  assert.equal(got?.length, many.length);
+  assert.equal(got?.at(-1), 7);
+  assert.equal(await c.forget('uses', 'x'), true);
+  assert.deepEqual(await c.scores('uses', ['x', 'y']), [null, 20]);
+  assert.equal(await raw.zscore(`${KEY_PREFIX}set:uses`, 'y'), '20', 'namespaced like every key');
+});
+
 test('JSON values are stored with their TTL; absent or unreadable ones are null', async () => {
   const c = await coordinator();
   assert.equal(await c.setJson('tag:x', { digest: 'sha256:ab', n: 1 }, 30_000), true);
@@ -161,6 +201,8 @@ test('while Redis is down every call answers "unavailable" at once; after it res
     assert.equal(await noHang(d.holder('blob:k')), undefined);
     assert.equal(await noHang(d.getJson('tag:k')), undefined);
     assert.equal(await noHang(d.setJson('tag:k', 1, 1_000)), false);
+    assert.equal(await noHang(d.touch('uses', 'k', 1)), false);
+    assert.equal(await noHang(d.scores('uses', ['k'])), undefined);
     assert.equal(d.available, false);
     assert.equal(await noHang(d.getJson('tag:k')), undefined, 'again');
 

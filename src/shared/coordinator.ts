@@ -77,6 +77,15 @@ const RELEASE = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 return redis.call('DEL', KEYS[1])`;
 
+/** KEYS: lease, fence. ARGV: our value, our fence. → 1 the lease is ours and nobody took it since, else 0. */
+const STILL_HOLDS = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if redis.call('GET', KEYS[2]) ~= ARGV[2] then return 0 end
+return 1`;
+
+/** Members scored at once by `scores` (ZMSCORE): one command stays small whatever the set's size. */
+export const SCORES_PER_COMMAND = 1000;
+
 /** `redis://user:secret@host` → `redis://user:REDACTED@host`: a URL as it may be logged. */
 export function redactUrl(url: string): string {
   try {
@@ -113,6 +122,8 @@ export class Coordinator {
   readonly #now: () => number;
   readonly #timer: Timer;
   readonly #leases = new Set<HeldLease>();
+  /** The value each lease this process took was stored with (stillHolds compares it). */
+  readonly #values = new WeakMap<Lease, string>();
   #up: boolean | undefined;
   #closed = false;
 
@@ -192,7 +203,22 @@ export class Coordinator {
       log: this.#log,
     });
     this.#leases.add(lease);
+    this.#values.set(lease, value);
     return { kind: 'acquired', lease };
+  }
+
+  /**
+   * Does `lease` still hold, as Redis sees it now: its value is still ours and its fencing
+   * counter still its fence (nobody acquired it since)? Checked right before an act a later
+   * holder must not see done by an earlier one (a paused process wakes with a live-looking
+   * signal: its renewals had no chance to fail). false when lost or released; undefined when
+   * unavailable (the caller must not act then either).
+   */
+  async stillHolds(lease: Lease): Promise<boolean | undefined> {
+    const value = this.#values.get(lease);
+    if (value === undefined || lease.signal.aborted) return false;
+    const r = await this.#call(() => this.#redis.eval(STILL_HOLDS, 2, leaseKey(lease.key), fenceKey(lease.key), value, String(lease.fence)));
+    return r === undefined ? undefined : r === 1;
   }
 
   /** Who holds the lease `key` (null: nobody; undefined: unavailable). */
@@ -223,6 +249,30 @@ export class Coordinator {
     if (Buffer.byteLength(text) > SHARED_VALUE_MAX_BYTES) return false;
     const r = await this.#call(() => this.#redis.set(valueKey(key), text, 'PX', Math.max(1, Math.round(ttlMs))));
     return r === 'OK';
+  }
+
+  /** Sets `member`'s score in the sorted set `set` (e.g. a time of last use); false when unavailable. */
+  async touch(set: string, member: string, score: number): Promise<boolean> {
+    const r = await this.#call(() => this.#redis.zadd(setKey(set), score, member));
+    return r !== undefined;
+  }
+
+  /** The scores of `members` in `set`, in their order (null: not a member); undefined when unavailable. */
+  async scores(set: string, members: readonly string[]): Promise<Array<number | null> | undefined> {
+    const out: Array<number | null> = [];
+    for (let i = 0; i < members.length; i += SCORES_PER_COMMAND) {
+      const batch = members.slice(i, i + SCORES_PER_COMMAND);
+      const r = await this.#call(() => this.#redis.zmscore(setKey(set), ...batch));
+      if (r === undefined) return undefined;
+      for (const v of r) out.push(v === null ? null : Number(v));
+    }
+    return out;
+  }
+
+  /** Removes `member` from `set`; false when unavailable. */
+  async forget(set: string, member: string): Promise<boolean> {
+    const r = await this.#call(() => this.#redis.zrem(setKey(set), member));
+    return r !== undefined;
   }
 
   /** Releases the leases still held (best effort) and disconnects. */
@@ -273,6 +323,7 @@ function leaseTtl(ms: number): number {
 const leaseKey = (key: string): string => `${KEY_PREFIX}lease:${key}`;
 const fenceKey = (key: string): string => `${KEY_PREFIX}fence:${key}`;
 const valueKey = (key: string): string => `${KEY_PREFIX}value:${key}`;
+const setKey = (set: string): string => `${KEY_PREFIX}set:${set}`;
 
 /** The holder part of a lease value ("<nonce> <holder>"). */
 function holderOf(value: string): string {

@@ -2,11 +2,15 @@ import type { Logger } from 'pino';
 import type { Metrics } from '../audit/metrics.js';
 import type { ServerConfig, SharedConfig, SharedPeerConfig } from '../config/types.js';
 import type { Catalog } from '../store/catalog.js';
+import type { Digest } from '../oci/digest.js';
 import type { ContentStore } from '../store/content-store.js';
 import { Bucket } from './bucket.js';
+import { BucketUse } from './bucket-use.js';
 import { Coordinator } from './coordinator.js';
 import { PeerClient } from './peer-client.js';
 import { PeerServer } from './peer-server.js';
+import { Janitor } from './janitor.js';
+import type { Timer } from './lease.js';
 import { Replicator } from './replicator.js';
 
 /**
@@ -24,6 +28,11 @@ export interface SharedCache {
   readonly token?: string | undefined;
   /** cache.shared.peer (with redis): this process's advertised address, and the client of the others' peer listeners. */
   readonly peer?: { readonly config: SharedPeerConfig; readonly client: PeerClient } | undefined;
+  /**
+   * With cache.shared.s3.maxBytes: marks an object served from the bucket as used (the janitor
+   * evicts the least recently used), for the shared-store and redirect layers' `onServe`.
+   */
+  readonly bucketUsed?: ((digest: Digest) => void) | undefined;
   /** Stops replicating (what is queued is dropped: the local store keeps it) and closes the connections. */
   close(): Promise<void>;
 }
@@ -34,6 +43,8 @@ export interface SharedCacheDeps {
   /** The local store (cache.shared needs cache.store: the config refuses it without). */
   readonly store: { readonly content: ContentStore; readonly catalog: Catalog };
   readonly tls?: ServerConfig['tls'] | undefined;
+  /** Schedules the bucket janitor's passes (tests); default real timers. */
+  readonly timer?: Timer | undefined;
 }
 
 /**
@@ -45,9 +56,15 @@ export async function openSharedCache(cfg: SharedConfig, deps: SharedCacheDeps):
   const bucket = cfg.s3 && new Bucket(cfg.s3, { logger, metrics });
   const replicator = bucket && new Replicator({ bucket, content: store.content, catalog: store.catalog, logger, metrics });
   const coordinator = cfg.redis && Coordinator.connect({ url: cfg.redis.url, logger, metrics });
+  // cache.shared.s3.maxBytes (the config requires redis with it): one process at a time evicts the bucket.
+  const maxBytes = cfg.s3?.maxBytes;
+  const uses = bucket && coordinator && maxBytes !== undefined ? new BucketUse({ coordinator }) : undefined;
+  const janitor = bucket && coordinator && uses && maxBytes !== undefined ? new Janitor({ bucket, coordinator, uses, maxBytes, logger, metrics, timer: deps.timer }) : undefined;
+  janitor?.start();
   const server = cfg.peer && new PeerServer({ peer: cfg.peer, tls: deps.tls, content: store.content, logger });
   const client = cfg.peer && new PeerClient({ token: cfg.peer.token, ca: cfg.peer.ca });
   const close = async (): Promise<void> => {
+    await janitor?.close();
     await server?.close();
     await client?.close();
     await replicator?.close();
@@ -69,6 +86,7 @@ export async function openSharedCache(cfg: SharedConfig, deps: SharedCacheDeps):
     coordinator,
     token: cfg.peer?.token,
     peer: cfg.peer && client ? { config: cfg.peer, client } : undefined,
+    bucketUsed: uses && ((digest) => uses.used(digest)),
     close,
   };
 }
