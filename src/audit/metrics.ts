@@ -43,6 +43,7 @@ export class Metrics {
   readonly sharedUp: Gauge<'engine'>;
   readonly sharedReplications: Counter<'kind' | 'result'>;
   readonly sharedStoreLookups: Counter<'kind' | 'result'>;
+  readonly sharedVerdicts: Counter<'result'>;
   readonly buildInfo: Gauge<'version' | 'node'>;
   /** The store the gauges read, once one is watched (watchStore). */
   #store: ObservedStore | undefined;
@@ -203,6 +204,12 @@ export class Metrics {
       name: 'sigil_shared_store_lookups_total',
       help: 'Shared bucket lookups on the serving path, by kind (manifest by digest, blob) and result (hit, miss, unavailable, mismatch: the bytes did not hash to the digest)',
       labelNames: ['kind', 'result'],
+      registers: [registry],
+    });
+    this.sharedVerdicts = new Counter({
+      name: 'sigil_shared_verdicts_total',
+      help: 'Shared verdict lookups in Redis on a verdict cache miss, by result: hit, miss, or rejected (its HMAC with cache.shared.peer.token or its key did not check: ignored, verified here)',
+      labelNames: ['result'],
       registers: [registry],
     });
   }

@@ -2,6 +2,7 @@ import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import type { Metrics } from '../audit/metrics.js';
 import { VerdictCache, VerifiedChildren, verdictKey } from './verdicts.js';
+import type { SharedVerdicts } from './shared-verdicts.js';
 import type { Config, Policy } from '../config/types.js';
 import { SigilError } from '../errors.js';
 import { INDEX_MEDIA_TYPES } from '../oci/media-types.js';
@@ -66,6 +67,7 @@ export class ManifestGate {
   readonly #verifier: SignatureVerifier;
   readonly #keeper: Keep | null;
   readonly #verdicts: VerdictCache;
+  readonly #shared: SharedVerdicts | undefined;
   readonly #children: VerifiedChildren;
   readonly #inflight = new Map<string, Promise<Evaluation>>();
   readonly #slots = new VerificationSlots({ total: MAX_CONCURRENT_VERIFICATIONS, perUpstream: MAX_CONCURRENT_VERIFICATIONS_PER_UPSTREAM });
@@ -86,6 +88,8 @@ export class ManifestGate {
     now?: () => number;
     /** Deadline of one signature discovery and verification (tests shorten it); default VERIFICATION_DEADLINE_MS. */
     verificationDeadlineMs?: number;
+    /** With cache.shared (Redis and a peer token): verdicts other processes reached, consulted on a memory miss. */
+    sharedVerdicts?: SharedVerdicts | undefined;
   }) {
     this.#deadlineMs = deps.verificationDeadlineMs ?? VERIFICATION_DEADLINE_MS;
     this.#keeper = deps.keeper ?? null;
@@ -96,6 +100,7 @@ export class ManifestGate {
     this.#verifier = deps.verifier;
     const { maxEntries, ttlMs } = deps.config.cache.verifications;
     this.#verdicts = new VerdictCache({ maxEntries, ttlMs, now: deps.now });
+    this.#shared = deps.sharedVerdicts;
     this.#children = new VerifiedChildren({ maxEntries: maxEntries * 4, ttlMs, now: deps.now });
     this.#denied = new LRUCache({ max: maxEntries, ttl: ttlMs, ...(deps.now ? { perf: { now: deps.now } } : {}) });
     this.#artifacts = new ArtifactJudge({ slots: this.#slots, logger: this.#log });
@@ -243,7 +248,8 @@ export class ManifestGate {
     const viaIndex = this.#children.lookup(key);
     if (viaIndex) return { manifest, policy, outcome: viaIndex.outcome, basis: 'index', index: viaIndex.index, cached: true, notArtifact };
 
-    const { outcome, cached } = await this.#verdicts.get(key, () => this.#verification.verify(target, manifest.digest, policy, deadline));
+    const verify = () => this.#verification.verify(target, manifest.digest, policy, deadline);
+    const { outcome, cached } = await this.#verdicts.get(key, async () => (this.#shared ? this.#shared.verdict(keyParts, verify) : { outcome: await verify() }));
     this.#metrics.verdictCache.inc({ result: cached ? 'hit' : 'miss' });
     if (outcome.kind === 'verified' && INDEX_MEDIA_TYPES.has(manifest.mediaType)) {
       for (const child of indexChildDigests(manifest.bytes)) {

@@ -21,30 +21,42 @@ export function verdictKey(k: VerdictKeyParts): string {
   return [k.upstream, k.repository, k.digest, k.policyFingerprint, k.trustFingerprint].join('|');
 }
 
+/** A verdict just reached, or one reached elsewhere that lives at most `ttlMs` more (a shared verdict, shared-verdicts.ts). */
+export interface Computed {
+  readonly outcome: Outcome;
+  readonly ttlMs?: number;
+}
+
+/** How long a verdict of this kind is kept: verified outcomes `ttlMs`, the rest FAILURE_TTL_MS at most. */
+export function verdictTtlMs(outcome: Outcome, ttlMs: number): number {
+  return outcome.kind === 'verified' ? ttlMs : Math.min(FAILURE_TTL_MS, ttlMs);
+}
+
 /**
  * Verdicts by key. Concurrent requests for one key share one computation (lru-cache's
  * fetch is inflight-unique); verified outcomes live `ttlMs`, the rest FAILURE_TTL_MS.
  */
 export class VerdictCache {
-  readonly #cache: LRUCache<string, Outcome, () => Promise<Outcome>>;
+  readonly #cache: LRUCache<string, Outcome, () => Promise<Computed>>;
   readonly #ttlMs: number;
 
   constructor(opts: { maxEntries: number; ttlMs: number; now?: () => number }) {
     this.#ttlMs = opts.ttlMs;
-    this.#cache = new LRUCache<string, Outcome, () => Promise<Outcome>>({
+    this.#cache = new LRUCache<string, Outcome, () => Promise<Computed>>({
       max: opts.maxEntries,
       ttl: opts.ttlMs,
       ...(opts.now ? { perf: { now: opts.now } } : {}),
       fetchMethod: async (_key, _stale, { options, context }) => {
-        const outcome = await context();
-        options.ttl = outcome.kind === 'verified' ? this.#ttlMs : Math.min(FAILURE_TTL_MS, this.#ttlMs);
+        const { outcome, ttlMs } = await context();
+        const ttl = verdictTtlMs(outcome, this.#ttlMs);
+        options.ttl = ttlMs === undefined ? ttl : Math.max(1, Math.min(ttl, ttlMs));
         return outcome;
       },
     });
   }
 
   /** The cached outcome for `key`, else `compute()` (shared by concurrent callers). */
-  async get(key: string, compute: () => Promise<Outcome>): Promise<{ outcome: Outcome; cached: boolean }> {
+  async get(key: string, compute: () => Promise<Computed>): Promise<{ outcome: Outcome; cached: boolean }> {
     const hit = this.#cache.get(key);
     if (hit !== undefined) return { outcome: hit, cached: true };
     const outcome = await this.#cache.fetch(key, { context: compute });

@@ -1,0 +1,140 @@
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { Redis } from 'iovalkey';
+import { defaultDeps, type AppDeps } from '../../src/app.js';
+import { createLogger } from '../../src/audit/logger.js';
+import type { Config } from '../../src/config/types.js';
+import { isSigilError } from '../../src/errors.js';
+import { ManifestGate } from '../../src/gate/manifest-gate.js';
+import { SharedVerdicts } from '../../src/gate/shared-verdicts.js';
+import type { SignatureVerifier } from '../../src/gate/verifier.js';
+import { Coordinator, KEY_PREFIX } from '../../src/shared/coordinator.js';
+import { seal } from '../../src/shared/sealed.js';
+import { pushLegacySignature } from '../helpers/publish.js';
+import { startRedisServer, type RedisServer } from '../helpers/redis-server.js';
+import { legacyLayer } from '../helpers/signer.js';
+import { compileConfig } from '../helpers/sigil.js';
+import { UPSTREAM, startVerifyEnv, type VerifyEnv } from '../helpers/verify-env.js';
+
+// Prevents: Redis deciding what is served. Processes of one cache share verdicts through Redis;
+// anyone who can write to Redis could otherwise store "verified" under the key of an image no
+// trusted key signed, and every process would serve it under enforce. A shared verdict counts only when its
+// HMAC under cache.shared.peer.token checks for its exact key (upstream, repository, digest,
+// policy and trust fingerprints); a genuine one spares the other processes the verification.
+//
+// Real registry, real signatures, the real gates and verifier of two "processes", a real
+// redis-server.
+
+const TOKEN = 'peer-token-shared-by-the-replicas';
+
+let env: VerifyEnv;
+let redis: RedisServer;
+let raw: Redis;
+let config: Config;
+let deps: AppDeps;
+const coordinators: Coordinator[] = [];
+
+before(async () => {
+  env = await startVerifyEnv();
+  redis = await startRedisServer();
+  raw = new Redis(redis.url);
+  config = await compileConfig(
+    [
+      'server:',
+      '  listen: 127.0.0.1:0',
+      'upstreams:',
+      `  - name: ${UPSTREAM}`,
+      `    url: ${env.registry.url}`,
+      `defaultUpstream: ${UPSTREAM}`,
+      'policies:',
+      '  - name: signed',
+      '    match: ["**"]',
+      '    mode: enforce',
+      '    authorities:',
+      `      - { key: ${env.keys.p256.path}, tlog: ignore }`,
+    ].join('\n'),
+  );
+  deps = await defaultDeps(config, { logger: createLogger('silent') });
+});
+
+after(async () => {
+  await Promise.all(coordinators.map((c) => c.close()));
+  raw?.disconnect();
+  for (const c of deps?.clients.values() ?? []) await c.close();
+  await deps?.hashes.close();
+  await redis?.stop();
+  await env?.stop();
+});
+
+/** One process's gate, sharing verdicts through the Redis, with a verifier that counts its verifications. */
+async function gate(token = TOKEN) {
+  const coordinator = Coordinator.connect({ url: redis.url, logger: deps.logger });
+  coordinators.push(coordinator);
+  assert.ok(await coordinator.waitUntilUp(10_000));
+  const counted = { runs: 0 };
+  const verifier: SignatureVerifier = {
+    get trustFingerprint() {
+      return deps.verifier.trustFingerprint;
+    },
+    verify(candidates, subject, policy) {
+      counted.runs++;
+      return deps.verifier.verify(candidates, subject, policy);
+    },
+  };
+  const sharedVerdicts = new SharedVerdicts({ coordinator, token, ttlMs: config.cache.verifications.ttlMs, metrics: deps.metrics, logger: deps.logger });
+  return { gate: new ManifestGate({ config, clients: deps.clients, metrics: deps.metrics, logger: deps.logger, verifier, sharedVerdicts }), counted };
+}
+
+const denied = (e: unknown): boolean => isSigilError(e) && e.code === 'POLICY_DENIED';
+
+test('a signed image one process verified is let through by another without verifying it again', async () => {
+  const img = await env.push('shared/signed', 'v1');
+  await pushLegacySignature(env.target, 'shared/signed', img.digest, [legacyLayer(env.keys.p256, img.digest)]);
+  const a = await gate();
+  const b = await gate();
+  const target = { upstream: UPSTREAM, repository: 'shared/signed', reference: 'v1' };
+  assert.equal((await a.gate.decide(target)).verification, 'verified');
+  assert.equal((await b.gate.decide(target)).verification, 'verified');
+  assert.equal(a.counted.runs, 1);
+  assert.equal(b.counted.runs, 0, 'b took a\'s verdict');
+});
+
+test('an image signed by no trusted key stays denied whatever allow is written into Redis for it', async () => {
+  const img = await env.push('shared/untrusted', 'v1');
+  await pushLegacySignature(env.target, 'shared/untrusted', img.digest, [legacyLayer(env.stranger, img.digest)]);
+  const target = { upstream: UPSTREAM, repository: 'shared/untrusted', reference: 'v1' };
+  const a = await gate();
+  await assert.rejects(a.gate.decide(target), denied);
+  const [key] = await raw.keys(`${KEY_PREFIX}value:verdict:*${encodeURIComponent('shared/untrusted')}*`);
+  assert.ok(key, 'the deny was shared');
+  assert.match(key, new RegExp(img.digest.replace(':', '%3A')));
+  const logical = key.slice(`${KEY_PREFIX}value:`.length);
+  const allow = { key: logical, outcome: { kind: 'verified', signer: { kind: 'key', keyId: 'sha256:forged' }, checks: [] }, expiresAt: Date.now() + 60_000 };
+  const forgeries = [
+    allow, // no MAC
+    seal('a-token-the-replicas-do-not-have', logical, allow), // the wrong token
+  ];
+  // a genuine allow of the signed image, moved to the untrusted one's key
+  const [signedKey] = await raw.keys(`${KEY_PREFIX}value:verdict:*${encodeURIComponent('shared/signed')}*`);
+  assert.ok(signedKey);
+  forgeries.push(JSON.parse((await raw.get(signedKey)) ?? 'null'));
+  for (const [i, f] of forgeries.entries()) {
+    await raw.set(key, JSON.stringify(f), 'PX', 60_000);
+    const b = await gate();
+    await assert.rejects(b.gate.decide(target), denied, `forgery ${i}`);
+    assert.equal(b.counted.runs, 1, `verified by the process itself (forgery ${i})`);
+  }
+  const rejected = (await deps.metrics.sharedVerdicts.get()).values.find((v) => v.labels.result === 'rejected')?.value;
+  assert.equal(rejected, forgeries.length);
+});
+
+test('a process with another token shares nothing with the others', async () => {
+  const img = await env.push('shared/other-token', 'v1');
+  await pushLegacySignature(env.target, 'shared/other-token', img.digest, [legacyLayer(env.keys.p256, img.digest)]);
+  const target = { upstream: UPSTREAM, repository: 'shared/other-token', reference: 'v1' };
+  const a = await gate();
+  const b = await gate('another-token-of-the-right-size');
+  assert.equal((await a.gate.decide(target)).verification, 'verified');
+  assert.equal((await b.gate.decide(target)).verification, 'verified');
+  assert.equal(b.counted.runs, 1);
+});
