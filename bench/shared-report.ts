@@ -118,7 +118,8 @@ function memoryLines(m: NonNullable<SharedFigures['memory']>): string[] {
   const worst = Math.max(...m.replicas.map((r) => r.peak));
   return [
     '',
-    `Memory while one replica downloads a cold ${m.blobBytes / MIB} MiB blob and the others follow it (one client each; RSS sampled every 10 ms; upstream GETs of the blob: ${m.upstreamGets}):`,
+    `Memory while one replica downloads a cold ${m.blobBytes / MIB} MiB blob and the others follow it (one client each; RSS sampled every 10 ms; ` +
+      `upstream GETs of the blob: ${m.upstreamGets}${m.upstreamGets === 1 ? '' : ', **the followers did not all follow**'}):`,
     '',
     '| replica | role | RSS before, MiB | largest sample, MiB | peak RSS, MiB | RSS after, MiB | growth (largest − before), MiB | its client, MB/s |',
     '|---|---|---:|---:|---:|---:|---:|---:|',
