@@ -28,7 +28,7 @@ import type { Replica, Rig } from './shared-rig.js';
 import type { FleetHerd, FollowRun, ReplicaMemory, SharedFigures, WarmPull } from './shared-report.js';
 import type { SigilCommon } from './store-section.js';
 
-export const REPLICAS = 3; // the figure
+const REPLICAS = 3; // the figure
 const QUICK_CLIENTS_PER_REPLICA = 8; // --quick: a trial of the harness, not 96 pulls on 2 cores
 const FOLLOW_BLOB_BYTES = { full: 256 * MIB, quick: 32 * MIB }; // ~1 s per GET here in full: long enough for a follower to join
 const MEMORY_BLOB_BYTES = { full: 1024 * MIB, quick: 64 * MIB }; // the 1 GiB: RSS must not grow with it
