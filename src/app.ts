@@ -27,6 +27,8 @@ import { TufMetrics } from './audit/tuf-metrics.js';
 import { HashPool } from './hash/hash-pool.js';
 import { Generations, type Lease } from './reload/generations.js';
 import { Reloader, type ReloadOutcome } from './reload/reloader.js';
+import { sharedVerdictsOf } from './gate/shared-verdicts.js';
+import { openSharedCache, type SharedCache } from './shared/shared-cache.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -85,6 +87,8 @@ export interface AppDeps {
   readonly timeouts?: Partial<Timeouts>;
   /** Hash workers for blob digests, shared by the upstream clients; closed with the app. */
   readonly hashes: HashPool;
+  /** cache.shared (never offline): the bucket, Redis and the peer listener, for every generation; closed with the app. */
+  readonly shared?: SharedCache | undefined;
   /** The gate's clock (its verdict lifetimes; tests move it); default performance.now. */
   readonly now?: () => number;
   /** The gate's decision deadline (tests shorten it); default VERIFICATION_DEADLINE_MS. */
@@ -128,7 +132,6 @@ export interface DepsOptions {
  * registry per upstream as registry/compose.ts builds it (offline: the store alone).
  */
 export async function defaultDeps(config: Config, opts: DepsOptions = {}): Promise<AppDeps> {
-  if (config.cache.shared) throw new Error('cache.shared: not served yet by this build (the scale-out layers are being built)');
   const logger = opts.logger ?? createLogger(config.server.logLevel);
   const metrics = new Metrics();
   const offline = opts.offline ?? false;
@@ -155,6 +158,8 @@ export async function defaultDeps(config: Config, opts: DepsOptions = {}): Promi
   } else if (offline) {
     throw new Error('cache.store: --offline serves from the content store, and the config has none');
   }
+  // Offline, nothing is contacted: no bucket, no Redis, no peers.
+  const shared = config.cache.shared && parts && !offline ? await openSharedCache(config.cache.shared, { logger, metrics, store: parts, tls: config.server.tls }) : undefined;
   const compose = (c: Config, trusted: TrustedVerifier): ConfigParts => {
     const { registries: clients, keeper } = composeServe(c, {
       metrics,
@@ -166,6 +171,7 @@ export async function defaultDeps(config: Config, opts: DepsOptions = {}): Promi
       staleDeadlineMs: opts.staleDeadlineMs,
       timer: opts.staleTimer,
       now: opts.now,
+      shared,
     });
     return { clients, verifier: trusted, ...(keeper ? { keeper } : {}) };
   };
@@ -175,9 +181,14 @@ export async function defaultDeps(config: Config, opts: DepsOptions = {}): Promi
   // trust.tuf's refresher lives as long as the app: every generation's trust reads its latest root.
   const rebuild = (c: Config): ConfigParts => compose(c, trustOf(c, tuf));
   // The cached root, then the repository (never offline), before the first request.
-  await tuf?.start();
+  try {
+    await tuf?.start();
+  } catch (err) {
+    await shared?.close(); // its connections would keep the process alive
+    throw err;
+  }
   return {
-    logger, metrics, clients, verifier, store, offline, timeouts: opts.timeouts, hashes, ...gate, rebuild,
+    logger, metrics, clients, verifier, store, offline, timeouts: opts.timeouts, hashes, ...gate, rebuild, shared,
     ...(opts.loadConfig ? { loadConfig: opts.loadConfig } : {}),
     ...(tuf ? { tuf } : {}),
   };
@@ -218,6 +229,7 @@ function serveGeneration(id: number, config: Config, parts: ConfigParts, deps: A
     keeper: parts.keeper,
     now: deps.now,
     verificationDeadlineMs: deps.verificationDeadlineMs,
+    sharedVerdicts: sharedVerdictsOf(config.cache, deps.shared?.coordinator, deps),
   });
   // Client auth (server.auth) and the 405 for push/delete are tied to the /v2/ routes themselves.
   const auth = config.server.auth ? new BasicAuthChecker(config.server.auth.users) : null;
@@ -320,6 +332,7 @@ export async function buildApp(config: Config, deps?: AppDeps): Promise<FastifyI
   app.addHook('onClose', async () => {
     d.tuf?.close();
     await generations.close();
+    await d.shared?.close();
     await d.store?.content.close();
     await d.hashes.close();
   });

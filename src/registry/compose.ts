@@ -16,6 +16,11 @@ import { staleIfError } from './stale-if-error.js';
 import { storeRead } from './store-read.js';
 import { tagCache } from './tag-cache.js';
 import { writeThrough } from './write-through.js';
+import type { SharedCache } from '../shared/shared-cache.js';
+import { sharedManifests } from './shared-manifests.js';
+import { sharedRedirect } from './shared-redirect.js';
+import { sharedStore } from './shared-store.js';
+import { sharedTags } from './shared-tags.js';
 
 /** What the layers are built with. */
 export interface StackDeps {
@@ -29,6 +34,8 @@ export interface StackDeps {
   /** Stale-if-error's deadline and timer (tests); default STALE_DEADLINE_MS on real timers. */
   readonly staleDeadlineMs?: number | undefined;
   readonly timer?: Timer | undefined;
+  /** cache.shared (with a store, never offline): the bucket, Redis and peers (shared/shared-cache.ts). */
+  readonly shared?: SharedCache | undefined;
 }
 
 /** The content store, with what decides which blobs go into it. */
@@ -45,13 +52,19 @@ export interface StackStore extends StoreParts {
 export function serveRegistry(up: Registry, u: Pick<UpstreamConfig, 'staleIfError'>, cache: Pick<CacheConfig, 'tags' | 'manifests'>, deps: StackDeps, store?: StackStore): Registry {
   const { metrics, logger, hashes, now } = deps;
   const stale = store && u.staleIfError ? { breaker: new UpstreamBreaker({ now: now ?? (() => performance.now()) }), stored: new StoredRegistry(up.name, store) } : undefined;
+  const shared = store ? deps.shared : undefined;
+  const [bucket, coordinator, token] = [shared?.bucket, shared?.coordinator, shared?.token];
   return stack(
     up, //                                                                            undici, token flow, size caps, digest checks
+    coordinator && sharedManifests({ coordinator, logger }), //                       manifests by digest: one upstream fetch across processes
+    bucket && sharedStore({ bucket, logger, metrics, hashes }), //                   manifests by digest and blobs from the shared bucket, for repositories it holds them for
     store && writeThrough({ store, admission: store.admission, logger, hashes }), // admitted blobs into the store, one download each
+    bucket && shared?.redirect === true && sharedRedirect({ bucket, metrics }), //            cache.shared.s3.redirect: a blob the bucket holds, as a 307 to a presigned URL
     stale && staleDeadline({ breaker: stale.breaker, logger, deadlineMs: deps.staleDeadlineMs, timer: deps.timer }), // metadata answers within STALE_DEADLINE_MS
     store && storeRead(store, metrics), //                                            manifests by digest and blobs from the store
     manifestCache({ maxBytes: cache.manifests.maxBytes, now }), //                   manifests by digest in memory; tags resolved with a HEAD
     stale && staleIfError({ ...stale, metrics }), //                                  the stored answer while the upstream fails
+    coordinator && sharedTags({ coordinator, ttlMs: cache.tags.ttlMs, staleIfError: u.staleIfError, token, metrics }), // tag answers shared across processes
     tagCache({ ttlMs: cache.tags.ttlMs, now }), //                                    tag → digest for cache.tags.ttl
   );
 }

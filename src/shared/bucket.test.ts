@@ -7,6 +7,7 @@ import { fakeClock } from '../../test/helpers/clock.js';
 import { sha256, sha512 } from '../../test/helpers/digest.js';
 import { capturingLogger, silentLogger } from '../../test/helpers/fake-registry.js';
 import { startS3Server, type S3Server } from '../../test/helpers/s3-server.js';
+import { deepFreeze } from '../config/compile.js';
 import { BUCKET_RETRY_MS, Bucket } from './bucket.js';
 
 // The shared bucket against a real S3-compatible server (s3rver): objects go in only complete
@@ -121,6 +122,19 @@ describe('shared bucket', () => {
     assert.deepEqual(await bucket.getRecord(ref), { mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 10 });
     assert.equal(await bucket.getRecord({ ...ref, repository: 'library/other' }), null, 'another repository has no record of it');
     assert.equal(bucket.recordKey(ref), `records/manifest/${encodeURIComponent(`hub/library/nginx@${d}`)}.json`);
+  });
+
+  test('a config as compiled (frozen, credentials included) is used as it is', async () => {
+    const frozen = new Bucket(deepFreeze(s3.config({ prefix: 'frozen/' })), { logger: silentLogger() });
+    try {
+      const bytes = Buffer.from('from a frozen config');
+      const d = sha256(bytes);
+      assert.equal(await frozen.put(d, bytes.length, streamOf(bytes)), true);
+      assert.equal(await frozen.head(d), bytes.length);
+      assert.equal(frozen.available, true);
+    } finally {
+      frozen.close();
+    }
   });
 
   test('keys sit under the prefix: objects/<alg>/<hex>', async () => {

@@ -63,7 +63,8 @@ export class Bucket {
       region: cfg.region,
       forcePathStyle: cfg.forcePathStyle,
       ...(cfg.endpoint !== undefined ? { endpoint: cfg.endpoint } : {}),
-      ...(cfg.credentials !== undefined ? { credentials: cfg.credentials } : {}),
+      // A copy: the SDK marks where credentials came from on the object itself, and a compiled config is frozen.
+      ...(cfg.credentials !== undefined ? { credentials: { ...cfg.credentials } } : {}),
       // A failed call is answered from below at once: the bucket is retried after BUCKET_RETRY_MS, not per call.
       maxAttempts: 1,
       // S3-compatible stores (MinIO, Ceph, s3rver) do not all take the SDK's default CRC trailers; the digest is checked here.
