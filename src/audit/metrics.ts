@@ -44,6 +44,7 @@ export class Metrics {
   readonly sharedReplications: Counter<'kind' | 'result'>;
   readonly sharedStoreLookups: Counter<'kind' | 'result'>;
   readonly sharedVerdicts: Counter<'result'>;
+  readonly blobFlights: Counter<'upstream' | 'outcome'>;
   readonly buildInfo: Gauge<'version' | 'node'>;
   /** The store the gauges read, once one is watched (watchStore). */
   #store: ObservedStore | undefined;
@@ -210,6 +211,12 @@ export class Metrics {
       name: 'sigil_shared_verdicts_total',
       help: 'Shared verdict lookups in Redis on a verdict cache miss, by result: hit, miss, or rejected (its HMAC with cache.shared.peer.token or its key did not check: ignored, verified here)',
       labelNames: ['result'],
+      registers: [registry],
+    });
+    this.blobFlights = new Counter({
+      name: 'sigil_shared_blob_flights_total',
+      help: 'Blob downloads into the store with cache.shared.peer, by outcome: fetched (this replica took the lease and fetched from the upstream), peer (streamed from the lease holder), alone (Redis unavailable), own (the lease is this replica\'s), bad_mac (the lease value failed its MAC: ignored), peer_failed (the holder gave nothing: fetched from the upstream), taken_over (the holder\'s stream failed mid-way: the rest from the upstream)',
+      labelNames: ['upstream', 'outcome'],
       registers: [registry],
     });
   }

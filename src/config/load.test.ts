@@ -40,12 +40,14 @@ after(async () => { await rm(tmp, { recursive: true, force: true }); });
 
 const BASE = BASE_DOC;
 const { load, patched, okConfig, rejects } = configLoader(() => tmp);
+/** The variables the example's cache.shared names. */
+const SHARED_ENV = { S3_ACCESS_KEY_ID: 'AKIAEXAMPLE', S3_SECRET_ACCESS_KEY: 's3-secret', SIGIL_PEER_TOKEN: '0123456789abcdef0123456789abcdef' };
 
 describe('the example config (docs/sigil.example.yaml, without the keys it marks NOT IMPLEMENTED YET)', () => {
   test('loads with its env vars set and its files present, without a warning', async () => {
     const text = (await implementedExample())
       .replaceAll('/etc/sigil/', `${tmp}/etc/sigil/`).replaceAll('/var/lib/sigil/', `${tmp}/var/lib/sigil/`);
-    const r = await load(text, { GHCR_USER: 'bot', GHCR_TOKEN: 'tok' });
+    const r = await load(text, { GHCR_USER: 'bot', GHCR_TOKEN: 'tok', ...SHARED_ENV });
     const c = okConfig(r);
     assert.ok(r.ok);
     // the project's own example passes `sigil config check` clean: its patterns are anchored
@@ -79,7 +81,14 @@ describe('the example config (docs/sigil.example.yaml, without the keys it marks
     assert.equal(rest.mode, 'warn');
     assert.match(acme.fingerprint, /^[0-9a-f]{64}$/);
     assert.notEqual(acme.fingerprint, rest.fingerprint);
-    assert.deepEqual(c.cache, { verifications: { maxEntries: 10000, ttlMs: 600_000 }, store: { dir: `${tmp}/var/lib/sigil/store`, maxBytes: 53687091200 }, tags: { ttlMs: 30_000 }, manifests: { maxBytes: 64 * 1024 * 1024 } });
+    assert.deepEqual(c.cache, {
+      verifications: { maxEntries: 10000, ttlMs: 600_000 }, store: { dir: `${tmp}/var/lib/sigil/store`, maxBytes: 53687091200 }, tags: { ttlMs: 30_000 }, manifests: { maxBytes: 64 * 1024 * 1024 },
+      shared: {
+        s3: { endpoint: 'https://s3.eu-west-1.amazonaws.com', region: 'eu-west-1', bucket: 'sigil-store', prefix: 'prod/', forcePathStyle: false, credentials: { accessKeyId: 'AKIAEXAMPLE', secretAccessKey: 's3-secret' }, redirect: false },
+        redis: { url: 'redis://sigil-redis:6379/0' },
+        peer: { listen: { host: '0.0.0.0', port: 5443 }, advertise: 'https://10.0.0.12:5443', token: SHARED_ENV.SIGIL_PEER_TOKEN },
+      },
+    });
   });
 
   test('without its env vars, each unset variable is an error at its path', async () => {
@@ -89,6 +98,9 @@ describe('the example config (docs/sigil.example.yaml, without the keys it marks
     assert.deepEqual(env.map((p) => [p.path, p.message]), [
       ['upstreams[1].credentials.username', 'environment variable GHCR_USER is not set'],
       ['upstreams[1].credentials.password', 'environment variable GHCR_TOKEN is not set'],
+      ['cache.shared.s3.credentials.accessKeyId', 'environment variable S3_ACCESS_KEY_ID is not set'],
+      ['cache.shared.s3.credentials.secretAccessKey', 'environment variable S3_SECRET_ACCESS_KEY is not set'],
+      ['cache.shared.peer.token', 'environment variable SIGIL_PEER_TOKEN is not set'],
     ]);
   });
 });
@@ -411,7 +423,7 @@ describe('compiled config', () => {
   });
   test('is deep-frozen, URLs and maps included, and its RegExps still work', async () => {
     const text = (await implementedExample()).replaceAll('/etc/sigil/', `${tmp}/etc/sigil/`);
-    const c = okConfig(await load(text, { GHCR_USER: 'u', GHCR_TOKEN: 't' }));
+    const c = okConfig(await load(text, { GHCR_USER: 'u', GHCR_TOKEN: 't', ...SHARED_ENV }));
     const unfrozen: string[] = [];
     const walk = (v: unknown, path: string): void => {
       if (v === null || typeof v !== 'object') return;

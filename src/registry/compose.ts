@@ -17,6 +17,7 @@ import { storeRead } from './store-read.js';
 import { tagCache } from './tag-cache.js';
 import { writeThrough } from './write-through.js';
 import type { SharedCache } from '../shared/shared-cache.js';
+import { clusterFlight } from './cluster-flight.js';
 import { sharedManifests } from './shared-manifests.js';
 import { sharedRedirect } from './shared-redirect.js';
 import { sharedStore } from './shared-store.js';
@@ -53,9 +54,10 @@ export function serveRegistry(up: Registry, u: Pick<UpstreamConfig, 'staleIfErro
   const { metrics, logger, hashes, now } = deps;
   const stale = store && u.staleIfError ? { breaker: new UpstreamBreaker({ now: now ?? (() => performance.now()) }), stored: new StoredRegistry(up.name, store) } : undefined;
   const shared = store ? deps.shared : undefined;
-  const [bucket, coordinator, token] = [shared?.bucket, shared?.coordinator, shared?.token];
+  const [bucket, coordinator, token, peer] = [shared?.bucket, shared?.coordinator, shared?.token, shared?.peer];
   return stack(
     up, //                                                                            undici, token flow, size caps, digest checks
+    store && coordinator && peer && clusterFlight({ leases: coordinator, peers: peer.client, peer: peer.config, content: store.content, logger, metrics }), // blob downloads: one upstream fetch across processes, the others stream from its peer listener
     coordinator && sharedManifests({ coordinator, logger }), //                       manifests by digest: one upstream fetch across processes
     bucket && sharedStore({ bucket, logger, metrics, hashes }), //                   manifests by digest and blobs from the shared bucket, for repositories it holds them for
     store && writeThrough({ store, admission: store.admission, logger, hashes }), // admitted blobs into the store, one download each

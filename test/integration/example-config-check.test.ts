@@ -34,7 +34,7 @@ after(async () => {
 });
 
 test('sigil config check: the example is valid and draws no warning', async () => {
-  const r = await runSigil(['config', 'check', '--config', join(dir, 'sigil.yaml')], { cwd: dir, env: { GHCR_USER: 'bot', GHCR_TOKEN: 'token' } });
+  const r = await runSigil(['config', 'check', '--config', join(dir, 'sigil.yaml')], { cwd: dir, env: { GHCR_USER: 'bot', GHCR_TOKEN: 'token', S3_ACCESS_KEY_ID: 'AKIAEXAMPLE', S3_SECRET_ACCESS_KEY: 's3-secret', SIGIL_PEER_TOKEN: '0123456789abcdef0123456789abcdef' } });
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.stderr, '', 'no warning');
   assert.match(r.stdout, /sigil\.yaml: valid — 3 upstream\(s\), 2 policies/);
