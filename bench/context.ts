@@ -59,29 +59,34 @@ export const defer = (proc: Proc): void => {
 export interface CpuUse {
   client: number;
   registry: number;
+  /** The proxy's process; several proxies (replicas): their sum. */
   proxy: number;
-  /** The proxy's main thread (its event loop) alone. */
+  /** The proxy's main thread (its event loop) alone; several: their sum. */
   proxyMain: number;
+  /** Each proxy process's own CPU seconds, in the order given. */
+  each: number[];
   /** CPU used meanwhile by processes that are not part of the benchmark. */
   others: number;
 }
 
-/** Starts counting CPU seconds of the benchmark's processes and of the whole machine. */
-export function cpuMeter(registryPid: number, proxyPid: number | undefined): { stop(): CpuUse } {
+/** Starts counting CPU seconds of the benchmark's processes (the proxy: one, several or none) and of the whole machine. */
+export function cpuMeter(registryPid: number, proxyPid: number | readonly number[] | undefined): { stop(): CpuUse } {
+  const pids = proxyPid === undefined ? [] : typeof proxyPid === 'number' ? [proxyPid] : proxyPid;
   const c0 = process.cpuUsage();
   const r0 = cpuSecondsOf(registryPid);
-  const p0 = proxyPid !== undefined ? cpuSecondsOf(proxyPid) : 0;
-  const t0 = proxyPid !== undefined ? mainThreadCpuSecondsOf(proxyPid) : 0;
+  const p0 = pids.map(cpuSecondsOf);
+  const t0 = pids.map(mainThreadCpuSecondsOf);
   const m0 = machineBusySeconds();
   return {
     stop(): CpuUse {
       const c = process.cpuUsage(c0);
       const client = (c.user + c.system) / 1e6;
       const registry = cpuSecondsOf(registryPid) - r0;
-      const proxy = proxyPid !== undefined ? cpuSecondsOf(proxyPid) - p0 : 0;
-      const proxyMain = proxyPid !== undefined ? mainThreadCpuSecondsOf(proxyPid) - t0 : 0;
+      const each = pids.map((p, i) => cpuSecondsOf(p) - p0[i]);
+      const proxy = each.reduce((a, s) => a + s, 0);
+      const proxyMain = pids.reduce((a, p, i) => a + mainThreadCpuSecondsOf(p) - t0[i], 0);
       const others = Math.max(0, machineBusySeconds() - m0 - client - registry - proxy);
-      return { client, registry, proxy, proxyMain, others };
+      return { client, registry, proxy, proxyMain, each, others };
     },
   };
 }

@@ -7,6 +7,7 @@ export const REPO_KEY_COLD = 'bench/key-cold';
 export const REPO_KEYLESS_COLD = 'bench/keyless-cold';
 export const REPO_HERD = 'bench/herd';
 export const REPO_STORE = 'bench/store';
+export const REPO_SHARED = 'bench/shared';
 export const TAG = 'latest';
 export const UPSTREAM_NAME = 'registry.bench';
 export const NOHASH_UPSTREAM = 'nohash.bench';

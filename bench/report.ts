@@ -2,6 +2,8 @@
 import { availableParallelism, cpus, totalmem } from 'node:os';
 import { median } from './measure.js';
 import type { LoadResult } from './measure.js';
+import { sharedLines } from './shared-report.js';
+import type { SharedFigures } from './shared-report.js';
 import { storeLines } from './store-report.js';
 import type { StoreFigures } from './store-report.js';
 
@@ -82,6 +84,8 @@ export interface Figures {
   herd?: Herd;
   /** The section `store`: sigil's content store against distribution's pull-through cache. */
   store?: StoreFigures;
+  /** The section `shared`: three replicas with `cache.shared` against three distribution pull-through caches. */
+  shared?: SharedFigures;
 }
 
 export interface Meta {
@@ -353,6 +357,7 @@ export function renderPage(f: Figures, m: Meta, runs: string[]): string {
     '',
     ...tableLines(rows(f, m)),
     ...(f.store !== undefined ? storeLines(f.store, m.sigil) : []),
+    ...(f.shared !== undefined ? sharedLines(f.shared, m.sigil) : []),
     '',
     '<details><summary>every run</summary>',
     '',

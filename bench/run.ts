@@ -12,7 +12,7 @@
  * --mode: the mode of sigil's catch-all policy (default warn, as shipped);
  * --cpu-prof DIR: V8 CPU profiles of the sigil processes, written into DIR when they exit
  *   (summarize one with `scripts/node dist/bench/cpuprofile-top.js DIR/*.cpuprofile`);
- * --only: some of the sections, comma-separated: blob, manifest, verify, herd, store;
+ * --only: some of the sections, comma-separated: blob, manifest, verify, herd, store, shared;
  * --sigil BIN: another build's bin/sigil, to compare builds;
  * --quick: fewer and shorter runs (a trial of the harness: its figures are noise);
  * --node-options=OPTS: NODE_OPTIONS of the sigil processes (V8 flags to try; with "=", as they start with a dash).
@@ -21,8 +21,8 @@
  * Two sigil processes: "sigil" (no content store; upstreams registry.bench with the default
  * blob hashing, nohash.bench with `verifyBlobDigests: false`, off.bench under a `mode: off`
  * policy, all the same registry) and "sigil-store" (a content store in a temp dir; the herd
- * reaches the registry through a counting pass-through). The section `store` starts its own
- * (bench/store-section.ts).
+ * reaches the registry through a counting pass-through). The sections `store` and `shared` start
+ * their own (bench/store-section.ts, bench/shared-section.ts).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
@@ -45,7 +45,7 @@ import type { LegacySignatureLayer, TestKey } from '../test/helpers/signer.js';
 import { QUIET_WAIT_BUDGET_MS, cleanup, defer, log, onCleanup, pushRandomBlob, servers } from './context.js';
 import {
   BIG_BLOB_BYTES, FULL, HERD_LAYERS, HERD_LAYER_BYTES, HERD_UPSTREAM, LOAD_CONNECTIONS, NOHASH_UPSTREAM, OFF_UPSTREAM, PLATFORMS, QUICK, REPO_BLOB,
-  REPO_HERD, REPO_INDEX, REPO_KEYLESS_COLD, REPO_KEY_COLD, REPO_SIGNED, SMALL_BLOB_BYTES, STORE_MAX_BYTES, TAG, UPSTREAM_NAME, WARMUP_DURATION_S,
+  REPO_HERD, REPO_INDEX, REPO_KEYLESS_COLD, REPO_KEY_COLD, REPO_SHARED, REPO_SIGNED, SMALL_BLOB_BYTES, STORE_MAX_BYTES, TAG, UPSTREAM_NAME, WARMUP_DURATION_S,
 } from './fixture.js';
 import { WARM_GETS, blobPhase, checkManifest, coldPhase, fillStore, herdPhase, loadPhase } from './phases.js';
 import type { Bench } from './phases.js';
@@ -54,6 +54,7 @@ import type { Proc } from './procs.js';
 import { renderPage } from './report.js';
 import type { LoadScenario, Target, Variant } from './report.js';
 import { startPipeProxy, startSigil } from './servers.js';
+import { sharedSection } from './shared-section.js';
 import { storeSection } from './store-section.js';
 
 const ISSUER = 'https://issuer.bench.test';
@@ -62,7 +63,7 @@ const ENFORCE_VS_OFF = 0.9; // the issue's bar: warm verified answers at ≥ 0.9
 const TARGETS: readonly Target[] = ['direct', 'pipe', 'sigil'];
 // off and enforce twice each, ABBA: the goal compares them, and single runs of either vary by ±10 %
 const SIGNED_ORDER: readonly Variant[] = ['direct', 'pipe', 'sigilOff', 'sigil', 'sigil', 'sigilOff'];
-const SECTIONS = ['blob', 'manifest', 'verify', 'herd', 'store'] as const;
+const SECTIONS = ['blob', 'manifest', 'verify', 'herd', 'store', 'shared'] as const;
 type Section = (typeof SECTIONS)[number];
 
 const args = parseArgs({
@@ -187,6 +188,8 @@ async function main(): Promise<void> {
     }
   }
   const herdImage = doHerd ? await pushSigned(registry, REPO_HERD, 'v1', byKey(herdKey), { layers: HERD_LAYERS, layerSize: HERD_LAYER_BYTES }) : undefined;
+  // the shared replicas reach it as herd.bench/bench/shared: under the herd policy (enforce, herdKey)
+  const sharedImage = doing('shared') ? await pushSigned(registry, REPO_SHARED, 'v1', byKey(herdKey), { layers: HERD_LAYERS, layerSize: HERD_LAYER_BYTES }) : undefined;
 
   log('starting the pipe proxy and sigil');
   const pipe = await startPipeProxy(registry.url, defer);
@@ -299,6 +302,7 @@ async function main(): Promise<void> {
   if (herdImage !== undefined && fwd !== undefined) b.f.herd = await herdPhase(b, fwd, herdImage);
   for (const [v, p] of procs) if (p) b.f.hwmEnd[v] = memoryOf(p.pid).hwm;
   if (doing('store')) b.f.store = await storeSection(b, { dir, sigil: common, index, n });
+  if (sharedImage !== undefined) b.f.shared = await sharedSection(b, { dir, sigil: common, image: sharedImage, n, quick: args.quick });
 
   let registryVersion = REGISTRY_BIN;
   try {

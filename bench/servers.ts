@@ -52,6 +52,35 @@ export interface SigilUpstream {
   verifyBlobDigests?: boolean;
 }
 
+/** What `cache.shared` of a bench replica names (bench/shared-section.ts). */
+export interface SharedOptions {
+  s3: { endpoint: string; region: string; bucket: string; credentials: { accessKeyId: string; secretAccessKey: string } };
+  redisUrl: string;
+  peerPort: number;
+  /** The peer token, the same on every replica. */
+  token: string;
+}
+
+/** The `cache.shared` lines (indented under `cache:`); values as JSON strings, which YAML reads as they are. */
+function sharedLines(s: SharedOptions): string[] {
+  const q = (v: string): string => JSON.stringify(v);
+  return [
+    '  shared:',
+    '    s3:',
+    `      endpoint: ${q(s.s3.endpoint)}`,
+    `      region: ${q(s.s3.region)}`,
+    `      bucket: ${q(s.s3.bucket)}`,
+    '      forcePathStyle: true',
+    `      credentials: { accessKeyId: ${q(s.s3.credentials.accessKeyId)}, secretAccessKey: ${q(s.s3.credentials.secretAccessKey)} }`,
+    '    redis:',
+    `      url: ${q(s.redisUrl)}`,
+    '    peer:',
+    `      listen: 127.0.0.1:${s.peerPort}`,
+    `      advertise: http://127.0.0.1:${s.peerPort}`,
+    `      token: ${q(s.token)}`,
+  ];
+}
+
 export interface SigilOptions {
   /** bin/sigil of the build under test. */
   bin: string;
@@ -70,6 +99,8 @@ export interface SigilOptions {
   trustedRoot?: readonly string[];
   /** `cache.store`: a content store in this dir. */
   store?: { dir: string; maxBytes: number };
+  /** `cache.shared` (needs `store`): a bucket, Redis and this process's peer listener on 127.0.0.1. */
+  shared?: SharedOptions;
   /** Write a V8 CPU profile of sigil into this dir when it exits. */
   cpuProfDir?: string;
   /** NODE_OPTIONS for the sigil process (V8 flags to try). */
@@ -90,6 +121,7 @@ export async function startSigil(o: SigilOptions, defer: Defer): Promise<Server>
   lines.push(`defaultUpstream: ${o.upstreams[0].name}`);
   if (o.trustedRoot !== undefined) lines.push('trust:', `  trustedRoot: [${o.trustedRoot.join(', ')}]`);
   if (o.store !== undefined) lines.push('cache:', '  store:', `    dir: ${o.store.dir}`, `    maxBytes: ${o.store.maxBytes}`);
+  if (o.shared !== undefined) lines.push(...sharedLines(o.shared));
   lines.push('policies:');
   if (o.policies !== undefined) lines.push(o.policies);
   lines.push(
