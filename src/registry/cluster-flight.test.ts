@@ -19,7 +19,7 @@ import { startRecordingServer } from '../../test/helpers/fault-server.js';
 import { startRedisServer, type RedisServer } from '../../test/helpers/redis-server.js';
 import { tempStore } from '../../test/helpers/temp-store.js';
 import { StoreAdmission } from './admission.js';
-import { COMMIT_WAIT_MS, ClusterFlight, blobLeaseKey, type FlightOutcome } from './cluster-flight.js';
+import { COMMIT_WAIT_MS, ClusterFlight, HOLD_AFTER_COMMIT_MS, blobLeaseKey, type FlightOutcome } from './cluster-flight.js';
 import { WriteThrough } from './write-through.js';
 
 const token = 'peer-token-0123456789abcdef';
@@ -178,7 +178,18 @@ test('replicas pulling one blob at once fetch it from the upstream once: the oth
   assert.deepEqual(up.gets(digest), [undefined], 'one GET upstream');
   await until(() => b.store.content.has(digest), 'the follower stored it');
   assert.deepEqual([await a.outcomes(), await b.outcomes()], [{ fetched: 1 }, { peer: 1 }]);
-  await until(async () => (await a.coordinator.holder(blobLeaseKey(UPSTREAM, 'app', digest))) === null, 'the lease is released');
+  const key = blobLeaseKey(UPSTREAM, 'app', digest);
+  assert.equal(await a.coordinator.holder(key), signHolder(token, key, a.advertise), 'held on after the commit (HOLD_AFTER_COMMIT_MS)');
+});
+
+test('a replica asking after the holder committed streams the stored blob from it, not from the upstream', async () => {
+  const [a, c] = [await replica(), await replica()];
+  const { bytes, digest } = up.blob(200 * 1024);
+  assert.deepEqual(await a.pull(digest), bytes);
+  await until(() => a.store.content.has(digest), 'the holder stored it');
+  assert.deepEqual(await c.pull(digest), bytes);
+  assert.deepEqual(up.gets(digest), [undefined], 'one GET upstream in all');
+  assert.deepEqual(await c.outcomes(), { peer: 1 });
 });
 
 test('the holder keeps its lease until its store committed the blob; one whose store refused it frees it after COMMIT_WAIT_MS', async () => {
@@ -187,8 +198,10 @@ test('the holder keeps its lease until its store committed the blob; one whose s
   const good = up.blob(4096);
   const key = (d: Digest): string => blobLeaseKey(UPSTREAM, 'app', d);
   assert.deepEqual(await a.pull(good.digest), good.bytes);
-  await until(async () => (await a.coordinator.holder(key(good.digest))) === null, 'released at the commit');
-  assert.deepEqual(clock.armed, [], 'by the commit: its timer cancelled, never fired');
+  await until(() => clock.armed.length === 1 && clock.armed[0] === HOLD_AFTER_COMMIT_MS, 'by the commit: COMMIT_WAIT_MS cancelled, HOLD_AFTER_COMMIT_MS armed');
+  assert.notEqual(await a.coordinator.holder(key(good.digest)), null, 'held on after the commit');
+  clock.fire();
+  await until(async () => (await a.coordinator.holder(key(good.digest))) === null, 'released HOLD_AFTER_COMMIT_MS after the commit');
 
   const liar = up.blob(4096);
   up.blobs.set(liar.digest, randomBytes(4096)); // the upstream sends other bytes: the store never commits them
@@ -262,7 +275,6 @@ test('when the holder dies mid-stream the follower takes the lease and gets the 
   assert.deepEqual(Buffer.concat([first, ...rest]), bytes);
   await until(() => b.store.content.has(digest), 'the follower stored it');
   assert.deepEqual(await b.outcomes(), { peer: 1, taken_over: 1 });
-  await until(async () => (await b.coordinator.holder(key)) === null, 'released once stored');
   stall.cut();
   assert.ok(await pulledA instanceof Error, 'the holder\'s own download failed with its upstream');
 });

@@ -29,6 +29,15 @@ export const PEER_ABSENT_WAIT_MS = 200;
  */
 export const COMMIT_WAIT_MS = 10_000;
 
+/**
+ * Once committed, the blob is still to be uploaded to the bucket (in the background) and other
+ * replicas may ask for it right after (a rollout's pods pulling one image): the holder keeps its
+ * lease this much longer, so that they stream the committed object from its peer listener
+ * instead of fetching it from the upstream again. A holder that dies meanwhile is taken over as
+ * during a download.
+ */
+export const HOLD_AFTER_COMMIT_MS = 30_000;
+
 /** What the whole-blob download into the store asks below (the store's writer above hashes it). */
 const WHOLE: BlobRequest = { method: 'GET', verifyDigest: false };
 
@@ -129,21 +138,23 @@ export class ClusterFlight extends Layer {
     return res;
   }
 
-  /** Releases `lease` once the store has `digest`, or after COMMIT_WAIT_MS. */
+  /** Releases `lease` HOLD_AFTER_COMMIT_MS after the store has `digest`, or after COMMIT_WAIT_MS without it. */
   #releaseOnCommit(digest: Digest, lease: Lease): void {
     const waiting = this.#awaitingCommit.get(digest) ?? new Set<() => void>();
     this.#awaitingCommit.set(digest, waiting);
     let cancel = (): void => {};
-    const release = (): void => {
-      if (!waiting.delete(release)) return;
+    const finish = (lingerMs: number): void => {
+      if (!waiting.delete(committed)) return;
       if (waiting.size === 0) this.#awaitingCommit.delete(digest);
       cancel();
-      void lease.release();
+      if (lingerMs === 0) void lease.release();
+      else this.#timer(lingerMs, () => void lease.release());
     };
-    waiting.add(release);
-    cancel = this.#timer(COMMIT_WAIT_MS, release);
+    const committed = (): void => finish(HOLD_AFTER_COMMIT_MS);
+    waiting.add(committed);
+    cancel = this.#timer(COMMIT_WAIT_MS, () => finish(0));
     // committed before this listened
-    this.#o.content.has(digest).then((has) => has && release(), () => {});
+    this.#o.content.has(digest).then((has) => has && committed(), () => {});
   }
 
   async #follow(repository: string, digest: Digest, key: string, holder: string): Promise<BlobResponse> {
