@@ -32,15 +32,20 @@ before(async () => {
   assert.ok(await bucket.putRecord({ kind: 'blob', upstream: UP, repository: 'app', digest: sha256(layer) }, { namedBy: [m.digest] }));
   await s3.putRaw(bucket.objectKey(forged.digest), Buffer.from('{"schemaVersion":2,"forged":true}'));
   assert.ok(await bucket.putRecord({ kind: 'manifest', upstream: UP, repository: 'app', digest: forged.digest }, { mediaType: forged.mediaType, size: 10 }));
-  const wrong = Buffer.from(planted);
-  wrong[wrong.length - 1] ^= 1;
-  await s3.putRaw(bucket.objectKey(sha256(planted)), wrong);
+  await plantWrong();
   assert.ok(await bucket.putRecord({ kind: 'blob', upstream: UP, repository: 'app', digest: sha256(planted) }, { namedBy: [] }));
 });
 after(async () => {
   bucket.close();
   await s3.close();
 });
+
+/** The planted blob's object: its bytes with the last one changed. */
+async function plantWrong(): Promise<void> {
+  const wrong = Buffer.from(planted);
+  wrong[wrong.length - 1] ^= 1;
+  await s3.putRaw(bucket.objectKey(sha256(planted)), wrong);
+}
 
 function rig(b: Bucket = bucket, onServe?: (d: string) => void) {
   const below = new FakeRegistry(UP);
@@ -108,10 +113,13 @@ describe('shared store layer', () => {
     assert.ok((await lookups(metrics)).includes('blob mismatch 1'));
   });
 
-  test('verifyDigest false (the store\'s writer checks) streams the bytes as they are', async () => {
+  test('verifyDigest false (the store\'s writer checks too) still hashes a whole blob: wrong bytes fail here as well', async () => {
     const { layer: r } = rig();
+    const good = await r.openBlob('app', sha256(layer), { method: 'GET', verifyDigest: false });
+    assert.deepEqual(await collect(good.body), layer);
+    await plantWrong(); // (a mismatch seen before took it out of the bucket)
     const res = await r.openBlob('app', sha256(planted), { method: 'GET', verifyDigest: false });
-    assert.equal((await collect(res.body)).length, planted.length);
+    await assert.rejects(collect(res.body), (e) => isSigilError(e) && e.code === 'DIGEST_MISMATCH');
   });
 
   test('a blob without this repository\'s record, a skipStore request, or an unsatisfiable range goes below', async () => {

@@ -1,3 +1,4 @@
+import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import type { Metrics } from '../audit/metrics.js';
 import { isSigilError } from '../errors.js';
@@ -10,8 +11,17 @@ import { MANIFEST_MAX_BYTES } from '../upstream/limits.js';
 import { resolveRange } from '../upstream/ranges.js';
 import { Layer } from './layer.js';
 
+/**
+ * A blob whose object in the bucket was found not to be its digest (wrong bytes or size) is asked
+ * below for this long: whoever swapped it must not make it unpullable (the bad object is deleted,
+ * so the good bytes are replicated again once stored; this covers a swap that comes back).
+ */
+export const BUCKET_WRONG_OBJECT_TTL_MS = 10 * 60_000;
+/** Blobs remembered as wrong in the bucket at most (a few bytes each). */
+export const BUCKET_WRONG_OBJECTS_MAX = 10_000;
+
 export interface SharedStoreOptions {
-  readonly bucket: Pick<Bucket, 'head' | 'open' | 'getRecord'>;
+  readonly bucket: Pick<Bucket, 'head' | 'open' | 'getRecord' | 'delete'>;
   readonly logger: Logger;
   readonly metrics?: Metrics | undefined;
   /** Where whole blobs read from the bucket are hashed. */
@@ -35,6 +45,8 @@ export interface SharedStoreOptions {
  */
 export class SharedStore extends Layer {
   readonly #o: SharedStoreOptions;
+  /** Blobs whose object in the bucket is not their digest: asked below (BUCKET_WRONG_OBJECT_TTL_MS). */
+  readonly #wrong = new LRUCache<Digest, true>({ max: BUCKET_WRONG_OBJECTS_MAX, ttl: BUCKET_WRONG_OBJECT_TTL_MS });
 
   constructor(below: Registry, opts: SharedStoreOptions) {
     super(below);
@@ -51,7 +63,7 @@ export class SharedStore extends Layer {
   }
 
   override async openBlob(repository: string, digest: Digest, req: BlobRequest): Promise<BlobResponse> {
-    if (req.skipStore) return this.below.openBlob(repository, digest, req);
+    if (req.skipStore || this.#wrong.has(digest)) return this.below.openBlob(repository, digest, req);
     const found = await this.#blob(repository, digest, req);
     this.#count('blob', typeof found === 'string' ? found : 'hit');
     if (typeof found === 'string') return this.below.openBlob(repository, digest, req);
@@ -98,21 +110,31 @@ export class SharedStore extends Layer {
     const obj = await bucket.open(digest, range);
     if (obj === undefined) return 'unavailable';
     if (obj === null) return 'miss';
-    // A whole blob (or a range that is all of it) is hashed unless the caller checks it; a part is served as stored.
+    // A whole blob (or a range that is all of it) is hashed, even when the caller checks it too
+    // (the store's writer): a wrong object must be known here, to stop asking the bucket for it.
+    // A part is served as stored (as the upstream's parts are).
     const whole = range === undefined || (range.start === 0 && range.end === size - 1);
     const describe = `blob ${digest} of ${repository} from the shared bucket`;
     const body = checkedBlobStream(obj.body, {
-      ...(whole && req.verifyDigest !== false ? { digest } : {}),
+      ...(whole ? { digest } : {}),
       expectedLength: range ? range.end - range.start + 1 : size,
       describe,
       ...(this.#o.hashes !== undefined ? { hashes: this.#o.hashes } : {}),
     });
     body.once('error', (err) => {
       const code = isSigilError(err) ? err.code : 'INTERNAL';
+      // the bytes hash to something else, or are not the size the bucket gave: the object is wrong
+      if (code === 'DIGEST_MISMATCH' || code === 'UPSTREAM_BAD_RESPONSE') this.#wrongObject(digest);
       if (code === 'DIGEST_MISMATCH') this.#count('blob', 'mismatch');
       this.#o.logger.warn({ upstream: this.name, repository, digest, code, error: (err as Error).message }, 'shared bucket: blob stream failed');
     });
     return { status, headers, body };
+  }
+
+  /** The bucket's object for `digest` is not it: asked below from now on, and deleted (best effort) so that a good copy replaces it. */
+  #wrongObject(digest: Digest): void {
+    this.#wrong.set(digest, true);
+    this.#o.bucket.delete(digest).catch(() => {});
   }
 
   #count(kind: 'manifest' | 'blob', result: string): void {

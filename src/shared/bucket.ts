@@ -7,6 +7,7 @@ import type { Metrics } from '../audit/metrics.js';
 import type { SharedS3Config } from '../config/types.js';
 import { digestAlgorithm, isDigest, type Digest } from '../oci/digest.js';
 import { keyOf, type RecordRef } from '../store/catalog-keys.js';
+import { redactUrl } from './coordinator.js';
 import { UploadTally } from './upload-tally.js';
 
 /** After a failure the bucket is taken as down this long: every call answers "unavailable" at once, then one is tried again. */
@@ -56,7 +57,8 @@ export class Bucket {
   constructor(cfg: SharedS3Config, deps: BucketDeps) {
     this.#bucket = cfg.bucket;
     this.#prefix = cfg.prefix;
-    this.#log = deps.logger.child({ bucket: cfg.bucket, ...(cfg.endpoint !== undefined ? { endpoint: cfg.endpoint } : {}) });
+    // an endpoint may carry a password (http://user:secret@host): logged without it
+    this.#log = deps.logger.child({ bucket: cfg.bucket, ...(cfg.endpoint !== undefined ? { endpoint: redactUrl(cfg.endpoint) } : {}) });
     this.#metrics = deps.metrics;
     this.#now = deps.now ?? (() => performance.now());
     this.#client = new S3Client({

@@ -19,6 +19,13 @@ export const REDIS_COMMAND_TIMEOUT_MS = 500;
 /** A (re)connection that is not up within this long is given up on and retried later. */
 export const REDIS_CONNECT_TIMEOUT_MS = 2_000;
 
+/**
+ * After a command timed out (Redis connected but not answering: overloaded, paused), calls answer
+ * "unavailable" at once and a PING is tried this often until one is answered: a hung Redis costs
+ * one REDIS_COMMAND_TIMEOUT_MS per outage, not one per call (a pull makes several).
+ */
+export const REDIS_PROBE_MS = 1_000;
+
 /** Background reconnection backs off up to this interval: a dead Redis costs one attempt per interval. */
 export const REDIS_RECONNECT_MAX_MS = 2_000;
 
@@ -56,10 +63,13 @@ export type Acquired =
 /** Random bytes of a lease value's nonce: never the same twice among the leases of a cluster. */
 const LEASE_NONCE_BYTES = 12;
 
-/** KEYS: lease, fence. ARGV: value, ttl ms, fence ttl ms. → {1, fence} taken, {0, value} held. */
+/**
+ * KEYS: lease, fence. ARGV: value, ttl ms, fence ttl ms, max bytes. → {1, fence} taken, {0, value} held
+ * (at most max bytes of it: whoever writes to Redis chooses its size).
+ */
 const ACQUIRE = `
 local held = redis.call('GET', KEYS[1])
-if held then return {0, held} end
+if held then return {0, string.sub(held, 1, tonumber(ARGV[4]))} end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 local fence = redis.call('INCR', KEYS[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
@@ -85,6 +95,16 @@ return 1`;
 
 /** Members scored at once by `scores` (ZMSCORE): one command stays small whatever the set's size. */
 export const SCORES_PER_COMMAND = 1000;
+
+/**
+ * KEYS: key. ARGV: max bytes. → the string value; nil when absent or not a string; its length
+ * (an integer) when longer than max bytes — never a value bigger than that over the wire.
+ */
+const GET_CAPPED = `
+if redis.call('TYPE', KEYS[1]).ok ~= 'string' then return false end
+local n = redis.call('STRLEN', KEYS[1])
+if n > tonumber(ARGV[1]) then return n end
+return redis.call('GET', KEYS[1])`;
 
 /** `redis://user:secret@host` → `redis://user:REDACTED@host`: a URL as it may be logged. */
 export function redactUrl(url: string): string {
@@ -126,6 +146,8 @@ export class Coordinator {
   readonly #values = new WeakMap<Lease, string>();
   #up: boolean | undefined;
   #closed = false;
+  /** A command timed out on a connection still open: calls answer "unavailable" until a probe is answered. */
+  #hung = false;
 
   static connect(opts: CoordinatorOptions): Coordinator {
     return new Coordinator(opts);
@@ -145,7 +167,10 @@ export class Coordinator {
       maxRetriesPerRequest: REDIS_RETRIES_PER_REQUEST,
       retryStrategy: (times) => (this.#closed ? null : Math.min(100 * times, REDIS_RECONNECT_MAX_MS)),
     });
-    this.#redis.on('ready', () => this.#mark(true));
+    this.#redis.on('ready', () => {
+      this.#hung = false;
+      this.#mark(true);
+    });
     this.#redis.on('close', () => this.#mark(false));
     // Connection errors come with 'close' (and are logged there once); without a listener they would crash the process.
     this.#redis.on('error', (e: Error) => {
@@ -155,7 +180,7 @@ export class Coordinator {
 
   /** Is Redis answering (as of the last connection event or command)? */
   get available(): boolean {
-    return this.#up === true && this.#redis.status === 'ready';
+    return this.#up === true && this.#redis.status === 'ready' && !this.#hung;
   }
 
   /** Resolves once Redis is up, or with whether it is after `ms` of real time (start-up, tests). */
@@ -182,11 +207,12 @@ export class Coordinator {
   async acquire(key: string, holder: string, ttlMs = DEFAULT_LEASE_TTL_MS): Promise<Acquired> {
     const ttl = leaseTtl(ttlMs);
     const value = `${randomBytes(LEASE_NONCE_BYTES).toString('hex')} ${holder}`;
-    const r = await this.#call(() => this.#redis.eval(ACQUIRE, 2, leaseKey(key), fenceKey(key), value, ttl, FENCE_TTL_MS));
+    const r = await this.#call(() => this.#redis.eval(ACQUIRE, 2, leaseKey(key), fenceKey(key), value, ttl, FENCE_TTL_MS, SHARED_VALUE_MAX_BYTES));
     if (r === undefined || this.#closed) {
       // A command that timed out may still run once Redis answers again: this one, sent after it
       // on the same connection, takes back the lease nobody would renew (best effort).
-      if (!this.#closed) void this.#call(() => this.#redis.eval(RELEASE, 1, leaseKey(key), value));
+      // (Sent past the "hung" mark that timeout set: it has to queue behind the acquire.)
+      if (!this.#closed) this.#redis.eval(RELEASE, 1, leaseKey(key), value).catch(() => {});
       return { kind: 'unavailable' };
     }
     const [taken, v] = r as [number, number | string];
@@ -223,18 +249,14 @@ export class Coordinator {
 
   /** Who holds the lease `key` (null: nobody; undefined: unavailable). */
   async holder(key: string): Promise<string | null | undefined> {
-    const v = await this.#call(() => this.#redis.get(leaseKey(key)));
+    const v = await this.#getCapped(leaseKey(key));
     return v === undefined || v === null ? v : holderOf(v);
   }
 
   /** The JSON value stored at `key` (null: none, or not readable JSON; undefined: unavailable). */
   async getJson<T>(key: string): Promise<T | null | undefined> {
-    const v = await this.#call(() => this.#redis.get(valueKey(key)));
+    const v = await this.#getCapped(valueKey(key));
     if (v === undefined || v === null) return v;
-    if (Buffer.byteLength(v) > SHARED_VALUE_MAX_BYTES) {
-      this.#log.warn({ key, bytes: Buffer.byteLength(v), max: SHARED_VALUE_MAX_BYTES }, 'shared value too large: ignored');
-      return null;
-    }
     try {
       return JSON.parse(v) as T;
     } catch {
@@ -287,17 +309,56 @@ export class Coordinator {
     }
   }
 
-  /** Runs a command; undefined (and Redis marked down) when it fails or times out. */
+  /** The string at `key` (null: none, or not a string, or longer than SHARED_VALUE_MAX_BYTES, logged; undefined: unavailable). */
+  async #getCapped(key: string): Promise<string | null | undefined> {
+    const v = await this.#call(() => this.#redis.eval(GET_CAPPED, 1, key, SHARED_VALUE_MAX_BYTES) as Promise<string | number | null>);
+    if (typeof v === 'number') {
+      this.#log.warn({ key, bytes: v, max: SHARED_VALUE_MAX_BYTES }, 'shared value too large: ignored');
+      return null;
+    }
+    return v;
+  }
+
+  /**
+   * Runs a command; undefined when it fails or times out. An error reply (a key of another type)
+   * is the command's own failure; anything else (a timeout, a lost connection) marks Redis down,
+   * and no command is sent until it answers again (a probe while the connection stays open).
+   */
   async #call<T>(run: () => Promise<T>): Promise<T | undefined> {
-    if (this.#closed || this.#redis.status !== 'ready') return undefined;
+    if (this.#closed || this.#redis.status !== 'ready' || this.#hung) return undefined;
     try {
       const r = await run();
       this.#mark(true);
       return r;
     } catch (e) {
+      if ((e as Error | undefined)?.name === 'ReplyError') {
+        this.#log.warn({ cause: (e as Error).message }, 'redis refused a command');
+        return undefined;
+      }
       this.#mark(false, e);
+      this.#probe();
       return undefined;
     }
+  }
+
+  /** Until a PING is answered (or the connection is ready again), calls answer "unavailable" at once. */
+  #probe(): void {
+    if (this.#hung || this.#closed) return;
+    this.#hung = true;
+    const again = (): void => {
+      const t = setTimeout(() => {
+        if (this.#closed || !this.#hung) return;
+        this.#redis.ping().then(
+          () => {
+            this.#hung = false;
+            this.#mark(true);
+          },
+          again,
+        );
+      }, REDIS_PROBE_MS);
+      t.unref();
+    };
+    again();
   }
 
   /** Records up or down; a change is logged once and counted. */

@@ -1,0 +1,81 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { after, before, test } from 'node:test';
+import type { Digest } from '../../src/oci/digest.js';
+import { StoreAdmission } from '../../src/registry/admission.js';
+import { SharedStore } from '../../src/registry/shared-store.js';
+import { WriteThrough } from '../../src/registry/write-through.js';
+import { Bucket } from '../../src/shared/bucket.js';
+import { FakeRegistry, collect, sha256, silentLogger } from '../helpers/fake-registry.js';
+import { startS3Server, type S3Server } from '../helpers/s3-server.js';
+import { tempStore } from '../helpers/temp-store.js';
+
+// Whoever can write objects into the bucket can swap an object's bytes after it was uploaded
+// (same size or not). The bytes are judged by their digest and never served complete — and the
+// swap must not make the blob unpullable: once a replica has seen the object is not what its key
+// says, it asks below (the upstream) instead, and takes the bad object out of the bucket so that
+// the good bytes are replicated again.
+
+let s3: S3Server;
+let bucket: Bucket;
+const stores: Array<Awaited<ReturnType<typeof tempStore>>> = [];
+before(async () => {
+  s3 = await startS3Server();
+  bucket = new Bucket(s3.config(), { logger: silentLogger() });
+});
+after(async () => {
+  for (const s of stores) await s.close();
+  bucket.close();
+  await s3.close();
+});
+
+/** A replica's blob path: the local store written through, the bucket below it, the upstream below that. */
+async function replica() {
+  const store = await tempStore();
+  stores.push(store);
+  const up = new FakeRegistry();
+  const admission = new StoreAdmission([], { ttlMs: 60_000 });
+  const registry = new WriteThrough(new SharedStore(up, { bucket, logger: silentLogger() }), { store, admission, logger: silentLogger() });
+  return { up, registry };
+}
+
+/** A blob the bucket holds for `app` whose object was then overwritten with `swapped`. */
+async function planted(swapped: (good: Buffer) => Buffer): Promise<{ good: Buffer; digest: Digest }> {
+  const good = randomBytes(64 * 1024);
+  const digest = sha256(good);
+  assert.ok(await bucket.put(digest, good.length, Readable.from([good])));
+  assert.ok(await bucket.putRecord({ kind: 'blob', upstream: 'up.test', repository: 'app', digest }, { namedBy: [] }));
+  await s3.putRaw(bucket.objectKey(digest), swapped(good));
+  return { good, digest };
+}
+
+for (const [name, swapped] of [
+  ['other bytes of the same size', (g: Buffer) => Buffer.concat([g.subarray(0, g.length - 1), Buffer.from([g[g.length - 1]! ^ 1])])],
+  ['a shorter object', (g: Buffer) => g.subarray(0, g.length - 100)],
+] as const) {
+  test(`an object swapped for ${name} is never served complete, then the blob comes from below and the bad object leaves the bucket`, async () => {
+    const { good, digest } = await planted(swapped);
+    const { up, registry } = await replica();
+    up.blobs.set(digest, good);
+    const first = await registry.openBlob('app', digest, { method: 'GET' });
+    await assert.rejects(collect(first.body));
+    const second = await registry.openBlob('app', digest, { method: 'GET' });
+    assert.deepEqual(sha256(await collect(second.body)), digest);
+    assert.equal(up.count('openBlob'), 1, 'the upstream was asked once the bucket was found wrong');
+    assert.equal(await bucket.head(digest), null, 'the object that is not its digest is gone from the bucket');
+  });
+}
+
+test('a HEAD or Range of a blob found wrong in the bucket is answered from below', async () => {
+  const { good, digest } = await planted((g) => Buffer.concat([Buffer.from([g[0]! ^ 1]), g.subarray(1)]));
+  const { up, registry } = await replica();
+  up.blobs.set(digest, good);
+  await collect((await registry.openBlob('app', digest, { method: 'GET' })).body).catch(() => {});
+  await s3.putRaw(bucket.objectKey(digest), Buffer.concat([Buffer.from([good[0]! ^ 1]), good.subarray(1)])); // planted again
+  const part = await registry.openBlob('app', digest, { method: 'GET', range: 'bytes=10-' });
+  assert.deepEqual(await collect(part.body), good.subarray(10));
+  const head = await registry.openBlob('app', digest, { method: 'HEAD' });
+  assert.equal(head.headers['content-length'], String(good.length));
+  assert.deepEqual(up.calls.filter((c) => c.startsWith('openBlob')).length, 2);
+});
