@@ -100,6 +100,22 @@ test('while one process looks a tag up, another waits for its answer instead of 
   assert.equal(b.below.count(`fetchManifest app@${m1.digest}`), 1);
 });
 
+test('while one process resolves a tag with a HEAD, another waits for its answer instead of asking the upstream too', async () => {
+  const a = await proc();
+  const t = pollTimer();
+  const b = await proc({ timer: t.timer, now: () => 0 });
+  a.below.hold.add('resolveTag app:v1');
+  const first = a.layer.resolveTag('app', 'v1');
+  await a.below.held();
+  const second = b.layer.resolveTag('app', 'v1');
+  await t.polling;
+  a.below.release();
+  assert.equal((await first)?.digest, m1.digest);
+  t.fire();
+  assert.equal((await second)?.digest, m1.digest);
+  assert.equal(b.below.count('resolveTag'), 0, 'b did not ask the upstream');
+});
+
 test(`a waiting process gives up after TAG_FOLLOW_MS (${TAG_FOLLOW_MS} ms) and looks the tag up itself`, async () => {
   const a = await proc();
   const f = fastClock();

@@ -101,9 +101,19 @@ export class SharedTags extends Layer {
     const key = tagKey(this.name, repository, tag, opts.accept);
     const known = await this.#answer(key);
     if (known) return known;
-    const r = await this.below.resolveTag(repository, tag, opts);
-    if (r) await this.#publish(key, r);
-    return r;
+    // One lookup at a time across processes, as for a fetch by tag (the same lease: either publishes the answer).
+    const got = await this.#o.coordinator.acquire(key, this.#holder);
+    if (got.kind === 'held') {
+      const answer = await this.#follow(key);
+      if (answer) return answer;
+    }
+    try {
+      const r = await this.below.resolveTag(repository, tag, opts);
+      if (r) await this.#publish(key, r);
+      return r;
+    } finally {
+      if (got.kind === 'acquired') await got.lease.release();
+    }
   }
 
   /** The shared answer's manifest; else the lookup, by this process or the one holding the lease. */
