@@ -118,6 +118,29 @@ test('an object neither stored nor being written is 404, and asking starts no wr
   assert.equal(await r.store.content.has(missing), false);
 });
 
+test('asking for an object not being written, while others are, never begins a write of it (no temp file, nothing a local pull could follow)', async () => {
+  const r = await replica();
+  const other = await r.writing('another blob in flight', 3);
+  const begun: string[] = [];
+  const content = r.store.content;
+  const beginWrite = content.beginWrite.bind(content);
+  content.beginWrite = (...args: Parameters<typeof beginWrite>) => {
+    const w = beginWrite(...args);
+    if (w.kind === 'writer') begun.push(args[0]);
+    return w;
+  };
+  const missing = sha256(Buffer.from('missing'));
+  const a = await client.open(r.address, missing);
+  assert.deepEqual(a.kind === 'failed' && a.reason, 'absent');
+  assert.deepEqual(begun, [], 'no write begun for a peer');
+  const b = await client.open(r.address, other.digest);
+  assert.ok(b.kind === 'ok', 'the write in flight is still followed');
+  const body = collect(b.body);
+  other.finish();
+  assert.equal((await body).toString(), 'another blob in flight');
+  assert.deepEqual(begun, []);
+});
+
 test('Range: bytes=N- resumes from byte N, of a stored object and of one being written', async () => {
   const r = await replica();
   const d = await r.put('0123456789');

@@ -152,15 +152,11 @@ export class PeerServer {
       const body = await content.openRead(digest, offset > 0 ? { start: offset, end: stat.size - 1 } : undefined);
       if (body !== null) return { body, size: stat.size };
     }
-    // No write in this process: do not ask for one (beginWrite would start one, to be destroyed).
-    if (content.writesInFlight === 0) return null;
-    const w = content.beginWrite(digest);
-    if (w.kind === 'writer') {
-      // Nothing in flight for this digest: never start a write here (write-through.ts does the same).
-      w.writer.destroy(new Error('peer read: no write of this object in flight'));
-      return null;
-    }
-    return { body: offset > 0 ? skipping(w.stream, offset) : w.stream, size: undefined };
+    // Never beginWrite here: for a digest not in flight it would begin a write (a temp file, and a
+    // write a local pull of it would follow until destroyed).
+    const follower = content.followWrite(digest);
+    if (follower === undefined) return null;
+    return { body: offset > 0 ? skipping(follower, offset) : follower, size: undefined };
   }
 }
 
