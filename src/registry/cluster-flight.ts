@@ -196,6 +196,9 @@ export class ClusterFlight extends Layer {
    */
   #relay(repository: string, digest: Digest, key: string, first: Readable, size: number | undefined): Readable {
     const out = new PassThrough();
+    // Handed up before anyone reads it (the store's download awaits its temp file first): a failure
+    // meanwhile waits in `out` (errored) for its reader, never an 'error' event without a listener.
+    out.on('error', () => {});
     let delivered = 0;
     let current = first;
     let lease: Lease | undefined;

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { readFile } from 'node:fs/promises';
+import { connect, type Socket } from 'node:net';
 import { after, afterEach, test } from 'node:test';
 import { request } from 'undici';
 import type { Digest } from '../oci/digest.js';
@@ -118,6 +120,29 @@ test('an object neither stored nor being written is 404, and asking starts no wr
   assert.equal(await r.store.content.has(missing), false);
 });
 
+test('asking for an object not being written, while others are, never begins a write of it (no temp file, nothing a local pull could follow)', async () => {
+  const r = await replica();
+  const other = await r.writing('another blob in flight', 3);
+  const begun: string[] = [];
+  const content = r.store.content;
+  const beginWrite = content.beginWrite.bind(content);
+  content.beginWrite = (...args: Parameters<typeof beginWrite>) => {
+    const w = beginWrite(...args);
+    if (w.kind === 'writer') begun.push(args[0]);
+    return w;
+  };
+  const missing = sha256(Buffer.from('missing'));
+  const a = await client.open(r.address, missing);
+  assert.deepEqual(a.kind === 'failed' && a.reason, 'absent');
+  assert.deepEqual(begun, [], 'no write begun for a peer');
+  const b = await client.open(r.address, other.digest);
+  assert.ok(b.kind === 'ok', 'the write in flight is still followed');
+  const body = collect(b.body);
+  other.finish();
+  assert.equal((await body).toString(), 'another blob in flight');
+  assert.deepEqual(begun, []);
+});
+
 test('Range: bytes=N- resumes from byte N, of a stored object and of one being written', async () => {
   const r = await replica();
   const d = await r.put('0123456789');
@@ -198,6 +223,28 @@ test('past its concurrent peer streams the server answers 503 (busy), and serves
   const again = await client.open(r.address, w.digest);
   assert.ok(again.kind === 'ok');
   assert.equal((await collect(again.body)).toString(), 'a slow download');
+});
+
+test('connections past its bound are dropped at once (a flood on the peer port costs no more sockets), and it serves again once they go', async () => {
+  const r = await replica({ maxConnections: 3 });
+  const d = await r.put('still served');
+  const port = Number(new URL(r.address).port);
+  const idle: Socket[] = [];
+  for (let i = 0; i < 3; i++) {
+    const s = connect(port, '127.0.0.1');
+    await once(s, 'connect');
+    idle.push(s);
+  }
+  const extra = connect(port, '127.0.0.1');
+  extra.on('error', () => {});
+  extra.resume();
+  await once(extra, 'close');
+  assert.equal(await settled(() => r.server.connections === 3), true, 'the extra connection was not kept');
+  for (const s of idle) s.destroy();
+  assert.equal(await settled(() => r.server.connections === 0), true);
+  const a = await client.open(r.address, d);
+  assert.ok(a.kind === 'ok');
+  assert.equal((await collect(a.body)).toString(), 'still served');
 });
 
 test('an https advertise address is served with server.tls, reached through cache.shared.peer.ca', async () => {

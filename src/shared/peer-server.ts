@@ -1,6 +1,6 @@
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from 'pino';
@@ -20,6 +20,15 @@ import { OBJECTS_PATH, OFFSET_HEADER, digestOfPath, offsetOfRange } from './peer
 export const MAX_PEER_STREAMS = 64;
 
 /**
+ * Connections the peer listener keeps open at once (with or without the token); past it a new one
+ * is closed at once. Only replicas talk here, each on a few keep-alive sockets per stream it
+ * follows (MAX_PEER_STREAMS): 256 leaves room for them, while a flood on the peer port (anyone who
+ * reaches it, token or not) costs the process at most that many file descriptors, not all of them
+ * (its store and upstream sockets need them). A replica refused meanwhile asks the upstream.
+ */
+export const MAX_PEER_CONNECTIONS = 256;
+
+/**
  * A peer socket that moves no byte for this long is closed. Longer than the peer client's own
  * body idle timeout (peer-client.ts), so a follower learns of a stall from its own clock; short
  * enough that a dead peer's sockets do not pile up.
@@ -37,6 +46,8 @@ export interface PeerServerOptions {
   readonly logger: Logger;
   /** Overrides MAX_PEER_STREAMS. */
   readonly maxStreams?: number | undefined;
+  /** Overrides MAX_PEER_CONNECTIONS. */
+  readonly maxConnections?: number | undefined;
 }
 
 /** What answers one request for an object: its body from `offset`, and its size when complete. */
@@ -55,6 +66,7 @@ export class PeerServer {
   readonly #o: PeerServerOptions;
   readonly #server: Server;
   #streams = 0;
+  #connections = 0;
 
   constructor(opts: PeerServerOptions) {
     this.#o = opts;
@@ -70,6 +82,11 @@ export class PeerServer {
     this.#server.headersTimeout = PEER_HEADERS_TIMEOUT_MS;
     this.#server.requestTimeout = PEER_HEADERS_TIMEOUT_MS; // a request has no body: its end is its headers
     this.#server.setTimeout(PEER_SOCKET_IDLE_MS); // no 'timeout' listener: the idle socket is destroyed
+    this.#server.maxConnections = opts.maxConnections ?? MAX_PEER_CONNECTIONS;
+    this.#server.on('connection', (socket: Socket) => {
+      this.#connections++;
+      socket.once('close', () => this.#connections--);
+    });
   }
 
   /** Listens on `peer.listen` (port 0: any free port); resolves with the address bound. */
@@ -86,6 +103,11 @@ export class PeerServer {
   /** Peer streams being served now. */
   get streams(): number {
     return this.#streams;
+  }
+
+  /** Connections open now (authenticated or not). */
+  get connections(): number {
+    return this.#connections;
   }
 
   /** Stops listening and cuts the streams still being served (their peers see an aborted body). */
@@ -152,15 +174,11 @@ export class PeerServer {
       const body = await content.openRead(digest, offset > 0 ? { start: offset, end: stat.size - 1 } : undefined);
       if (body !== null) return { body, size: stat.size };
     }
-    // No write in this process: do not ask for one (beginWrite would start one, to be destroyed).
-    if (content.writesInFlight === 0) return null;
-    const w = content.beginWrite(digest);
-    if (w.kind === 'writer') {
-      // Nothing in flight for this digest: never start a write here (write-through.ts does the same).
-      w.writer.destroy(new Error('peer read: no write of this object in flight'));
-      return null;
-    }
-    return { body: offset > 0 ? skipping(w.stream, offset) : w.stream, size: undefined };
+    // Never beginWrite here: for a digest not in flight it would begin a write (a temp file, and a
+    // write a local pull of it would follow until destroyed).
+    const follower = content.followWrite(digest);
+    if (follower === undefined) return null;
+    return { body: offset > 0 ? skipping(follower, offset) : follower, size: undefined };
   }
 }
 

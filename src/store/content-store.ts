@@ -199,6 +199,16 @@ export class ContentStore {
   }
 
   /**
+   * A reader behind this process's write of `digest` while one is in progress (what beginWrite's
+   * follower reads), else undefined. Unlike beginWrite it never begins a write: for readers that
+   * must not (the peer listener).
+   */
+  followWrite(digest: Digest): Readable | undefined {
+    this.#checkOpen();
+    return this.#writer.follow(digest);
+  }
+
+  /**
    * Calls `listener` after each object this process commits (a streaming write or putBytes that
    * stored it; not one found stored already), with its digest and size, synchronously: a listener
    * only takes note (replication queues it). One that throws is logged and ignored.

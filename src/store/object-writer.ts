@@ -72,6 +72,11 @@ export class ObjectWriter {
     return this.#inflight.size;
   }
 
+  /** A follower of the write of `digest` in progress here, or undefined: never begins one. */
+  follow(digest: Digest): Readable | undefined {
+    return this.#inflight.get(digest)?.follow();
+  }
+
   /** Stores bytes whose digest is checked first (else DIGEST_MISMATCH). Idempotent. */
   async putBytes(digest: Digest, bytes: Buffer): Promise<void> {
     const { layout, index, health } = this.#o;
