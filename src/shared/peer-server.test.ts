@@ -13,7 +13,7 @@ import { tempDir } from '../../test/helpers/temp.js';
 import { selfSignedCert } from '../../test/helpers/tls.js';
 import { signHolder, verifyHolder, type PeerAddress } from './peer-auth.js';
 import { PeerClient } from './peer-client.js';
-import { PeerServer, type PeerServerOptions } from './peer-server.js';
+import { PEER_REFUSAL_LOG_MS, PeerServer, type PeerServerOptions } from './peer-server.js';
 
 const token = 'peer-token-0123456789abcdef';
 const open: Array<() => Promise<void>> = [];
@@ -188,6 +188,21 @@ test('without the token every request is 401 and says nothing of what it asked f
   await client.open(r.address, d).then((a) => a.kind === 'ok' && a.body.resume());
   assert.ok(records.some((x) => x.msg === 'peer request without the peer token refused'));
   assert.equal(JSON.stringify(records).includes(token), false, 'the token is never logged');
+});
+
+test(`requests without the token are logged at most once per PEER_REFUSAL_LOG_MS (${PEER_REFUSAL_LOG_MS} ms), with how many were refused`, async () => {
+  const { logger, records } = capturingLogger();
+  let now = 0;
+  const r = await replica({ logger, now: () => now });
+  const refuse = async (n: number) => {
+    for (let i = 0; i < n; i++) assert.equal((await request(r.url('/sigil-peer/v1/objects/sha256:x'))).statusCode, 401);
+  };
+  const lines = () => records.filter((x) => x.msg === 'peer request without the peer token refused');
+  await refuse(50);
+  assert.deepEqual(lines().map((x) => x.refused), [1], 'the first, at once; the flood after it, not');
+  now += PEER_REFUSAL_LOG_MS;
+  await refuse(1);
+  assert.deepEqual(lines().map((x) => x.refused), [1, 50], 'then one line counting the 49 held back and this one');
 });
 
 test('with the token: only GET and HEAD, no request body, a valid digest under the objects path', async () => {

@@ -38,6 +38,12 @@ export const PEER_SOCKET_IDLE_MS = 60_000;
 /** A peer sends its request line and headers within this (they are a few hundred bytes). */
 export const PEER_HEADERS_TIMEOUT_MS = 10_000;
 
+/**
+ * Requests without the token are logged at most once in this long, with how many were refused
+ * since: whoever can reach the peer port must not be able to flood the log.
+ */
+export const PEER_REFUSAL_LOG_MS = 60_000;
+
 export interface PeerServerOptions {
   readonly peer: Pick<SharedPeerConfig, 'listen' | 'advertise' | 'token'>;
   /** server.tls: the certificate the listener serves when the advertised address is https. */
@@ -48,6 +54,8 @@ export interface PeerServerOptions {
   readonly maxStreams?: number | undefined;
   /** Overrides MAX_PEER_CONNECTIONS. */
   readonly maxConnections?: number | undefined;
+  /** The clock of PEER_REFUSAL_LOG_MS (tests); default performance.now. */
+  readonly now?: (() => number) | undefined;
 }
 
 /** What answers one request for an object: its body from `offset`, and its size when complete. */
@@ -67,6 +75,9 @@ export class PeerServer {
   readonly #server: Server;
   #streams = 0;
   #connections = 0;
+  /** Requests refused without the token since the last line logged about them, and when that was. */
+  #refused = 0;
+  #refusalLoggedAt = -Infinity;
 
   constructor(opts: PeerServerOptions) {
     this.#o = opts;
@@ -118,12 +129,22 @@ export class PeerServer {
     });
   }
 
+  /** One line per PEER_REFUSAL_LOG_MS at most, naming the latest request and how many were refused. */
+  #logRefusal(log: Record<string, unknown>): void {
+    this.#refused++;
+    const now = (this.#o.now ?? (() => performance.now()))();
+    if (now - this.#refusalLoggedAt < PEER_REFUSAL_LOG_MS) return;
+    this.#o.logger.warn({ ...log, refused: this.#refused }, 'peer request without the peer token refused');
+    this.#refusalLoggedAt = now;
+    this.#refused = 0;
+  }
+
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const log = { peer: req.socket.remoteAddress, method: req.method, path: req.url };
     // Before anything else, and the same answer whatever was asked: nothing is revealed without the token.
     const auth = req.headers.authorization ?? '';
     if (!auth.startsWith('Bearer ') || !sameSecret(auth.slice('Bearer '.length), this.#o.peer.token)) {
-      this.#o.logger.warn(log, 'peer request without the peer token refused');
+      this.#logRefusal(log);
       return end(res, 401, { 'www-authenticate': 'Bearer' });
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') return end(res, 405, { allow: 'GET, HEAD' });
