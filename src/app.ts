@@ -28,7 +28,7 @@ import { HashPool } from './hash/hash-pool.js';
 import { Generations, type Lease } from './reload/generations.js';
 import { Reloader, type ReloadOutcome } from './reload/reloader.js';
 import { sharedVerdictsOf } from './gate/shared-verdicts.js';
-import { openSharedCache, type SharedCache } from './shared/shared-cache.js';
+import type { SharedCache } from './shared/shared-cache.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -158,8 +158,9 @@ export async function defaultDeps(config: Config, opts: DepsOptions = {}): Promi
   } else if (offline) {
     throw new Error('cache.store: --offline serves from the content store, and the config has none');
   }
-  // Offline, nothing is contacted: no bucket, no Redis, no peers.
-  const shared = config.cache.shared && parts && !offline ? await openSharedCache(config.cache.shared, { logger, metrics, store: parts, tls: config.server.tls }) : undefined;
+  // Offline, nothing is contacted: no bucket, no Redis, no peers. Loaded only when configured:
+  // the AWS SDK and the Redis client add ~22 MiB to every process that imports them.
+  const shared = config.cache.shared && parts && !offline ? await (await import('./shared/shared-cache.js')).openSharedCache(config.cache.shared, { logger, metrics, store: parts, tls: config.server.tls }) : undefined;
   const compose = (c: Config, trusted: TrustedVerifier): ConfigParts => {
     const { registries: clients, keeper } = composeServe(c, {
       metrics,

@@ -7,7 +7,8 @@ import type { Metrics } from '../audit/metrics.js';
 import type { SharedS3Config } from '../config/types.js';
 import { digestAlgorithm, isDigest, type Digest } from '../oci/digest.js';
 import { keyOf, type RecordRef } from '../store/catalog-keys.js';
-import { redactUrl } from './coordinator.js';
+import { readCapped } from './read-capped.js';
+import { redactUrl } from './redact-url.js';
 import { UploadTally } from './upload-tally.js';
 
 /** After a failure the bucket is taken as down this long: every call answers "unavailable" at once, then one is tried again. */
@@ -273,20 +274,4 @@ const read = { requestTimeout: BUCKET_ANSWER_TIMEOUT_MS };
 
 function statusOf(err: unknown): number | undefined {
   return (err as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata?.httpStatusCode;
-}
-
-/** The bytes of a body of at most `max` bytes; undefined when longer (the body is destroyed). */
-export async function readCapped(body: Readable, max: number): Promise<Buffer | undefined> {
-  const chunks: Buffer[] = [];
-  let n = 0;
-  for await (const c of body) {
-    const b = c as Buffer;
-    n += b.length;
-    if (n > max) {
-      body.destroy();
-      return undefined;
-    }
-    chunks.push(b);
-  }
-  return Buffer.concat(chunks);
 }

@@ -1,3 +1,4 @@
+import { redactUrl } from './redact-url.js';
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'iovalkey';
 import type { Logger } from 'pino';
@@ -7,6 +8,8 @@ import { HeldLease, LEASE_RENEWALS_PER_TTL, realTimer, type Lease, type Timer } 
 export { LEASE_RENEWALS_PER_TTL, type Lease, type Timer } from './lease.js';
 
 /** Every key sigil writes, so that a Redis shared with other software (or a later key layout) never collides. */
+export { redactUrl };
+
 export const KEY_PREFIX = 'sigil:v1:';
 
 /**
@@ -105,17 +108,6 @@ if redis.call('TYPE', KEYS[1]).ok ~= 'string' then return false end
 local n = redis.call('STRLEN', KEYS[1])
 if n > tonumber(ARGV[1]) then return n end
 return redis.call('GET', KEYS[1])`;
-
-/** `redis://user:secret@host` → `redis://user:REDACTED@host`: a URL as it may be logged. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password !== '') u.password = 'REDACTED';
-    return u.toString();
-  } catch {
-    return url.replace(/\/\/[^@/]*@/, '//REDACTED@');
-  }
-}
 
 export interface CoordinatorOptions {
   /** redis:// or rediss:// (cache.shared.redis.url). */
