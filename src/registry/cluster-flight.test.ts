@@ -19,7 +19,7 @@ import { startRecordingServer } from '../../test/helpers/fault-server.js';
 import { startRedisServer, type RedisServer } from '../../test/helpers/redis-server.js';
 import { tempStore } from '../../test/helpers/temp-store.js';
 import { StoreAdmission } from './admission.js';
-import { COMMIT_WAIT_MS, ClusterFlight, HOLD_AFTER_COMMIT_MS, blobLeaseKey, type FlightOutcome } from './cluster-flight.js';
+import { COMMIT_WAIT_MS, ClusterFlight, HOLD_AFTER_COMMIT_MS, PEER_ABSENT_RETRIES, blobLeaseKey, type FlightOutcome } from './cluster-flight.js';
 import { WriteThrough } from './write-through.js';
 
 const token = 'peer-token-0123456789abcdef';
@@ -236,6 +236,34 @@ test('a follower that finds the holder not writing yet asks it again, then strea
   assert.deepEqual([await pulledA, await pulledB], [bytes, bytes]);
   assert.equal(waits, 1);
   assert.equal(up.gets(digest).length, 1);
+  assert.deepEqual(await b.outcomes(), { peer: 1 });
+});
+
+test(`a holder slower to answer than PEER_ABSENT_RETRIES (${PEER_ABSENT_RETRIES}) waits but still holding the lease is waited for, not duplicated upstream`, async () => {
+  const headers = gate();
+  let waits = 0;
+  let a!: Awaited<ReturnType<typeof replica>>;
+  const b = await replica({
+    timer: (_ms, fire) => {
+      // the holder's upstream answers only after twice the retries: until then it holds the lease without writing
+      if (++waits === 2 * PEER_ABSENT_RETRIES) {
+        headers.open();
+        void until(() => a.store.content.writesInFlight === 1, 'the holder writes').then(fire);
+      } else setImmediate(fire);
+      return () => {};
+    },
+  });
+  a = await replica();
+  const { bytes, digest } = up.blob(64 * 1024);
+  const stall = up.stall(digest, 1024, headers.p);
+  const pulledA = a.pull(digest);
+  await until(() => up.gets(digest).length === 1, 'the holder asked the upstream');
+  const pulledB = b.pull(digest);
+  await until(() => b.store.content.writesInFlight === 1, 'the follower streams from the holder');
+  stall.finish();
+  assert.deepEqual([await pulledA, await pulledB], [bytes, bytes]);
+  assert.equal(waits, 2 * PEER_ABSENT_RETRIES);
+  assert.equal(up.gets(digest).length, 1, 'one GET upstream');
   assert.deepEqual(await b.outcomes(), { peer: 1 });
 });
 

@@ -10,6 +10,7 @@ import type { BlobRequest, BlobResponse, Registry } from '../oci/registry.js';
 import { peerOrigin, signHolder, verifyHolder, type PeerAddress } from '../shared/peer-auth.js';
 import type { PeerAnswer, PeerClient } from '../shared/peer-client.js';
 import type { ContentStore } from '../store/content-store.js';
+import { HEADERS_TIMEOUT_MS } from '../upstream/limits.js';
 import { Layer } from './layer.js';
 
 /**
@@ -20,6 +21,13 @@ import { Layer } from './layer.js';
  */
 export const PEER_ABSENT_RETRIES = 5;
 export const PEER_ABSENT_WAIT_MS = 200;
+/**
+ * Past PEER_ABSENT_RETRIES, a follower keeps asking while the same holder still holds the lease
+ * (its upstream may be slow to answer under load: fetching too would be the duplicate the lease
+ * exists to prevent), up to this long in all: the upstream client's own wait for an answer's
+ * headers (upstream/limits.ts HEADERS_TIMEOUT_MS), after which the holder has an answer or none.
+ */
+export const PEER_ABSENT_DEADLINE_MS = HEADERS_TIMEOUT_MS;
 
 /**
  * After the upstream's last byte the store still hashes the end, syncs and renames: the holder
@@ -53,7 +61,7 @@ export function blobLeaseKey(upstream: string, repository: string, digest: Diges
 
 export interface ClusterFlightOptions {
   /** Leases in Redis (shared/coordinator.ts). */
-  readonly leases: Pick<Coordinator, 'acquire'>;
+  readonly leases: Pick<Coordinator, 'acquire' | 'holder'>;
   readonly peers: PeerClient;
   /** This replica's advertised address and the token that signs it. */
   readonly peer: Pick<SharedPeerConfig, 'advertise' | 'token'>;
@@ -63,6 +71,8 @@ export interface ClusterFlightOptions {
   readonly metrics?: Metrics | undefined;
   /** The pauses before asking a holder again and the bound of COMMIT_WAIT_MS (tests); default real timers. */
   readonly timer?: Timer | undefined;
+  /** The clock of PEER_ABSENT_DEADLINE_MS (tests); default performance.now. */
+  readonly now?: (() => number) | undefined;
 }
 
 /**
@@ -86,6 +96,7 @@ export class ClusterFlight extends Layer {
   readonly #o: ClusterFlightOptions;
   readonly #self: string | undefined;
   readonly #timer: Timer;
+  readonly #now: () => number;
   /** Leases to release once the store commits their blob, by digest. */
   readonly #awaitingCommit = new Map<Digest, Set<() => void>>();
 
@@ -94,6 +105,7 @@ export class ClusterFlight extends Layer {
     this.#o = opts;
     this.#self = peerOrigin(opts.peer.advertise);
     this.#timer = opts.timer ?? realTimer;
+    this.#now = opts.now ?? (() => performance.now());
     opts.content.onCommit((digest) => {
       for (const release of this.#awaitingCommit.get(digest) ?? []) release();
     });
@@ -168,7 +180,7 @@ export class ClusterFlight extends Layer {
       this.#count('own'); // another download here (another upstream name for it, a restart): as without peers
       return this.below.openBlob(repository, digest, WHOLE);
     }
-    const answer = await this.#openPeer(address, digest);
+    const answer = await this.#openPeer(address, digest, key, holder);
     if (answer.kind === 'failed') {
       this.#count('peer_failed');
       this.#o.logger.info({ upstream: this.name, repository, digest, peer: address, reason: answer.reason, detail: answer.detail }, 'the lease holder gave no stream: fetching from the upstream');
@@ -180,12 +192,17 @@ export class ClusterFlight extends Layer {
     return { status: 200, headers, body: this.#relay(repository, digest, key, answer.body, answer.size) };
   }
 
-  /** The holder's stream; a holder not writing yet is asked again (PEER_ABSENT_RETRIES). */
-  async #openPeer(address: PeerAddress, digest: Digest): Promise<PeerAnswer> {
+  /**
+   * The holder's stream; a holder not writing yet is asked again (PEER_ABSENT_RETRIES), and past
+   * those for as long as it still holds the lease, within PEER_ABSENT_DEADLINE_MS.
+   */
+  async #openPeer(address: PeerAddress, digest: Digest, key: string, holder: string): Promise<PeerAnswer> {
     const wait = (ms: number): Promise<void> => new Promise((resolve) => this.#timer(ms, resolve));
+    const deadline = this.#now() + PEER_ABSENT_DEADLINE_MS;
     for (let attempt = 0; ; attempt++) {
       const answer = await this.#o.peers.open(address, digest);
-      if (answer.kind === 'ok' || answer.reason !== 'absent' || attempt >= PEER_ABSENT_RETRIES) return answer;
+      if (answer.kind === 'ok' || answer.reason !== 'absent') return answer;
+      if (attempt >= PEER_ABSENT_RETRIES && (this.#now() >= deadline || (await this.#o.leases.holder(key)) !== holder)) return answer;
       await wait(PEER_ABSENT_WAIT_MS);
     }
   }

@@ -22,7 +22,7 @@ function follower(bytes: Buffer, peerBody: PassThrough) {
   const digest: Digest = sha256(bytes);
   below.blobs.set(digest, bytes);
   const key = blobLeaseKey(below.name, 'app', digest);
-  const leases = { acquire: async () => ({ kind: 'held' as const, holder: signHolder(token, key, HOLDER) }) };
+  const leases = { acquire: async () => ({ kind: 'held' as const, holder: signHolder(token, key, HOLDER) }), holder: async () => signHolder(token, key, HOLDER) };
   const answer: PeerAnswer = { kind: 'ok', status: 200, offset: 0, size: bytes.length, body: peerBody };
   const peers = { open: async () => answer } as unknown as PeerClient;
   const content = { onCommit: () => {}, has: async () => false };
