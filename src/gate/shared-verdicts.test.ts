@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, test } from 'node:test';
-import { Redis } from 'iovalkey';
 import { Metrics } from '../audit/metrics.js';
 import { capturingLogger, silentLogger } from '../../test/helpers/fake-registry.js';
 import { freePort } from '../../test/helpers/net.js';
-import { startRedisServer, type RedisServer } from '../../test/helpers/redis-server.js';
-import { Coordinator, KEY_PREFIX } from '../shared/coordinator.js';
+import { redisForSpecs } from '../../test/helpers/redis-specs.js';
+import { KEY_PREFIX } from '../shared/coordinator.js';
 import { seal } from '../shared/sealed.js';
 import type { Outcome } from '../verify/types.js';
 import { SharedVerdicts, sharedVerdictKey, sharedVerdictsOf, type SharedVerdictsOptions } from './shared-verdicts.js';
@@ -14,22 +13,7 @@ import { FAILURE_TTL_MS, type VerdictKeyParts } from './verdicts.js';
 const TOKEN = 'a-peer-token-of-some-length';
 const TTL_MS = 60_000;
 
-let server: RedisServer;
-let raw: Redis;
-const coordinators: Coordinator[] = [];
-
-before(async () => {
-  server = await startRedisServer();
-  raw = new Redis(server.url);
-});
-beforeEach(async () => {
-  await raw.flushdb();
-});
-after(async () => {
-  await Promise.all(coordinators.map((c) => c.close()));
-  raw.disconnect();
-  await server.stop();
-});
+const redis = redisForSpecs();
 
 const parts: VerdictKeyParts = { upstream: 'reg.test', repository: 'app', digest: `sha256:${'a'.repeat(64)}`, policyFingerprint: 'p1', trustFingerprint: 't1' };
 const verified: Outcome = { kind: 'verified', signer: { kind: 'key', keyId: 'sha256:k' }, checks: [{ source: 'referrer', ok: true, signer: { kind: 'key', keyId: 'sha256:k' }, authority: 0 }] };
@@ -37,9 +21,7 @@ const unsigned: Outcome = { kind: 'unsigned', checks: [] };
 
 /** One process's shared verdicts, with a clock the test moves and its metrics and log records. */
 async function proc(opts: Partial<SharedVerdictsOptions> & { url?: string } = {}) {
-  const coordinator = Coordinator.connect({ url: opts.url ?? server.url, logger: silentLogger() });
-  coordinators.push(coordinator);
-  if (opts.url === undefined) assert.ok(await coordinator.waitUntilUp(10_000));
+  const coordinator = await redis.connect(opts.url);
   const metrics = new Metrics({ defaultMetrics: false });
   const { logger, records } = capturingLogger();
   const clock = { now: 1_000_000 };
@@ -65,7 +47,7 @@ test('a verdict one process reached is used by another with the same key instead
   assert.equal(vb.runs, 0, 'not verified again');
   assert.equal(got.ttlMs, TTL_MS, 'lives no longer than it had left');
   assert.equal(await b.count('hit'), 1);
-  assert.ok((await raw.pttl(`${KEY_PREFIX}value:${sharedVerdictKey(parts)}`)) <= TTL_MS);
+  assert.ok((await redis.raw.pttl(`${KEY_PREFIX}value:${sharedVerdictKey(parts)}`)) <= TTL_MS);
 });
 
 test('a verdict is not shared under another policy, trust, repository or upstream', async () => {
@@ -81,11 +63,11 @@ test('a verdict is not shared under another policy, trust, repository or upstrea
 test('a failed verdict is shared for FAILURE_TTL_MS at most; an indeterminate one is not shared', async () => {
   const a = await proc();
   await a.shared.verdict(parts, computing(unsigned).run);
-  const ttl = await raw.pttl(`${KEY_PREFIX}value:${sharedVerdictKey(parts)}`);
+  const ttl = await redis.raw.pttl(`${KEY_PREFIX}value:${sharedVerdictKey(parts)}`);
   assert.ok(ttl > 0 && ttl <= FAILURE_TTL_MS, `ttl ${ttl}`);
   const other = { ...parts, digest: `sha256:${'b'.repeat(64)}` };
   await a.shared.verdict(other, computing({ kind: 'indeterminate', cause: 'upstream timed out', checks: [] }).run);
-  assert.equal(await raw.exists(`${KEY_PREFIX}value:${sharedVerdictKey(other)}`), 0);
+  assert.equal(await redis.raw.exists(`${KEY_PREFIX}value:${sharedVerdictKey(other)}`), 0);
 });
 
 test('an allow forged in Redis never replaces a deny: records without our MAC, or sealed for another key, are ignored, counted and logged', async () => {
@@ -101,7 +83,7 @@ test('an allow forged in Redis never replaces a deny: records without our MAC, o
     { ...seal(TOKEN, key, { ...record, outcome: unsigned }), body: JSON.stringify(record) }, // a genuine deny, altered
   ];
   for (const [i, f] of forged.entries()) {
-    await raw.set(`${KEY_PREFIX}value:${key}`, JSON.stringify(f));
+    await redis.raw.set(`${KEY_PREFIX}value:${key}`, JSON.stringify(f));
     const v = computing(unsigned);
     assert.deepEqual((await b.shared.verdict(parts, v.run)).outcome, unsigned, `forgery ${i}`);
     assert.equal(v.runs, 1, `verified here (forgery ${i})`);
@@ -115,7 +97,7 @@ test('a record whose MAC checks but names another key is ignored', async () => {
   const b = await proc();
   const key = sharedVerdictKey(parts);
   const otherKey = sharedVerdictKey({ ...parts, policyFingerprint: 'p0' });
-  await raw.set(`${KEY_PREFIX}value:${key}`, JSON.stringify(seal(TOKEN, key, { key: otherKey, outcome: verified, expiresAt: b.clock.now + TTL_MS })));
+  await redis.raw.set(`${KEY_PREFIX}value:${key}`, JSON.stringify(seal(TOKEN, key, { key: otherKey, outcome: verified, expiresAt: b.clock.now + TTL_MS })));
   const v = computing(unsigned);
   assert.deepEqual((await b.shared.verdict(parts, v.run)).outcome, unsigned);
   assert.equal(await b.count('rejected'), 1);
@@ -139,13 +121,12 @@ test('with Redis unavailable the verdict is reached here, as by a single process
 });
 
 test('verdicts are shared only with Redis and a peer token', async () => {
-  const coordinator = Coordinator.connect({ url: server.url, logger: silentLogger() });
-  coordinators.push(coordinator);
+  const coordinator = await redis.connect();
   const deps = { metrics: new Metrics({ defaultMetrics: false }), logger: silentLogger() };
   const verifications = { maxEntries: 10, ttlMs: TTL_MS };
   const peer = { listen: { host: '127.0.0.1', port: 0 }, advertise: 'http://127.0.0.1:1', token: TOKEN };
-  assert.ok(sharedVerdictsOf({ verifications, shared: { redis: { url: server.url }, peer } }, coordinator, deps));
-  assert.equal(sharedVerdictsOf({ verifications, shared: { redis: { url: server.url } } }, coordinator, deps), undefined);
+  assert.ok(sharedVerdictsOf({ verifications, shared: { redis: { url: redis.server.url }, peer } }, coordinator, deps));
+  assert.equal(sharedVerdictsOf({ verifications, shared: { redis: { url: redis.server.url } } }, coordinator, deps), undefined);
   assert.equal(sharedVerdictsOf({ verifications, shared: { peer } }, undefined, deps), undefined);
   assert.equal(sharedVerdictsOf({ verifications }, undefined, deps), undefined);
 });

@@ -1,27 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, test } from 'node:test';
-import { Redis } from 'iovalkey';
 import { FakeRegistry, imageManifest, manualTimer, silentLogger } from '../../test/helpers/fake-registry.js';
-import { startRedisServer, type RedisServer } from '../../test/helpers/redis-server.js';
-import { Coordinator, KEY_PREFIX } from '../shared/coordinator.js';
+import { redisForSpecs } from '../../test/helpers/redis-specs.js';
+import { KEY_PREFIX } from '../shared/coordinator.js';
 import { MANIFEST_FOLLOW_DEADLINE_MS, SHARED_MANIFEST_MAX_BYTES, SharedManifests } from './shared-manifests.js';
 
-let server: RedisServer;
-let raw: Redis;
-const coordinators: Coordinator[] = [];
-
-before(async () => {
-  server = await startRedisServer();
-  raw = new Redis(server.url);
-});
-beforeEach(async () => {
-  await raw.flushdb();
-});
-after(async () => {
-  await Promise.all(coordinators.map((c) => c.close()));
-  raw.disconnect();
-  await server.stop();
-});
+const redis = redisForSpecs();
 
 const m1 = imageManifest([Buffer.from('one layer')]);
 
@@ -41,12 +25,10 @@ function fastClock() {
 }
 
 /** One process: its own upstream holding `m1` in repository app, and its layer on the shared Redis. */
-async function proc(url = server.url, clock: { timer: (ms: number, fire: () => void) => () => void; now?: () => number } = fastClock()) {
+async function proc(url = redis.server.url, clock: { timer: (ms: number, fire: () => void) => () => void; now?: () => number } = fastClock()) {
   const below = new FakeRegistry();
   below.put('app', m1);
-  const coordinator = Coordinator.connect({ url, logger: silentLogger() });
-  coordinators.push(coordinator);
-  if (url === server.url) assert.ok(await coordinator.waitUntilUp(10_000));
+  const coordinator = await redis.connect(url);
   const layer = new SharedManifests(below, { coordinator, logger: silentLogger(), ...clock });
   return { below, layer };
 }
@@ -58,7 +40,7 @@ async function armed(t: ReturnType<typeof manualTimer>, n: number): Promise<void
 
 test('processes asking for one manifest by digest at once: the upstream is asked once, every process gets the bytes', async () => {
   const polls = manualTimer();
-  const [a, b, c] = [await proc(), await proc(server.url, polls), await proc(server.url, polls)];
+  const [a, b, c] = [await proc(), await proc(redis.server.url, polls), await proc(redis.server.url, polls)];
   a.below.hold.add('fetchManifest');
   const first = a.layer.fetchManifest('app', m1.digest);
   await a.below.held();
@@ -86,7 +68,7 @@ test('a manifest published for one repository is not given out for another', asy
 test('bytes in Redis that do not hash to the digest are never served: the upstream is asked instead', async () => {
   const a = await proc();
   const forged = Buffer.from('{"schemaVersion":2,"layers":[]}');
-  await raw.set(`${KEY_PREFIX}value:manifest-bytes:${a.below.name}/app@${m1.digest}`, JSON.stringify({ mediaType: m1.mediaType, bytes: forged.toString('base64') }));
+  await redis.raw.set(`${KEY_PREFIX}value:manifest-bytes:${a.below.name}/app@${m1.digest}`, JSON.stringify({ mediaType: m1.mediaType, bytes: forged.toString('base64') }));
   const m = await a.layer.fetchManifest('app', m1.digest);
   assert.deepEqual(m.bytes, m1.bytes);
   assert.equal(a.below.count('fetchManifest'), 1);
@@ -113,7 +95,7 @@ test('a manifest larger than SHARED_MANIFEST_MAX_BYTES is not published', async 
   await a.layer.fetchManifest('app', bigDigest);
   await b.layer.fetchManifest('app', bigDigest);
   assert.equal(b.below.count('fetchManifest'), 1);
-  assert.equal(await raw.exists(`${KEY_PREFIX}value:manifest-bytes:${a.below.name}/app@${bigDigest}`), 0);
+  assert.equal(await redis.raw.exists(`${KEY_PREFIX}value:manifest-bytes:${a.below.name}/app@${bigDigest}`), 0);
 });
 
 test('tags go below untouched, and with Redis unreachable every fetch goes below', async () => {

@@ -1,40 +1,19 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, test } from 'node:test';
-import { Redis } from 'iovalkey';
 import { Metrics } from '../audit/metrics.js';
 import { isSigilError } from '../errors.js';
-import { FakeRegistry, imageManifest, manualTimer, silentLogger } from '../../test/helpers/fake-registry.js';
+import { FakeRegistry, imageManifest, manualTimer } from '../../test/helpers/fake-registry.js';
 import { freePort } from '../../test/helpers/net.js';
-import { startRedisServer, type RedisServer } from '../../test/helpers/redis-server.js';
+import { redisForSpecs } from '../../test/helpers/redis-specs.js';
 import { Coordinator, KEY_PREFIX } from '../shared/coordinator.js';
 import { seal } from '../shared/sealed.js';
 import { SharedTags, TAG_FOLLOW_MS, type SharedTagsOptions } from './shared-tags.js';
 
 const TOKEN = 'a-peer-token-of-some-length';
 
-let server: RedisServer;
-let raw: Redis;
-const coordinators: Coordinator[] = [];
+const redis = redisForSpecs();
 
-before(async () => {
-  server = await startRedisServer();
-  raw = new Redis(server.url);
-});
-beforeEach(async () => {
-  await raw.flushdb();
-});
-after(async () => {
-  await Promise.all(coordinators.map((c) => c.close()));
-  raw.disconnect();
-  await server.stop();
-});
-
-async function connect(url = server.url): Promise<Coordinator> {
-  const c = Coordinator.connect({ url, logger: silentLogger() });
-  coordinators.push(c);
-  if (url === server.url) assert.ok(await c.waitUntilUp(10_000));
-  return c;
-}
+const connect = (url?: string): Promise<Coordinator> => redis.connect(url);
 
 const m1 = imageManifest();
 const m2 = imageManifest([Buffer.from('layer')]);
@@ -167,7 +146,7 @@ test('while the upstream fails, a process with nothing stored serves the tag\'s 
   const a = await proc();
   const b = await proc();
   await a.layer.fetchManifest('app', 'v1');
-  for (const k of await raw.keys(`${KEY_PREFIX}value:tag:*`)) await raw.del(k); // the answer's TTL is over
+  for (const k of await redis.raw.keys(`${KEY_PREFIX}value:tag:*`)) await redis.raw.del(k); // the answer's TTL is over
   b.below.fail.set('fetchManifest app:', 'UPSTREAM_UNREACHABLE'); // (by digest it is still to be had: a bucket, a peer)
   const m = await b.layer.fetchManifest('app', 'v1');
   assert.equal(m.digest, m1.digest);
@@ -179,7 +158,7 @@ test('the last good answer is not used without staleIfError, nor for a failure s
   const a = await proc();
   const off = await proc({ staleIfError: false });
   await a.layer.fetchManifest('app', 'v1');
-  for (const k of await raw.keys(`${KEY_PREFIX}value:tag:*`)) await raw.del(k);
+  for (const k of await redis.raw.keys(`${KEY_PREFIX}value:tag:*`)) await redis.raw.del(k);
   off.below.fail.set('fetchManifest app:', 'UPSTREAM_UNREACHABLE');
   await assert.rejects(off.layer.fetchManifest('app', 'v1'), (e) => isSigilError(e) && e.code === 'UPSTREAM_UNREACHABLE');
   const on = await proc();
@@ -191,7 +170,7 @@ test('the last good answer is not used without staleIfError, nor for a failure s
 test('with a peer token, answers are sealed: a forged or moved answer is ignored and the tag looked up', async () => {
   const a = await proc({ token: TOKEN });
   await a.layer.fetchManifest('app', 'v1');
-  const [key] = await raw.keys(`${KEY_PREFIX}value:tag:*`);
+  const [key] = await redis.raw.keys(`${KEY_PREFIX}value:tag:*`);
   assert.ok(key);
   const logical = key.slice(`${KEY_PREFIX}value:`.length);
   const forged = [
@@ -200,7 +179,7 @@ test('with a peer token, answers are sealed: a forged or moved answer is ignored
     seal(TOKEN, logical.replace('v1', 'v2'), { digest: m2.digest, mediaType: m2.mediaType }), // another tag's answer
   ];
   for (const record of forged) {
-    await raw.set(key, JSON.stringify(record));
+    await redis.raw.set(key, JSON.stringify(record));
     const b = await proc({ token: TOKEN });
     assert.equal((await b.layer.fetchManifest('app', 'v1')).digest, m1.digest);
     assert.equal(b.below.count('fetchManifest app:v1'), 1, 'looked up by tag');
