@@ -213,15 +213,21 @@ test('the holder keeps its lease until its store committed the blob; one whose s
   await until(async () => (await a.coordinator.holder(key(liar.digest))) === null, 'released after COMMIT_WAIT_MS');
 });
 
-test('a follower that finds the holder not writing yet asks it again, then streams from it', async () => {
+/**
+ * Replica A holds a blob's lease while its upstream has not answered; replica B asks A for it and
+ * finds it not writing yet. A's upstream answers at B's `answerAtWait`-th wait between asks. B's
+ * client gets the blob; what it asked the upstream and how often it waited is returned.
+ */
+async function followSlowHolder(answerAtWait: number) {
   const headers = gate();
   let waits = 0;
   let a!: Awaited<ReturnType<typeof replica>>;
   const b = await replica({
     timer: (_ms, fire) => {
-      waits++;
-      headers.open(); // the holder's upstream answers now: its write begins
-      void until(() => a.store.content.writesInFlight === 1, 'the holder writes').then(fire);
+      if (++waits === answerAtWait) {
+        headers.open(); // the holder's upstream answers now: its write begins
+        void until(() => a.store.content.writesInFlight === 1, 'the holder writes').then(fire);
+      } else setImmediate(fire); // still holding its lease, not writing yet
       return () => {};
     },
   });
@@ -234,37 +240,15 @@ test('a follower that finds the holder not writing yet asks it again, then strea
   await until(() => b.store.content.writesInFlight === 1, 'the follower streams from the holder');
   stall.finish();
   assert.deepEqual([await pulledA, await pulledB], [bytes, bytes]);
-  assert.equal(waits, 1);
-  assert.equal(up.gets(digest).length, 1);
-  assert.deepEqual(await b.outcomes(), { peer: 1 });
+  return { waits, upstreamGets: up.gets(digest).length, outcomes: await b.outcomes() };
+}
+
+test('a follower that finds the holder not writing yet asks it again, then streams from it', async () => {
+  assert.deepEqual(await followSlowHolder(1), { waits: 1, upstreamGets: 1, outcomes: { peer: 1 } });
 });
 
 test(`a holder slower to answer than PEER_ABSENT_RETRIES (${PEER_ABSENT_RETRIES}) waits but still holding the lease is waited for, not duplicated upstream`, async () => {
-  const headers = gate();
-  let waits = 0;
-  let a!: Awaited<ReturnType<typeof replica>>;
-  const b = await replica({
-    timer: (_ms, fire) => {
-      // the holder's upstream answers only after twice the retries: until then it holds the lease without writing
-      if (++waits === 2 * PEER_ABSENT_RETRIES) {
-        headers.open();
-        void until(() => a.store.content.writesInFlight === 1, 'the holder writes').then(fire);
-      } else setImmediate(fire);
-      return () => {};
-    },
-  });
-  a = await replica();
-  const { bytes, digest } = up.blob(64 * 1024);
-  const stall = up.stall(digest, 1024, headers.p);
-  const pulledA = a.pull(digest);
-  await until(() => up.gets(digest).length === 1, 'the holder asked the upstream');
-  const pulledB = b.pull(digest);
-  await until(() => b.store.content.writesInFlight === 1, 'the follower streams from the holder');
-  stall.finish();
-  assert.deepEqual([await pulledA, await pulledB], [bytes, bytes]);
-  assert.equal(waits, 2 * PEER_ABSENT_RETRIES);
-  assert.equal(up.gets(digest).length, 1, 'one GET upstream');
-  assert.deepEqual(await b.outcomes(), { peer: 1 });
+  assert.deepEqual(await followSlowHolder(2 * PEER_ABSENT_RETRIES), { waits: 2 * PEER_ABSENT_RETRIES, upstreamGets: 1, outcomes: { peer: 1 } });
 });
 
 /**
