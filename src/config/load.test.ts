@@ -43,7 +43,7 @@ const { load, patched, okConfig, rejects } = configLoader(() => tmp);
 /** The variables the example's cache.shared names. */
 const SHARED_ENV = { S3_ACCESS_KEY_ID: 'AKIAEXAMPLE', S3_SECRET_ACCESS_KEY: 's3-secret', SIGIL_PEER_TOKEN: '0123456789abcdef0123456789abcdef' };
 
-describe('the example config (docs/sigil.example.yaml, without the keys it marks NOT IMPLEMENTED YET)', () => {
+describe('the example config (docs/sigil.example.yaml: every key served now)', () => {
   test('loads with its env vars set and its files present, without a warning', async () => {
     const text = (await implementedExample())
       .replaceAll('/etc/sigil/', `${tmp}/etc/sigil/`).replaceAll('/var/lib/sigil/', `${tmp}/var/lib/sigil/`);
