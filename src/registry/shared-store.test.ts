@@ -8,7 +8,7 @@ import { FakeRegistry, collect, imageManifest, sha256, silentLogger } from '../.
 import { startS3Server, type S3Server } from '../../test/helpers/s3-server.js';
 import { Bucket } from '../shared/bucket.js';
 import { SharedRedirect } from './shared-redirect.js';
-import { SharedStore } from './shared-store.js';
+import { BUCKET_CHECKED_BEFORE_SERVING_BYTES, SharedStore } from './shared-store.js';
 
 // The shared bucket as a layer: a manifest by digest and a blob come from the bucket when it
 // holds the record binding them to this repository and the object; what the bucket serves is
@@ -18,6 +18,8 @@ import { SharedStore } from './shared-store.js';
 const UP = 'up.test';
 const layer = randomBytes(300_000);
 const planted = randomBytes(1000); // a blob whose object in the bucket is another blob's bytes
+const plantedBig = randomBytes(BUCKET_CHECKED_BEFORE_SERVING_BYTES + 1000); // the same, too big to be read before it is served
+const caughtMidWrite = randomBytes(241); // a blob whose object is empty, as a store whose writes are not atomic shows it mid-write
 const m = imageManifest([layer]);
 const forged = imageManifest([randomBytes(10)]); // a manifest whose object in the bucket is other bytes
 
@@ -33,18 +35,21 @@ before(async () => {
   await s3.putRaw(bucket.objectKey(forged.digest), Buffer.from('{"schemaVersion":2,"forged":true}'));
   assert.ok(await bucket.putRecord({ kind: 'manifest', upstream: UP, repository: 'app', digest: forged.digest }, { mediaType: forged.mediaType, size: 10 }));
   await plantWrong();
-  assert.ok(await bucket.putRecord({ kind: 'blob', upstream: UP, repository: 'app', digest: sha256(planted) }, { namedBy: [] }));
+  for (const x of [planted, plantedBig, caughtMidWrite]) assert.ok(await bucket.putRecord({ kind: 'blob', upstream: UP, repository: 'app', digest: sha256(x) }, { namedBy: [] }));
+  await s3.putRaw(bucket.objectKey(sha256(caughtMidWrite)), Buffer.alloc(0));
 });
 after(async () => {
   bucket.close();
   await s3.close();
 });
 
-/** The planted blob's object: its bytes with the last one changed. */
+/** The planted blobs' objects: their bytes with the last one changed. */
 async function plantWrong(): Promise<void> {
-  const wrong = Buffer.from(planted);
-  wrong[wrong.length - 1] ^= 1;
-  await s3.putRaw(bucket.objectKey(sha256(planted)), wrong);
+  for (const x of [planted, plantedBig]) {
+    const wrong = Buffer.from(x);
+    wrong[wrong.length - 1] ^= 1;
+    await s3.putRaw(bucket.objectKey(sha256(x)), wrong);
+  }
 }
 
 function rig(b: Bucket = bucket, onServe?: (d: string) => void) {
@@ -52,7 +57,7 @@ function rig(b: Bucket = bucket, onServe?: (d: string) => void) {
   below.put('app', m);
   below.put('other', m);
   below.put('app', forged);
-  for (const x of [layer, planted]) below.blobs.set(sha256(x), x);
+  for (const x of [layer, planted, plantedBig, caughtMidWrite]) below.blobs.set(sha256(x), x);
   const metrics = new Metrics({ defaultMetrics: false });
   return { below, metrics, layer: new SharedStore(below, { bucket: b, logger: silentLogger(), metrics, onServe }) };
 }
@@ -106,9 +111,30 @@ describe('shared store layer', () => {
     assert.deepEqual(below.calls, []);
   });
 
-  test('wrong bytes in the bucket never reach a client complete: the whole-blob stream fails with DIGEST_MISMATCH (counted)', async () => {
-    const { metrics, layer: r } = rig();
+  test('a small blob whose object in the bucket is other bytes is answered from below, with its own bytes (counted mismatch), and not asked of the bucket again', async () => {
+    await plantWrong();
+    const { below, metrics, layer: r } = rig();
     const res = await r.openBlob('app', sha256(planted), { method: 'GET' });
+    assert.deepEqual(await collect(res.body), planted);
+    await collect((await r.openBlob('app', sha256(planted), { method: 'GET' })).body);
+    assert.deepEqual(below.calls, [`openBlob GET app@${sha256(planted)}`, `openBlob GET app@${sha256(planted)}`]);
+    assert.deepEqual(await lookups(metrics), ['blob mismatch 1']);
+  });
+
+  test('a small blob whose object is empty (a write under way in a store whose writes are not atomic) is answered from below; its HEAD too', async () => {
+    const { below, layer: r } = rig();
+    const head = await r.openBlob('app', sha256(caughtMidWrite), { method: 'HEAD' });
+    assert.equal(head.headers['content-length'], String(caughtMidWrite.length));
+    const res = await r.openBlob('app', sha256(caughtMidWrite), { method: 'GET' });
+    assert.equal(res.headers['content-length'], String(caughtMidWrite.length));
+    assert.deepEqual(await collect(res.body), caughtMidWrite);
+    assert.deepEqual(below.calls, [`openBlob HEAD app@${sha256(caughtMidWrite)}`, `openBlob GET app@${sha256(caughtMidWrite)}`]);
+  });
+
+  test('wrong bytes of a big blob never reach a client complete: the whole-blob stream fails with DIGEST_MISMATCH (counted)', async () => {
+    await plantWrong();
+    const { metrics, layer: r } = rig();
+    const res = await r.openBlob('app', sha256(plantedBig), { method: 'GET' });
     await assert.rejects(collect(res.body), (e) => isSigilError(e) && e.code === 'DIGEST_MISMATCH');
     assert.ok((await lookups(metrics)).includes('blob mismatch 1'));
   });
@@ -118,7 +144,7 @@ describe('shared store layer', () => {
     const good = await r.openBlob('app', sha256(layer), { method: 'GET', verifyDigest: false });
     assert.deepEqual(await collect(good.body), layer);
     await plantWrong(); // (a mismatch seen before took it out of the bucket)
-    const res = await r.openBlob('app', sha256(planted), { method: 'GET', verifyDigest: false });
+    const res = await r.openBlob('app', sha256(plantedBig), { method: 'GET', verifyDigest: false });
     await assert.rejects(collect(res.body), (e) => isSigilError(e) && e.code === 'DIGEST_MISMATCH');
   });
 

@@ -1,4 +1,5 @@
 import { LRUCache } from 'lru-cache';
+import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Metrics } from '../audit/metrics.js';
 import { isSigilError } from '../errors.js';
@@ -20,6 +21,14 @@ import { Layer } from './layer.js';
 export const BUCKET_WRONG_OBJECT_TTL_MS = 10 * 60_000;
 /** Blobs remembered as wrong in the bucket at most (a few bytes each). */
 export const BUCKET_WRONG_OBJECTS_MAX = 10_000;
+/**
+ * A whole blob at most this big is read from the bucket and hashed before it is answered, so
+ * that a wrong object (bytes changed, truncated, or caught mid-write by a store whose writes are
+ * not atomic) is answered from below instead of failing the request: signature, attestation and
+ * config blobs, which the verifier reads whole and whose failure would deny an image, are far
+ * smaller. Bigger blobs stream, hashed as they go (holding them would cost their size per request).
+ */
+export const BUCKET_CHECKED_BEFORE_SERVING_BYTES = 1024 * 1024;
 
 export interface SharedStoreOptions {
   readonly bucket: Pick<Bucket, 'head' | 'open' | 'getRecord' | 'delete'>;
@@ -92,55 +101,88 @@ export class SharedStore extends Layer {
   }
 
   /** The blob answer from the bucket, or why not. */
-  async #blob(repository: string, digest: Digest, req: BlobRequest): Promise<BlobResponse | 'miss' | 'unavailable'> {
+  async #blob(repository: string, digest: Digest, req: BlobRequest): Promise<BlobResponse | 'miss' | 'unavailable' | 'mismatch'> {
     const { bucket } = this.#o;
     const rec = await bucket.getRecord({ kind: 'blob', upstream: this.name, repository, digest });
     if (rec === undefined) return 'unavailable';
     if (rec === null) return 'miss';
+    // A whole-blob GET is one request: the GET's own length, not a HEAD's that another write may have changed since.
+    if (req.method !== 'HEAD' && req.range === undefined) return this.#wholeBlob(repository, digest);
     const size = await bucket.head(digest);
     if (size === undefined) return 'unavailable';
-    if (size === null) return 'miss';
+    if (size === null || (size === 0 && digestOf(Buffer.alloc(0), digest) !== digest)) return 'miss'; // absent, or an empty object that cannot be this blob
     const range = req.range !== undefined ? resolveRange(req.range, size) : undefined;
     if (req.range !== undefined && range === undefined) return 'miss'; // not satisfiable here: the upstream answers it
-    const base = { 'content-type': 'application/octet-stream', 'accept-ranges': 'bytes' };
-    const headers: Record<string, string> = range
-      ? { ...base, 'content-length': String(range.end - range.start + 1), 'content-range': `bytes ${range.start}-${range.end}/${size}` }
-      : { ...base, 'content-length': String(size) };
+    const headers = blobHeaders(size, range);
     const status = range ? 206 : 200;
-    if (req.method === 'HEAD') return { status, headers, body: null };
+    if (req.method === 'HEAD' || range === undefined) return { status, headers, body: null };
     const obj = await bucket.open(digest, range);
     if (obj === undefined) return 'unavailable';
     if (obj === null) return 'miss';
-    // A whole blob (or a range that is all of it) is hashed, even when the caller checks it too
-    // (the store's writer): a wrong object must be known here, to stop asking the bucket for it.
-    // A part is served as stored (as the upstream's parts are).
-    const whole = range === undefined || (range.start === 0 && range.end === size - 1);
-    const describe = `blob ${digest} of ${repository} from the shared bucket`;
-    const body = checkedBlobStream(obj.body, {
+    if (obj.size !== size) {
+      obj.body.destroy();
+      return 'miss'; // the object changed between the head and the read
+    }
+    // A part is served as stored (as the upstream's parts are), a whole range hashed like a whole blob.
+    const whole = range.start === 0 && range.end === size - 1;
+    return { status, headers, body: this.#checked(repository, digest, obj.body, range.end - range.start + 1, whole) };
+  }
+
+  /** A whole blob from the bucket: a small one read and hashed first (else asked below), a big one hashed as it streams. */
+  async #wholeBlob(repository: string, digest: Digest): Promise<BlobResponse | 'miss' | 'unavailable' | 'mismatch'> {
+    const obj = await this.#o.bucket.open(digest);
+    if (obj === undefined) return 'unavailable';
+    if (obj === null) return 'miss';
+    const headers = blobHeaders(obj.size);
+    if (obj.size > BUCKET_CHECKED_BEFORE_SERVING_BYTES) {
+      // Hashed even when the caller checks it too (the store's writer): a wrong object must be known here, to stop asking the bucket for it.
+      return { status: 200, headers, body: this.#checked(repository, digest, obj.body, obj.size, true) };
+    }
+    const bytes = await readCapped(obj.body, BUCKET_CHECKED_BEFORE_SERVING_BYTES).catch(() => undefined);
+    if (bytes === undefined) return 'unavailable';
+    if (bytes.length !== obj.size || digestOf(bytes, digest) !== digest) {
+      this.#o.logger.warn({ upstream: this.name, repository, digest, size: obj.size, got: bytes.length }, 'shared bucket: a blob is not its digest, asked below');
+      await this.#wrongObject(digest); // (once per object: it is asked below from now on)
+      return 'mismatch';
+    }
+    return { status: 200, headers, body: Readable.from([bytes]) };
+  }
+
+  /** The bucket's bytes, failing the stream (and forgetting the object) unless they are `length` long and, when `whole`, hash to `digest`. */
+  #checked(repository: string, digest: Digest, source: Readable, length: number, whole: boolean): Readable {
+    const body = checkedBlobStream(source, {
       ...(whole ? { digest } : {}),
-      expectedLength: range ? range.end - range.start + 1 : size,
-      describe,
+      expectedLength: length,
+      describe: `blob ${digest} of ${repository} from the shared bucket`,
       ...(this.#o.hashes !== undefined ? { hashes: this.#o.hashes } : {}),
     });
     body.once('error', (err) => {
       const code = isSigilError(err) ? err.code : 'INTERNAL';
       // the bytes hash to something else, or are not the size the bucket gave: the object is wrong
-      if (code === 'DIGEST_MISMATCH' || code === 'UPSTREAM_BAD_RESPONSE') this.#wrongObject(digest);
+      if (code === 'DIGEST_MISMATCH' || code === 'UPSTREAM_BAD_RESPONSE') void this.#wrongObject(digest);
       if (code === 'DIGEST_MISMATCH') this.#count('blob', 'mismatch');
       this.#o.logger.warn({ upstream: this.name, repository, digest, code, error: (err as Error).message }, 'shared bucket: blob stream failed');
     });
-    return { status, headers, body };
+    return body;
   }
 
   /** The bucket's object for `digest` is not it: asked below from now on, and deleted (best effort) so that a good copy replaces it. */
-  #wrongObject(digest: Digest): void {
+  async #wrongObject(digest: Digest): Promise<void> {
     this.#wrong.set(digest, true);
-    this.#o.bucket.delete(digest).catch(() => {});
+    await this.#o.bucket.delete(digest).catch(() => {});
   }
 
   #count(kind: 'manifest' | 'blob', result: string): void {
     this.#o.metrics?.sharedStoreLookups.inc({ kind, result });
   }
+}
+
+/** The headers of a blob answer from the bucket: the whole of `size` bytes, or `range` of them. */
+function blobHeaders(size: number, range?: { start: number; end: number }): Record<string, string> {
+  const base = { 'content-type': 'application/octet-stream', 'accept-ranges': 'bytes' };
+  return range
+    ? { ...base, 'content-length': String(range.end - range.start + 1), 'content-range': `bytes ${range.start}-${range.end}/${size}` }
+    : { ...base, 'content-length': String(size) };
 }
 
 /** The shared store layer, for compose.ts. */

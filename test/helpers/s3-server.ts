@@ -1,4 +1,10 @@
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { createHash, randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdir, rename, rm } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import S3rver from 's3rver';
 import type { SharedS3Config } from '../../src/config/types.js';
 import { tempDir } from './temp.js';
@@ -31,6 +37,7 @@ export async function startS3Server(): Promise<S3Server> {
   const start = async (): Promise<void> => {
     if (server) return;
     const s = new S3rver({ address: '127.0.0.1', port, silent: true, directory, configureBuckets: [{ name: TEST_BUCKET }] });
+    atomicPuts((s as unknown as { store: FilesystemStore }).store);
     port = (await s.run()).port;
     server = s;
   };
@@ -58,5 +65,47 @@ export async function startS3Server(): Promise<S3Server> {
     stop,
     start,
     close: stop,
+  };
+}
+
+/** The parts of s3rver's FilesystemStore (lib/stores/filesystem.js) that atomicPuts replaces and uses. */
+interface FilesystemStore {
+  getResourcePath(bucket: string, key: string, resource: string): string;
+  putMetadata(bucket: string, key: string, metadata: unknown, md5: string): Promise<void>;
+  putObject(object: { bucket: string; key: string; content: Buffer | Readable; metadata: unknown }): Promise<{ size: number; md5: string }>;
+}
+
+/**
+ * Makes s3rver's PUT atomic, as S3's is ("Amazon S3 never adds partial objects"; MinIO and Ceph
+ * alike): s3rver writes an object in place, so a HEAD or GET during a PUT — a first one, or
+ * another replica's upload of the same object — sees it empty or cut short. Here the bytes go to
+ * a temporary file beside the object, renamed over it once complete. (What sigil does with a
+ * store that shows partial objects is specified in src/registry/shared-store.test.ts.)
+ */
+function atomicPuts(store: FilesystemStore): void {
+  store.putObject = async (object) => {
+    const objectPath = store.getResourcePath(object.bucket, object.key, 'object');
+    const partial = `${objectPath}.partial-${randomBytes(6).toString('hex')}`;
+    await mkdir(dirname(objectPath), { recursive: true });
+    const md5 = createHash('md5');
+    let size = 0;
+    const tally = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        md5.update(chunk);
+        size += chunk.length;
+        cb(null, chunk);
+      },
+    });
+    const source = Buffer.isBuffer(object.content) ? Readable.from([object.content]) : object.content;
+    try {
+      await pipeline(source, tally, createWriteStream(partial));
+      await rename(partial, objectPath);
+    } catch (err) {
+      await rm(partial, { force: true });
+      throw err;
+    }
+    const digest = md5.digest('hex');
+    await store.putMetadata(object.bucket, object.key, object.metadata, digest);
+    return { size, md5: digest };
   };
 }
