@@ -5,7 +5,7 @@
  * sigil's CPU seconds per thread, and where the profile is (summarize it with cpuprofile-top.js).
  * Optionally the same GET through distribution's pull-through cache, for its MB/s and CPU.
  *
- *   node dist/bench/profile-fill.js [--mib N] [--cpus LIST|all] [--sigil BIN] [--out DIR] [--no-prof] [--gc] [--warm] [--no-store] [--distribution]
+ *   node dist/bench/profile-fill.js [--mib N] [--cpus LIST|all] [--sigil BIN] [--out DIR] [--no-prof] [--gc] [--warm] [--no-store] [--distribution] [--node-options OPTS] [--keep]
  *
  * --mib: the blob's size (default 256); --cpus: pin sigil (and distribution) with taskset to
  * these CPUs (default: the last CPU, as the bench's section `store` does; `all`: not pinned);
@@ -13,11 +13,13 @@
  * sampling costs ~0.2 CPU s per fill); --gc: count sigil's garbage
  * collections during the fill and the time they held its main thread (bench/gc-probe.ts);
  * --warm: then one GET from the store, measured the same way; --no-store: a sigil without a
- * store instead, the GET streamed from the upstream through the digest check (for comparison).
+ * store instead, the GET streamed from the upstream through the digest check (for comparison);
+ * --node-options: NODE_OPTIONS for sigil (V8 flags to try, e.g. --trace-gc); --keep: keep the
+ * temp dir (sigil's config and its log, where --trace-gc writes).
  */
 import { existsSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
-import { availableParallelism } from 'node:os';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Agent } from 'undici';
@@ -28,7 +30,7 @@ import { MIB, cleanup, defer, log, onCleanup, pollUntil, pushRandomBlob, servedF
 import { REPO_STORE, STORE_MAX_BYTES, UPSTREAM_NAME } from './fixture.js';
 import { fetchBlob } from './measure.js';
 import type { BlobRun } from './measure.js';
-import { cpuSecondsOf, threadCpuSecondsOf } from './procs.js';
+import { cpuSecondsOf, memoryOf, threadCpuSecondsOf } from './procs.js';
 import type { Proc } from './procs.js';
 import { startSigil } from './servers.js';
 
@@ -47,6 +49,8 @@ const args = parseArgs({
     prof: { type: 'boolean', default: true },
     warm: { type: 'boolean', default: false },
     store: { type: 'boolean', default: true },
+    'node-options': { type: 'string' },
+    keep: { type: 'boolean', default: false },
   },
   allowNegative: true,
 }).values;
@@ -88,7 +92,7 @@ async function measured(proc: Proc, label: string, fn: () => Promise<BlobRun>): 
   const run = await fn();
   const t1 = threadCpuSecondsOf(proc.pid);
   const used = new Map([...t1].map(([name, sec]) => [name, sec - (t0.get(name) ?? 0)]));
-  log(`${label}: ${run.mbps.toFixed(0)} MB/s (${run.seconds.toFixed(2)} s); CPU s by thread (until stored): ${threads(used)}`);
+  log(`${label}: ${run.mbps.toFixed(0)} MB/s (${run.seconds.toFixed(2)} s); CPU s by thread (until stored): ${threads(used)}; peak RSS (VmHWM) ${(memoryOf(proc.pid).hwm / MIB).toFixed(0)} MiB`);
   if (gc0 === undefined) return;
   const gc1 = await gcTotals(proc);
   const text = Object.entries(gc1.gc).map(([kind, t]) => `${kind} ×${t.n - (gc0.gc[kind]?.n ?? 0)} (${(t.ms - (gc0.gc[kind]?.ms ?? 0)).toFixed(0)} ms)`).join(', ');
@@ -101,8 +105,9 @@ async function main(): Promise<void> {
   const size = Number(args.mib) * MIB;
   if (!Number.isInteger(size) || size <= 0) throw new Error('--mib takes a whole number of MiB');
   const cpus = args.cpus === 'all' ? undefined : (args.cpus ?? (existsSync('/usr/bin/taskset') ? String(availableParallelism() - 1) : undefined));
-  const dir = await tempDir('sigil-profile-fill');
-  onCleanup(() => rm(dir, { recursive: true, force: true }));
+  const dir = args.keep ? await mkdtemp(join(tmpdir(), 'sigil-profile-fill-')) : await tempDir('sigil-profile-fill');
+  if (args.keep) log(`the temp dir (sigil's config and log) is kept: ${dir}`);
+  else onCleanup(() => rm(dir, { recursive: true, force: true }));
   const out = args.out ?? (await tempDir('sigil-cpuprofile'));
   const registry = await startRegistry();
   onCleanup(() => registry.stop());
@@ -129,7 +134,9 @@ async function main(): Promise<void> {
       mode: 'warn',
       ...(args.store ? { store: { dir: join(dir, 'store'), maxBytes: STORE_MAX_BYTES } } : {}),
       ...(args.prof ? { cpuProfDir: out } : {}),
-      ...(args.gc ? { nodeOptions: `--import=${new URL('./gc-probe.js', import.meta.url).pathname}` } : {}),
+      ...(args.gc || args['node-options'] !== undefined
+        ? { nodeOptions: [args['node-options'], args.gc ? `--import=${new URL('./gc-probe.js', import.meta.url).pathname}` : undefined].filter((o) => o !== undefined).join(' ') }
+        : {}),
       ...(cpus !== undefined ? { cpus } : {}),
     },
     defer,
