@@ -8,7 +8,9 @@ import { sha256, sha512 } from '../../test/helpers/digest.js';
 import { capturingLogger, silentLogger } from '../../test/helpers/fake-registry.js';
 import { startS3Server, type S3Server } from '../../test/helpers/s3-server.js';
 import { deepFreeze } from '../config/compile.js';
-import { BUCKET_RETRY_MS, Bucket } from './bucket.js';
+import type { Digest } from '../oci/digest.js';
+import type { RecordRef } from '../store/catalog-keys.js';
+import { BUCKET_RETRY_MS, BUCKET_SEEN_TTL_MS, Bucket } from './bucket.js';
 
 // The shared bucket against a real S3-compatible server (s3rver): objects go in only complete
 // and hashing to their digest, whether sent as one PutObject or as a multipart upload; records
@@ -174,6 +176,66 @@ describe('shared bucket', () => {
     assert.equal(await bucket.put(d, bytes.length, streamOf(bytes)), true);
     assert.equal(await bucket.delete(d), true);
     assert.equal(await bucket.head(d), null);
+  });
+});
+
+describe('what the bucket was seen holding', () => {
+  // A replica that fills its store from the bucket replicates those objects and records back:
+  // what this process has just seen there is not asked for or sent again. Each test stops the
+  // server before the calls that must make no request: a request would answer "unavailable".
+  const blobRecord = (d: Digest): RecordRef => ({ kind: 'blob', upstream: 'hub', repository: 'library/x', digest: d });
+
+  async function seenRig() {
+    const s3 = await startS3Server();
+    const clock = fakeClock(1_000);
+    const writer = new Bucket(s3.config(), { logger: silentLogger() });
+    const bucket = new Bucket(s3.config(), { logger: silentLogger(), now: clock.now });
+    const bytes = randomBytes(3000);
+    const d = sha256(bytes);
+    assert.equal(await writer.put(d, bytes.length, streamOf(bytes)), true);
+    assert.equal(await writer.putRecord(blobRecord(d), { namedBy: ['sha256:' + 'a'.repeat(64)] }), true);
+    writer.close();
+    return { s3, clock, bucket, bytes, d, close: async () => (bucket.close(), await s3.close()) };
+  }
+
+  test('an object read lately is held with its size without a request; another size is asked for; after BUCKET_SEEN_TTL_MS it is asked for again', async () => {
+    const { s3, clock, bucket, bytes, d, close } = await seenRig();
+    try {
+      const obj = await bucket.open(d);
+      assert.deepEqual(await readAll(obj!.body), bytes);
+      await s3.stop();
+      assert.equal(await bucket.holds(d, bytes.length), true, 'no request');
+      clock.advance(BUCKET_SEEN_TTL_MS + 1);
+      assert.equal(await bucket.holds(d, bytes.length), undefined, 'asked: the server is stopped');
+      clock.advance(BUCKET_RETRY_MS);
+      await s3.start();
+      assert.equal(await bucket.holds(d, bytes.length + 1), false, 'another size: asked, and not what the bucket holds');
+    } finally {
+      await close();
+    }
+  });
+
+  test('a record read lately is not written again with the same value; another value is written', async () => {
+    const { s3, bucket, d, close } = await seenRig();
+    try {
+      const value = await bucket.getRecord(blobRecord(d));
+      await s3.stop();
+      assert.equal(await bucket.putRecord(blobRecord(d), value), true, 'no request');
+      assert.equal(await bucket.putRecord(blobRecord(d), { namedBy: [] }), false, 'another value: sent, and the server is stopped');
+    } finally {
+      await close();
+    }
+  });
+
+  test('an object this process deleted is no longer taken as held', async () => {
+    const { bucket, bytes, d, close } = await seenRig();
+    try {
+      assert.equal(await bucket.head(d), bytes.length);
+      assert.equal(await bucket.delete(d), true);
+      assert.equal(await bucket.holds(d, bytes.length), false);
+    } finally {
+      await close();
+    }
   });
 });
 

@@ -5,8 +5,9 @@ import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Metrics } from '../audit/metrics.js';
 import type { SharedS3Config } from '../config/types.js';
+import { LRUCache } from 'lru-cache';
 import { digestAlgorithm, isDigest, type Digest } from '../oci/digest.js';
-import { keyOf, type RecordRef } from '../store/catalog-keys.js';
+import { keyOf, recordId, type RecordRef } from '../store/catalog-keys.js';
 import { readCapped } from './read-capped.js';
 import { redactUrl } from './redact-url.js';
 import { UploadTally } from './upload-tally.js';
@@ -27,6 +28,16 @@ export const BUCKET_PART_BYTES = 5 * 1024 * 1024;
 export const BUCKET_PARTS_IN_FLIGHT = 2;
 /** A record (a few hundred bytes: a media type, at most MAX_BLOB_NAMERS digests) read back is at most this big. */
 export const RECORD_MAX_BYTES = 64 * 1024;
+/**
+ * What this process saw the bucket hold (an object's size, a record's value) is taken as still
+ * there this long, so that uploading what it just read is no request at all: a replica that
+ * fills its store from the bucket replicates those objects and records back. Objects are evicted
+ * by the janitor (one of these processes: its deletes go through `delete`, which forgets them)
+ * and records never, so this only bounds how long a deletion by someone else goes unseen.
+ */
+export const BUCKET_SEEN_TTL_MS = 10 * 60_000;
+/** Objects and records remembered as seen, at most (each a key and a short value). */
+export const BUCKET_SEEN_MAX = 20_000;
 
 export interface BucketDeps {
   readonly logger: Logger;
@@ -54,6 +65,8 @@ export class Bucket {
   readonly #metrics: Metrics | undefined;
   readonly #now: () => number;
   #downUntil: number | undefined;
+  /** Objects (their size) and records (their JSON) seen in the bucket lately: BUCKET_SEEN_TTL_MS. */
+  readonly #seen: LRUCache<string, string>;
 
   constructor(cfg: SharedS3Config, deps: BucketDeps) {
     this.#bucket = cfg.bucket;
@@ -62,6 +75,8 @@ export class Bucket {
     this.#log = deps.logger.child({ bucket: cfg.bucket, ...(cfg.endpoint !== undefined ? { endpoint: redactUrl(cfg.endpoint) } : {}) });
     this.#metrics = deps.metrics;
     this.#now = deps.now ?? (() => performance.now());
+    // (ttlResolution 0: every lookup reads the injected clock)
+    this.#seen = new LRUCache<string, string>({ max: BUCKET_SEEN_MAX, ttl: BUCKET_SEEN_TTL_MS, ttlResolution: 0, perf: { now: this.#now } });
     this.#client = new S3Client({
       region: cfg.region,
       forcePathStyle: cfg.forcePathStyle,
@@ -93,7 +108,18 @@ export class Bucket {
     return this.#call('head', async () => {
       const r = await this.#client.send(new HeadObjectCommand({ Bucket: this.#bucket, Key: this.objectKey(digest) }), read);
       return r.ContentLength ?? null;
-    });
+    }).then((size) => this.#sawObject(digest, size));
+  }
+
+  /**
+   * Does the bucket hold the object with this size? Answered without a request when this process
+   * saw it there lately (read, written or headed: BUCKET_SEEN_TTL_MS); else a head. Undefined
+   * when unavailable.
+   */
+  async holds(digest: Digest, size: number): Promise<boolean | undefined> {
+    if (this.#seen.get(objectSeen(digest)) === String(size)) return true;
+    const there = await this.head(digest);
+    return there === undefined ? undefined : there === size;
   }
 
   /**
@@ -114,6 +140,9 @@ export class Bucket {
         throw new Error(`GET ${digest}: no body or size in the answer`);
       }
       return { size: total, body };
+    }).then((obj) => {
+      this.#sawObject(digest, obj === null ? null : obj?.size);
+      return obj;
     });
   }
 
@@ -142,6 +171,7 @@ export class Bucket {
     try {
       await upload.done();
       this.#ok();
+      this.#sawObject(digest, size);
       return true;
     } catch (err) {
       body.destroy();
@@ -168,7 +198,9 @@ export class Bucket {
       }
       const bytes = await readCapped(body, RECORD_MAX_BYTES);
       try {
-        return bytes === undefined ? null : (JSON.parse(bytes.toString('utf8')) as unknown);
+        const value = bytes === undefined ? null : (JSON.parse(bytes.toString('utf8')) as unknown);
+        if (value !== null) this.#seen.set(recordSeen(ref), JSON.stringify(value));
+        return value;
       } catch {
         this.#log.warn({ ref }, 'bucket: record is not JSON, taken as absent');
         return null;
@@ -176,12 +208,15 @@ export class Bucket {
     });
   }
 
+  /** Writes the record, unless this process saw the bucket hold this very value lately (BUCKET_SEEN_TTL_MS): then no request. */
   async putRecord(ref: RecordRef, value: unknown): Promise<boolean> {
+    const Body = JSON.stringify(value);
+    if (this.#seen.get(recordSeen(ref)) === Body) return true;
     const ok = await this.#call('putRecord', async () => {
-      const Body = JSON.stringify(value);
       await this.#client.send(new PutObjectCommand({ Bucket: this.#bucket, Key: this.recordKey(ref), Body, ContentType: 'application/json' }));
       return true;
     });
+    if (ok === true) this.#seen.set(recordSeen(ref), Body);
     return ok === true;
   }
 
@@ -192,6 +227,7 @@ export class Bucket {
   }
 
   async delete(digest: Digest): Promise<boolean> {
+    this.#seen.delete(objectSeen(digest));
     const ok = await this.#call('delete', async () => {
       await this.#client.send(new DeleteObjectCommand({ Bucket: this.#bucket, Key: this.objectKey(digest) }));
       return true;
@@ -234,6 +270,13 @@ export class Bucket {
     this.#client.destroy();
   }
 
+  /** Remembers what a head or read found of an object (a size), or forgets it (absent); passes the answer on. */
+  #sawObject<T extends number | null | undefined>(digest: Digest, size: T): T {
+    if (typeof size === 'number') this.#seen.set(objectSeen(digest), String(size));
+    else if (size === null) this.#seen.delete(objectSeen(digest));
+    return size;
+  }
+
   /** Runs one call unless the bucket is down: absent (404) → null, a failure → undefined (and down). */
   async #call<T>(op: string, f: () => Promise<T>): Promise<T | null | undefined> {
     if (!this.available) return undefined;
@@ -268,6 +311,9 @@ export class Bucket {
     this.#log.warn({ op, status: statusOf(err), error: `${e.name ?? 'Error'}: ${e.message ?? String(err)}`, retryMs: BUCKET_RETRY_MS }, 'bucket: unavailable, pulls go on without it');
   }
 }
+
+const objectSeen = (digest: Digest): string => `o ${digest}`;
+const recordSeen = (ref: RecordRef): string => `r ${recordId(ref)}`;
 
 /** Options of a read on the request path: its answer within BUCKET_ANSWER_TIMEOUT_MS. */
 const read = { requestTimeout: BUCKET_ANSWER_TIMEOUT_MS };

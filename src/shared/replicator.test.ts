@@ -73,7 +73,7 @@ describe('replicator', () => {
     const store = await tempStore();
     const metrics = new Metrics({ defaultMetrics: false });
     const puts: Digest[] = [];
-    const spy = { head: (d: Digest) => bucket.head(d), put: (d: Digest, n: number, b: Readable) => (puts.push(d), bucket.put(d, n, b)), putRecord: bucket.putRecord.bind(bucket) };
+    const spy = { holds: (d: Digest, n: number) => bucket.holds(d, n), put: (d: Digest, n: number, b: Readable) => (puts.push(d), bucket.put(d, n, b)), putRecord: bucket.putRecord.bind(bucket) };
     const r = new Replicator({ bucket: spy, ...store, logger: silentLogger(), metrics });
     try {
       await store.content.putBytes(sha256(bytes), bytes);
@@ -92,7 +92,7 @@ describe('replicator', () => {
     const { logger, records } = capturingLogger();
     let release!: () => void;
     const held = new Promise<void>((resolve) => (release = resolve));
-    const slow = { head: async (d: Digest) => (await held, bucket.head(d)), put: bucket.put.bind(bucket), putRecord: bucket.putRecord.bind(bucket) };
+    const slow = { holds: async (d: Digest, n: number) => (await held, bucket.holds(d, n)), put: bucket.put.bind(bucket), putRecord: bucket.putRecord.bind(bucket) };
     const r = new Replicator({ bucket: slow, ...store, logger, metrics, queueMax: 2, concurrency: 1 });
     try {
       const blobs = [0, 1, 2, 3, 4].map(() => randomBytes(1000));

@@ -21,7 +21,7 @@ const REPLICATED_RECORDS: ReadonlySet<RecordRef['kind']> = new Set(['manifest', 
 type Task = { readonly kind: 'object'; readonly digest: Digest; readonly size: number } | { readonly kind: 'record'; readonly ref: RecordRef; readonly value: unknown };
 
 export interface ReplicatorOptions {
-  readonly bucket: Pick<Bucket, 'head' | 'put' | 'putRecord'>;
+  readonly bucket: Pick<Bucket, 'holds' | 'put' | 'putRecord'>;
   readonly content: ContentStore;
   readonly catalog: Catalog;
   readonly logger: Logger;
@@ -36,7 +36,9 @@ export interface ReplicatorOptions {
  * Replication into the shared bucket: what the local store commits (objects: only verified
  * ones reach it) and the catalog's `manifest` and `blob` records, uploaded in the background
  * after the commit — the listeners only queue, so a slow or dead bucket never slows a pull.
- * An object the bucket holds already is not sent again (a head first); one evicted locally
+ * An object the bucket holds already is not sent again (a head first, none when this process
+ * has just read it there: Bucket.holds; a record it has just read there is not sent either:
+ * Bucket.putRecord); one evicted locally
  * before its turn is skipped. The queue is bounded and deduplicated (a record waiting is
  * replaced by its newer value); uploads run REPLICATION_CONCURRENCY at a time.
  */
@@ -119,9 +121,9 @@ export class Replicator {
   async #run(task: Task): Promise<'uploaded' | 'present' | 'gone' | 'failed'> {
     const { bucket, content } = this.#o;
     if (task.kind === 'record') return (await bucket.putRecord(task.ref, task.value)) ? 'uploaded' : 'failed';
-    const there = await bucket.head(task.digest);
+    const there = await bucket.holds(task.digest, task.size);
     if (there === undefined) return 'failed';
-    if (there === task.size) return 'present';
+    if (there) return 'present';
     const body = await content.openRead(task.digest);
     if (!body) return 'gone';
     return (await bucket.put(task.digest, task.size, body)) ? 'uploaded' : 'failed';
