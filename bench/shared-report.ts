@@ -146,8 +146,8 @@ function warmLines(w: WarmPull, objects: number): string[] {
     `| of them GETs of the image's objects (goal 0: served from the bucket) | ${w.originObjects} (${verdict(w.originObjects === 0)}) |`,
     `| wall time of the pull, s | ${w.wallS.toFixed(2)} |`,
     '',
-    `S3 requests during the pull: ${by === '' ? 'none' : by} (the replica's background replication of what it commits, HEADs of objects and PUTs of records, ` +
-      `falls partly in the pull's time). Origin requests during it: ${w.originSeen === '' ? 'none' : w.originSeen}.`,
+    `S3 requests during the pull: ${by === '' ? 'none' : by} (the replica replicates what it commits in the background: HEADs of objects and PUTs of ` +
+      `records, none for what it has just read from the bucket; they may fall in the pull's time). Origin requests during it: ${w.originSeen === '' ? 'none' : w.originSeen}.`,
   ];
 }
 
