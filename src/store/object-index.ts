@@ -138,11 +138,10 @@ export async function scanObjects(layout: Layout, onStray: (path: string) => voi
 
 /** The index entry, or one adopted from disk (written by another process sharing the directory). */
 export async function lookupObject(layout: Layout, index: ObjectIndex, digest: Digest): Promise<Entry | undefined> {
-  const path = layout.objectPath(digest);
   const known = index.get(digest);
-  if (known) return known;
+  if (known) return known; // (the warm path of every pull: no path built, no disk)
   try {
-    const st = await lstat(path);
+    const st = await lstat(layout.objectPath(digest));
     if (!st.isFile()) return undefined;
     const t = Math.round(st.mtimeMs);
     index.set(digest, st.size, t, t);
