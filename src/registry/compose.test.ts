@@ -87,3 +87,19 @@ test('serve --offline is the store alone: nothing is contacted; a store comes wi
   assert.equal(storeless.keeper, undefined);
   await storeless.registries.get('up.test')!.close();
 });
+
+test('tag answers are shared through Redis only with a peer token to seal them; without one, each process looks tags up itself', async () => {
+  for (const token of ['a-peer-token-of-some-length', undefined]) {
+    const up = new FakeRegistry();
+    up.put('app', imageManifest([layer]), 'v1');
+    const keys: string[] = [];
+    // a coordinator that records the keys asked and answers "unavailable" (Redis down): the stack goes on below
+    const coordinator = new Proxy({}, { get: (_t, _op) => async (key: string) => (keys.push(key), { kind: 'unavailable' }) }) as never;
+    const deps: StackDeps = { metrics: new Metrics({ defaultMetrics: false }), logger: silentLogger(), shared: { redirect: false, coordinator, token, close: async () => {} } };
+    const store = await tempStore();
+    stores.push(store);
+    const reg = serveRegistry(up, { staleIfError: false }, cache, deps, { ...store, admission: new StoreAdmission([], { ttlMs: 60_000 }) });
+    await reg.fetchManifest('app', 'v1');
+    assert.equal(keys.some((k) => k.startsWith('tag:')), token !== undefined, `token ${token === undefined ? 'absent' : 'present'}: ${keys.join(', ')}`);
+  }
+});

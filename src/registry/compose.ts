@@ -66,7 +66,7 @@ export function serveRegistry(up: Registry, u: Pick<UpstreamConfig, 'staleIfErro
     store && storeRead(store, metrics), //                                            manifests by digest and blobs from the store
     manifestCache({ maxBytes: cache.manifests.maxBytes, now }), //                   manifests by digest in memory; tags resolved with a HEAD
     stale && staleIfError({ ...stale, metrics }), //                                  the stored answer while the upstream fails
-    coordinator && sharedTags({ coordinator, ttlMs: cache.tags.ttlMs, staleIfError: u.staleIfError, token, metrics }), // tag answers shared across processes
+    coordinator && token !== undefined && sharedTags({ coordinator, ttlMs: cache.tags.ttlMs, staleIfError: u.staleIfError, token, metrics }), // tag answers shared across processes (sealed with the peer token: none without one)
     tagCache({ ttlMs: cache.tags.ttlMs, now }), //                                    tag → digest for cache.tags.ttl
   );
 }

@@ -24,7 +24,7 @@ async function proc(opts: Partial<SharedTagsOptions> & { url?: string } = {}) {
   below.put('app', m1, 'v1');
   below.put('app', m2);
   const metrics = new Metrics({ defaultMetrics: false });
-  const layer = new SharedTags(below, { coordinator: await connect(opts.url), ttlMs: 30_000, staleIfError: true, metrics, ...opts });
+  const layer = new SharedTags(below, { coordinator: await connect(opts.url), ttlMs: 30_000, staleIfError: true, metrics, token: TOKEN, ...opts });
   const stale = async () => (await metrics.staleResponses.get()).values.reduce((n, v) => n + v.value, 0);
   return { below, layer, stale };
 }
@@ -167,16 +167,19 @@ test('the last good answer is not used without staleIfError, nor for a failure s
   assert.equal(await on.stale(), 0);
 });
 
-test('with a peer token, answers are sealed: a forged or moved answer is ignored and the tag looked up', async () => {
+test('answers are sealed with the peer token and their expiry: a forged, moved, expired (replayed) or undated answer is ignored and the tag looked up', async () => {
   const a = await proc({ token: TOKEN });
   await a.layer.fetchManifest('app', 'v1');
   const [key] = await redis.raw.keys(`${KEY_PREFIX}value:tag:*`);
   assert.ok(key);
   const logical = key.slice(`${KEY_PREFIX}value:`.length);
+  const later = Date.now() + 60_000;
   const forged = [
-    { digest: m2.digest, mediaType: m2.mediaType }, // plain
-    seal('another-token-of-some-length', logical, { digest: m2.digest, mediaType: m2.mediaType }), // not our token
-    seal(TOKEN, logical.replace('v1', 'v2'), { digest: m2.digest, mediaType: m2.mediaType }), // another tag's answer
+    { digest: m2.digest, mediaType: m2.mediaType, expiresAt: later }, // plain
+    seal('another-token-of-some-length', logical, { digest: m2.digest, mediaType: m2.mediaType, expiresAt: later }), // not our token
+    seal(TOKEN, logical.replace('v1', 'v2'), { digest: m2.digest, mediaType: m2.mediaType, expiresAt: later }), // another tag's answer
+    seal(TOKEN, logical, { digest: m2.digest, mediaType: m2.mediaType, expiresAt: Date.now() - 1 }), // a genuine answer of earlier, replayed
+    seal(TOKEN, logical, { digest: m2.digest, mediaType: m2.mediaType }), // no expiry
   ];
   for (const record of forged) {
     await redis.raw.set(key, JSON.stringify(record));

@@ -33,19 +33,30 @@ interface TagAnswer {
   readonly mediaType: string;
 }
 
+/** A tag answer as stored (sealed): with the wall-clock time it stops holding, so that a copy replayed later is refused. */
+interface StoredAnswer extends TagAnswer {
+  readonly expiresAt: number;
+}
+
 export interface SharedTagsOptions {
   readonly coordinator: Pick<Coordinator, 'acquire' | 'holder' | 'getJson' | 'setJson'>;
   /** cache.tags.ttl: how long a shared answer is taken to hold (0: answers are not shared, lookups still single-flight). */
   readonly ttlMs: number;
   /** The upstream's staleIfError: the last good answer is used while the upstream fails. */
   readonly staleIfError: boolean;
-  /** cache.shared.peer.token: answers are sealed with it, and others ignored; absent, stored plain. */
-  readonly token?: string | undefined;
+  /**
+   * cache.shared.peer.token: answers are sealed with it, and others ignored. Required: a plain
+   * answer would let whoever can write to Redis point a tag at another digest of the repository
+   * (an older signed release); compose.ts shares no tags without a token.
+   */
+  readonly token: string;
   readonly metrics: Metrics;
   /** Told to the processes waiting for this one (default host:pid). */
   readonly holder?: string;
   /** The follower's deadline clock and its polling timer (tests). */
   readonly now?: () => number;
+  /** Wall clock (ms) of the answers' expiry, comparable across processes; default Date.now (tests). */
+  readonly wallClock?: () => number;
   readonly timer?: Timer;
 }
 
@@ -68,6 +79,7 @@ export class SharedTags extends Layer {
   readonly #holder: string;
   readonly #now: () => number;
   readonly #timer: Timer;
+  readonly #wallClock: () => number;
 
   constructor(below: Registry, opts: SharedTagsOptions) {
     super(below);
@@ -75,6 +87,7 @@ export class SharedTags extends Layer {
     this.#holder = opts.holder ?? `${hostname()}:${process.pid}`;
     this.#now = opts.now ?? (() => performance.now());
     this.#timer = opts.timer ?? realTimer;
+    this.#wallClock = opts.wallClock ?? Date.now;
   }
 
   override async fetchManifest(repository: string, reference: string, opts: { accept?: string } = {}): Promise<FetchedManifest> {
@@ -173,8 +186,8 @@ export class SharedTags extends Layer {
   }
 
   async #write(key: string, answer: TagAnswer, ttlMs: number): Promise<void> {
-    const token = this.#o.token;
-    await this.#o.coordinator.setJson(key, token === undefined ? answer : seal(token, key, answer), ttlMs);
+    const stored: StoredAnswer = { ...answer, expiresAt: this.#wallClock() + ttlMs };
+    await this.#o.coordinator.setJson(key, seal(this.#o.token, key, stored), ttlMs);
   }
 
   /** The shared answer for a tag key (none while answers are not shared: cache.tags.ttl 0). */
@@ -182,14 +195,13 @@ export class SharedTags extends Layer {
     return this.#o.ttlMs > 0 ? this.#read(key) : Promise.resolve(undefined);
   }
 
-  /** A stored answer that checks (sealed with our token when we have one, and well-formed); else undefined. */
+  /** A stored answer that checks (sealed with our token for this key, well-formed, not expired: not a replayed old one); else undefined. */
   async #read(key: string): Promise<TagAnswer | undefined> {
-    const raw = await this.#o.coordinator.getJson<unknown>(key);
-    const token = this.#o.token;
-    const v = token === undefined ? raw : unseal(token, key, raw);
+    const v = unseal(this.#o.token, key, await this.#o.coordinator.getJson<unknown>(key));
     if (typeof v !== 'object' || v === null) return undefined;
-    const { digest, mediaType } = v as Partial<TagAnswer>;
+    const { digest, mediaType, expiresAt } = v as Partial<StoredAnswer>;
     if (typeof digest !== 'string' || !isDigest(digest) || typeof mediaType !== 'string') return undefined;
+    if (typeof expiresAt !== 'number' || expiresAt <= this.#wallClock()) return undefined;
     return { digest, mediaType };
   }
 }
