@@ -148,12 +148,41 @@ describe('shared store layer', () => {
     await assert.rejects(collect(res.body), (e) => isSigilError(e) && e.code === 'DIGEST_MISMATCH');
   });
 
-  test('a blob without this repository\'s record, a skipStore request, or an unsatisfiable range goes below', async () => {
+  test('a whole blob the bucket holds for another repository is served from it once the upstream answers a HEAD of it in this one (counted a hit)', async () => {
+    const served: string[] = [];
+    const { below, metrics, layer: r } = rig(bucket, (d) => served.push(d));
+    const res = await r.openBlob('other', sha256(layer), { method: 'GET' });
+    assert.equal(res.headers['content-length'], String(layer.length));
+    assert.deepEqual(await collect(res.body), layer);
+    assert.deepEqual(below.calls, [`openBlob HEAD other@${sha256(layer)}`], 'a HEAD below, not the blob');
+    assert.deepEqual(await lookups(metrics), ['blob hit 1']);
+    assert.deepEqual(served, [sha256(layer)]);
+  });
+
+  test('a blob the bucket holds for another repository only, which the upstream does not have in this one, goes below (and fails there)', async () => {
     const { below, layer: r } = rig();
-    await collect((await r.openBlob('other', sha256(layer), { method: 'GET' })).body);
+    below.fail.set('openBlob HEAD private@', 'BLOB_UNKNOWN');
+    below.fail.set('openBlob GET private@', 'BLOB_UNKNOWN');
+    await assert.rejects(r.openBlob('private', sha256(layer), { method: 'GET' }), (e) => isSigilError(e) && e.code === 'BLOB_UNKNOWN');
+    assert.deepEqual(below.calls, [`openBlob HEAD private@${sha256(layer)}`, `openBlob GET private@${sha256(layer)}`]);
+  });
+
+  test('a HEAD or range of a blob recorded for another repository only, a skipStore request, an unsatisfiable range, or a blob the bucket does not hold goes below', async () => {
+    const { below, layer: r } = rig();
+    const absent = randomBytes(100);
+    below.blobs.set(sha256(absent), absent);
+    await r.openBlob('other', sha256(layer), { method: 'HEAD' });
+    await collect((await r.openBlob('other', sha256(layer), { method: 'GET', range: 'bytes=10-' })).body);
     await collect((await r.openBlob('app', sha256(layer), { method: 'GET', skipStore: true })).body);
     await r.openBlob('app', sha256(layer), { method: 'GET', range: `bytes=${layer.length + 10}-` }).then((x) => collect(x.body)).catch(() => {});
-    assert.deepEqual(below.calls, [`openBlob GET other@${sha256(layer)}`, `openBlob GET app@${sha256(layer)}`, `openBlob GET bytes=${layer.length + 10}- app@${sha256(layer)}`]);
+    await collect((await r.openBlob('other', sha256(absent), { method: 'GET' })).body);
+    assert.deepEqual(below.calls, [
+      `openBlob HEAD other@${sha256(layer)}`,
+      `openBlob GET bytes=10- other@${sha256(layer)}`,
+      `openBlob GET app@${sha256(layer)}`,
+      `openBlob GET bytes=${layer.length + 10}- app@${sha256(layer)}`,
+      `openBlob GET other@${sha256(absent)}`,
+    ]);
   });
 
   test('each object served from the bucket (manifest, blob GET, HEAD) is reported as used; one asked below is not', async () => {
@@ -163,7 +192,7 @@ describe('shared store layer', () => {
     await collect((await r.openBlob('app', sha256(layer), { method: 'GET' })).body);
     await r.openBlob('app', sha256(layer), { method: 'HEAD' });
     await r.fetchManifest('other', m.digest);
-    await collect((await r.openBlob('other', sha256(layer), { method: 'GET' })).body);
+    await r.openBlob('other', sha256(layer), { method: 'HEAD' });
     assert.deepEqual(served, [m.digest, sha256(layer), sha256(layer)]);
   });
 

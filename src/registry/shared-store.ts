@@ -43,11 +43,13 @@ export interface SharedStoreOptions {
 /**
  * The shared bucket as the second level behind the local store (below writeThrough): a manifest
  * by digest, and a blob, come from the bucket when it holds the catalog's record binding it to
- * this repository (replicated by the process that stored it) and the object; else, and
- * whenever the bucket is unavailable, from below. Nothing from the bucket is taken on trust:
- * a manifest's bytes must hash to its digest (else it is absent, counted); a whole blob is
- * hashed as it streams unless the request says the caller checks it (the store's writer), so
- * that wrong bytes never reach a client complete. A request marked `skipStore` (a stored blob
+ * this repository (replicated by the process that stored it) and the object — a whole blob
+ * recorded for another repository only, once the upstream answers a HEAD of it in this one;
+ * else, and whenever the bucket is unavailable, from below. Nothing from the bucket is taken on
+ * trust: a manifest's bytes must hash to its digest (else it is absent, counted); a whole blob
+ * is hashed, even when the caller checks it too (the store's writer) — a small one before it is
+ * answered (else it is answered from below), a big one as it streams, so that wrong bytes never
+ * reach a client complete. A request marked `skipStore` (a stored blob
  * no passing manifest names) goes below untouched. Lookups are counted
  * (sigil_shared_store_lookups_total). An object's record without the object (the janitor
  * evicted it) is a miss: the request goes below, and the object returns to the bucket once the
@@ -105,9 +107,19 @@ export class SharedStore extends Layer {
     const { bucket } = this.#o;
     const rec = await bucket.getRecord({ kind: 'blob', upstream: this.name, repository, digest });
     if (rec === undefined) return 'unavailable';
-    if (rec === null) return 'miss';
+    const whole = req.method !== 'HEAD' && req.range === undefined;
+    if (rec === null) {
+      // Not recorded for this repository: the bucket may hold it for another (a base layer of
+      // many images). A whole-blob GET is served from there once the upstream confirms that this
+      // repository has the blob — a HEAD instead of the whole download, as the local store does
+      // for a blob it holds for another repository (download.ts); the bytes are hashed as always.
+      if (!whole) return 'miss';
+      const held = await bucket.head(digest);
+      if (held === undefined) return 'unavailable';
+      if (held === null || !(await this.#belowHas(repository, digest))) return 'miss';
+    }
     // A whole-blob GET is one request: the GET's own length, not a HEAD's that another write may have changed since.
-    if (req.method !== 'HEAD' && req.range === undefined) return this.#wholeBlob(repository, digest);
+    if (whole) return this.#wholeBlob(repository, digest);
     const size = await bucket.head(digest);
     if (size === undefined) return 'unavailable';
     if (size === null || (size === 0 && digestOf(Buffer.alloc(0), digest) !== digest)) return 'miss'; // absent, or an empty object that cannot be this blob
@@ -124,8 +136,19 @@ export class SharedStore extends Layer {
       return 'miss'; // the object changed between the head and the read
     }
     // A part is served as stored (as the upstream's parts are), a whole range hashed like a whole blob.
-    const whole = range.start === 0 && range.end === size - 1;
-    return { status, headers, body: this.#checked(repository, digest, obj.body, range.end - range.start + 1, whole) };
+    const allOfIt = range.start === 0 && range.end === size - 1;
+    return { status, headers, body: this.#checked(repository, digest, obj.body, range.end - range.start + 1, allOfIt) };
+  }
+
+  /** Does the layer below (the upstream) answer a HEAD of the blob in this repository? Any failure: no. */
+  async #belowHas(repository: string, digest: Digest): Promise<boolean> {
+    try {
+      const r = await this.below.openBlob(repository, digest, { method: 'HEAD' });
+      r.body?.destroy();
+      return r.status === 200;
+    } catch {
+      return false;
+    }
   }
 
   /** A whole blob from the bucket: a small one read and hashed first (else asked below), a big one hashed as it streams. */
