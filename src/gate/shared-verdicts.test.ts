@@ -7,7 +7,8 @@ import { redisForSpecs } from '../../test/helpers/redis-specs.js';
 import { KEY_PREFIX } from '../shared/coordinator.js';
 import { seal } from '../shared/sealed.js';
 import type { Outcome } from '../verify/types.js';
-import { SharedVerdicts, sharedVerdictKey, sharedVerdictsOf, type SharedVerdictsOptions } from './shared-verdicts.js';
+import { fastTimer } from '../../test/helpers/clock.js';
+import { SharedVerdicts, VERDICT_FOLLOW_MS, sharedVerdictKey, sharedVerdictsOf, type SharedVerdictsOptions } from './shared-verdicts.js';
 import { FAILURE_TTL_MS, type VerdictKeyParts } from './verdicts.js';
 
 const TOKEN = 'a-peer-token-of-some-length';
@@ -48,6 +49,74 @@ test('a verdict one process reached is used by another with the same key instead
   assert.equal(got.ttlMs, TTL_MS, 'lives no longer than it had left');
   assert.equal(await b.count('hit'), 1);
   assert.ok((await redis.raw.pttl(`${KEY_PREFIX}value:${sharedVerdictKey(parts)}`)) <= TTL_MS);
+});
+
+/** A computation that starts, then waits until released: `started` resolves once it runs. */
+function heldComputing(outcome: Outcome) {
+  let release!: () => void;
+  let started!: () => void;
+  const c = {
+    runs: 0,
+    started: new Promise<void>((resolve) => (started = resolve)),
+    release: () => release(),
+    run: async () => {
+      c.runs++;
+      started();
+      await new Promise<void>((resolve) => (release = resolve));
+      return outcome;
+    },
+  };
+  return c;
+}
+
+test('two processes asked for one verdict at once: one verifies, the other waits for its verdict instead of verifying too', async () => {
+  const a = await proc();
+  const f = fastTimer();
+  const b = await proc({ timer: f.timer, monotonic: f.now });
+  const va = heldComputing(verified);
+  const pa = a.shared.verdict(parts, va.run);
+  await va.started; // a holds the key's lease
+  const vb = computing(unsigned);
+  const pb = b.shared.verdict(parts, vb.run);
+  while (f.armed() < 3) await new Promise((r) => setImmediate(r)); // b is waiting
+  va.release();
+  assert.deepEqual(await pa, { outcome: verified });
+  const got = await pb;
+  assert.deepEqual(got.outcome, verified);
+  assert.equal(vb.runs, 0, 'not verified again');
+  assert.equal(await b.count('hit'), 1);
+});
+
+test('the process verifying publishes nothing (an indeterminate outcome): the one waiting verifies itself once the lease is gone', async () => {
+  const a = await proc();
+  const f = fastTimer();
+  const b = await proc({ timer: f.timer, monotonic: f.now });
+  const va = heldComputing({ kind: 'indeterminate', cause: 'upstream timed out', checks: [] });
+  const pa = a.shared.verdict(parts, va.run);
+  await va.started;
+  const vb = computing(verified);
+  const pb = b.shared.verdict(parts, vb.run);
+  while (f.armed() < 3) await new Promise((r) => setImmediate(r));
+  va.release();
+  await pa;
+  assert.deepEqual((await pb).outcome, verified);
+  assert.equal(vb.runs, 1);
+  assert.ok(f.now() < VERDICT_FOLLOW_MS, 'not by the deadline: when the lease went');
+});
+
+test('a process verifying for longer than VERDICT_FOLLOW_MS is not waited for further: the other verifies itself', async () => {
+  const a = await proc();
+  const f = fastTimer();
+  const b = await proc({ timer: f.timer, monotonic: f.now });
+  const va = heldComputing(verified);
+  const pa = a.shared.verdict(parts, va.run);
+  await va.started;
+  const vb = computing(unsigned);
+  assert.deepEqual((await b.shared.verdict(parts, vb.run)).outcome, unsigned);
+  assert.equal(vb.runs, 1);
+  assert.ok(f.now() >= VERDICT_FOLLOW_MS, `waited ${f.now()} ms of the fake clock`);
+  va.release();
+  await pa;
 });
 
 test('a verdict is not shared under another policy, trust, repository or upstream', async () => {

@@ -1,13 +1,25 @@
+import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import type { Metrics } from '../audit/metrics.js';
 import type { CacheConfig } from '../config/types.js';
 import type { Coordinator } from '../shared/coordinator.js';
+import { realTimer, type Timer } from '../shared/lease.js';
 import { seal, unseal } from '../shared/sealed.js';
 import type { Outcome } from '../verify/types.js';
 import { verdictTtlMs, type Computed, type VerdictKeyParts } from './verdicts.js';
 
 /** Outcomes shared between processes: `indeterminate` is not (it says the upstream could not be read from here, now). */
 const SHARED_KINDS: ReadonlySet<Outcome['kind']> = new Set(['verified', 'unsigned', 'invalid']);
+
+/**
+ * A process that finds another verifying the same key (its lease in Redis) waits this long at
+ * most for that verdict before verifying itself: long enough for a keyless verification that
+ * reads a signature, a certificate chain and a log entry from a slow upstream, short enough
+ * that a holder that hangs (or a lease written into Redis by someone else) costs one wait.
+ */
+export const VERDICT_FOLLOW_MS = 10_000;
+/** How often a waiting process looks for the verdict. */
+export const VERDICT_POLL_MS = 50;
 
 /** What is stored (sealed) under a verdict's key. */
 interface SharedRecord {
@@ -19,7 +31,7 @@ interface SharedRecord {
 }
 
 export interface SharedVerdictsOptions {
-  readonly coordinator: Pick<Coordinator, 'getJson' | 'setJson'>;
+  readonly coordinator: Pick<Coordinator, 'getJson' | 'setJson' | 'acquire' | 'holder'>;
   /** cache.shared.peer.token: every record is HMAC-signed with it; without one verdicts are not shared. */
   readonly token: string;
   /** cache.verifications.ttl. */
@@ -28,6 +40,11 @@ export interface SharedVerdictsOptions {
   readonly logger: Logger;
   /** Wall clock of `expiresAt` (tests); default Date.now. */
   readonly now?: () => number;
+  /** Told to the processes waiting for this one (default host:pid). */
+  readonly holder?: string;
+  /** The waiting process's deadline clock and its polling timer (tests); default performance.now and real timers. */
+  readonly monotonic?: () => number;
+  readonly timer?: Timer;
 }
 
 /**
@@ -36,25 +53,51 @@ export interface SharedVerdictsOptions {
  * fingerprint and trust fingerprint reached is used; else this process verifies and publishes
  * what it found. Redis is not trusted with a decision: a record counts only when its HMAC
  * (cache.shared.peer.token, over its full key and its body) checks and it names exactly the key
- * asked for; anything else is ignored (counted, logged) and the manifest verified here.
+ * asked for; anything else is ignored (counted, logged) and the manifest verified here. One
+ * process at a time verifies a key (a lease per key): the others asking meanwhile wait for its
+ * verdict (VERDICT_FOLLOW_MS at most), and verify themselves when it publishes none (an
+ * indeterminate outcome is not shared) or Redis is unavailable.
  */
 export class SharedVerdicts {
   readonly #o: SharedVerdictsOptions;
   readonly #now: () => number;
+  readonly #monotonic: () => number;
+  readonly #timer: Timer;
+  readonly #holder: string;
 
   constructor(opts: SharedVerdictsOptions) {
     this.#o = opts;
     this.#now = opts.now ?? Date.now;
+    this.#monotonic = opts.monotonic ?? (() => performance.now());
+    this.#timer = opts.timer ?? realTimer;
+    this.#holder = opts.holder ?? `${hostname()}:${process.pid}`;
   }
 
-  /** The shared verdict for `parts`, else `compute()`'s, published. */
+  /** The shared verdict for `parts` (reached meanwhile by the process verifying it, if one is), else `compute()`'s, published. */
   async verdict(parts: VerdictKeyParts, compute: () => Promise<Outcome>): Promise<Computed> {
     const key = sharedVerdictKey(parts);
     const shared = await this.#read(key);
-    if (shared) {
-      this.#o.metrics.sharedVerdicts.inc({ result: 'hit' });
-      return shared;
+    if (shared === 'rejected') return this.#compute(key, compute);
+    if (shared) return this.#hit(shared);
+    const got = await this.#o.coordinator.acquire(leaseOf(key), this.#holder);
+    if (got.kind === 'held') {
+      const followed = await this.#follow(key);
+      if (followed) return this.#hit(followed);
     }
+    try {
+      return await this.#compute(key, compute);
+    } finally {
+      if (got.kind === 'acquired') await got.lease.release();
+    }
+  }
+
+  #hit(c: Computed): Computed {
+    this.#o.metrics.sharedVerdicts.inc({ result: 'hit' });
+    return c;
+  }
+
+  /** Verifies here, and publishes what can be shared. */
+  async #compute(key: string, compute: () => Promise<Outcome>): Promise<Computed> {
     this.#o.metrics.sharedVerdicts.inc({ result: 'miss' });
     const outcome = await compute();
     if (SHARED_KINDS.has(outcome.kind)) {
@@ -65,20 +108,42 @@ export class SharedVerdicts {
     return { outcome };
   }
 
-  async #read(key: string): Promise<Computed | undefined> {
+  /** Waits for the verdict of the process holding the key's lease: until it is there, the lease is gone, or VERDICT_FOLLOW_MS passed. */
+  async #follow(key: string): Promise<Computed | undefined> {
+    const deadline = this.#monotonic() + VERDICT_FOLLOW_MS;
+    for (;;) {
+      await new Promise<void>((resolve) => this.#timer(VERDICT_POLL_MS, resolve));
+      const v = await this.#read(key);
+      if (v === 'rejected') return undefined; // (logged once: verified here)
+      if (v) return v;
+      if (this.#monotonic() >= deadline) return undefined;
+      const holder = await this.#o.coordinator.holder(leaseOf(key));
+      if (holder === undefined) return undefined; // Redis gone: verified here
+      if (holder === null) {
+        const last = await this.#read(key); // done: its verdict, or none (not shareable, or it failed)
+        return last === 'rejected' ? undefined : last;
+      }
+    }
+  }
+
+  /** The shared verdict; undefined when none (or expired); 'rejected' when a record is there that does not check (counted, logged). */
+  async #read(key: string): Promise<Computed | 'rejected' | undefined> {
     const stored = await this.#o.coordinator.getJson<unknown>(key);
     if (stored === null || stored === undefined) return undefined;
     const r = unseal(this.#o.token, key, stored) as Partial<SharedRecord> | undefined;
     if (!r || r.key !== key || !wellFormed(r.outcome) || typeof r.expiresAt !== 'number') {
       this.#o.metrics.sharedVerdicts.inc({ result: 'rejected' });
       this.#o.logger.warn({ key }, 'shared verdict ignored: its signature or key does not check (is something else writing to Redis?); verifying here');
-      return undefined;
+      return 'rejected';
     }
     const left = r.expiresAt - this.#now();
     if (left <= 0) return undefined;
     return { outcome: r.outcome, ttlMs: left };
   }
 }
+
+/** The lease of one verification: who is verifying the key now. */
+const leaseOf = (key: string): string => `verifying:${key}`;
 
 /**
  * The shared verdicts of a config (one per generation, as the gate's verdict cache): with a

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { fastTimer } from '../../test/helpers/clock.js';
 import { after, before, beforeEach, test } from 'node:test';
 import { FakeRegistry, imageManifest, manualTimer, silentLogger } from '../../test/helpers/fake-registry.js';
 import { redisForSpecs } from '../../test/helpers/redis-specs.js';
@@ -9,23 +10,8 @@ const redis = redisForSpecs();
 
 const m1 = imageManifest([Buffer.from('one layer')]);
 
-/** A timer that moves a fake clock by what it waits and fires on the next turn (no real waits). */
-function fastClock() {
-  let now = 0;
-  return {
-    now: () => now,
-    timer: (ms: number, fire: () => void) => {
-      const t = setImmediate(() => {
-        now += ms;
-        fire();
-      });
-      return () => clearImmediate(t);
-    },
-  };
-}
-
 /** One process: its own upstream holding `m1` in repository app, and its layer on the shared Redis. */
-async function proc(url = redis.server.url, clock: { timer: (ms: number, fire: () => void) => () => void; now?: () => number } = fastClock()) {
+async function proc(url = redis.server.url, clock: { timer: (ms: number, fire: () => void) => () => void; now?: () => number } = fastTimer()) {
   const below = new FakeRegistry();
   below.put('app', m1);
   const coordinator = await redis.connect(url);

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { fastTimer } from '../../test/helpers/clock.js';
 import { after, before, beforeEach, test } from 'node:test';
 import { Metrics } from '../audit/metrics.js';
 import { isSigilError } from '../errors.js';
@@ -27,20 +28,6 @@ async function proc(opts: Partial<SharedTagsOptions> & { url?: string } = {}) {
   const layer = new SharedTags(below, { coordinator: await connect(opts.url), ttlMs: 30_000, staleIfError: true, metrics, token: TOKEN, ...opts });
   const stale = async () => (await metrics.staleResponses.get()).values.reduce((n, v) => n + v.value, 0);
   return { below, layer, stale };
-}
-
-/** A timer that moves a fake clock by what it waits, and fires on the next turn (no real waits). */
-function fastClock() {
-  const clock = { now: 0, armed: 0 };
-  const timer = (ms: number, fire: () => void) => {
-    clock.armed++;
-    const t = setImmediate(() => {
-      clock.now += ms;
-      fire();
-    });
-    return () => clearImmediate(t);
-  };
-  return { clock, now: () => clock.now, timer };
 }
 
 test('a tag one process looked up is fetched by its digest by the others, without asking the upstream by tag', async () => {
@@ -97,14 +84,14 @@ test('while one process resolves a tag with a HEAD, another waits for its answer
 
 test(`a waiting process gives up after TAG_FOLLOW_MS (${TAG_FOLLOW_MS} ms) and looks the tag up itself`, async () => {
   const a = await proc();
-  const f = fastClock();
+  const f = fastTimer();
   const b = await proc({ timer: f.timer, now: f.now });
   a.below.hold.add('fetchManifest app:v1');
   const first = a.layer.fetchManifest('app', 'v1');
   await a.below.held();
   assert.equal((await b.layer.fetchManifest('app', 'v1')).digest, m1.digest);
   assert.equal(b.below.count('fetchManifest app:v1'), 1);
-  assert.ok(f.clock.now >= TAG_FOLLOW_MS, `waited ${f.clock.now} ms of the fake clock`);
+  assert.ok(f.now() >= TAG_FOLLOW_MS, `waited ${f.now()} ms of the fake clock`);
   a.below.release();
   await first;
 });
