@@ -33,6 +33,13 @@ export interface BlobRequest {
   readonly verifyDigest?: boolean;
   /** Neither read nor write the content store for this request (a stored blob no passing manifest names). */
   readonly skipStore?: boolean;
+  /**
+   * The size the descriptor naming the blob gives, when the caller will refuse any other (signature
+   * data read whole, a download into the store). A layer that knows the size of what it holds
+   * before answering (the shared bucket) answers from below when it holds another size, instead of
+   * serving bytes the caller is bound to reject.
+   */
+  readonly descriptorSize?: number;
 }
 
 /**

@@ -44,7 +44,7 @@ export async function startDownload(up: Registry, store: StoreParts, blob: Downl
     return { download: { kind: 'stored' }, done: settled };
   }
   // The store's writer hashes the bytes and commits (and lets readers finish) only on a match.
-  const res = await up.openBlob(repository, digest, { method: 'GET', verifyDigest: false });
+  const res = await up.openBlob(repository, digest, { method: 'GET', verifyDigest: false, ...(admittedSize !== undefined ? { descriptorSize: admittedSize } : {}) });
   const length = res.headers['content-length'];
   const announced = length !== undefined && /^\d+$/.test(length) ? Number(length) : undefined;
   const refused =

@@ -119,7 +119,7 @@ export class SharedStore extends Layer {
       if (held === null || !(await this.#belowHas(repository, digest))) return 'miss';
     }
     // A whole-blob GET is one request: the GET's own length, not a HEAD's that another write may have changed since.
-    if (whole) return this.#wholeBlob(repository, digest);
+    if (whole) return this.#wholeBlob(repository, digest, req.descriptorSize);
     const size = await bucket.head(digest);
     if (size === undefined) return 'unavailable';
     if (size === null || (size === 0 && digestOf(Buffer.alloc(0), digest) !== digest)) return 'miss'; // absent, or an empty object that cannot be this blob
@@ -152,10 +152,17 @@ export class SharedStore extends Layer {
   }
 
   /** A whole blob from the bucket: a small one read and hashed first (else asked below), a big one hashed as it streams. */
-  async #wholeBlob(repository: string, digest: Digest): Promise<BlobResponse | 'miss' | 'unavailable' | 'mismatch'> {
+  async #wholeBlob(repository: string, digest: Digest, descriptorSize: number | undefined): Promise<BlobResponse | 'miss' | 'unavailable' | 'mismatch'> {
     const obj = await this.#o.bucket.open(digest);
     if (obj === undefined) return 'unavailable';
     if (obj === null) return 'miss';
+    if (descriptorSize !== undefined && obj.size !== descriptorSize) {
+      // The caller would refuse these bytes (a signature blob longer than its descriptor denies the
+      // image): asked below. Not taken as a wrong object: the descriptor, not the bucket, may lie.
+      obj.body.destroy();
+      this.#o.logger.warn({ upstream: this.name, repository, digest, size: obj.size, descriptorSize }, 'shared bucket: a blob is not the size its descriptor gives, asked below');
+      return 'mismatch';
+    }
     const headers = blobHeaders(obj.size);
     if (obj.size > BUCKET_CHECKED_BEFORE_SERVING_BYTES) {
       // Hashed even when the caller checks it too (the store's writer): a wrong object must be known here, to stop asking the bucket for it.

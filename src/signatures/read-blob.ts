@@ -23,7 +23,7 @@ export async function readSignatureBlob(
   signal: AbortSignal | undefined,
 ): Promise<SignatureBlobRead> {
   signal?.throwIfAborted();
-  const opened = registry.openBlob(repository, digest, { method: 'GET', verifyDigest: true });
+  const opened = registry.openBlob(repository, digest, { method: 'GET', verifyDigest: true, descriptorSize: size });
   const res = await abortable(opened, signal, (late) => late.body?.destroy());
   if (res.body === null) throw new SigilError({ code: 'UPSTREAM_BAD_RESPONSE', message: `${what} ${digest}: blob without a body` });
   const body = res.body;

@@ -7,6 +7,7 @@ import { StoreAdmission } from '../../src/registry/admission.js';
 import { BUCKET_CHECKED_BEFORE_SERVING_BYTES, SharedStore } from '../../src/registry/shared-store.js';
 import { WriteThrough } from '../../src/registry/write-through.js';
 import { Bucket } from '../../src/shared/bucket.js';
+import { readSignatureBlob } from '../../src/signatures/read-blob.js';
 import { FakeRegistry, collect, sha256, silentLogger } from '../helpers/fake-registry.js';
 import { startS3Server, type S3Server } from '../helpers/s3-server.js';
 import { tempStore } from '../helpers/temp-store.js';
@@ -97,4 +98,31 @@ test('a HEAD or Range of a blob found wrong in the bucket is answered from below
   const head = await registry.openBlob('app', digest, { method: 'HEAD' });
   assert.equal(head.headers['content-length'], String(good.length));
   assert.deepEqual(up.calls.filter((c) => c.startsWith('openBlob')).length, 3, 'the first GET, the range and the HEAD, all from below');
+});
+
+// Signature data is read whole and refused when longer than its descriptor (which denies the
+// image): a small signature blob's object swapped for a big one must be answered from below
+// before a byte of it is read, not streamed into that refusal.
+test("a signature blob's object swapped for a bigger one is answered from below: the signature still verifies", async () => {
+  const { good, digest } = await planted(() => randomBytes(BIG), 600);
+  const { up, registry } = await replica();
+  up.blobs.set(digest, good);
+  const read = await readSignatureBlob(registry, 'app', digest, good.length, 'signature payload', undefined);
+  assert.ok('bytes' in read, `read whole: ${'problem' in read ? read.problem : ''}`);
+  assert.deepEqual(read.bytes, good);
+  assert.equal(up.count('openBlob'), 1, 'the upstream answered it');
+});
+
+test("a descriptor that gives another size than the bucket's object does not take the object out of the bucket", async () => {
+  const { good, digest } = await planted((g) => g, 600);
+  const { up, registry } = await replica();
+  up.blobs.set(digest, good);
+  const read = await readSignatureBlob(registry, 'app', digest, good.length - 1, 'signature payload', undefined);
+  assert.ok('problem' in read, 'the bytes are longer than the descriptor says');
+  const asked = up.count('openBlob');
+  assert.ok(asked >= 1, 'asked below, where the same bytes are refused the same way');
+  assert.equal(await bucket.head(digest), good.length, 'the object, which is its digest, stays');
+  const whole = await registry.openBlob('app', digest, { method: 'GET' });
+  assert.deepEqual(await collect(whole.body), good);
+  assert.equal(up.count('openBlob'), asked, 'and a request without the lying descriptor is served from the bucket');
 });
