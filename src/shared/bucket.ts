@@ -16,7 +16,7 @@ import { UploadTally } from './upload-tally.js';
 export const BUCKET_RETRY_MS = 30_000;
 /** A bucket that does not accept a connection within this is down (reads sit on the request path). */
 export const BUCKET_CONNECT_TIMEOUT_MS = 2_000;
-/** Reads (head, object and record GETs) wait this long for the answer's headers: past it, the pull goes below instead. */
+/** Reads (head, object and record GETs) and deletes wait this long for the answer's headers: past it, the pull goes below instead. */
 export const BUCKET_ANSWER_TIMEOUT_MS = 5_000;
 /** Each upload request (a record, an object, one part) may take this long: uploads run in the background, a part is 5 MiB. */
 export const BUCKET_UPLOAD_TIMEOUT_MS = 120_000;
@@ -229,7 +229,8 @@ export class Bucket {
   async delete(digest: Digest): Promise<boolean> {
     this.#seen.delete(objectSeen(digest));
     const ok = await this.#call('delete', async () => {
-      await this.#client.send(new DeleteObjectCommand({ Bucket: this.#bucket, Key: this.objectKey(digest) }));
+      // (a delete may sit on the request path: a wrong object found by a pull, shared-store.ts)
+      await this.#client.send(new DeleteObjectCommand({ Bucket: this.#bucket, Key: this.objectKey(digest) }), read);
       return true;
     });
     return ok === true;
@@ -315,7 +316,7 @@ export class Bucket {
 const objectSeen = (digest: Digest): string => `o ${digest}`;
 const recordSeen = (ref: RecordRef): string => `r ${recordId(ref)}`;
 
-/** Options of a read on the request path: its answer within BUCKET_ANSWER_TIMEOUT_MS. */
+/** Options of a read (or a delete) on the request path: its answer within BUCKET_ANSWER_TIMEOUT_MS. */
 const read = { requestTimeout: BUCKET_ANSWER_TIMEOUT_MS };
 
 function statusOf(err: unknown): number | undefined {
