@@ -167,6 +167,18 @@ describe('shared store layer', () => {
     assert.deepEqual(below.calls, [`openBlob HEAD private@${sha256(layer)}`, `openBlob GET private@${sha256(layer)}`]);
   });
 
+  test('only a 200 answer to the HEAD below lets the bucket serve a blob it holds for another repository: a redirect or a partial answer does not', async () => {
+    for (const status of [307, 206, 204]) {
+      const { below, layer: r } = rig();
+      const open = below.openBlob.bind(below);
+      below.openBlob = async (repository, digest, req) =>
+        req.method === 'HEAD' ? { status, headers: { location: 'https://elsewhere.test/x' }, body: null } : open(repository, digest, req);
+      const res = await r.openBlob('other', sha256(layer), { method: 'GET' });
+      assert.deepEqual(await collect(res.body), layer);
+      assert.deepEqual(below.calls, [`openBlob GET other@${sha256(layer)}`], `after a ${status} HEAD the blob itself is asked below`);
+    }
+  });
+
   test('a HEAD or range of a blob recorded for another repository only, a skipStore request, an unsatisfiable range, or a blob the bucket does not hold goes below', async () => {
     const { below, layer: r } = rig();
     const absent = randomBytes(100);
