@@ -17,6 +17,12 @@ export interface DownloadOf {
   readonly digest: Digest;
   /** The size its manifest's descriptor gives: the upstream cannot make it longer. */
   readonly admittedSize: number | undefined;
+  /**
+   * Without an admitted size, the size the descriptor of the request that started it gives (from
+   * a manifest not verified yet): only which layer below answers (the bucket holding another size
+   * is skipped), never what the download, which other requests join, is held to.
+   */
+  readonly descriptorSize?: number | undefined;
   /** The manifest that named it, recorded with the blob. */
   readonly namedBy: Digest | undefined;
 }
@@ -29,6 +35,7 @@ export interface DownloadOf {
 export async function startDownload(up: Registry, store: StoreParts, blob: DownloadOf, log: Logger): Promise<{ download: Download; done: Promise<unknown> }> {
   const { content, catalog } = store;
   const { repository, digest, admittedSize, namedBy } = blob;
+  const descriptorSize = admittedSize ?? blob.descriptorSize;
   const settled = Promise.resolve();
   const passthrough = { download: { kind: 'passthrough' } as Download, done: settled };
   if (await content.has(digest)) {
@@ -44,7 +51,7 @@ export async function startDownload(up: Registry, store: StoreParts, blob: Downl
     return { download: { kind: 'stored' }, done: settled };
   }
   // The store's writer hashes the bytes and commits (and lets readers finish) only on a match.
-  const res = await up.openBlob(repository, digest, { method: 'GET', verifyDigest: false, ...(admittedSize !== undefined ? { descriptorSize: admittedSize } : {}) });
+  const res = await up.openBlob(repository, digest, { method: 'GET', verifyDigest: false, ...(descriptorSize !== undefined ? { descriptorSize } : {}) });
   const length = res.headers['content-length'];
   const announced = length !== undefined && /^\d+$/.test(length) ? Number(length) : undefined;
   const refused =

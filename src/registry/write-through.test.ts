@@ -177,3 +177,28 @@ test('a request that joins a download just after the store committed it (the cat
   assert.equal(sha256(Buffer.concat(got)), d);
   assert.equal(below.count('openBlob'), 1, 'the joined request read the store');
 });
+
+// A descriptor's size given with a request (signature data read whole) is that caller's own
+// expectation, from a manifest nobody has verified yet: it must not bind the download that other
+// requests for the blob join. An upstream that answers without a Content-Length (chunked) would
+// otherwise have the store's writer hold every joined request to the wrong size.
+test("a request's descriptor size does not bind the download another request joins: the other still gets the blob", async () => {
+  const { store, below, layer, blob } = await rig();
+  const d = blob('the layer every pull needs');
+  const plain = below.openBlob.bind(below);
+  below.openBlob = async (repository, digest, req) => {
+    const res = await plain(repository, digest, req);
+    const { 'content-length': _dropped, ...headers } = res.headers;
+    return { ...res, headers }; // chunked: no length announced
+  };
+  below.hold.add('openBlob GET');
+  const lying = layer.openBlob('app', d, { method: 'GET', verifyDigest: true, descriptorSize: 5 });
+  const client = layer.openBlob('app', d, { method: 'GET' });
+  await below.held();
+  below.release();
+  await lying.then((r) => r.body?.destroy(), () => {});
+  assert.deepEqual(await collect((await client).body), Buffer.from('the layer every pull needs'));
+  assert.equal(below.count('openBlob GET'), 1, 'one download, which both read');
+  for (let i = 0; i < 1000 && !(await store.content.has(d)); i++) await new Promise((r) => setImmediate(r));
+  assert.equal(await store.content.has(d), true, 'stored: the download was held to what the upstream sent');
+});

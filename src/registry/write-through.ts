@@ -58,8 +58,8 @@ export class WriteThrough extends Layer {
         return this.below.openBlob(repository, digest, req);
       }
       // (another request may have started it meanwhile)
-      // (a blob no passing manifest names yet has the size the caller's descriptor gives, if any)
-      download = this.#downloads.get(key) ?? this.#start(key, { repository, digest, admittedSize: admitted.size ?? req.descriptorSize, namedBy: admitted.manifest });
+      // (a blob no passing manifest names yet: the caller's descriptor, not verified, only steers where it is read from)
+      download = this.#downloads.get(key) ?? this.#start(key, { repository, digest, admittedSize: admitted.size, descriptorSize: req.descriptorSize, namedBy: admitted.manifest });
     }
     const d = await download;
     if (d.kind === 'stored') return (await this.#stored.storedBlob(repository, digest, req)) ?? this.below.openBlob(repository, digest, req);
