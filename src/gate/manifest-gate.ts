@@ -249,7 +249,7 @@ export class ManifestGate {
     if (viaIndex) return { manifest, policy, outcome: viaIndex.outcome, basis: 'index', index: viaIndex.index, cached: true, notArtifact };
 
     const verify = () => this.#verification.verify(target, manifest.digest, policy, deadline);
-    const { outcome, cached } = await this.#verdicts.get(key, async () => (this.#shared ? this.#shared.verdict(keyParts, verify) : { outcome: await verify() }));
+    const { outcome, cached } = await this.#verdicts.get(key, async () => (this.#shared ? this.#shared.verdict(keyParts, verify, () => this.#verifier.trustFingerprint) : { outcome: await verify() }));
     this.#metrics.verdictCache.inc({ result: cached ? 'hit' : 'miss' });
     if (outcome.kind === 'verified' && INDEX_MEDIA_TYPES.has(manifest.mediaType)) {
       for (const child of indexChildDigests(manifest.bytes)) {

@@ -199,3 +199,19 @@ test('verdicts are shared only with Redis and a peer token', async () => {
   assert.equal(sharedVerdictsOf({ verifications, shared: { peer } }, undefined, deps), undefined);
   assert.equal(sharedVerdictsOf({ verifications }, undefined, deps), undefined);
 });
+
+test('a verdict reached while the trust root changed is not published: a process still on the old root verifies for itself', async () => {
+  const a = await proc();
+  const b = await proc();
+  let trust = parts.trustFingerprint;
+  const refreshedMidway = { runs: 0, run: async () => ((refreshedMidway.runs++, (trust = 't2')), verified) };
+  assert.deepEqual(await a.shared.verdict(parts, refreshedMidway.run, () => trust), { outcome: verified }, 'its own request still gets it');
+  assert.equal(await redis.raw.exists(`${KEY_PREFIX}value:${sharedVerdictKey(parts)}`), 0, 'nothing under the old trust fingerprint');
+  const vb = computing(unsigned);
+  assert.deepEqual((await b.shared.verdict(parts, vb.run)).outcome, unsigned);
+  assert.equal(vb.runs, 1, 'verified by the process on the old root');
+  // with the trust unchanged it is published, as before
+  const c = computing(verified);
+  await a.shared.verdict({ ...parts, digest: `sha256:${'c'.repeat(64)}` }, c.run, () => parts.trustFingerprint);
+  assert.equal(await redis.raw.exists(`${KEY_PREFIX}value:${sharedVerdictKey({ ...parts, digest: `sha256:${'c'.repeat(64)}` })}`), 1);
+});

@@ -73,11 +73,17 @@ export class SharedVerdicts {
     this.#holder = opts.holder ?? `${hostname()}:${process.pid}`;
   }
 
-  /** The shared verdict for `parts` (reached meanwhile by the process verifying it, if one is), else `compute()`'s, published. */
-  async verdict(parts: VerdictKeyParts, compute: () => Promise<Outcome>): Promise<Computed> {
+  /**
+   * The shared verdict for `parts` (reached meanwhile by the process verifying it, if one is),
+   * else `compute()`'s, published unless the trust in force when it ended (`trustNow`) is not
+   * the one `parts` names: a trust root refreshed during the verification (TUF) may have decided
+   * it, and processes still on the old root must not take it as theirs.
+   */
+  async verdict(parts: VerdictKeyParts, compute: () => Promise<Outcome>, trustNow: () => string = () => parts.trustFingerprint): Promise<Computed> {
     const key = sharedVerdictKey(parts);
+    const computeHere = (): Promise<Computed> => this.#compute(key, compute, () => trustNow() === parts.trustFingerprint);
     const shared = await this.#read(key);
-    if (shared === 'rejected') return this.#compute(key, compute);
+    if (shared === 'rejected') return computeHere();
     if (shared) return this.#hit(shared);
     const got = await this.#o.coordinator.acquire(leaseOf(key), this.#holder);
     if (got.kind === 'held') {
@@ -85,7 +91,7 @@ export class SharedVerdicts {
       if (followed) return this.#hit(followed);
     }
     try {
-      return await this.#compute(key, compute);
+      return await computeHere();
     } finally {
       if (got.kind === 'acquired') await got.lease.release();
     }
@@ -96,10 +102,14 @@ export class SharedVerdicts {
     return c;
   }
 
-  /** Verifies here, and publishes what can be shared. */
-  async #compute(key: string, compute: () => Promise<Outcome>): Promise<Computed> {
+  /** Verifies here, and publishes what can be shared (while the key still names the trust in force). */
+  async #compute(key: string, compute: () => Promise<Outcome>, keyStillTrue: () => boolean): Promise<Computed> {
     this.#o.metrics.sharedVerdicts.inc({ result: 'miss' });
     const outcome = await compute();
+    if (!keyStillTrue()) {
+      this.#o.logger.info({ key }, 'verdict not shared: the trust root changed while it was verified');
+      return { outcome };
+    }
     if (SHARED_KINDS.has(outcome.kind)) {
       const ttlMs = verdictTtlMs(outcome, this.#o.ttlMs);
       const record: SharedRecord = { key, outcome, expiresAt: this.#now() + ttlMs };
