@@ -12,8 +12,8 @@ import { sha256Hex } from '../../test/helpers/digest.js';
 import { collect } from '../../test/helpers/stream.js';
 import { tempDir } from '../../test/helpers/temp.js';
 import { READ_CHUNK_BYTES } from './limits.js';
-import { ObjectStream, SLABS_PER_STREAM, type ObjectStreamOptions } from './object-stream.js';
-import { SlabPool } from './read-slabs.js';
+import { ObjectStream, type ObjectStreamOptions } from './object-stream.js';
+import { SLABS_PER_STREAM, SlabPool } from './read-slabs.js';
 
 async function fileOf(bytes: Buffer): Promise<string> {
   const path = join(await tempDir('object-stream-'), 'object');
@@ -23,6 +23,10 @@ async function fileOf(bytes: Buffer): Promise<string> {
 
 /** A pool that counts the slabs it had to allocate. */
 class CountingPool extends SlabPool {
+  /** Slabs of one size, `idleKept` of them kept idle. */
+  static of(bytes: number, idleKept: number): CountingPool {
+    return new CountingPool({ budgetBytes: bytes, minBytes: bytes, maxBytes: bytes, slabsPerStream: 1, idleBytesKept: bytes * idleKept });
+  }
   allocated = 0;
   override take(): Buffer {
     if (this.idle === 0) this.allocated++;
@@ -75,7 +79,7 @@ const unwritten = (dest: Writable): number => dest.writableLength / READ_CHUNK_B
 test('piped, the stream writes the whole range into its destination and ends it', async () => {
   const bytes = randomBytes(3 * READ_CHUNK_BYTES + 1234);
   const path = await fileOf(bytes);
-  const pool = new CountingPool(READ_CHUNK_BYTES, 8);
+  const pool = CountingPool.of(READ_CHUNK_BYTES, 8);
   const s = await streamOf(path, { size: bytes.length, start: 1000, end: bytes.length - 7, slabs: pool, ...likeASocket });
   const got: Buffer[] = [];
   const dest = new Writable({
@@ -92,7 +96,7 @@ test('piped, the stream writes the whole range into its destination and ends it'
 test('piped, a stream has at most SLABS_PER_STREAM chunks out while its destination is slow, and reuses them', async () => {
   const bytes = randomBytes(10 * READ_CHUNK_BYTES);
   const path = await fileOf(bytes);
-  const pool = new CountingPool(READ_CHUNK_BYTES, 8);
+  const pool = CountingPool.of(READ_CHUNK_BYTES, 8);
   const s = await streamOf(path, { size: bytes.length, slabs: pool, ...likeASocket });
   const dest = new HeldWritable({ highWaterMark: 1 });
   s.pipe(dest);
@@ -114,7 +118,7 @@ test('piped, a stream has at most SLABS_PER_STREAM chunks out while its destinat
 test('piped, a slab whose write failed is not given back (the destination may still hold it)', async () => {
   const bytes = randomBytes(2 * READ_CHUNK_BYTES);
   const path = await fileOf(bytes);
-  const pool = new CountingPool(READ_CHUNK_BYTES, 8);
+  const pool = CountingPool.of(READ_CHUNK_BYTES, 8);
   const s = await streamOf(path, { size: bytes.length, slabs: pool, ...likeASocket });
   const dest = new Writable({
     write(_chunk, _e, cb) {
@@ -142,6 +146,7 @@ test('piped, the last chunk reaches the destination only after beforeLast passed
         asked = true;
         if (!(await verdict)) throw new Error('digest mismatch');
       },
+      slabs: CountingPool.of(READ_CHUNK_BYTES, 8),
       ...likeASocket,
     });
     const got: Buffer[] = [];
@@ -184,7 +189,7 @@ test('a piped stream destroyed while its destination holds a write stops reading
   const bytes = randomBytes(6 * READ_CHUNK_BYTES);
   const path = await fileOf(bytes);
   let closed = false;
-  const s = await streamOf(path, { size: bytes.length, closed: () => (closed = true), ...likeASocket });
+  const s = await streamOf(path, { size: bytes.length, closed: () => (closed = true), slabs: CountingPool.of(READ_CHUNK_BYTES, 8), ...likeASocket });
   const dest = new HeldWritable({ highWaterMark: 1 });
   s.pipe(dest);
   await until(() => unwritten(dest) === SLABS_PER_STREAM, 'the stream waits for its destination');
@@ -201,7 +206,7 @@ test('a piped stream destroyed while its destination holds a write stops reading
 test('read as a stream (not piped), each chunk is a buffer of its own that the consumer may keep', async () => {
   const bytes = randomBytes(3 * READ_CHUNK_BYTES);
   const path = await fileOf(bytes);
-  const pool = new CountingPool(READ_CHUNK_BYTES, 8);
+  const pool = CountingPool.of(READ_CHUNK_BYTES, 8);
   const s = await streamOf(path, { size: bytes.length, slabs: pool });
   const chunks: Buffer[] = [];
   for await (const c of s) chunks.push(c as Buffer);
@@ -241,7 +246,7 @@ test('piped into a stream that passes its chunks on or keeps them (a PassThrough
     },
   };
   for (const [way, run] of Object.entries(ways)) {
-    const pool = new CountingPool(READ_CHUNK_BYTES, 8);
+    const pool = CountingPool.of(READ_CHUNK_BYTES, 8);
     const got: Buffer[] = [];
     await run(await streamOf(path, { size: bytes.length, slabs: pool }), got);
     assert.equal(sha256Hex(Buffer.concat(got)), sha256Hex(bytes), `${way}: the object's bytes`);
@@ -256,7 +261,7 @@ test('many piped streams of different objects over real HTTP connections share s
       return { bytes, path: await fileOf(bytes) };
     }),
   );
-  const pool = new CountingPool(READ_CHUNK_BYTES, 64);
+  const pool = CountingPool.of(READ_CHUNK_BYTES, 64);
   const server = createServer((req, res) => {
     const o = objects[Number(req.url!.slice(1))]!;
     res.setHeader('content-length', o.bytes.length);
@@ -289,4 +294,24 @@ test('many piped streams of different objects over real HTTP connections share s
     server.close();
     server.closeAllConnections();
   }
+});
+
+test('a piped stream counts among its pool\'s readers while it reads (its slabs are sized from them), not once it ended or was destroyed', async () => {
+  const bytes = randomBytes(6 * READ_CHUNK_BYTES);
+  const path = await fileOf(bytes);
+  const pool = CountingPool.of(READ_CHUNK_BYTES, 8);
+  const held = new HeldWritable({ highWaterMark: 1 });
+  const a = await streamOf(path, { size: bytes.length, slabs: pool, ...likeASocket });
+  a.pipe(held);
+  await until(() => unwritten(held) === SLABS_PER_STREAM, 'the first stream waits for its destination');
+  const sink = new Writable({ write: (_c, _e, cb) => cb() });
+  const b = await streamOf(path, { size: bytes.length, slabs: pool, ...likeASocket });
+  b.pipe(sink);
+  assert.equal(pool.streams, 2, 'both read');
+  await once(sink, 'finish');
+  assert.equal(pool.streams, 1, 'the one that ended left');
+  a.destroy();
+  await finished(a).catch(() => {});
+  while (held.release());
+  await until(() => pool.streams === 0, 'the destroyed one left too');
 });

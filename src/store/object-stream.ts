@@ -2,13 +2,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { READ_CHUNK_BYTES } from './limits.js';
-import { storeReadSlabs, type SlabPool } from './read-slabs.js';
-
-/**
- * Slabs a piped stream has out at once: one being read while the one before is written. Memory
- * per warm stream is then two chunks (512 KiB), whatever the client's speed.
- */
-export const SLABS_PER_STREAM = 2;
+import { SLABS_PER_STREAM, storeReadSlabs, type SlabPool } from './read-slabs.js';
 
 export interface ObjectStreamOptions {
   readonly fh: FileHandle;
@@ -49,15 +43,16 @@ function doneWhenWritten(dest: NodeJS.WritableStream): boolean {
 }
 
 /**
- * Bytes [start, end] of an open object file, READ_CHUNK_BYTES at a time by positional reads: a
+ * Bytes [start, end] of an open object file, a chunk at a time (READ_CHUNK_BYTES; piped into a
+ * response, a pooled slab) by positional reads: a
  * stream holds one chunk being read and at most one waiting for its consumer (its high-water
  * mark), whatever the object's size. Knowing where the range ends, it holds back only the last
  * chunk, until `beforeLast` has passed. The file is closed when the stream is over.
  *
  * Piped into an HTTP response (`pipe(res)`, as fastify sends a stream body), it writes into it
- * itself: each chunk is read into a slab of a shared pool, written with a callback, and the slab
- * goes back to the pool when the response reports it written, so serving a stored blob allocates
- * nothing per chunk. Piped into anything else (doneWhenWritten) or read as a stream ('data',
+ * itself: each chunk is read into a slab of a shared pool (sized from the streams reading at the
+ * time: read-slabs.ts), written with a callback, and the slab goes back to the pool when the
+ * response reports it written, so serving a stored blob allocates nothing per chunk. Piped into anything else (doneWhenWritten) or read as a stream ('data',
  * async iteration), each chunk is a fresh buffer the consumer may keep.
  */
 export class ObjectStream extends Readable {
@@ -127,6 +122,7 @@ export class ObjectStream extends Readable {
   async #pumpInto(dest: NodeJS.WritableStream, end: boolean): Promise<void> {
     const o = this.#opts;
     const slabs = o.slabs ?? storeReadSlabs;
+    const leave = slabs.enter();
     let writing = 0;
     let destFailed = false;
     const written = (slab: Buffer) => (err?: Error | null) => {
@@ -158,6 +154,8 @@ export class ObjectStream extends Readable {
       this.resume();
     } catch (err) {
       this.destroy(err as Error);
+    } finally {
+      leave(); // (its last slabs may still be written: they count as the next streams' share)
     }
   }
 
