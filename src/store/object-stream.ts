@@ -44,16 +44,16 @@ function doneWhenWritten(dest: NodeJS.WritableStream): boolean {
 
 /**
  * Bytes [start, end] of an open object file, a chunk at a time (READ_CHUNK_BYTES; piped into a
- * response, a pooled slab) by positional reads: a
- * stream holds one chunk being read and at most one waiting for its consumer (its high-water
- * mark), whatever the object's size. Knowing where the range ends, it holds back only the last
+ * response, a pooled slab) by positional reads: a stream holds one chunk being read and at most
+ * one waiting for its consumer (its high-water mark), whatever the object's size. Knowing where the range ends, it holds back only the last
  * chunk, until `beforeLast` has passed. The file is closed when the stream is over.
  *
  * Piped into an HTTP response (`pipe(res)`, as fastify sends a stream body), it writes into it
  * itself: each chunk is read into a slab of a shared pool (sized from the streams reading at the
  * time: read-slabs.ts), written with a callback, and the slab goes back to the pool when the
- * response reports it written, so serving a stored blob allocates nothing per chunk. Piped into anything else (doneWhenWritten) or read as a stream ('data',
- * async iteration), each chunk is a fresh buffer the consumer may keep.
+ * response reports it written, so serving a stored blob allocates nothing per chunk. Piped into
+ * anything else (doneWhenWritten) or read as a stream ('data', async iteration), each chunk is
+ * a fresh buffer the consumer may keep.
  */
 export class ObjectStream extends Readable {
   readonly #opts: ObjectStreamOptions;

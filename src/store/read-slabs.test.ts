@@ -47,7 +47,7 @@ test('slabs given back are taken again by size, and idle slabs are kept up to id
   assert.equal(p.idle, 0);
 });
 
-test('only the pool\'s own slabs come back: not a view of one, not another buffer of a slab\'s size', () => {
+test('only the pool\'s own slabs come back, once each: not a view of one, not another buffer of a slab\'s size, not one given twice', () => {
   const p = pool(4 * 1024 * KIB);
   const slab = p.take();
   p.give(slab.subarray(0, 64 * KIB)); // a chunk's view, not the slab
@@ -56,6 +56,10 @@ test('only the pool\'s own slabs come back: not a view of one, not another buffe
   assert.equal(p.idle, 0);
   p.give(slab);
   assert.equal(p.idle, 1);
+  p.give(slab); // twice: two streams would read into it at once
+  assert.equal(p.idle, 1, 'taken back once');
+  assert.equal(p.take(), slab);
+  assert.notEqual(p.take(), slab, 'the next stream gets another');
 });
 
 test('slab sizes must be powers of two with the least no larger than the largest', () => {

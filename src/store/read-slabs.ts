@@ -63,8 +63,11 @@ export class SlabPool {
   readonly #idle = new Map<number, Buffer[]>();
   #idleBytes = 0;
   #streams = 0;
-  /** The slabs this pool allocated: nothing else is ever taken back (a view of one, another buffer). */
-  readonly #ours = new WeakSet<Buffer>();
+  /**
+   * The slabs this pool handed out and not had back: only these are taken back, once each (not
+   * a view of one, not another buffer, not one given twice, which two streams would then share).
+   */
+  readonly #out = new WeakSet<Buffer>();
 
   constructor(opts: SlabPoolOptions) {
     if (!isPowerOfTwo(opts.minBytes) || !isPowerOfTwo(opts.maxBytes) || opts.minBytes > opts.maxBytes) {
@@ -94,18 +97,15 @@ export class SlabPool {
 
   take(): Buffer {
     const bytes = this.slabBytes();
-    const slab = this.#idle.get(bytes)?.pop();
-    if (slab !== undefined) {
-      this.#idleBytes -= bytes;
-      return slab;
-    }
-    const made = Buffer.allocUnsafeSlow(bytes);
-    this.#ours.add(made);
-    return made;
+    let slab = this.#idle.get(bytes)?.pop();
+    if (slab !== undefined) this.#idleBytes -= bytes;
+    else slab = Buffer.allocUnsafeSlow(bytes);
+    this.#out.add(slab);
+    return slab;
   }
 
   give(slab: Buffer): void {
-    if (!this.#ours.has(slab)) return;
+    if (!this.#out.delete(slab)) return;
     const bytes = slab.length;
     if (this.#idleBytes + bytes > this.#o.idleBytesKept) return;
     const list = this.#idle.get(bytes);
