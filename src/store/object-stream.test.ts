@@ -315,3 +315,39 @@ test('a piped stream counts among its pool\'s readers while it reads (its slabs 
   while (held.release());
   await until(() => pool.streams === 0, 'the destroyed one left too');
 });
+
+test('a piped stream counts among its pool\'s readers until its destination took its last chunks: slabs held by responses that are still being written stay within the budget', async () => {
+  const KIB = 1024;
+  const budgetBytes = 512 * KIB;
+  const opts = { budgetBytes, minBytes: 64 * KIB, maxBytes: 256 * KIB, slabsPerStream: SLABS_PER_STREAM, idleBytesKept: 0 };
+  let taken = 0;
+  const pool = new (class extends SlabPool {
+    override take(): Buffer {
+      const slab = super.take();
+      taken += slab.length;
+      return slab;
+    }
+  })(opts);
+  // Each object fits one slab: its stream reads it all and ends while its (slow) client still holds the chunk.
+  const bytes = randomBytes(64 * KIB);
+  const path = await fileOf(bytes);
+  const dests: HeldWritable[] = [];
+  const STREAMS = 4;
+  for (let i = 0; i < STREAMS; i++) {
+    const s = await streamOf(path, { size: bytes.length, slabs: pool, ...likeASocket });
+    const dest = new HeldWritable({ highWaterMark: 1 });
+    dests.push(dest);
+    s.pipe(dest);
+    await once(s, 'end');
+    assert.equal(pool.streams, i + 1, `stream ${i} read everything, its chunk is not written yet: it still counts`);
+  }
+  const bound = Math.max(budgetBytes, STREAMS * opts.minBytes * SLABS_PER_STREAM);
+  assert.ok(taken <= bound, `${taken} bytes of slabs out for ${STREAMS} unwritten responses (budget ${bound})`);
+  dests[0]!.release();
+  await until(() => pool.streams === STREAMS - 1, 'a stream whose last chunk was written leaves');
+  dests[1]!.destroy();
+  await until(() => pool.streams === STREAMS - 2, 'a stream whose destination closed leaves');
+  for (const d of dests) while (d.release());
+  await until(() => pool.streams === 0, 'every stream left');
+  for (const d of dests) if (!d.destroyed) assert.deepEqual(Buffer.concat(d.sent), bytes);
+});

@@ -122,15 +122,23 @@ export class ObjectStream extends Readable {
   async #pumpInto(dest: NodeJS.WritableStream, end: boolean): Promise<void> {
     const o = this.#opts;
     const slabs = o.slabs ?? storeReadSlabs;
-    const leave = slabs.enter();
+    const enter = slabs.enter();
     let writing = 0;
     let destFailed = false;
+    /** Set once everything was read while `dest` still held chunks: the stream leaves once they are written. */
+    let lastWritten: (() => void) | undefined;
+    const leave = (): void => {
+      dest.removeListener('close', leave);
+      enter();
+    };
     const written = (slab: Buffer) => (err?: Error | null) => {
       writing--;
       if (err) destFailed = true; // `dest` failed: whoever owns it destroys this stream
       else slabs.give(slab);
+      if (writing === 0) lastWritten?.();
       this.#wakeUp();
     };
+    let readAll = false;
     try {
       while (this.#pos <= o.end) {
         while (writing >= SLABS_PER_STREAM && !this.destroyed && !destFailed) await new Promise<void>((r) => (this.#wake = r));
@@ -152,10 +160,19 @@ export class ObjectStream extends Readable {
       });
       this.push(null);
       this.resume();
+      readAll = true;
     } catch (err) {
       this.destroy(err as Error);
     } finally {
-      leave(); // (its last slabs may still be written: they count as the next streams' share)
+      // A stream that read everything still holds the slabs its destination has not written yet (a
+      // slow client's last chunks): it counts among the readers until they are written, or until
+      // `dest` closes (its socket gone, with whatever it held). Failed or destroyed, it leaves now.
+      if (readAll && writing > 0 && !destFailed) {
+        lastWritten = leave;
+        dest.once('close', leave);
+      } else {
+        leave();
+      }
     }
   }
 

@@ -76,7 +76,11 @@ export class SlabPool {
     this.#o = opts;
   }
 
-  /** A stream starts reading; the function returned says it stopped (once; later calls do nothing). */
+  /**
+   * A stream starts reading; the function returned says it stopped (once; later calls do nothing).
+   * A stream counts until its destination has taken its last slab, not only while it reads: a slow
+   * client's last chunks are still out of the pool (object-stream.ts).
+   */
   enter(): () => void {
     this.#streams++;
     let left = false;
