@@ -78,3 +78,19 @@ test('the store\'s pool: a lone stream reads SLAB_MAX_BYTES, 64 streams stay wit
     for (const leave of leaves) leave();
   }
 });
+
+test('idle slabs of a size no longer taken make room for the size taken now (a lone stream\'s big slabs do not keep many streams from reusing theirs)', () => {
+  const p = pool(1024 * KIB);
+  const big = [p.take(), p.take(), p.take(), p.take(), p.take()]; // a lone stream's: 256 KiB each
+  for (const slab of big.slice(0, 4)) p.give(slab);
+  assert.equal(p.idle, 4, 'idle: 1 MiB of big slabs, all that is kept');
+  const leaves = Array.from({ length: 16 }, () => p.enter());
+  const small = p.take(); // 64 KiB, for a stream among many
+  assert.equal(small.length, 64 * KIB);
+  p.give(small);
+  assert.equal(p.take(), small, 'the slab just written is taken again, not allocated anew');
+  p.give(small);
+  p.give(big[4]!); // a big slab a stream still had out, written late
+  assert.equal(p.take(), small, 'a big slab given back late does not push out the size taken now');
+  for (const leave of leaves) leave();
+});

@@ -30,7 +30,10 @@ export const SLAB_MIN_BYTES = READ_CHUNK_BYTES;
  */
 export const SLABS_PER_STREAM = 2;
 
-/** Idle slabs kept for the next streams, of whatever sizes, at most this many bytes (when nothing is being read). */
+/**
+ * Idle slabs kept for the next streams, of whatever sizes, at most this many bytes (when nothing is being read);
+ * a slab allocated because none of its size was idle drops an idle one of another size.
+ */
 export const IDLE_BYTES_KEPT = 8 * 1024 * 1024;
 
 export interface SlabPoolOptions {
@@ -103,7 +106,13 @@ export class SlabPool {
     const bytes = this.slabBytes();
     let slab = this.#idle.get(bytes)?.pop();
     if (slab !== undefined) this.#idleBytes -= bytes;
-    else slab = Buffer.allocUnsafeSlow(bytes);
+    else {
+      // None idle of this size: an idle slab of another size (taken when more or fewer streams read)
+      // makes room, or idle slabs of sizes no longer taken would fill idleBytesKept for good and
+      // every slab of the size taken now would be allocated anew and dropped once written.
+      this.#dropIdleOtherThan(bytes);
+      slab = Buffer.allocUnsafeSlow(bytes);
+    }
     this.#out.add(slab);
     return slab;
   }
@@ -116,6 +125,16 @@ export class SlabPool {
     if (list === undefined) this.#idle.set(bytes, [slab]);
     else list.push(slab);
     this.#idleBytes += bytes;
+  }
+
+  #dropIdleOtherThan(bytes: number): void {
+    for (const [size, list] of this.#idle) {
+      if (size === bytes || list.length === 0) continue;
+      list.pop();
+      this.#idleBytes -= size;
+      if (list.length === 0) this.#idle.delete(size);
+      return;
+    }
   }
 
   /** Slabs waiting to be taken (specs). */
