@@ -122,14 +122,14 @@ export class ObjectStream extends Readable {
   async #pumpInto(dest: NodeJS.WritableStream, end: boolean): Promise<void> {
     const o = this.#opts;
     const slabs = o.slabs ?? storeReadSlabs;
-    const enter = slabs.enter();
+    const stopCounting = slabs.enter();
     let writing = 0;
     let destFailed = false;
     /** Set once everything was read while `dest` still held chunks: the stream leaves once they are written. */
     let lastWritten: (() => void) | undefined;
     const leave = (): void => {
       dest.removeListener('close', leave);
-      enter();
+      stopCounting();
     };
     const written = (slab: Buffer) => (err?: Error | null) => {
       writing--;
