@@ -38,9 +38,10 @@ export const MTIME_SLACK_MS = 2_000;
  * stream is a few chunks (a reader behind a write: one being read, one buffered for the
  * consumer; a stored object served over HTTP reads into pooled slabs sized from the streams
  * reading, store/read-slabs.ts), so 256 KiB keeps a stream at or under 1 MiB — 64 concurrent
- * pulls of one big blob through 4 MiB chunks peaked at 544 MiB. Four times Node's 64 KiB default, so a quarter of the read and socket-write calls; measured
- * here serving a page-cached 64 MiB file over loopback, 256 KiB was within the noise of 1 MiB and
- * 4 MiB, 64 KiB clearly slower.
+ * pulls of one big blob through 4 MiB chunks peaked at 544 MiB. Four times Node's 64 KiB
+ * default, so a quarter of the read and socket-write calls; measured here serving a page-cached
+ * 64 MiB file over loopback, 256 KiB was within the noise of 1 MiB and 4 MiB, 64 KiB clearly
+ * slower.
  */
 export const READ_CHUNK_BYTES = 256 * 1024;
 

@@ -45,8 +45,9 @@ function doneWhenWritten(dest: NodeJS.WritableStream): boolean {
 /**
  * Bytes [start, end] of an open object file, a chunk at a time (READ_CHUNK_BYTES; piped into a
  * response, a pooled slab) by positional reads: a stream holds one chunk being read and at most
- * one waiting for its consumer (its high-water mark), whatever the object's size. Knowing where the range ends, it holds back only the last
- * chunk, until `beforeLast` has passed. The file is closed when the stream is over.
+ * one waiting for its consumer (its high-water mark), whatever the object's size. Knowing where
+ * the range ends, it holds back only the last chunk, until `beforeLast` has passed. The file is
+ * closed when the stream is over.
  *
  * Piped into an HTTP response (`pipe(res)`, as fastify sends a stream body), it writes into it
  * itself: each chunk is read into a slab of a shared pool (sized from the streams reading at the

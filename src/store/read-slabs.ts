@@ -31,8 +31,9 @@ export const SLAB_MIN_BYTES = READ_CHUNK_BYTES;
 export const SLABS_PER_STREAM = 2;
 
 /**
- * Idle slabs kept for the next streams, of whatever sizes, at most this many bytes (when nothing is being read);
- * a slab allocated because none of its size was idle drops an idle one of another size.
+ * Idle slabs kept for the next streams, of whatever sizes, at most this many bytes (when nothing
+ * is being read); a slab allocated because none of its size was idle drops an idle one of another
+ * size.
  */
 export const IDLE_BYTES_KEPT = 8 * 1024 * 1024;
 
