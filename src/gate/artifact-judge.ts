@@ -1,4 +1,4 @@
-import { LRUCache } from 'lru-cache';
+import { lru } from '../lru.js';
 import type { Logger } from 'pino';
 import { causeOf } from '../errors.js';
 import type { FetchedManifest, Registry } from '../oci/registry.js';
@@ -27,11 +27,11 @@ export type ArtifactJudgement = { ok: true; blobs: readonly SignatureBlob[] } | 
 export class ArtifactJudge {
   readonly #slots: VerificationSlots;
   readonly #log: Logger;
-  readonly #memo = new LRUCache<string, ArtifactJudgement>({ max: ARTIFACT_MEMO_MAX });
+  readonly #memo = lru<string, ArtifactJudgement>(ARTIFACT_MEMO_MAX);
   /** Whether a manifest is shaped like a signature artifact, by media type and digest (parsed once, not per request). */
-  readonly #shapes = new LRUCache<string, boolean>({ max: ARTIFACT_MEMO_MAX });
+  readonly #shapes = lru<string, boolean>(ARTIFACT_MEMO_MAX);
   /** `upstream|repo|digest` of blobs checked as signature data. */
-  readonly #signatureBlobs = new LRUCache<string, true>({ max: SIGNATURE_BLOBS_MAX });
+  readonly #signatureBlobs = lru<string, true>(SIGNATURE_BLOBS_MAX);
 
   constructor(deps: { slots: VerificationSlots; logger: Logger }) {
     this.#slots = deps.slots;

@@ -1,4 +1,5 @@
-import { LRUCache } from 'lru-cache';
+import type { LRUCache } from 'lru-cache';
+import { lru } from '../lru.js';
 import type { Logger } from 'pino';
 import type { Metrics } from '../audit/metrics.js';
 import { VerdictCache, VerifiedChildren, verdictKey } from './verdicts.js';
@@ -102,7 +103,7 @@ export class ManifestGate {
     this.#verdicts = new VerdictCache({ maxEntries, ttlMs, now: deps.now });
     this.#shared = deps.sharedVerdicts;
     this.#children = new VerifiedChildren({ maxEntries: maxEntries * 4, ttlMs, now: deps.now });
-    this.#denied = new LRUCache({ max: maxEntries, ttl: ttlMs, ...(deps.now ? { perf: { now: deps.now } } : {}) });
+    this.#denied = lru(maxEntries, { ttl: ttlMs, ...(deps.now ? { perf: { now: deps.now } } : {}) });
     this.#artifacts = new ArtifactJudge({ slots: this.#slots, logger: this.#log });
     this.#verification = new SignatureVerification({
       clients: this.#clients,

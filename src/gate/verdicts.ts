@@ -1,4 +1,5 @@
-import { LRUCache } from 'lru-cache';
+import type { LRUCache } from 'lru-cache';
+import { lru } from '../lru.js';
 import type { Outcome } from '../verify/types.js';
 
 /**
@@ -42,8 +43,7 @@ export class VerdictCache {
 
   constructor(opts: { maxEntries: number; ttlMs: number; now?: () => number }) {
     this.#ttlMs = opts.ttlMs;
-    this.#cache = new LRUCache<string, Outcome, () => Promise<Computed>>({
-      max: opts.maxEntries,
+    this.#cache = lru<string, Outcome, () => Promise<Computed>>(opts.maxEntries, {
       ttl: opts.ttlMs,
       ...(opts.now ? { perf: { now: opts.now } } : {}),
       fetchMethod: async (_key, _stale, { options, context }) => {
@@ -73,7 +73,7 @@ export class VerifiedChildren {
   readonly #cache: LRUCache<string, { index: string; outcome: Outcome }>;
 
   constructor(opts: { maxEntries: number; ttlMs: number; now?: () => number }) {
-    this.#cache = new LRUCache({ max: opts.maxEntries, ttl: opts.ttlMs, ...(opts.now ? { perf: { now: opts.now } } : {}) });
+    this.#cache = lru(opts.maxEntries, { ttl: opts.ttlMs, ...(opts.now ? { perf: { now: opts.now } } : {}) });
   }
 
   remember(childKey: string, index: string, outcome: Outcome): void {

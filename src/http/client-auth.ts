@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import bcrypt from 'bcryptjs';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { LRUCache } from 'lru-cache';
+import { lru } from '../lru.js';
 import { SigilError } from '../errors.js';
 
 /** bcrypt costs ~50-100 ms of CPU per check; remember good credentials this long. */
@@ -18,7 +18,7 @@ export const AUTH_HEADER_MAX_BYTES = 4_096;
  */
 export class BasicAuthChecker {
   readonly #users: ReadonlyMap<string, string>;
-  readonly #good = new LRUCache<string, true>({ max: AUTH_CACHE_MAX, ttl: AUTH_CACHE_TTL_MS });
+  readonly #good = lru<string, true>(AUTH_CACHE_MAX, { ttl: AUTH_CACHE_TTL_MS });
 
   constructor(users: ReadonlyMap<string, string>) {
     this.#users = users;

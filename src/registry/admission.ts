@@ -1,4 +1,5 @@
-import { LRUCache } from 'lru-cache';
+import type { LRUCache } from 'lru-cache';
+import { lru } from '../lru.js';
 import type { Policy } from '../config/types.js';
 import type { Digest } from '../oci/digest.js';
 import { admitsUnnamedBlob, type Judged } from '../policy/decide.js';
@@ -25,11 +26,11 @@ export type BlobAdmitted = false | { readonly size?: number; readonly manifest?:
 export class StoreAdmission {
   readonly #policies: readonly Policy[];
   readonly #admitted: LRUCache<string, { size: number; manifest: Digest }>;
-  readonly #policyOf = new LRUCache<string, { policy: Policy | undefined }>({ max: POLICY_MEMO_MAX });
+  readonly #policyOf = lru<string, { policy: Policy | undefined }>(POLICY_MEMO_MAX);
 
   constructor(policies: readonly Policy[], opts: { ttlMs: number; now?: () => number }) {
     this.#policies = policies;
-    this.#admitted = new LRUCache({ max: ADMITTED_MAX, ttl: Math.max(1, opts.ttlMs), ...cacheClock(opts.now) });
+    this.#admitted = lru(ADMITTED_MAX, { ttl: Math.max(1, opts.ttlMs), ...cacheClock(opts.now) });
   }
 
   /** The policy of a repository (findPolicy, remembered). */

@@ -1,4 +1,4 @@
-import { LRUCache } from 'lru-cache';
+import { lru } from '../lru.js';
 import type { Logger } from 'pino';
 import { isDigest, type Digest } from '../oci/digest.js';
 import type { FetchedManifest, Registry } from '../oci/registry.js';
@@ -50,7 +50,7 @@ export class StoreKeeper implements Keep {
   readonly #log: Logger;
   readonly #now: () => number;
   readonly #kept: KeptMemo;
-  readonly #descriptors = new LRUCache<Digest, ReadonlyArray<{ digest: Digest; size: number }>>({ max: DESCRIPTORS_MAX });
+  readonly #descriptors = lru<Digest, ReadonlyArray<{ digest: Digest; size: number }>>(DESCRIPTORS_MAX);
 
   constructor(store: StoreParts, admission: StoreAdmission, logger: Logger, now: () => number = Date.now) {
     this.#store = store;

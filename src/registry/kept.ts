@@ -1,4 +1,4 @@
-import { LRUCache } from 'lru-cache';
+import { lru } from '../lru.js';
 import { isDigest, type Digest } from '../oci/digest.js';
 import type { StoreParts } from './offline.js';
 
@@ -37,7 +37,7 @@ export interface KeptAt {
 export class KeptMemo {
   readonly #store: StoreParts;
   readonly #now: () => number;
-  readonly #kept = new LRUCache<string, { digest: Digest; sweeps: number; at: number; seen: number }>({ max: KEPT_MAX });
+  readonly #kept = lru<string, { digest: Digest; sweeps: number; at: number; seen: number }>(KEPT_MAX);
 
   constructor(store: StoreParts, now: () => number) {
     this.#store = store;

@@ -1,4 +1,4 @@
-import { LRUCache } from 'lru-cache';
+import { lru } from '../lru.js';
 import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Metrics } from '../audit/metrics.js';
@@ -58,7 +58,7 @@ export interface SharedStoreOptions {
 export class SharedStore extends Layer {
   readonly #o: SharedStoreOptions;
   /** Blobs whose object in the bucket is not their digest: asked below (BUCKET_WRONG_OBJECT_TTL_MS). */
-  readonly #wrong = new LRUCache<Digest, true>({ max: BUCKET_WRONG_OBJECTS_MAX, ttl: BUCKET_WRONG_OBJECT_TTL_MS });
+  readonly #wrong = lru<Digest, true>(BUCKET_WRONG_OBJECTS_MAX, { ttl: BUCKET_WRONG_OBJECT_TTL_MS });
 
   constructor(below: Registry, opts: SharedStoreOptions) {
     super(below);

@@ -1,4 +1,5 @@
-import { LRUCache } from 'lru-cache';
+import type { LRUCache } from 'lru-cache';
+import { lru } from '../lru.js';
 import { isDigest, type Digest } from '../oci/digest.js';
 import type { FetchedManifest, Registry } from '../oci/registry.js';
 import { Layer, cacheClock } from './layer.js';
@@ -25,7 +26,7 @@ export class TagCache extends Layer {
 
   constructor(below: Registry, opts: TagCacheOptions) {
     super(below);
-    this.#tags = new LRUCache({ max: TAG_CACHE_MAX, ttl: Math.max(1, opts.ttlMs), ...cacheClock(opts.now) });
+    this.#tags = lru(TAG_CACHE_MAX, { ttl: Math.max(1, opts.ttlMs), ...cacheClock(opts.now) });
   }
 
   override async fetchManifest(repository: string, reference: string, opts: { accept?: string } = {}): Promise<FetchedManifest> {

@@ -5,7 +5,8 @@ import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Metrics } from '../audit/metrics.js';
 import type { SharedS3Config } from '../config/types.js';
-import { LRUCache } from 'lru-cache';
+import type { LRUCache } from 'lru-cache';
+import { lru } from '../lru.js';
 import { digestAlgorithm, isDigest, type Digest } from '../oci/digest.js';
 import { keyOf, recordId, type RecordRef } from '../store/catalog-keys.js';
 import { readCapped } from './read-capped.js';
@@ -76,7 +77,7 @@ export class Bucket {
     this.#metrics = deps.metrics;
     this.#now = deps.now ?? (() => performance.now());
     // (ttlResolution 0: every lookup reads the injected clock)
-    this.#seen = new LRUCache<string, string>({ max: BUCKET_SEEN_MAX, ttl: BUCKET_SEEN_TTL_MS, ttlResolution: 0, perf: { now: this.#now } });
+    this.#seen = lru<string, string>(BUCKET_SEEN_MAX, { ttl: BUCKET_SEEN_TTL_MS, ttlResolution: 0, perf: { now: this.#now } });
     this.#client = new S3Client({
       region: cfg.region,
       forcePathStyle: cfg.forcePathStyle,
