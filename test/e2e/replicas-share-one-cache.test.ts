@@ -97,7 +97,7 @@ async function pullImage(r: Replica, repo: string, tag: string, img: PushedImage
   assert.equal(sha256(m.body), img.digest);
   for (const d of [img.config, ...img.layers]) {
     const b = await get(r, `/v2/${repo}/blobs/${d.digest}`);
-    assert.equal(b.status, 200, `replica ${r.index} blob ${d.digest}: ${b.body.toString().slice(0, 200)}`);
+    assert.equal(b.status, 200, `replica ${r.index} blob ${d.digest}: ${b.body.subarray(0, 200).toString()}`);
     assert.equal(sha256(b.body), d.digest);
   }
 }

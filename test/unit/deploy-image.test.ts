@@ -380,7 +380,8 @@ describe('the runtime stage\'s file layout, run as the image runs it', { timeout
     await Promise.all(['package.json', 'package-lock.json'].map((f) => cp(join(ROOT, f), join(build, f))));
     // the directory itself even where node_modules is a symlink (a git worktree's): a copied link
     // would make npm reinstall every package from its cache instead of pruning
-    await cp(await realpath(join(ROOT, 'node_modules')), join(build, 'node_modules'), { recursive: true, verbatimSymlinks: true });
+    // (cp(1): fs.cp copies the ~110 MiB tree file by file in JavaScript, 4× the time)
+    await run('cp', ['-a', '--', await realpath(join(ROOT, 'node_modules')), join(build, 'node_modules')], { timeout: PRUNE_TIMEOUT_MS });
     const env = { ...process.env, PATH: `${dirname(node)}:${process.env.PATH ?? '/usr/bin:/bin'}`, npm_config_update_notifier: 'false' };
     await run('npm', ['prune', '--omit=dev', '--offline', '--no-audit', '--no-fund'], { cwd: build, env, timeout: PRUNE_TIMEOUT_MS });
 
