@@ -55,6 +55,17 @@ const code = (c: SigilErrorCode) => (err: unknown) => isSigilError(err) && err.c
 
 const openFds = async (): Promise<number> => (await readdir('/proc/self/fd')).length;
 
+/** Resolves once the process holds `n` descriptors again (a file closes asynchronously); fails after `timeoutMs`. */
+async function descriptorsBackTo(n: number, timeoutMs = 5000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const now = await openFds();
+    if (now === n) return;
+    if (Date.now() > end) assert.equal(now, n, 'descriptors still open');
+    await sleep(5);
+  }
+}
+
 async function until(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!cond()) {
@@ -86,8 +97,7 @@ describe('beginWrite', () => {
     assert.deepEqual(await after.result, { bytes });
     assert.deepEqual(await readdir(join(dir, 'tmp')), []);
     assert.deepEqual(store.usage(), { bytes: bytes.length, objects: 1 });
-    await sleep(20);
-    assert.equal(await openFds(), fds);
+    await descriptorsBackTo(fds);
     await store.close();
   });
 
