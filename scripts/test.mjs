@@ -1,0 +1,57 @@
+// The test suite (`npm test` runs it after the build). Two runners at once:
+// - the specs beside the modules (dist/src/**/*.test.js) in one process (--test-isolation=none):
+//   they are pure and fast, and a process per file cost more than the specs themselves (measured:
+//   36 s of CPU against 19 s);
+// - the tests under dist/test, a process per file (they start servers, child processes and
+//   signals of their own), TEST_CONCURRENCY at a time, the end-to-end ones (the longest) first.
+// The second one's report streams; the specs' report follows it. Exit status 1 if either failed.
+import { spawn } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * Files of dist/test at once: most of them wait on servers and timers part of the time, so one
+ * more than the two cores of the CI machine keeps both busy (measured: 165–167 s for the suite at
+ * 3 and 4, 176–180 s at 2).
+ */
+const TEST_CONCURRENCY = 3;
+/** A test that runs longer has hung: it fails instead of holding the suite. */
+const TEST_TIMEOUT_MS = 300_000;
+/** dist/test's folders that go first (their files take longest). */
+const FIRST = ['e2e'];
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const node = process.execPath;
+
+function testFiles(dir) {
+  const out = [];
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) out.push(...testFiles(p));
+    else if (e.name.endsWith('.test.js')) out.push(relative(root, p));
+  }
+  return out.sort();
+}
+
+const rank = (f) => (FIRST.includes(f.split('/')[2]) ? 0 : 1);
+const integration = testFiles(join(root, 'dist/test')).sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+const timeout = `--test-timeout=${TEST_TIMEOUT_MS}`;
+
+const run = (args, stdio) =>
+  new Promise((resolve) => {
+    const child = spawn(node, args, { cwd: root, stdio });
+    let text = '';
+    child.stdout?.on('data', (d) => (text += d));
+    child.stderr?.on('data', (d) => (text += d));
+    child.on('close', (code, signal) => resolve({ ok: code === 0, text, how: signal ?? `exit ${code}` }));
+  });
+
+const specs = run(['--test', '--test-isolation=none', timeout, 'dist/src/**/*.test.js'], ['ignore', 'pipe', 'pipe']);
+const rest = await run(['--test', `--test-concurrency=${TEST_CONCURRENCY}`, timeout, ...integration], 'inherit');
+const unit = await specs;
+process.stdout.write(`\n# the specs beside the modules (dist/src, one process): ${unit.how}\n${unit.text}`);
+if (!rest.ok || !unit.ok) {
+  process.stdout.write(`\n# failed: ${[!rest.ok && `dist/test (${rest.how})`, !unit.ok && `dist/src (${unit.how})`].filter(Boolean).join(', ')}\n`);
+  process.exitCode = 1;
+}
