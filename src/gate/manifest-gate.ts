@@ -249,8 +249,17 @@ export class ManifestGate {
     const viaIndex = this.#children.lookup(key);
     if (viaIndex) return { manifest, policy, outcome: viaIndex.outcome, basis: 'index', index: viaIndex.index, cached: true, notArtifact };
 
-    const verify = () => this.#verification.verify(target, manifest.digest, policy, deadline);
-    const { outcome, cached } = await this.#verdicts.get(key, async () => (this.#shared ? this.#shared.verdict(keyParts, verify, () => this.#verifier.trustFingerprint) : { outcome: await verify() }));
+    const { outcome, cached } = await this.#verdicts.get(key, async () => {
+      // One deadline for the decision, whether its verdict comes from another process (waited
+      // for) or is reached here, after that wait or instead of it.
+      const own = deadline ?? new DecisionDeadline(this.#deadlineMs, `signatures of ${manifest.digest} (upstream ${target.upstream}) not verified`);
+      try {
+        const verify = () => this.#verification.verify(target, manifest.digest, policy, own);
+        return this.#shared ? await this.#shared.verdict(keyParts, verify, () => this.#verifier.trustFingerprint, own.signal) : { outcome: await verify() };
+      } finally {
+        if (deadline === undefined) own.clear();
+      }
+    });
     this.#metrics.verdictCache.inc({ result: cached ? 'hit' : 'miss' });
     if (outcome.kind === 'verified' && INDEX_MEDIA_TYPES.has(manifest.mediaType)) {
       for (const child of indexChildDigests(manifest.bytes)) {

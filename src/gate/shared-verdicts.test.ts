@@ -119,6 +119,27 @@ test('a process verifying for longer than VERDICT_FOLLOW_MS is not waited for fu
   await pa;
 });
 
+test("a process waiting for another's verdict stops once its own decision's deadline passed, and decides under it", async () => {
+  const a = await proc();
+  const f = fastTimer();
+  const b = await proc({ timer: f.timer, monotonic: f.now });
+  const va = heldComputing(verified);
+  const pa = a.shared.verdict(parts, va.run);
+  await va.started; // a holds the key's lease, and verifies for as long as the test wants
+  const decision = new AbortController();
+  const vb = computing({ kind: 'indeterminate', cause: 'past the deadline', checks: [] });
+  const pb = b.shared.verdict(parts, vb.run, undefined, decision.signal);
+  while (f.armed() < 3) await new Promise((r) => setImmediate(r)); // b is waiting
+  decision.abort();
+  const got = await pb;
+  assert.equal(got.outcome.kind, 'indeterminate');
+  assert.equal(vb.runs, 1, 'decided here, under the deadline that passed');
+  assert.ok(f.now() < VERDICT_FOLLOW_MS, `stopped waiting after ${f.now()} ms of the fake clock, not VERDICT_FOLLOW_MS`);
+  assert.equal(await redis.raw.exists(`${KEY_PREFIX}value:${sharedVerdictKey(parts)}`), 0, 'an indeterminate outcome is not published');
+  va.release();
+  await pa;
+});
+
 test('a verdict is not shared under another policy, trust, repository or upstream', async () => {
   const a = await proc();
   await a.shared.verdict(parts, computing(verified).run);

@@ -79,7 +79,7 @@ export class SharedVerdicts {
    * the one `parts` names: a trust root refreshed during the verification (TUF) may have decided
    * it, and processes still on the old root must not take it as theirs.
    */
-  async verdict(parts: VerdictKeyParts, compute: () => Promise<Outcome>, trustNow: () => string = () => parts.trustFingerprint): Promise<Computed> {
+  async verdict(parts: VerdictKeyParts, compute: () => Promise<Outcome>, trustNow: () => string = () => parts.trustFingerprint, signal?: AbortSignal): Promise<Computed> {
     const key = sharedVerdictKey(parts);
     const computeHere = (): Promise<Computed> => this.#compute(key, compute, () => trustNow() === parts.trustFingerprint);
     const shared = await this.#read(key);
@@ -87,7 +87,7 @@ export class SharedVerdicts {
     if (shared) return this.#hit(shared);
     const got = await this.#o.coordinator.acquire(leaseOf(key), this.#holder);
     if (got.kind === 'held') {
-      const followed = await this.#follow(key);
+      const followed = await this.#follow(key, signal);
       if (followed) return this.#hit(followed);
     }
     try {
@@ -118,15 +118,20 @@ export class SharedVerdicts {
     return { outcome };
   }
 
-  /** Waits for the verdict of the process holding the key's lease: until it is there, the lease is gone, or VERDICT_FOLLOW_MS passed. */
-  async #follow(key: string): Promise<Computed | undefined> {
+  /**
+   * Waits for the verdict of the process holding the key's lease: until it is there, the lease is
+   * gone, VERDICT_FOLLOW_MS passed, or `signal` (the asking decision's deadline) aborted: the
+   * caller then verifies under that same deadline, which has passed (so: indeterminate, never
+   * shared), instead of starting a deadline of its own after the wait.
+   */
+  async #follow(key: string, signal: AbortSignal | undefined): Promise<Computed | undefined> {
     const deadline = this.#monotonic() + VERDICT_FOLLOW_MS;
     for (;;) {
       await new Promise<void>((resolve) => this.#timer(VERDICT_POLL_MS, resolve));
       const v = await this.#read(key);
       if (v === 'rejected') return undefined; // (logged once: verified here)
       if (v) return v;
-      if (this.#monotonic() >= deadline) return undefined;
+      if (this.#monotonic() >= deadline || signal?.aborted === true) return undefined;
       const holder = await this.#o.coordinator.holder(leaseOf(key));
       if (holder === undefined) return undefined; // Redis gone: verified here
       if (holder === null) {
