@@ -255,7 +255,11 @@ export class ManifestGate {
       const own = deadline ?? new DecisionDeadline(this.#deadlineMs, `signatures of ${manifest.digest} (upstream ${target.upstream}) not verified`);
       try {
         const verify = () => this.#verification.verify(target, manifest.digest, policy, own);
-        return this.#shared ? await this.#shared.verdict(keyParts, verify, () => this.#verifier.trustFingerprint, own.signal) : { outcome: await verify() };
+        if (!this.#shared) return { outcome: await verify() };
+        // Past the deadline while waiting for another process's verdict, the decision says so, not
+        // what it did before (an artifact's blobs, read by now); verify() says what it does next.
+        own.doing = `the verdict on ${manifest.digest} (upstream ${target.upstream}) not received from another process verifying it`;
+        return await this.#shared.verdict(keyParts, verify, () => this.#verifier.trustFingerprint, own.signal);
       } finally {
         if (deadline === undefined) own.clear();
       }

@@ -70,7 +70,8 @@ export class SignatureVerification {
       return outcome;
     };
     try {
-      // The decision's deadline passed before it came to its signatures (reading an artifact's blobs).
+      // The decision's deadline passed before it came to its signatures (reading an artifact's
+      // blobs, or waiting for another process's verdict).
       if (deadline.signal.aborted) return indeterminate(causeOf(deadline.signal.reason));
       deadline.doing = `signatures of ${digest} (upstream ${upstream}) not verified`;
       let release: () => void;
