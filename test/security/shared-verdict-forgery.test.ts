@@ -6,7 +6,7 @@ import { createLogger } from '../../src/audit/logger.js';
 import type { Config } from '../../src/config/types.js';
 import { isSigilError } from '../../src/errors.js';
 import { ManifestGate } from '../../src/gate/manifest-gate.js';
-import { SharedVerdicts } from '../../src/gate/shared-verdicts.js';
+import { SharedVerdicts, VERDICT_FOLLOW_MS, sharedVerdictKey } from '../../src/gate/shared-verdicts.js';
 import type { SignatureVerifier } from '../../src/gate/verifier.js';
 import { Coordinator, KEY_PREFIX } from '../../src/shared/coordinator.js';
 import { seal } from '../../src/shared/sealed.js';
@@ -67,7 +67,7 @@ after(async () => {
 });
 
 /** One process's gate, sharing verdicts through the Redis, with a verifier that counts its verifications. */
-async function gate(token = TOKEN) {
+async function gate(token = TOKEN, verificationDeadlineMs?: number) {
   const coordinator = Coordinator.connect({ url: redis.url, logger: deps.logger });
   coordinators.push(coordinator);
   assert.ok(await coordinator.waitUntilUp(10_000));
@@ -82,7 +82,7 @@ async function gate(token = TOKEN) {
     },
   };
   const sharedVerdicts = new SharedVerdicts({ coordinator, token, ttlMs: config.cache.verifications.ttlMs, metrics: deps.metrics, logger: deps.logger });
-  return { gate: new ManifestGate({ config, clients: deps.clients, metrics: deps.metrics, logger: deps.logger, verifier, sharedVerdicts }), counted };
+  return { gate: new ManifestGate({ config, clients: deps.clients, metrics: deps.metrics, logger: deps.logger, verifier, sharedVerdicts, verificationDeadlineMs }), counted };
 }
 
 const denied = (e: unknown): boolean => isSigilError(e) && e.code === 'POLICY_DENIED';
@@ -137,4 +137,23 @@ test('a process with another token shares nothing with the others', async () => 
   assert.equal((await a.gate.decide(target)).verification, 'verified');
   assert.equal((await b.gate.decide(target)).verification, 'verified');
   assert.equal(b.counted.runs, 1);
+});
+
+// A lease on a verdict's key says another process is verifying it: the others wait for its
+// verdict. One written into Redis by someone else (or left by a process that died while it
+// verified) never answers; waiting for it costs a decision some time, never the decision itself.
+test('a verdict lease written into Redis by someone else slows a signed image down, and never gets it denied', async () => {
+  const img = await env.push('shared/lease-planted', 'v1');
+  await pushLegacySignature(env.target, 'shared/lease-planted', img.digest, [legacyLayer(env.keys.p256, img.digest)]);
+  const deadlineMs = 2_500; // also the deadline of its own verification, after the wait: room for a loaded machine
+  const parts = { upstream: UPSTREAM, repository: 'shared/lease-planted', digest: img.digest, policyFingerprint: config.policies[0]!.fingerprint, trustFingerprint: deps.verifier.trustFingerprint };
+  await raw.set(`${KEY_PREFIX}lease:verifying:${sharedVerdictKey(parts)}`, '0123456789abcdef someone-else', 'PX', 60_000);
+  const b = await gate(TOKEN, deadlineMs);
+  const t0 = performance.now();
+  const d = await b.gate.decide({ upstream: UPSTREAM, repository: 'shared/lease-planted', reference: img.digest });
+  const ms = performance.now() - t0;
+  assert.equal(d.verification, 'verified', JSON.stringify(d.outcome));
+  assert.equal(b.counted.runs, 1, 'verified by the process itself');
+  assert.ok(ms >= deadlineMs - 100, `it waited for the lease's holder (${Math.round(ms)} ms)`);
+  assert.ok(ms < VERDICT_FOLLOW_MS, `for no longer than its own deadline (${deadlineMs} ms), not VERDICT_FOLLOW_MS: ${Math.round(ms)} ms`);
 });
