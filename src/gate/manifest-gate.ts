@@ -251,10 +251,15 @@ export class ManifestGate {
 
     const { outcome, cached } = await this.#verdicts.get(key, async () => {
       // One deadline for the decision, whether its verdict comes from another process (waited
-      // for) or is reached here, after that wait or instead of it.
+      // for) or is reached here, after that wait or instead of it. Except when the wait used up a
+      // deadline of its own (started here, not by an artifact check): the process holding the
+      // key's lease then outlived a deadline that started after it took the lease — it hangs, it
+      // died holding it, or someone else wrote it into Redis — and the verdict is reached here
+      // under a deadline of its own, as without it: a lease nobody answers for costs one wait,
+      // never the decision (at most two deadlines in all).
       const own = deadline ?? new DecisionDeadline(this.#deadlineMs, `signatures of ${manifest.digest} (upstream ${target.upstream}) not verified`);
       try {
-        const verify = () => this.#verification.verify(target, manifest.digest, policy, own);
+        const verify = () => this.#verification.verify(target, manifest.digest, policy, deadline === undefined && own.signal.aborted ? undefined : own);
         if (!this.#shared) return { outcome: await verify() };
         // Past the deadline while waiting for another process's verdict, the decision says so, not
         // what it did before (an artifact's blobs, read by now); verify() says what it does next.

@@ -15,7 +15,8 @@ const SHARED_KINDS: ReadonlySet<Outcome['kind']> = new Set(['verified', 'unsigne
  * A process that finds another verifying the same key (its lease in Redis) waits this long at
  * most for that verdict before verifying itself: long enough for a keyless verification that
  * reads a signature, a certificate chain and a log entry from a slow upstream, short enough
- * that a holder that hangs (or a lease written into Redis by someone else) costs one wait.
+ * that a holder that hangs (or a lease written into Redis by someone else) costs one wait. The
+ * asking decision's deadline, when it ends sooner, ends the wait too.
  */
 export const VERDICT_FOLLOW_MS = 10_000;
 /** How often a waiting process looks for the verdict. */
@@ -120,9 +121,10 @@ export class SharedVerdicts {
 
   /**
    * Waits for the verdict of the process holding the key's lease: until it is there, the lease is
-   * gone, VERDICT_FOLLOW_MS passed, or `signal` (the asking decision's deadline) aborted: the
-   * caller then verifies under that same deadline, which has passed (so: indeterminate, never
-   * shared), instead of starting a deadline of its own after the wait.
+   * gone, VERDICT_FOLLOW_MS passed, or `signal` (the asking decision's deadline) aborted. The
+   * caller's `compute` then runs; what it does past that deadline is the caller's (the gate
+   * verifies under a deadline of its own, or, when an artifact check started the deadline, under
+   * that one: indeterminate, never shared).
    */
   async #follow(key: string, signal: AbortSignal | undefined): Promise<Computed | undefined> {
     const deadline = this.#monotonic() + VERDICT_FOLLOW_MS;
