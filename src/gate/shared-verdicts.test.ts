@@ -119,7 +119,7 @@ test('a process verifying for longer than VERDICT_FOLLOW_MS is not waited for fu
   await pa;
 });
 
-test("a process waiting for another's verdict stops once its own decision's deadline passed, and decides under it", async () => {
+test("a process waiting for another's verdict stops once its own decision's deadline passed, and computes it itself", async () => {
   const a = await proc();
   const f = fastTimer();
   const b = await proc({ timer: f.timer, monotonic: f.now });
@@ -133,7 +133,7 @@ test("a process waiting for another's verdict stops once its own decision's dead
   decision.abort();
   const got = await pb;
   assert.equal(got.outcome.kind, 'indeterminate');
-  assert.equal(vb.runs, 1, 'decided here, under the deadline that passed');
+  assert.equal(vb.runs, 1, 'computed here (what the caller does past its deadline is the caller\'s: manifest-gate.ts)');
   assert.ok(f.now() < VERDICT_FOLLOW_MS, `stopped waiting after ${f.now()} ms of the fake clock, not VERDICT_FOLLOW_MS`);
   assert.equal(await redis.raw.exists(`${KEY_PREFIX}value:${sharedVerdictKey(parts)}`), 0, 'an indeterminate outcome is not published');
   va.release();
