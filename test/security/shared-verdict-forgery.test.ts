@@ -1,20 +1,18 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { Redis } from 'iovalkey';
-import { defaultDeps, type AppDeps } from '../../src/app.js';
-import { createLogger } from '../../src/audit/logger.js';
+import type { AppDeps } from '../../src/app.js';
 import type { Config } from '../../src/config/types.js';
 import { isSigilError } from '../../src/errors.js';
 import { ManifestGate } from '../../src/gate/manifest-gate.js';
 import { SharedVerdicts, VERDICT_FOLLOW_MS, sharedVerdictKey } from '../../src/gate/shared-verdicts.js';
 import type { SignatureVerifier } from '../../src/gate/verifier.js';
-import { Coordinator, KEY_PREFIX } from '../../src/shared/coordinator.js';
+import { KEY_PREFIX } from '../../src/shared/coordinator.js';
 import { seal } from '../../src/shared/sealed.js';
 import { pushLegacySignature } from '../helpers/publish.js';
-import { startRedisServer, type RedisServer } from '../helpers/redis-server.js';
+import { startSharedGateEnv, type SharedGateEnv } from '../helpers/shared-gates.js';
 import { legacyLayer } from '../helpers/signer.js';
-import { compileConfig } from '../helpers/sigil.js';
-import { UPSTREAM, startVerifyEnv, type VerifyEnv } from '../helpers/verify-env.js';
+import { UPSTREAM, type VerifyEnv } from '../helpers/verify-env.js';
 
 // Prevents: Redis deciding what is served. Processes of one cache share verdicts through Redis;
 // anyone who can write to Redis could otherwise store "verified" under the key of an image no
@@ -27,50 +25,26 @@ import { UPSTREAM, startVerifyEnv, type VerifyEnv } from '../helpers/verify-env.
 
 const TOKEN = 'peer-token-shared-by-the-replicas';
 
+let shared: SharedGateEnv;
 let env: VerifyEnv;
-let redis: RedisServer;
 let raw: Redis;
 let config: Config;
 let deps: AppDeps;
-const coordinators: Coordinator[] = [];
 
 before(async () => {
-  env = await startVerifyEnv();
-  redis = await startRedisServer();
-  raw = new Redis(redis.url);
-  config = await compileConfig(
-    [
-      'server:',
-      '  listen: 127.0.0.1:0',
-      'upstreams:',
-      `  - name: ${UPSTREAM}`,
-      `    url: ${env.registry.url}`,
-      `defaultUpstream: ${UPSTREAM}`,
-      'policies:',
-      '  - name: signed',
-      '    match: ["**"]',
-      '    mode: enforce',
-      '    authorities:',
-      `      - { key: ${env.keys.p256.path}, tlog: ignore }`,
-    ].join('\n'),
-  );
-  deps = await defaultDeps(config, { logger: createLogger('silent') });
+  shared = await startSharedGateEnv();
+  ({ env, config, deps } = shared);
+  raw = new Redis(shared.redis.url);
 });
 
 after(async () => {
-  await Promise.all(coordinators.map((c) => c.close()));
   raw?.disconnect();
-  for (const c of deps?.clients.values() ?? []) await c.close();
-  await deps?.hashes.close();
-  await redis?.stop();
-  await env?.stop();
+  await shared?.stop();
 });
 
 /** One process's gate, sharing verdicts through the Redis, with a verifier that counts its verifications. */
 async function gate(token = TOKEN, verificationDeadlineMs?: number) {
-  const coordinator = Coordinator.connect({ url: redis.url, logger: deps.logger });
-  coordinators.push(coordinator);
-  assert.ok(await coordinator.waitUntilUp(10_000));
+  const coordinator = await shared.connect();
   const counted = { runs: 0 };
   const verifier: SignatureVerifier = {
     get trustFingerprint() {

@@ -1,20 +1,18 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { defaultDeps, type AppDeps } from '../../src/app.js';
-import { createLogger } from '../../src/audit/logger.js';
+import type { AppDeps } from '../../src/app.js';
 import type { Config } from '../../src/config/types.js';
 import { isSigilError } from '../../src/errors.js';
 import { ManifestGate, type ManifestDecision } from '../../src/gate/manifest-gate.js';
 import { SharedVerdicts } from '../../src/gate/shared-verdicts.js';
 import type { SignatureVerifier } from '../../src/gate/verifier.js';
-import { Coordinator } from '../../src/shared/coordinator.js';
+import type { Coordinator } from '../../src/shared/coordinator.js';
 import type { Outcome } from '../../src/verify/types.js';
 import { pushLegacySignature } from '../helpers/publish.js';
 import { pushBlob, pushManifest } from '../helpers/push.js';
-import { startRedisServer, type RedisServer } from '../helpers/redis-server.js';
+import { startSharedGateEnv, type SharedGateEnv } from '../helpers/shared-gates.js';
 import { legacyLayer } from '../helpers/signer.js';
-import { compileConfig } from '../helpers/sigil.js';
-import { UPSTREAM, startVerifyEnv, type VerifyEnv } from '../helpers/verify-env.js';
+import { UPSTREAM, type VerifyEnv } from '../helpers/verify-env.js';
 
 // Prevents: a decision whose deadline passed while it waited for another process's verdict
 // (shared through Redis) saying it ran out of time doing something else: reading the blobs of a
@@ -31,48 +29,19 @@ const SIMPLE_SIGNING = 'application/vnd.dev.cosign.simplesigning.v1+json';
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const OCI_CONFIG = 'application/vnd.oci.image.config.v1+json';
 
+let shared: SharedGateEnv;
 let env: VerifyEnv;
-let redis: RedisServer;
 let config: Config;
 let deps: AppDeps;
-const coordinators: Coordinator[] = [];
 
 before(async () => {
-  env = await startVerifyEnv();
-  redis = await startRedisServer();
-  config = await compileConfig(
-    [
-      'server:',
-      '  listen: 127.0.0.1:0',
-      'upstreams:',
-      `  - name: ${UPSTREAM}`,
-      `    url: ${env.registry.url}`,
-      `defaultUpstream: ${UPSTREAM}`,
-      'policies:',
-      '  - name: signed',
-      '    match: ["**"]',
-      '    mode: enforce',
-      '    authorities:',
-      `      - { key: ${env.keys.p256.path}, tlog: ignore }`,
-    ].join('\n'),
-  );
-  deps = await defaultDeps(config, { logger: createLogger('silent') });
+  shared = await startSharedGateEnv();
+  ({ env, config, deps } = shared);
 });
 
-after(async () => {
-  await Promise.all(coordinators.map((c) => c.close()));
-  for (const c of deps?.clients.values() ?? []) await c.close();
-  await deps?.hashes.close();
-  await redis?.stop();
-  await env?.stop();
-});
+after(() => shared?.stop());
 
-async function connected(): Promise<Coordinator> {
-  const c = Coordinator.connect({ url: redis.url, logger: deps.logger });
-  coordinators.push(c);
-  assert.ok(await c.waitUntilUp(10_000));
-  return c;
-}
+const connected = (): Promise<Coordinator> => shared.connect();
 
 /** Another process sharing verdicts through the Redis: it verifies `digest` until released. */
 async function otherProcessVerifying(repository: string, digest: string) {
