@@ -1,5 +1,6 @@
 // `sigil serve` as a process: SIGHUP reloads instead of ending it, a changed config file reloads
-// by itself, --listen and $SIGIL_LISTEN override server.listen, --log-format picks the log form.
+// by itself, --listen and $SIGIL_LISTEN override server.listen, --log-format picks the log form,
+// SIGTERM ends it even when nothing reads its log any more.
 import assert from 'node:assert/strict';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -7,7 +8,7 @@ import { before, test } from 'node:test';
 import { request } from 'undici';
 import { runSigil, spawnSigil } from '../helpers/cli.js';
 import { freePort, waitForHttp } from '../helpers/net.js';
-import { exited } from '../helpers/process.js';
+import { exited, waitExit } from '../helpers/process.js';
 import { tempDir } from '../helpers/temp.js';
 
 let dir: string;
@@ -123,6 +124,26 @@ test('$SIGIL_LISTEN overrides server.listen, and --listen overrides both', async
     t.process.kill('SIGTERM');
   }
   assert.equal(await t.exited, 0, t.out.stderr);
+});
+
+/** A guard against a hang, not a timing check: the drain of an idle server takes milliseconds. */
+const STOP_GUARD_MS = 15_000;
+
+test('SIGTERM ends sigil serve when the reader of its log is gone (a pipe without reader does not hold the exit)', async () => {
+  const cfg = join(dir, 'reader-gone.yaml');
+  await writeFile(cfg, config('p'));
+  const port = await freePort();
+  const s = spawnSigil(['serve', '--config', cfg, '--listen', `127.0.0.1:${port}`]);
+  try {
+    await waitForHttp(`http://127.0.0.1:${port}/healthz`, 15_000);
+    await s.stdoutMatches(/"msg":"sigil is serving"/g, 1);
+    s.process.stdout!.destroy(); // the log collector died: the next line sigil writes gets EPIPE
+    s.process.kill('SIGTERM');
+    assert.equal(await waitExit(s.process, STOP_GUARD_MS), true, `still running ${STOP_GUARD_MS} ms after SIGTERM\n${s.out.stderr}`);
+    assert.equal(s.process.exitCode, 0, s.out.stderr);
+  } finally {
+    s.process.kill('SIGKILL');
+  }
 });
 
 test('--log-format pretty prints readable lines instead of JSON', async () => {
