@@ -34,19 +34,32 @@ export interface ReplicaSetOptions {
   env?: Record<string, string>;
 }
 
-/** Starts `n` replicas as child processes (`bin/sigil serve`), each ready (/healthz answers). */
+/**
+ * A free port can be taken by another process before sigil binds it (freePort closes it first;
+ * the tests run three files at once): a replica that could not listen starts again on other ports,
+ * this many times in all.
+ */
+const LISTEN_ATTEMPTS = 3;
+
+/**
+ * Starts `n` replicas as child processes (`bin/sigil serve`), each ready (/healthz answers). When
+ * one cannot start, the others are stopped before the error is thrown: no process outlives the test.
+ */
 export async function startReplicas(n: number, opts: ReplicaSetOptions): Promise<Replica[]> {
-  return Promise.all(Array.from({ length: n }, (_, i) => startReplica(i, opts)));
+  const started = await Promise.allSettled(Array.from({ length: n }, (_, i) => startReplica(i, opts)));
+  const failed = started.find((r) => r.status === 'rejected');
+  if (failed === undefined) return started.map((r) => (r as PromiseFulfilledResult<Replica>).value);
+  await Promise.all(started.map((r) => (r.status === 'fulfilled' ? r.value.stop() : undefined)));
+  throw failed.reason;
 }
 
 async function startReplica(index: number, opts: ReplicaSetOptions): Promise<Replica> {
   const dir = await tempDir(`sigil-replica-${index}`);
   const storeDir = join(dir, 'store');
-  const [port, peerPort] = [await freePort(), await freePort()];
   const configPath = join(dir, 'sigil.yaml');
-  await writeFile(configPath, opts.config({ index, port, peerPort, storeDir }));
-  const url = `http://127.0.0.1:${port}`;
-  let proc = spawnSigil(['serve', '--config', configPath], { cwd: dir, env: opts.env ?? {} });
+  let port = 0;
+  let peerPort = 0;
+  let proc: ReturnType<typeof spawnSigil>;
   let earlier = '';
   const launch = async () => {
     proc = spawnSigil(['serve', '--config', configPath], { cwd: dir, env: opts.env ?? {} });
@@ -58,10 +71,22 @@ async function startReplica(index: number, opts: ReplicaSetOptions): Promise<Rep
       if (!up) throw new Error(`replica ${index} exited (${code}) before it was ready\n${proc.out.stdout}\n${proc.out.stderr}`);
     });
     exited.catch(() => {}); // reported through the race below, if it lost it
-    await Promise.race([waitForHttp(`${url}/healthz`, START_GUARD_MS), exited]);
+    await Promise.race([waitForHttp(`http://127.0.0.1:${port}/healthz`, START_GUARD_MS), exited]);
     up = true;
   };
-  await ready();
+  for (let attempt = 1; ; attempt++) {
+    [port, peerPort] = [await freePort(), await freePort()];
+    await writeFile(configPath, opts.config({ index, port, peerPort, storeDir }));
+    try {
+      await launch();
+      break;
+    } catch (err) {
+      proc!.process.kill('SIGKILL'); // not ready in time: it must not outlive the test either
+      if (attempt >= LISTEN_ATTEMPTS || !/EADDRINUSE/.test(String(err))) throw err;
+      earlier += proc!.out.stdout;
+    }
+  }
+  const url = `http://127.0.0.1:${port}`;
   const end = async (signal: NodeJS.Signals) => {
     earlier += proc.out.stdout;
     proc.process.kill(signal);
