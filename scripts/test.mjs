@@ -5,8 +5,12 @@
 // - the tests under dist/test, a process per file (they start servers, child processes and
 //   signals of their own), TEST_CONCURRENCY at a time, the end-to-end ones (the longest) first.
 // The second one's report streams; the specs' report follows it. Exit status 1 if either failed.
+// Every Node.js process of the run (the test files, and the sigil processes they start: helpers/cli.ts
+// passes NODE_COMPILE_CACHE on) keeps its compiled modules in one cache of the run's own, a fresh
+// private temp dir: the ~200 processes compile the same modules once.
 import { spawn } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -38,9 +42,12 @@ const rank = (f) => (FIRST.includes(f.split('/')[2]) ? 0 : 1);
 const integration = testFiles(join(root, 'dist/test')).sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
 const timeout = `--test-timeout=${TEST_TIMEOUT_MS}`;
 
+const compileCache = mkdtempSync(join(tmpdir(), 'sigil-test-compile-cache-'));
+const env = { ...process.env, NODE_COMPILE_CACHE: compileCache };
+
 const run = (args, stdio) =>
   new Promise((resolve) => {
-    const child = spawn(node, args, { cwd: root, stdio });
+    const child = spawn(node, args, { cwd: root, stdio, env });
     let text = '';
     child.stdout?.on('data', (d) => (text += d));
     child.stderr?.on('data', (d) => (text += d));
@@ -50,6 +57,7 @@ const run = (args, stdio) =>
 const specs = run(['--test', '--test-isolation=none', timeout, 'dist/src/**/*.test.js'], ['ignore', 'pipe', 'pipe']);
 const rest = await run(['--test', `--test-concurrency=${TEST_CONCURRENCY}`, timeout, ...integration], 'inherit');
 const unit = await specs;
+rmSync(compileCache, { recursive: true, force: true });
 process.stdout.write(`\n# the specs beside the modules (dist/src, one process): ${unit.how}\n${unit.text}`);
 if (!rest.ok || !unit.ok) {
   process.stdout.write(`\n# failed: ${[!rest.ok && `dist/test (${rest.how})`, !unit.ok && `dist/src (${unit.how})`].filter(Boolean).join(', ')}\n`);

@@ -4,6 +4,15 @@ import { fileURLToPath } from 'node:url';
 export const SIGIL_BIN = fileURLToPath(new URL('../../../bin/sigil', import.meta.url));
 export const PROJECT_DIR = fileURLToPath(new URL('../../../', import.meta.url));
 
+/**
+ * What a sigil child process gets of this environment: PATH and HOME, and the test run's compile
+ * cache (scripts/test.mjs), nothing else.
+ */
+function childEnv(): Record<string, string> {
+  const { NODE_COMPILE_CACHE } = process.env;
+  return { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', ...(NODE_COMPILE_CACHE !== undefined ? { NODE_COMPILE_CACHE } : {}) };
+}
+
 export interface Ran {
   code: number | null;
   stdout: string;
@@ -15,7 +24,7 @@ export function runSigil(args: string[], opts: { cwd?: string; env?: Record<stri
   return new Promise((resolve, reject) => {
     const p = spawn(SIGIL_BIN, args, {
       cwd: opts.cwd ?? PROJECT_DIR,
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', ...opts.env },
+      env: { ...childEnv(), ...opts.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
@@ -35,7 +44,7 @@ export function runSigil(args: string[], opts: { cwd?: string; env?: Record<stri
 export function spawnSigil(args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}) {
   const p: ChildProcess = spawn(SIGIL_BIN, args, {
     cwd: opts.cwd ?? PROJECT_DIR,
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', ...opts.env },
+    env: { ...childEnv(), ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const out = { stdout: '', stderr: '' };
