@@ -1,10 +1,12 @@
-// The test suite (`npm test` runs it after the build). Two runners at once:
+// The test suite (`npm test` runs it after the build). Three runners at once:
 // - the specs beside the modules (dist/src/**/*.test.js) in one process (--test-isolation=none):
 //   they are pure and fast, and a process per file cost more than the specs themselves (measured:
 //   36 s of CPU against 19 s);
 // - the tests under dist/test, a process per file (they start servers, child processes and
-//   signals of their own), TEST_CONCURRENCY at a time, the end-to-end ones (the longest) first.
-// The second one's report streams; the specs' report follows it. Exit status 1 if either failed.
+//   signals of their own), TEST_CONCURRENCY at a time (the runner starts them in the order of
+//   their paths: the end-to-end ones, the longest, first);
+// - the few dist/test files that mostly wait (WAITING), one at a time.
+// The second one's report streams; the others' follow it. Exit status 1 if any failed.
 // Every Node.js process of the run (the test files, and the sigil processes they start: helpers/cli.ts
 // passes NODE_COMPILE_CACHE on) keeps its compiled modules in one cache of the run's own, a fresh
 // private temp dir: the ~200 processes compile the same modules once.
@@ -22,8 +24,13 @@ import { fileURLToPath } from 'node:url';
 const TEST_CONCURRENCY = 3;
 /** A test that runs longer has hung: it fails instead of holding the suite. */
 const TEST_TIMEOUT_MS = 300_000;
-/** dist/test's folders that go first (their files take longest). */
-const FIRST = ['e2e'];
+/**
+ * dist/test files that mostly wait (real deadlines: 31 s and 8 s; an image layout: 9 s), run one
+ * at a time by a runner of their own beside the others from the start. In the others' runner,
+ * which starts files in the order of their paths, the first one started ~100 s in and ran alone
+ * for the suite's last 18 s.
+ */
+const WAITING = ['security/verification-deadline.test.js', 'security/signature-artifact-judged-under-deadline.test.js', 'unit/deploy-image.test.js'].map((f) => `dist/test/${f}`);
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const node = process.execPath;
@@ -38,8 +45,9 @@ function testFiles(dir) {
   return out.sort();
 }
 
-const rank = (f) => (FIRST.includes(f.split('/')[2]) ? 0 : 1);
-const integration = testFiles(join(root, 'dist/test')).sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+const all = testFiles(join(root, 'dist/test'));
+for (const f of WAITING) if (!all.includes(f)) throw new Error(`scripts/test.mjs: ${f} is not a test file (any more)`);
+const integration = all.filter((f) => !WAITING.includes(f));
 const timeout = `--test-timeout=${TEST_TIMEOUT_MS}`;
 
 const compileCache = mkdtempSync(join(tmpdir(), 'sigil-test-compile-cache-'));
@@ -55,11 +63,14 @@ const run = (args, stdio) =>
   });
 
 const specs = run(['--test', '--test-isolation=none', timeout, 'dist/src/**/*.test.js'], ['ignore', 'pipe', 'pipe']);
+const waiting = run(['--test', '--test-concurrency=1', timeout, ...WAITING], ['ignore', 'pipe', 'pipe']);
 const rest = await run(['--test', `--test-concurrency=${TEST_CONCURRENCY}`, timeout, ...integration], 'inherit');
-const unit = await specs;
+const [unit, waited] = await Promise.all([specs, waiting]);
 rmSync(compileCache, { recursive: true, force: true });
+process.stdout.write(`\n# the dist/test files that mostly wait (their own runner): ${waited.how}\n${waited.text}`);
 process.stdout.write(`\n# the specs beside the modules (dist/src, one process): ${unit.how}\n${unit.text}`);
-if (!rest.ok || !unit.ok) {
-  process.stdout.write(`\n# failed: ${[!rest.ok && `dist/test (${rest.how})`, !unit.ok && `dist/src (${unit.how})`].filter(Boolean).join(', ')}\n`);
+const failed = [!rest.ok && `dist/test (${rest.how})`, !waited.ok && `dist/test, the waiting files (${waited.how})`, !unit.ok && `dist/src (${unit.how})`].filter(Boolean);
+if (failed.length > 0) {
+  process.stdout.write(`\n# failed: ${failed.join(', ')}\n`);
   process.exitCode = 1;
 }
