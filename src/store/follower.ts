@@ -4,6 +4,7 @@ import { PassThrough, Readable } from 'node:stream';
 import { SigilError } from '../errors.js';
 import { digestAlgorithm, type Digest } from '../oci/digest.js';
 import { FOLLOW_BUFFER_BYTES, FOLLOW_CHUNK_BYTES, FOLLOW_HOLD_BACK_BYTES } from './limits.js';
+import { blobBuffersMade } from '../young-sweeps.js';
 
 export type FollowState =
   | { readonly kind: 'writing'; readonly written: number }
@@ -171,6 +172,7 @@ export class FollowerStream extends Readable {
             if (this.#check === undefined) this.#check = await this.#hashFileTo(fh, this.#pos);
             const buf = Buffer.allocUnsafe(want);
             const { bytesRead } = await fh.read(buf, 0, want, this.#pos);
+            blobBuffersMade(bytesRead);
             if (this.destroyed) return;
             if (bytesRead === 0) {
               throw new SigilError({ code: 'INTERNAL', message: `content store: follower found ${this.#pos} bytes, expected more` });

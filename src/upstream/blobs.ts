@@ -10,6 +10,7 @@ import { pullScope } from './challenge.js';
 import { headerValue } from './error-map.js';
 import { checkPartialAnswer } from './ranges.js';
 import type { BlobRequest, BlobResponse } from '../oci/registry.js';
+import { blobBuffersMade } from '../young-sweeps.js';
 
 /** Blob answer headers passed on to clients; nothing else (no cookies, no storage headers). */
 const SAFE_BLOB_HEADERS = ['content-type', 'content-length', 'content-range', 'accept-ranges', 'etag'] as const;
@@ -72,7 +73,10 @@ export function blobGet(repository: string, digest: Digest, req: BlobRequest, st
         // a part of the blob: nothing to hash it against
         digest: whole && (req.verifyDigest ?? streaming.verifyDigests) ? digest : undefined,
         expectedLength,
-        onBytes: (n) => bytes.inc(n),
+        onBytes: (n) => {
+          bytes.inc(n);
+          blobBuffersMade(n); // the socket's buffers, one per chunk
+        },
         mapSourceError: (err) => http.map(err, res.url),
         ...(streaming.hashes !== undefined ? { hashes: streaming.hashes } : {}),
         describe,
