@@ -5,9 +5,10 @@
  * sigil's CPU seconds per thread, and where the profile is (summarize it with cpuprofile-top.js).
  * Optionally the same GET through distribution's pull-through cache, for its MB/s and CPU.
  *
- *   node dist/bench/profile-fill.js [--mib N] [--cpus LIST|all] [--sigil BIN] [--out DIR] [--no-prof] [--gc] [--warm] [--no-store] [--distribution] [--node-options OPTS] [--keep]
+ *   node dist/bench/profile-fill.js [--mib N] [--fills N] [--cpus LIST|all] [--sigil BIN] [--out DIR] [--no-prof] [--gc] [--warm] [--no-store] [--distribution] [--node-options OPTS] [--keep]
  *
- * --mib: the blob's size (default 256); --cpus: pin sigil (and distribution) with taskset to
+ * --mib: the blob's size (default 256); --fills: cold-fill this many distinct blobs in turn, in one
+ * sigil process (default 1; the bench's section `store` fills three); --cpus: pin sigil (and distribution) with taskset to
  * these CPUs (default: the last CPU, as the bench's section `store` does; `all`: not pinned);
  * --out: where the .cpuprofile goes (default a temp dir, kept); --no-prof: no profile (its
  * sampling costs ~0.2 CPU s per fill); --gc: count sigil's garbage
@@ -41,6 +42,7 @@ const GC_PROBE_TIMEOUT_MS = 5_000;
 const args = parseArgs({
   options: {
     mib: { type: 'string', default: '256' },
+    fills: { type: 'string', default: '1' },
     cpus: { type: 'string' },
     sigil: { type: 'string', default: SIGIL_BIN },
     out: { type: 'string' },
@@ -111,7 +113,11 @@ async function main(): Promise<void> {
   const out = args.out ?? (await tempDir('sigil-cpuprofile'));
   const registry = await startRegistry();
   onCleanup(() => registry.stop());
-  const blob = await pushRandomBlob(registry, dir, REPO_STORE, size);
+  const fills = Number(args.fills);
+  if (!Number.isInteger(fills) || fills < 1) throw new Error('--fills takes a whole number ≥ 1');
+  const blobs = [];
+  for (let i = 0; i < fills; i++) blobs.push(await pushRandomBlob(registry, dir, REPO_STORE, size));
+  const blob = blobs[0]!;
   const agent = new Agent();
   onCleanup(() => agent.close());
 
@@ -146,11 +152,14 @@ async function main(): Promise<void> {
   if (!args.store) {
     await measured(s.proc, `${what}: no store, the GET streamed from the upstream with the digest check`, () => fetchBlob(url, size, agent));
   } else {
-    await measured(s.proc, `${what}: cold, the first GET`, async () => {
-      const run = await fetchBlob(url, size, agent);
-      await pollUntil(() => servedFromStore(agent, s.url, url), STORED_POLL_MS, STORED_TIMEOUT_MS, 'the store serving the blob');
-      return run;
-    });
+    for (const [i, b] of blobs.entries()) {
+      const bu = `${s.url}/v2/${REPO_STORE}/blobs/${b.digest}`;
+      await measured(s.proc, `${what}: cold${fills > 1 ? ` fill ${i + 1}` : ''}, the first GET`, async () => {
+        const run = await fetchBlob(bu, size, agent);
+        await pollUntil(() => servedFromStore(agent, s.url, bu), STORED_POLL_MS, STORED_TIMEOUT_MS, 'the store serving the blob');
+        return run;
+      });
+    }
     if (args.warm) await measured(s.proc, `${what}: warm, from the store`, () => fetchBlob(url, size, agent));
   }
   await s.proc.stop();
