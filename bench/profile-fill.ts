@@ -8,7 +8,9 @@
  *   node dist/bench/profile-fill.js [--mib N] [--fills N] [--cpus LIST|all] [--sigil BIN] [--out DIR] [--no-prof] [--gc] [--warm] [--no-store] [--distribution] [--node-options OPTS] [--keep]
  *
  * --mib: the blob's size (default 256); --fills: cold-fill this many distinct blobs in turn, in one
- * sigil process (default 1; the bench's section `store` fills three); --cpus: pin sigil (and distribution) with taskset to
+ * sigil process (default 1; the bench's section `store` fills three); --pause: seconds sigil stays
+ * idle before each fill after the first (default 0; in the section, the other peers' runs come
+ * between, ~5 s); --cpus: pin sigil (and distribution) with taskset to
  * these CPUs (default: the last CPU, as the bench's section `store` does; `all`: not pinned);
  * --out: where the .cpuprofile goes (default a temp dir, kept); --no-prof: no profile (its
  * sampling costs ~0.2 CPU s per fill); --gc: count sigil's garbage
@@ -43,6 +45,7 @@ const args = parseArgs({
   options: {
     mib: { type: 'string', default: '256' },
     fills: { type: 'string', default: '1' },
+    pause: { type: 'string', default: '0' },
     cpus: { type: 'string' },
     sigil: { type: 'string', default: SIGIL_BIN },
     out: { type: 'string' },
@@ -152,7 +155,10 @@ async function main(): Promise<void> {
   if (!args.store) {
     await measured(s.proc, `${what}: no store, the GET streamed from the upstream with the digest check`, () => fetchBlob(url, size, agent));
   } else {
+    const pauseMs = Number(args.pause) * 1000;
+    if (!(pauseMs >= 0)) throw new Error('--pause takes a number of seconds ≥ 0');
     for (const [i, b] of blobs.entries()) {
+      if (i > 0 && pauseMs > 0) await new Promise((r) => setTimeout(r, pauseMs));
       const bu = `${s.url}/v2/${REPO_STORE}/blobs/${b.digest}`;
       await measured(s.proc, `${what}: cold${fills > 1 ? ` fill ${i + 1}` : ''}, the first GET`, async () => {
         const run = await fetchBlob(bu, size, agent);
