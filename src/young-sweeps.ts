@@ -12,9 +12,11 @@ import { runInNewContext } from 'node:vm';
  * external-memory limit, which starts a major (whole-heap) collection, about every 18 MiB of blob.
  * Measured on a cold fill of 256 MiB, pinned to one core (bench/profile-fill.js): 11–20 major
  * collections, 146–200 MB/s, peak RSS ~185 MiB; with a young collection every 16 MiB, none, 231–309
- * MB/s, peak RSS 136 MiB (bench/results/2026-12-04-young-sweeps.md). Every 8 or 12 MiB left some
- * major ones: a buffer still in flight at two young collections in a row is moved to the old
- * generation, where only a major one frees it.
+ * MB/s, peak RSS 136 MiB (bench/results/2026-12-04-young-sweeps.md). Every 4 MiB was worse: a
+ * buffer still in flight at two young collections in a row is moved to the old generation, where
+ * only a major one frees it.
+ * Not solved: after the process was idle a few seconds, a fill has ~20 major collections again,
+ * whatever the pace (4, 8 or 16 MiB) (the same page, `profile-fill --fills 3 --pause 6`).
  * A smaller young generation (`--max-semi-space-size=2`) has the same effect on blobs, but it cost
  * ~20% more CPU per manifest request, and needs a flag on every command line that starts sigil.
  */
