@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { constants, PerformanceObserver } from 'node:perf_hooks';
 import { test } from 'node:test';
+import { runInNewContext } from 'node:vm';
 import { YOUNG_SWEEP_BYTES, YoungSweeps, minorCollection } from './young-sweeps.js';
 
 test('a young collection is asked for once every YOUNG_SWEEP_BYTES of dropped blob buffers, not per chunk', () => {
@@ -58,4 +59,9 @@ test("this Node.js offers V8's young collection, and asking for it runs one", as
 test('the main context is left as it was: no gc function appears in it', () => {
   minorCollection();
   assert.equal((globalThis as { gc?: unknown }).gc, undefined);
+});
+
+test('a context created afterwards (as CEL conditions run in) has no gc function either', () => {
+  minorCollection();
+  assert.equal(runInNewContext('typeof gc'), 'undefined');
 });

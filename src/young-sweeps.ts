@@ -28,8 +28,9 @@ export type Collect = () => void;
 /**
  * V8's young-generation collection, run as a task of its own (not inside the caller), or undefined
  * when this V8 does not offer it (then nothing is asked: V8 collects as it would anyway).
- * `--expose-gc` set at run time gives `gc` to contexts created afterwards, such as this one; the
- * main context and the code in it are unchanged.
+ * `--expose-gc` set at run time gives `gc` to contexts created afterwards, such as this one; it is
+ * unset right after, so that no later context (verify/condition-run.ts runs CEL conditions in
+ * one) has it, and the main context never had it.
  */
 export function minorCollection(): Collect | undefined {
   try {
@@ -39,6 +40,8 @@ export function minorCollection(): Collect | undefined {
     return () => (gc as (opts: object) => void)({ type: 'minor', execution: 'async' });
   } catch {
     return undefined;
+  } finally {
+    setFlagsFromString('--no-expose-gc');
   }
 }
 
